@@ -1,0 +1,8 @@
+//! The innovaphone AppWebsocket protocol (appwebsocket.md): message envelope and the typed
+//! messages this service takes and sends, plus the login and secret cryptography.
+
+pub mod crypto;
+pub mod message;
+
+pub use crypto::{LoginFields, decrypt, encrypt, login_digest, new_challenge, session_key};
+pub use message::{Inbound, InboundError, Outbound};

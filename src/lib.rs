@@ -1,0 +1,30 @@
+//! # innoprov core
+//!
+//! Everything of innoprov that needs no runtime and no sockets: the innovaphone protocols as
+//! data and pure functions, the phone record and its store, and the configuration. The running
+//! system (actors, HTTP, simulators) is the `innoprov-actors` package in `actors/`.
+//!
+//! ## Layout
+//! - [`appws`]: AppWebsocket messages, login digest, session key, RC4 Encrypt/Decrypt/Hash.
+//! - [`services`]: finding Devices' sysclient URL in the PBX's ServicesInfo.
+//! - [`mac`]: the phone's MAC address.
+//! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
+//! - [`seal`]: secrets at rest, sealed under the per-installation key.
+//! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite.
+//! - [`config`]: the TOML configuration and its checks.
+
+#![forbid(unsafe_code)]
+
+pub mod appws;
+pub mod config;
+pub mod mac;
+pub mod phone;
+pub mod seal;
+pub mod services;
+pub mod store;
+
+pub use config::Config;
+pub use mac::Mac;
+pub use phone::{PhoneRecord, ProvisionRequest};
+pub use seal::{Sealed, Sealer, Secret};
+pub use store::{Store, StoreError};

@@ -1,0 +1,217 @@
+//! A phone as the service knows it: the validated ProvisioningPhone request, and the record
+//! stored per MAC.
+
+use serde::{Deserialize, Serialize};
+
+use crate::appws::{Inbound, crypto};
+use crate::mac::Mac;
+use crate::seal::{Sealed, Secret};
+
+/// Longest accepted text member of ProvisioningPhone, in bytes.
+pub const MAX_FIELD_BYTES: usize = 256;
+/// Longest accepted Devices provisioning code, in digits.
+pub const MAX_CODE_DIGITS: usize = 32;
+/// Longest accepted encrypted password, in hex digits (a 512-byte password).
+pub const MAX_PASSWORD_HEX: usize = 1024;
+
+/// A ProvisioningPhone that passed validation, with the user's password decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisionRequest {
+    /// The phone.
+    pub mac: Mac,
+    /// Devices provisioning code for the phone's first sysclient identify.
+    pub code: String,
+    /// Hardware id Users set on the PBX device (usually the MAC).
+    pub hwid: String,
+    /// SIP user name (`usename` on the wire).
+    pub username: String,
+    /// The user's display name.
+    pub cn: String,
+    /// PBX domain.
+    pub domain: String,
+    /// PBX DNS name; the registrar when Devices names none.
+    pub dns: String,
+    /// The user's password in plaintext; `None` when Users sent none.
+    pub password: Option<Secret>,
+}
+
+/// A ProvisioningPhone that cannot be accepted; the text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ProvisionError {
+    /// The member that is wrong.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ProvisionError {
+    ProvisionError { field, reason: reason.into() }
+}
+
+impl ProvisionRequest {
+    /// Validates a ProvisioningPhone message and decrypts its password with the connection's
+    /// session key.
+    pub fn from_message(msg: &Inbound, session_key: &str) -> Result<ProvisionRequest, ProvisionError> {
+        let text = |field: &'static str| -> Result<String, ProvisionError> {
+            let value = msg
+                .text(field)
+                .map_err(|_| invalid(field, "must be a string"))?
+                .unwrap_or_default();
+            if value.len() > MAX_FIELD_BYTES {
+                return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(invalid(field, "contains control characters"));
+            }
+            Ok(value)
+        };
+        let required = |field: &'static str| -> Result<String, ProvisionError> {
+            let value = text(field)?;
+            if value.is_empty() {
+                return Err(invalid(field, "missing"));
+            }
+            Ok(value)
+        };
+
+        let mac_text = required("mac")?;
+        let mac = mac_text.parse::<Mac>().map_err(|e| invalid("mac", e.to_string()))?;
+        let code = required("code")?;
+        if code.len() > MAX_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("code", format!("must be 1 to {MAX_CODE_DIGITS} digits")));
+        }
+        // The tutorial spells the member `usename`; accept the obvious spelling as well.
+        let username = match text("usename")? {
+            name if !name.is_empty() => name,
+            _ => text("username")?,
+        };
+        if username.is_empty() {
+            return Err(invalid("usename", "missing"));
+        }
+        let hwid = match text("hwid")? {
+            hwid if hwid.is_empty() => mac.to_string(),
+            hwid => hwid,
+        };
+        let seed = msg.text("seed1").map_err(|_| invalid("seed1", "must be a string"))?.unwrap_or_default();
+        let encrypted = msg.text("password").map_err(|_| invalid("password", "must be a string"))?.unwrap_or_default();
+        if encrypted.len() > MAX_PASSWORD_HEX {
+            return Err(invalid("password", format!("longer than {MAX_PASSWORD_HEX} hex digits")));
+        }
+        if seed.len() > MAX_FIELD_BYTES {
+            return Err(invalid("seed1", format!("longer than {MAX_FIELD_BYTES} bytes")));
+        }
+        // appwebsocket.md §5.2: decrypt only when seed1 is longer than one character.
+        let password = if encrypted.is_empty() {
+            None
+        } else if seed.chars().count() > 1 {
+            let plain = crypto::decrypt(&seed, session_key, &encrypted)
+                .map_err(|e| invalid("password", e.to_string()))?;
+            Some(Secret::new(plain))
+        } else {
+            return Err(invalid("seed1", "missing, so the password cannot be decrypted"));
+        };
+        Ok(ProvisionRequest {
+            mac,
+            code,
+            hwid,
+            username,
+            cn: text("cn")?,
+            domain: text("domain")?,
+            dns: text("dns")?,
+            password,
+        })
+    }
+}
+
+/// Purpose string binding a sealed user password to its phone.
+pub fn user_password_purpose(mac: &Mac) -> String {
+    format!("user-password/{mac}")
+}
+
+/// What is stored per phone. Plain data: every secret in it is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhoneRecord {
+    /// The phone; also the store key.
+    pub mac: Mac,
+    /// Devices provisioning code of the latest ProvisioningPhone.
+    pub code: String,
+    /// Hardware id on the PBX device.
+    pub hwid: String,
+    /// SIP user name.
+    pub username: String,
+    /// Display name.
+    pub cn: String,
+    /// PBX domain.
+    pub domain: String,
+    /// PBX DNS name.
+    pub dns: String,
+    /// The user's password, sealed for `user-password/<mac>`.
+    pub password: Option<Sealed>,
+    /// When the latest ProvisioningPhone arrived (Unix seconds); opens the enrolment window.
+    pub provisioned_at: u64,
+}
+
+impl PhoneRecord {
+    /// The record a validated request becomes, its password sealed.
+    pub fn from_request(
+        request: &ProvisionRequest,
+        sealer: &crate::seal::Sealer,
+        now_unix: u64,
+    ) -> Result<PhoneRecord, crate::seal::SealError> {
+        let password = match &request.password {
+            Some(secret) => Some(sealer.seal(secret, &user_password_purpose(&request.mac))?),
+            None => None,
+        };
+        Ok(PhoneRecord {
+            mac: request.mac,
+            code: request.code.clone(),
+            hwid: request.hwid.clone(),
+            username: request.username.clone(),
+            cn: request.cn.clone(),
+            domain: request.domain.clone(),
+            dns: request.dns.clone(),
+            password,
+            provisioned_at: now_unix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "d58c77eae0c1c1f37a9f545e207643c926ad9ea4932016a83a4a01029de37760";
+
+    fn msg(json: &str) -> Inbound {
+        Inbound::parse(json).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_tutorial_message_and_decrypts() {
+        let m = msg(r#"{"mt":"ProvisioningPhone","mac":"00:15:65:1A:2B:3C","code":"123456789012","hwid":"","usename":"alice","cn":"Alice Example","seed1":"seed1","password":"8c0a8a363ecb","domain":"example.com","dns":"pbx.example.com"}"#);
+        let r = ProvisionRequest::from_message(&m, KEY).unwrap();
+        assert_eq!(r.mac.to_string(), "0015651a2b3c");
+        assert_eq!(r.hwid, "0015651a2b3c");
+        assert_eq!(r.password.unwrap().expose(), "secret");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (r#"{"mt":"ProvisioningPhone","code":"1","usename":"a"}"#, "mac"),
+            (r#"{"mt":"ProvisioningPhone","mac":"zz","code":"1","usename":"a"}"#, "mac"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"12a","usename":"a"}"#, "code"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1"}"#, "usename"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","seed1":"seed1","password":"xyz"}"#, "password"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","password":"8c0a"}"#, "seed1"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","cn":{"x":1}}"#, "cn"),
+            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a\u0000"}"#, "usename"),
+        ];
+        for (json, field) in cases {
+            let err = ProvisionRequest::from_message(&msg(json), KEY).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+        let long = format!(r#"{{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"{}"}}"#, "a".repeat(300));
+        assert_eq!(ProvisionRequest::from_message(&msg(&long), KEY).unwrap_err().field, "usename");
+    }
+}

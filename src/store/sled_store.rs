@@ -1,0 +1,90 @@
+//! The production store: sled 0.34, one tree per kind of record, big-endian MAC keys.
+
+use std::path::Path;
+
+use super::{Store, StoreError, decode, encode};
+use crate::mac::Mac;
+use crate::phone::PhoneRecord;
+
+/// Name of the tree that holds phone records.
+const PHONES_TREE: &str = "phones";
+
+/// A sled database opened once for the whole process.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    /// The database, kept for `flush`.
+    db: sled::Db,
+    /// Phone records by MAC bytes.
+    phones: sled::Tree,
+}
+
+fn backend(what: &str, e: sled::Error) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
+impl SledStore {
+    /// Opens (creating if missing) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit flushes before every acknowledgement; the
+            // background flush only bounds what a crash loses of unacknowledged writes.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| backend(&format!("open {}", dir.display()), e))?;
+        let phones = db.open_tree(PHONES_TREE).map_err(|e| backend("open tree", e))?;
+        Ok(SledStore { db, phones })
+    }
+}
+
+impl Store for SledStore {
+    fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
+        let bytes = encode(record)?;
+        self.phones
+            .insert(record.mac.bytes(), bytes)
+            .map(|_| ())
+            .map_err(|e| backend(&format!("write {}", record.mac), e))
+    }
+
+    fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {
+        let key = mac.bytes();
+        match self.phones.get(key).map_err(|e| backend(&format!("read {mac}"), e))? {
+            Some(bytes) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
+        self.phones
+            .remove(mac.bytes())
+            .map(|old| old.is_some())
+            .map_err(|e| backend(&format!("delete {mac}"), e))
+    }
+
+    fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError> {
+        self.phones
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| backend("scan", e))?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| backend("flush", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        super::super::conformance::run(&SledStore::open(&path).unwrap());
+        super::super::conformance::survives_reopen(&dir.path().join("db2"), |p| SledStore::open(p).unwrap());
+    }
+}
