@@ -72,7 +72,9 @@ fn default_listen() -> String {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_listen() }
+        HttpConfig {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -113,7 +115,9 @@ fn default_store_path() -> PathBuf {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: default_store_path() }
+        StoreConfig {
+            path: default_store_path(),
+        }
     }
 }
 
@@ -164,16 +168,27 @@ impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: origin.clone(),
+            source,
+        })?;
         Config::parse(&text, &origin)
     }
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            ConfigError::Parse {
+                origin: origin.to_string(),
+                message: match line {
+                    Some(line) => format!("line {line}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         config.check(origin)?;
         Ok(config)
@@ -188,13 +203,26 @@ impl Config {
         self.listen_addr().map_err(|r| invalid("http.listen", &r))?;
         let path = &self.app.path;
         if !path.starts_with('/') || path.ends_with('/') || path.len() < 2 {
-            return Err(invalid("app.path", "must start with '/' and name the app, e.g. /example.com/innoprov/innoprov"));
+            return Err(invalid(
+                "app.path",
+                "must start with '/' and name the app, e.g. /example.com/innoprov/innoprov",
+            ));
         }
-        if path.split('/').skip(1).any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        if path
+            .split('/')
+            .skip(1)
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(invalid("app.path", "has an empty, '.' or '..' segment"));
         }
-        if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
-            return Err(invalid("app.path", "contains whitespace, control characters, '?' or '#'"));
+        if path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            return Err(invalid(
+                "app.path",
+                "contains whitespace, control characters, '?' or '#'",
+            ));
         }
         if self.app.password.is_empty() {
             return Err(invalid("app.password", "must not be empty"));
@@ -205,14 +233,20 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
-        if let Some(url) = &self.devices.sysclient_url {
-            if !(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7 {
-                return Err(invalid("devices.sysclient_url", "must be a ws:// or wss:// URL"));
-            }
+        if let Some(url) = &self.devices.sysclient_url
+            && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
+        {
+            return Err(invalid(
+                "devices.sysclient_url",
+                "must be a ws:// or wss:// URL",
+            ));
         }
         let ws = &self.websocket;
         if !(1024..=64 * 1024 * 1024).contains(&ws.max_message_bytes) {
-            return Err(invalid("websocket.max_message_bytes", "must be between 1024 and 67108864"));
+            return Err(invalid(
+                "websocket.max_message_bytes",
+                "must be between 1024 and 67108864",
+            ));
         }
         if ws.ping_interval_secs == 0 || ws.idle_timeout_secs <= ws.ping_interval_secs {
             return Err(invalid(
@@ -266,7 +300,10 @@ mod tests {
     fn the_repository_default_parses() {
         let c = Config::parse(include_str!("../config.toml"), "config.toml").unwrap();
         assert_eq!(c.app.path, "/example.com/innoprov/innoprov");
-        assert_eq!((c.app_name(), c.app_parent(), c.app_domain()), ("innoprov", "/example.com/innoprov", "example.com"));
+        assert_eq!(
+            (c.app_name(), c.app_parent(), c.app_domain()),
+            ("innoprov", "/example.com/innoprov", "example.com")
+        );
         assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:8080");
     }
 
@@ -281,12 +318,21 @@ mod tests {
     fn bad_configs_name_the_key() {
         let cases = [
             ("[app]\npassword = \"pw\"\ncolour = 1\n", "colour"),
-            ("[app]\npassword = \"pw\"\n[http]\nlisten = \"nowhere\"\n", "http.listen"),
+            (
+                "[app]\npassword = \"pw\"\n[http]\nlisten = \"nowhere\"\n",
+                "http.listen",
+            ),
             ("[app]\npassword = \"\"\n", "app.password"),
             ("[app]\npassword = \"pw\"\npath = \"noslash\"\n", "app.path"),
             ("[app]\npassword = \"pw\"\npath = \"/a//b\"\n", "app.path"),
-            ("[app]\npassword = \"pw\"\n[devices]\nsysclient_url = \"http://x/\"\n", "devices.sysclient_url"),
-            ("[app]\npassword = \"pw\"\n[websocket]\nping_interval_secs = 0\n", "websocket"),
+            (
+                "[app]\npassword = \"pw\"\n[devices]\nsysclient_url = \"http://x/\"\n",
+                "devices.sysclient_url",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[websocket]\nping_interval_secs = 0\n",
+                "websocket",
+            ),
             ("[nope]\n", "nope"),
             ("[app\n", "config t"),
         ];

@@ -81,15 +81,35 @@ mod tests {
 
     #[test]
     fn accepts_the_usual_spellings() {
-        for text in ["0015651A2B3C", "00:15:65:1a:2b:3c", "00-15-65-1A-2B-3C", "0015651a2b3c"] {
-            assert_eq!(text.parse::<Mac>().unwrap().to_string(), "0015651a2b3c", "{text}");
+        for text in [
+            "0015651A2B3C",
+            "00:15:65:1a:2b:3c",
+            "00-15-65-1A-2B-3C",
+            "0015651a2b3c",
+        ] {
+            assert_eq!(
+                text.parse::<Mac>().unwrap().to_string(),
+                "0015651a2b3c",
+                "{text}"
+            );
         }
-        assert_eq!("0015651a2b3c".parse::<Mac>().unwrap().upper(), "0015651A2B3C");
+        assert_eq!(
+            "0015651a2b3c".parse::<Mac>().unwrap().upper(),
+            "0015651A2B3C"
+        );
     }
 
     #[test]
     fn rejects_everything_else() {
-        for text in ["", "0015651a2b3", "0015651a2b3cd", "00:15:65:1a:2b3c", "0015651a2b3g", "001:565:1a:2b:3c:", "+015651a2b3c"] {
+        for text in [
+            "",
+            "0015651a2b3",
+            "0015651a2b3cd",
+            "00:15:65:1a:2b3c",
+            "0015651a2b3g",
+            "001:565:1a:2b:3c:",
+            "+015651a2b3c",
+        ] {
             assert_eq!(text.parse::<Mac>(), Err(MacError), "{text}");
         }
     }

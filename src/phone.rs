@@ -46,20 +46,29 @@ pub struct ProvisionError {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ProvisionError {
-    ProvisionError { field, reason: reason.into() }
+    ProvisionError {
+        field,
+        reason: reason.into(),
+    }
 }
 
 impl ProvisionRequest {
     /// Validates a ProvisioningPhone message and decrypts its password with the connection's
     /// session key.
-    pub fn from_message(msg: &Inbound, session_key: &str) -> Result<ProvisionRequest, ProvisionError> {
+    pub fn from_message(
+        msg: &Inbound,
+        session_key: &str,
+    ) -> Result<ProvisionRequest, ProvisionError> {
         let text = |field: &'static str| -> Result<String, ProvisionError> {
             let value = msg
                 .text(field)
                 .map_err(|_| invalid(field, "must be a string"))?
                 .unwrap_or_default();
             if value.len() > MAX_FIELD_BYTES {
-                return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
+                return Err(invalid(
+                    field,
+                    format!("longer than {MAX_FIELD_BYTES} bytes"),
+                ));
             }
             if value.chars().any(char::is_control) {
                 return Err(invalid(field, "contains control characters"));
@@ -75,10 +84,15 @@ impl ProvisionRequest {
         };
 
         let mac_text = required("mac")?;
-        let mac = mac_text.parse::<Mac>().map_err(|e| invalid("mac", e.to_string()))?;
+        let mac = mac_text
+            .parse::<Mac>()
+            .map_err(|e| invalid("mac", e.to_string()))?;
         let code = required("code")?;
         if code.len() > MAX_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("code", format!("must be 1 to {MAX_CODE_DIGITS} digits")));
+            return Err(invalid(
+                "code",
+                format!("must be 1 to {MAX_CODE_DIGITS} digits"),
+            ));
         }
         // The tutorial spells the member `usename`; accept the obvious spelling as well.
         let username = match text("usename")? {
@@ -92,13 +106,25 @@ impl ProvisionRequest {
             hwid if hwid.is_empty() => mac.to_string(),
             hwid => hwid,
         };
-        let seed = msg.text("seed1").map_err(|_| invalid("seed1", "must be a string"))?.unwrap_or_default();
-        let encrypted = msg.text("password").map_err(|_| invalid("password", "must be a string"))?.unwrap_or_default();
+        let seed = msg
+            .text("seed1")
+            .map_err(|_| invalid("seed1", "must be a string"))?
+            .unwrap_or_default();
+        let encrypted = msg
+            .text("password")
+            .map_err(|_| invalid("password", "must be a string"))?
+            .unwrap_or_default();
         if encrypted.len() > MAX_PASSWORD_HEX {
-            return Err(invalid("password", format!("longer than {MAX_PASSWORD_HEX} hex digits")));
+            return Err(invalid(
+                "password",
+                format!("longer than {MAX_PASSWORD_HEX} hex digits"),
+            ));
         }
         if seed.len() > MAX_FIELD_BYTES {
-            return Err(invalid("seed1", format!("longer than {MAX_FIELD_BYTES} bytes")));
+            return Err(invalid(
+                "seed1",
+                format!("longer than {MAX_FIELD_BYTES} bytes"),
+            ));
         }
         // appwebsocket.md §5.2: decrypt only when seed1 is longer than one character.
         let password = if encrypted.is_empty() {
@@ -108,7 +134,10 @@ impl ProvisionRequest {
                 .map_err(|e| invalid("password", e.to_string()))?;
             Some(Secret::new(plain))
         } else {
-            return Err(invalid("seed1", "missing, so the password cannot be decrypted"));
+            return Err(invalid(
+                "seed1",
+                "missing, so the password cannot be decrypted",
+            ));
         };
         Ok(ProvisionRequest {
             mac,
@@ -188,7 +217,9 @@ mod tests {
 
     #[test]
     fn accepts_the_tutorial_message_and_decrypts() {
-        let m = msg(r#"{"mt":"ProvisioningPhone","mac":"00:15:65:1A:2B:3C","code":"123456789012","hwid":"","usename":"alice","cn":"Alice Example","seed1":"seed1","password":"8c0a8a363ecb","domain":"example.com","dns":"pbx.example.com"}"#);
+        let m = msg(
+            r#"{"mt":"ProvisioningPhone","mac":"00:15:65:1A:2B:3C","code":"123456789012","hwid":"","usename":"alice","cn":"Alice Example","seed1":"seed1","password":"8c0a8a363ecb","domain":"example.com","dns":"pbx.example.com"}"#,
+        );
         let r = ProvisionRequest::from_message(&m, KEY).unwrap();
         assert_eq!(r.mac.to_string(), "0015651a2b3c");
         assert_eq!(r.hwid, "0015651a2b3c");
@@ -198,20 +229,52 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
-            (r#"{"mt":"ProvisioningPhone","code":"1","usename":"a"}"#, "mac"),
-            (r#"{"mt":"ProvisioningPhone","mac":"zz","code":"1","usename":"a"}"#, "mac"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"12a","usename":"a"}"#, "code"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1"}"#, "usename"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","seed1":"seed1","password":"xyz"}"#, "password"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","password":"8c0a"}"#, "seed1"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","cn":{"x":1}}"#, "cn"),
-            (r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a\u0000"}"#, "usename"),
+            (
+                r#"{"mt":"ProvisioningPhone","code":"1","usename":"a"}"#,
+                "mac",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"zz","code":"1","usename":"a"}"#,
+                "mac",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"12a","usename":"a"}"#,
+                "code",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1"}"#,
+                "usename",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","seed1":"seed1","password":"xyz"}"#,
+                "password",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","password":"8c0a"}"#,
+                "seed1",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","cn":{"x":1}}"#,
+                "cn",
+            ),
+            (
+                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a\u0000"}"#,
+                "usename",
+            ),
         ];
         for (json, field) in cases {
             let err = ProvisionRequest::from_message(&msg(json), KEY).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
         }
-        let long = format!(r#"{{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"{}"}}"#, "a".repeat(300));
-        assert_eq!(ProvisionRequest::from_message(&msg(&long), KEY).unwrap_err().field, "usename");
+        let long = format!(
+            r#"{{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"{}"}}"#,
+            "a".repeat(300)
+        );
+        assert_eq!(
+            ProvisionRequest::from_message(&msg(&long), KEY)
+                .unwrap_err()
+                .field,
+            "usename"
+        );
     }
 }

@@ -92,7 +92,10 @@ impl Sealer {
     /// start.
     pub fn load_or_create(path: &Path) -> Result<Sealer, SealError> {
         let shown = path.display().to_string();
-        let io = |source| SealError::KeyFile { path: shown.clone(), source };
+        let io = |source| SealError::KeyFile {
+            path: shown.clone(),
+            source,
+        };
         match fs::read_to_string(path) {
             Ok(text) => {
                 let mut key = [0u8; KEY_BYTES];
@@ -100,11 +103,11 @@ impl Sealer {
                     .map_err(|_| SealError::BadKey(shown.clone()))?;
                 // A key file readable by others is repaired rather than refused: the service
                 // must keep running, and the log says so.
-                if let Ok(meta) = fs::metadata(path) {
-                    if meta.permissions().mode() & 0o077 != 0 {
-                        log::warn!("key file {shown} was readable by others; setting mode 0600");
-                        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io)?;
-                    }
+                if let Ok(meta) = fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    log::warn!("key file {shown} was readable by others; setting mode 0600");
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io)?;
                 }
                 Ok(Sealer::from_key(&key))
             }
@@ -136,7 +139,10 @@ impl Sealer {
     pub fn seal(&self, secret: &Secret, purpose: &str) -> Result<Sealed, SealError> {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(SealError::Random)?;
-        let payload = Payload { msg: secret.expose().as_bytes(), aad: purpose.as_bytes() };
+        let payload = Payload {
+            msg: secret.expose().as_bytes(),
+            aad: purpose.as_bytes(),
+        };
         let ciphertext = self
             .cipher
             .encrypt(&XNonce::from(nonce), payload)
@@ -158,12 +164,17 @@ impl Sealer {
         let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
         let mut nonce_array = [0u8; NONCE_BYTES];
         nonce_array.copy_from_slice(nonce);
-        let payload = Payload { msg: ciphertext, aad: purpose.as_bytes() };
+        let payload = Payload {
+            msg: ciphertext,
+            aad: purpose.as_bytes(),
+        };
         let plain = self
             .cipher
             .decrypt(&XNonce::from(nonce_array), payload)
             .map_err(|_| SealError::Open)?;
-        String::from_utf8(plain).map(Secret).map_err(|_| SealError::Open)
+        String::from_utf8(plain)
+            .map(Secret)
+            .map_err(|_| SealError::Open)
     }
 }
 
@@ -177,9 +188,16 @@ mod tests {
         let secret = Secret::new("pässwörd ✓");
         let sealed = sealer.seal(&secret, "user-password/0015651a2b3c").unwrap();
         assert!(!format!("{sealed:?}{:?}", secret).contains("pässwörd"));
-        assert_eq!(sealer.open(&sealed, "user-password/0015651a2b3c").unwrap(), secret);
+        assert_eq!(
+            sealer.open(&sealed, "user-password/0015651a2b3c").unwrap(),
+            secret
+        );
         assert!(sealer.open(&sealed, "user-password/0015651a2b3d").is_err());
-        assert!(Sealer::from_key(&[8; 32]).open(&sealed, "user-password/0015651a2b3c").is_err());
+        assert!(
+            Sealer::from_key(&[8; 32])
+                .open(&sealed, "user-password/0015651a2b3c")
+                .is_err()
+        );
         assert!(sealer.open(&Sealed("v1:00".into()), "x").is_err());
     }
 
@@ -188,11 +206,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seal.key");
         let first = Sealer::load_or_create(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let sealed = first.seal(&Secret::new("x"), "p").unwrap();
         let second = Sealer::load_or_create(&path).unwrap();
         assert_eq!(second.open(&sealed, "p").unwrap().expose(), "x");
         fs::write(&path, "short").unwrap();
-        assert!(matches!(Sealer::load_or_create(&path), Err(SealError::BadKey(_))));
+        assert!(matches!(
+            Sealer::load_or_create(&path),
+            Err(SealError::BadKey(_))
+        ));
     }
 }

@@ -49,14 +49,18 @@ mod tests {
     #[test]
     fn url_rules_of_the_interface() {
         assert_eq!(
-            sysclient_url("https://ap.example.com/example.com/devices/innovaphone-devices").as_deref(),
+            sysclient_url("https://ap.example.com/example.com/devices/innovaphone-devices")
+                .as_deref(),
             Some("wss://ap.example.com/example.com/devices/sysclients")
         );
         assert_eq!(
             sysclient_url("http://127.0.0.1:9000/example.com/devices/").as_deref(),
             Some("ws://127.0.0.1:9000/example.com/devices/sysclients")
         );
-        assert_eq!(sysclient_url("wss://h/d/x").as_deref(), Some("wss://h/d/sysclients"));
+        assert_eq!(
+            sysclient_url("wss://h/d/x").as_deref(),
+            Some("wss://h/d/sysclients")
+        );
         assert_eq!(sysclient_url("ftp://h/d/x"), None);
         assert_eq!(sysclient_url("https://h"), None);
     }
@@ -67,9 +71,15 @@ mod tests {
             {"name":"prov","url":"https://ap/x/prov/p","info":{"apis":{"com.innovaphone.provisioning":{}}}},
             {"name":"devices","url":"https://ap/example.com/devices/innovaphone-devices","info":{"apis":{"com.innovaphone.devices":{}}}}
         ]);
-        assert_eq!(devices_sysclient_url(&services).as_deref(), Some("wss://ap/example.com/devices/sysclients"));
+        assert_eq!(
+            devices_sysclient_url(&services).as_deref(),
+            Some("wss://ap/example.com/devices/sysclients")
+        );
         let bare = json!([{"name":"d","url":"wss://ap/example.com/devices/","info":{"com.innovaphone.devices":{}}}]);
-        assert_eq!(devices_sysclient_url(&bare).as_deref(), Some("wss://ap/example.com/devices/sysclients"));
+        assert_eq!(
+            devices_sysclient_url(&bare).as_deref(),
+            Some("wss://ap/example.com/devices/sysclients")
+        );
         assert_eq!(devices_sysclient_url(&json!([])), None);
         assert_eq!(devices_sysclient_url(&json!({"x":1})), None);
     }

@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `innoprov` binary, started with a generated config on a loopback
+//! port, driven by the simulators in `innoprov_actors::sim` over real websockets.
+//! One test binary with modules keeps link time low (ripgrep's layout).
 
+mod common;
+
+mod appws_login;
+mod cli;
+mod provisioning;

@@ -1,1 +1,87 @@
-fn main(){}
+//! The `innoprov` binary: parses the command line and the configuration, starts the service,
+//! and turns every start-up failure into one line on stderr and exit status 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use innoprov::Config;
+use innoprov_actors::service::RunningService;
+
+/// The repository's config.toml, used when no file is named and none is in the working directory.
+const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
+
+/// innoprov: provisions 3rd-party SIP phones for users of an innovaphone PBX.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Default: ./config.toml if present, else the built-in default.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+}
+
+fn load_config(named: Option<&PathBuf>) -> Result<Config, String> {
+    match named {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None if std::path::Path::new("config.toml").exists() => {
+            Config::load("config.toml".as_ref()).map_err(|e| e.to_string())
+        }
+        None => Config::parse(DEFAULT_CONFIG, "built-in default").map_err(|e| e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("innoprov: error: {message}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let first = e.to_string();
+            return fail(
+                first
+                    .lines()
+                    .next()
+                    .unwrap_or("bad command line")
+                    .trim_start_matches("error: "),
+            );
+        }
+        Err(e) => {
+            // --help, --version
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match load_config(cli.config.as_ref()) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    match cli.command {
+        None | Some(Command::Serve) => serve(config),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let system = actix::System::new();
+    let outcome = system.block_on(async move {
+        let service = RunningService::start(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        service.run_until_signal().await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}

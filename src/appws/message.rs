@@ -68,7 +68,9 @@ impl Inbound {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(FieldTypeError { field: field.to_string() }),
+            Some(_) => Err(FieldTypeError {
+                field: field.to_string(),
+            }),
         }
     }
 
@@ -146,7 +148,10 @@ pub fn app_info_result(request: &Inbound, title: &str) -> Outbound {
     let mut provisioning = Map::new();
     provisioning.insert("title".into(), Value::String(title.into()));
     let mut service_apis = Map::new();
-    service_apis.insert("com.innovaphone.provisioning".into(), Value::Object(provisioning));
+    service_apis.insert(
+        "com.innovaphone.provisioning".into(),
+        Value::Object(provisioning),
+    );
     let mut service_info = Map::new();
     service_info.insert("apis".into(), Value::Object(service_apis));
     let mut info = Map::new();
@@ -161,7 +166,9 @@ pub fn app_info_result(request: &Inbound, title: &str) -> Outbound {
 
 /// `SubscribeServices` on the PBX connection's Services API.
 pub fn subscribe_services(src: &str) -> Outbound {
-    Outbound::new("SubscribeServices").with("api", "Services").with("src", src)
+    Outbound::new("SubscribeServices")
+        .with("api", "Services")
+        .with("src", src)
 }
 
 /// `ProvisioningPhoneResult`: "ok", or "failed" with the reason.
@@ -179,11 +186,18 @@ mod tests {
 
     #[test]
     fn parses_envelope_and_rejects_non_messages() {
-        let m = Inbound::parse(r#"{"api":"Services","mt":"ServicesInfo","src":"s1","x":1}"#).unwrap();
-        assert_eq!((m.mt.as_str(), m.api.as_deref(), m.src.as_deref()), ("ServicesInfo", Some("Services"), Some("s1")));
+        let m =
+            Inbound::parse(r#"{"api":"Services","mt":"ServicesInfo","src":"s1","x":1}"#).unwrap();
+        assert_eq!(
+            (m.mt.as_str(), m.api.as_deref(), m.src.as_deref()),
+            ("ServicesInfo", Some("Services"), Some("s1"))
+        );
         assert!(matches!(Inbound::parse("{"), Err(InboundError::NotJson(_))));
         assert_eq!(Inbound::parse("[1]"), Err(InboundError::NotObject));
-        assert_eq!(Inbound::parse(r#"{"src":"x"}"#), Err(InboundError::MissingMt));
+        assert_eq!(
+            Inbound::parse(r#"{"src":"x"}"#),
+            Err(InboundError::MissingMt)
+        );
         assert_eq!(Inbound::parse(r#"{"mt":7}"#), Err(InboundError::MissingMt));
     }
 
@@ -194,13 +208,19 @@ mod tests {
             app_info_result(&req, "Third-party phones").to_text(),
             r#"{"mt":"AppInfoResult","src":"a1","app":"innoprov","info":{"hidden":true,"apis":{}},"serviceInfo":{"apis":{"com.innovaphone.provisioning":{"title":"Third-party phones"}}}}"#
         );
-        assert_eq!(login_result("a", "d", false).to_text(), r#"{"mt":"AppLoginResult","app":"a"}"#);
+        assert_eq!(
+            login_result("a", "d", false).to_text(),
+            r#"{"mt":"AppLoginResult","app":"a"}"#
+        );
         assert_eq!(
             provisioning_result(Some("p"), Err("mac: not 12 hex digits".into())).to_text(),
             r#"{"mt":"ProvisioningPhoneResult","src":"p","result":"failed","error":"mac: not 12 hex digits"}"#
         );
         let check = Inbound::parse(r#"{"mt":"CheckBuild","src":"c"}"#).unwrap();
-        assert_eq!(Outbound::reply_to(&check).to_text(), r#"{"mt":"CheckBuildResult","src":"c"}"#);
+        assert_eq!(
+            Outbound::reply_to(&check).to_text(),
+            r#"{"mt":"CheckBuildResult","src":"c"}"#
+        );
     }
 
     #[test]

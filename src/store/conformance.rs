@@ -27,7 +27,11 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
 /// The contract: put, get, replace, list in MAC order, delete, flush. Panics on a breach.
 pub fn run(store: &dyn Store) {
     let a: Mac = "0015651a2b3c".parse().unwrap_or_else(|_| unreachable!());
-    assert_eq!(store.get_phone(&a).expect("get missing"), None, "empty store has no phone");
+    assert_eq!(
+        store.get_phone(&a).expect("get missing"),
+        None,
+        "empty store has no phone"
+    );
     assert!(store.phones().expect("list empty").is_empty());
 
     let first = sample_record("0015651a2b3c", 1);
@@ -36,16 +40,37 @@ pub fn run(store: &dyn Store) {
 
     let replaced = sample_record("0015651a2b3c", 2);
     store.put_phone(&replaced).expect("replace");
-    assert_eq!(store.get_phone(&a).expect("get replaced"), Some(replaced.clone()), "replace wins");
+    assert_eq!(
+        store.get_phone(&a).expect("get replaced"),
+        Some(replaced.clone()),
+        "replace wins"
+    );
 
     for mac in ["ffffffffffff", "000000000001", "80000000aa00"] {
         store.put_phone(&sample_record(mac, 3)).expect("put more");
     }
-    let macs: Vec<String> = store.phones().expect("list").iter().map(|r| r.mac.to_string()).collect();
-    assert_eq!(macs, ["000000000001", "0015651a2b3c", "80000000aa00", "ffffffffffff"], "MAC order");
+    let macs: Vec<String> = store
+        .phones()
+        .expect("list")
+        .iter()
+        .map(|r| r.mac.to_string())
+        .collect();
+    assert_eq!(
+        macs,
+        [
+            "000000000001",
+            "0015651a2b3c",
+            "80000000aa00",
+            "ffffffffffff"
+        ],
+        "MAC order"
+    );
 
     assert!(store.delete_phone(&a).expect("delete"));
-    assert!(!store.delete_phone(&a).expect("delete again"), "second delete finds nothing");
+    assert!(
+        !store.delete_phone(&a).expect("delete again"),
+        "second delete finds nothing"
+    );
     assert_eq!(store.get_phone(&a).expect("get deleted"), None);
     assert_eq!(store.phones().expect("list after delete").len(), 3);
     store.flush().expect("flush");
@@ -55,12 +80,17 @@ pub fn run(store: &dyn Store) {
 pub fn survives_reopen<S: Store>(path: &Path, open: impl Fn(&Path) -> S) {
     {
         let store = open(path);
-        store.put_phone(&sample_record("0a0b0c0d0e0f", 9)).expect("put");
+        store
+            .put_phone(&sample_record("0a0b0c0d0e0f", 9))
+            .expect("put");
         store.flush().expect("flush");
     }
     let store = open(path);
     let mac: Mac = "0a0b0c0d0e0f".parse().unwrap_or_else(|_| unreachable!());
-    assert_eq!(store.get_phone(&mac).expect("get"), Some(sample_record("0a0b0c0d0e0f", 9)));
+    assert_eq!(
+        store.get_phone(&mac).expect("get"),
+        Some(sample_record("0a0b0c0d0e0f", 9))
+    );
 }
 
 #[cfg(test)]

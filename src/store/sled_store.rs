@@ -32,7 +32,9 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| backend(&format!("open {}", dir.display()), e))?;
-        let phones = db.open_tree(PHONES_TREE).map_err(|e| backend("open tree", e))?;
+        let phones = db
+            .open_tree(PHONES_TREE)
+            .map_err(|e| backend("open tree", e))?;
         Ok(SledStore { db, phones })
     }
 }
@@ -48,7 +50,11 @@ impl Store for SledStore {
 
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {
         let key = mac.bytes();
-        match self.phones.get(key).map_err(|e| backend(&format!("read {mac}"), e))? {
+        match self
+            .phones
+            .get(key)
+            .map_err(|e| backend(&format!("read {mac}"), e))?
+        {
             Some(bytes) => decode(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -85,6 +91,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         super::super::conformance::run(&SledStore::open(&path).unwrap());
-        super::super::conformance::survives_reopen(&dir.path().join("db2"), |p| SledStore::open(p).unwrap());
+        super::super::conformance::survives_reopen(&dir.path().join("db2"), |p| {
+            SledStore::open(p).unwrap()
+        });
     }
 }

@@ -1,0 +1,528 @@
+//! One `AppSession` actor per AppWebsocket connection: the PBX's App object, the Users
+//! (Profile) service, or a browser. It runs the login state machine of appwebsocket.md §3,
+//! publishes the provisioning API, follows the PBX's Services, and takes ProvisioningPhone.
+//!
+//! What it takes: websocket frames (as a stream), and the results of its own persistence
+//! requests. Every write to the peer goes through one bounded queue to the connection's writer
+//! task, so frames leave in the order they were made (`ctx.wait` would not do: actix polls its
+//! wait queue newest first).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
+use bytes::Bytes;
+use innoprov::appws::message::{self, Outbound};
+use innoprov::appws::{Inbound, LoginFields, crypto};
+use innoprov::phone::{PhoneRecord, ProvisionRequest};
+use innoprov::seal::{Sealer, Secret};
+use tokio::sync::{mpsc, watch};
+
+use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
+use crate::persistence::{Persistence, PutPhone};
+
+/// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
+pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
+
+/// Frames that may wait for a slow peer before the connection is given up.
+const OUTBOUND_QUEUE: usize = 64;
+
+/// `src` this service puts on its own SubscribeServices.
+const SERVICES_SRC: &str = "innoprov-services";
+
+/// Messages accepted before login (appwebsocket.md §3.1); anything else closes the socket.
+const PRE_LOGIN: [&str; 5] = [
+    "KeepAlive",
+    "CheckBuild",
+    "AppChallenge",
+    "AppLogin",
+    "AppCheckLogin",
+];
+
+/// One frame for the writer task.
+#[derive(Debug)]
+enum Outgoing {
+    /// A whole AppWebsocket message.
+    Text(String),
+    /// A websocket ping (heartbeat).
+    Ping,
+    /// The answer to the peer's ping.
+    Pong(Bytes),
+    /// The close frame; the writer ends after it.
+    Close(CloseReason),
+}
+
+/// The single writer of one connection: sends queued frames in order, splitting messages into
+/// frames of at most [`MAX_OUTBOUND_FRAME`] bytes, and ends after a close or when the session
+/// actor is gone.
+async fn write_frames(mut ws: actix_ws::Session, mut queue: mpsc::Receiver<Outgoing>) {
+    while let Some(item) = queue.recv().await {
+        let sent = match item {
+            Outgoing::Text(text) => write_text(&mut ws, text).await,
+            Outgoing::Ping => ws.ping(b"").await,
+            Outgoing::Pong(payload) => ws.pong(&payload).await,
+            Outgoing::Close(reason) => {
+                let _ = ws.close(Some(reason)).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+async fn write_text(ws: &mut actix_ws::Session, text: String) -> Result<(), actix_ws::Closed> {
+    if text.len() <= MAX_OUTBOUND_FRAME {
+        return ws.text(text).await;
+    }
+    let bytes = Bytes::from(text);
+    let mut chunks = bytes.chunks(MAX_OUTBOUND_FRAME).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let chunk = bytes.slice_ref(chunk);
+        let item = match (first, chunks.peek().is_none()) {
+            (true, _) => Item::FirstText(chunk),
+            (false, false) => Item::Continue(chunk),
+            (false, true) => Item::Last(chunk),
+        };
+        first = false;
+        ws.continuation(item).await?;
+    }
+    Ok(())
+}
+
+/// What every session shares: settings and the actors it talks to.
+pub struct SessionShared {
+    /// The App object's password.
+    pub password: Secret,
+    /// The instance domain sent in AppLoginResult.
+    pub domain: String,
+    /// Title published for com.innovaphone.provisioning.
+    pub title: String,
+    /// Seconds between pings.
+    pub ping_interval: Duration,
+    /// Silence after which the peer is dropped.
+    pub idle_timeout: Duration,
+    /// Seals the user password before it is stored.
+    pub sealer: Sealer,
+    /// The store's actor.
+    pub persistence: Addr<Persistence>,
+    /// Where Devices is.
+    pub directory: Addr<ServiceDirectory>,
+    /// Turns true when the service shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Where the connection is in the login state machine.
+enum Login {
+    /// Not logged in; the outstanding challenge, if one was issued and not yet used.
+    Pending { challenge: Option<String> },
+    /// Logged in.
+    Done {
+        /// The connection's session key (decrypts ProvisioningPhone passwords).
+        key: Secret,
+        /// The `app` the peer logged in to.
+        app: String,
+        /// Who logged in (the `sip` of the AppLogin), for logs.
+        who: String,
+    },
+}
+
+/// The actor for one websocket connection.
+pub struct AppSession {
+    /// Settings and addresses shared by all sessions.
+    shared: Arc<SessionShared>,
+    /// The queue to this connection's writer task, which owns the websocket's write half.
+    writer: mpsc::Sender<Outgoing>,
+    /// Connection number, for logs and the directory.
+    id: u64,
+    /// The peer's address, for logs.
+    peer: String,
+    /// Login state.
+    login: Login,
+    /// Whether this connection's PbxInfo offered the Services API (it is a PBX connection).
+    pbx: bool,
+    /// When the peer was last heard from (any frame).
+    last_heard: Instant,
+    /// Set once a close has been started: later input is ignored.
+    closing: bool,
+}
+
+/// Numbers connections for logs.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl AppSession {
+    /// Starts the actor for an upgraded connection, reading `stream` on this thread.
+    pub fn start(
+        shared: Arc<SessionShared>,
+        ws: actix_ws::Session,
+        stream: actix_ws::AggregatedMessageStream,
+        peer: Option<SocketAddr>,
+    ) -> Addr<AppSession> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        let (writer, queue) = mpsc::channel(OUTBOUND_QUEUE);
+        actix_web::rt::spawn(write_frames(ws, queue));
+        AppSession::create(move |ctx| {
+            ctx.add_stream(stream);
+            AppSession {
+                shared,
+                writer,
+                id,
+                peer,
+                login: Login::Pending { challenge: None },
+                pbx: false,
+                last_heard: Instant::now(),
+                closing: false,
+            }
+        })
+    }
+
+    /// Queues one message to the peer (the writer sends it in fragments of at most 16 KiB).
+    fn send(&mut self, ctx: &mut Context<Self>, out: Outbound) {
+        self.enqueue(ctx, Outgoing::Text(out.to_text()));
+    }
+
+    fn enqueue(&mut self, ctx: &mut Context<Self>, item: Outgoing) {
+        if self.closing {
+            return;
+        }
+        if let Err(e) = self.writer.try_send(item) {
+            // A full queue means the peer has stopped reading; a closed one that it is gone.
+            log::warn!(
+                "session {} ({}): dropping the connection: outbound queue {e}",
+                self.id,
+                self.peer
+            );
+            self.closing = true;
+            ctx.stop();
+        }
+    }
+
+    /// Closes the connection with `code` and stops the actor; the writer sends the close frame
+    /// after everything queued before it.
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
+        if self.closing {
+            return;
+        }
+        log::info!("session {} ({}): closing: {why}", self.id, self.peer);
+        let reason = CloseReason {
+            code,
+            description: Some(why.to_string()),
+        };
+        self.enqueue(ctx, Outgoing::Close(reason));
+        self.closing = true;
+        ctx.stop();
+    }
+
+    fn on_text(&mut self, ctx: &mut Context<Self>, text: &str) {
+        let msg = match Inbound::parse(text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                if matches!(self.login, Login::Pending { .. }) {
+                    return self.close(
+                        ctx,
+                        CloseCode::Policy,
+                        &format!("message before login is {e}"),
+                    );
+                }
+                log::warn!(
+                    "session {} ({}): ignoring a message that is {e}",
+                    self.id,
+                    self.peer
+                );
+                return;
+            }
+        };
+        match &self.login {
+            Login::Pending { .. } if !PRE_LOGIN.contains(&msg.mt.as_str()) => {
+                let why = format!("{} before login", msg.mt);
+                self.close(ctx, CloseCode::Policy, &why)
+            }
+            _ => self.dispatch(ctx, msg),
+        }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>, msg: Inbound) {
+        match (msg.api.as_deref(), msg.mt.as_str()) {
+            (_, "KeepAlive") => {}
+            (None, "AppChallenge") => self.on_challenge(ctx),
+            (None, "AppLogin") => self.on_login(ctx, &msg),
+            (None, "AppCheckLogin") => self.on_check_login(ctx, &msg),
+            (None, "CheckBuild") => self.send(ctx, Outbound::reply_to(&msg)),
+            (None, "Test") => self.send(ctx, Outbound::reply_to(&msg)),
+            (None, "AppInfo") => {
+                let title = self.shared.title.clone();
+                self.send(ctx, message::app_info_result(&msg, &title))
+            }
+            (None, "PbxInfo") => self.on_pbx_info(ctx, &msg),
+            (None, "ProvisioningPhone") => self.on_provisioning_phone(ctx, &msg),
+            (Some("Services"), "ServicesInfo") => self.on_services_info(&msg),
+            (Some("Services"), "SubscribeServicesResult") => {}
+            (api, mt) => log::info!(
+                "session {} ({}): ignoring {}{mt}",
+                self.id,
+                self.peer,
+                api.map(|a| format!("{a}/")).unwrap_or_default()
+            ),
+        }
+    }
+
+    fn on_challenge(&mut self, ctx: &mut Context<Self>) {
+        match crypto::new_challenge() {
+            Ok(challenge) => {
+                // A new challenge also forgets any previous identity (§3.1).
+                self.login = Login::Pending {
+                    challenge: Some(challenge.clone()),
+                };
+                self.send(ctx, message::challenge_result(&challenge));
+            }
+            Err(e) => self.close(
+                ctx,
+                CloseCode::Error,
+                &format!("no randomness for a challenge: {e}"),
+            ),
+        }
+    }
+
+    fn on_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let app = msg.text_or_empty("app");
+        // The challenge is single-use: taken out whatever the outcome.
+        let challenge = match &mut self.login {
+            Login::Pending { challenge } => challenge.take(),
+            Login::Done { .. } => None,
+        };
+        let Some(challenge) = challenge else {
+            self.send(ctx, message::login_result(&app, "", false));
+            return self.close(
+                ctx,
+                CloseCode::Policy,
+                "AppLogin without an outstanding challenge",
+            );
+        };
+        let (domain, sip, guid, dn) = (
+            msg.text_or_empty("domain"),
+            msg.text_or_empty("sip"),
+            msg.text_or_empty("guid"),
+            msg.text_or_empty("dn"),
+        );
+        let fields = LoginFields {
+            app: &app,
+            domain: &domain,
+            sip: &sip,
+            guid: &guid,
+            dn: &dn,
+        };
+        let password = self.shared.password.expose();
+        let expected = crypto::login_digest(&fields, msg.body.get("info"), &challenge, password);
+        if !crypto::digest_matches(&expected, &msg.text_or_empty("digest")) {
+            self.send(ctx, message::login_result(&app, "", false));
+            return self.close(
+                ctx,
+                CloseCode::Policy,
+                &format!("login of {sip:?} to {app:?}: wrong digest"),
+            );
+        }
+        let key = Secret::new(crypto::session_key(&challenge, password));
+        log::info!(
+            "session {} ({}): {sip:?} logged in to {app:?} (domain {domain:?})",
+            self.id,
+            self.peer
+        );
+        let own_domain = self.shared.domain.clone();
+        self.login = Login::Done {
+            key,
+            app: app.clone(),
+            who: sip,
+        };
+        self.send(ctx, message::login_result(&app, &own_domain, true));
+    }
+
+    fn on_check_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let (app, domain) = (msg.text_or_empty("app"), msg.text_or_empty("domain"));
+        let fields = LoginFields {
+            app: &app,
+            domain: &domain,
+            ..LoginFields::default()
+        };
+        let challenge = msg.text_or_empty("challenge");
+        let expected =
+            crypto::login_digest(&fields, None, &challenge, self.shared.password.expose());
+        let ok = !challenge.is_empty()
+            && crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
+        let mut out = Outbound::reply_to(msg);
+        if ok {
+            out = out.with("ok", true);
+        }
+        self.send(ctx, out);
+    }
+
+    fn on_pbx_info(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let apis: Vec<&str> = msg
+            .body
+            .get("apis")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        log::info!(
+            "session {} ({}): PbxInfo from PBX {:?} of {:?}, APIs {apis:?}",
+            self.id,
+            self.peer,
+            msg.text_or_empty("pbx"),
+            msg.text_or_empty("domain")
+        );
+        if apis.contains(&"Services") && !self.pbx {
+            self.pbx = true;
+            self.send(ctx, message::subscribe_services(SERVICES_SRC));
+        }
+    }
+
+    fn on_services_info(&mut self, msg: &Inbound) {
+        let url = msg
+            .body
+            .get("services")
+            .and_then(innoprov::services::devices_sysclient_url);
+        self.shared.directory.do_send(DevicesUrlLearned {
+            session: self.id,
+            url,
+        });
+    }
+
+    fn on_provisioning_phone(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let src = msg.src.clone();
+        let Login::Done { key, app, who } = &self.login else {
+            return;
+        };
+        let request = match ProvisionRequest::from_message(msg, key.expose()) {
+            Ok(request) => request,
+            Err(e) => {
+                log::warn!(
+                    "session {} ({}): ProvisioningPhone from {who:?} rejected: {e}",
+                    self.id,
+                    self.peer
+                );
+                return self.send(
+                    ctx,
+                    message::provisioning_result(src.as_deref(), Err(e.to_string())),
+                );
+            }
+        };
+        let mac = request.mac;
+        log::info!(
+            "phone {mac}: ProvisioningPhone for user {:?} via {app:?} (session {})",
+            request.username,
+            self.id
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let record = match PhoneRecord::from_request(&request, &self.shared.sealer, now) {
+            Ok(record) => record,
+            Err(e) => {
+                log::error!("phone {mac}: sealing the password failed: {e}");
+                let outcome = Err("internal error: the password could not be sealed".to_string());
+                return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
+            }
+        };
+        let stored = self.shared.persistence.send(PutPhone(record));
+        ctx.spawn(stored.into_actor(self).map(move |result, act, ctx| {
+            let outcome = match result {
+                Ok(Ok(())) => {
+                    log::info!("phone {mac}: record stored durably");
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    log::error!("phone {mac}: storing failed: {e}");
+                    Err(format!("storing the phone failed: {e}"))
+                }
+                Err(e) => {
+                    log::error!("phone {mac}: persistence unavailable: {e}");
+                    Err("storing the phone failed: persistence unavailable".to_string())
+                }
+            };
+            act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
+        }));
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.last_heard.elapsed() > self.shared.idle_timeout {
+            return self.close(ctx, CloseCode::Away, "peer silent for too long");
+        }
+        self.enqueue(ctx, Outgoing::Ping);
+    }
+}
+
+impl Actor for AppSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        log::debug!("session {} ({}): connected", self.id, self.peer);
+        ctx.run_interval(self.shared.ping_interval, Self::heartbeat);
+        let mut shutdown = self.shared.shutdown.clone();
+        let stopping = async move {
+            // A dropped sender also means the service is going away.
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        ctx.spawn(
+            stopping
+                .into_actor(self)
+                .map(|(), act, ctx| act.close(ctx, CloseCode::Away, "service shutting down")),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if self.pbx {
+            self.shared.directory.do_send(PbxSessionClosed(self.id));
+        }
+        log::debug!("session {} ({}): ended", self.id, self.peer);
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for AppSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        if self.closing {
+            return;
+        }
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.on_text(ctx, &text),
+            Ok(AggregatedMessage::Binary(_)) => {
+                if matches!(self.login, Login::Pending { .. }) {
+                    self.close(ctx, CloseCode::Unsupported, "binary frame before login");
+                } else {
+                    log::info!(
+                        "session {} ({}): ignoring a binary frame",
+                        self.id,
+                        self.peer
+                    );
+                }
+            }
+            Ok(AggregatedMessage::Ping(payload)) => self.enqueue(ctx, Outgoing::Pong(payload)),
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(reason)) => {
+                log::debug!(
+                    "session {} ({}): peer closed ({reason:?})",
+                    self.id,
+                    self.peer
+                );
+                self.close(ctx, CloseCode::Normal, "peer closed");
+            }
+            Err(e) => {
+                let code = match e {
+                    ProtocolError::Overflow => CloseCode::Size,
+                    _ => CloseCode::Protocol,
+                };
+                self.close(ctx, code, &format!("websocket protocol error: {e}"));
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

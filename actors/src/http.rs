@@ -1,0 +1,52 @@
+//! The HTTP surface: one listener for PBX/app websockets (and, later, phone downloads and
+//! admin). A websocket upgrade is accepted on `app.path` and on its parent, with and without a
+//! trailing slash (appwebsocket.md §9 q1: which one the PBX uses is not settled).
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::app_session::{AppSession, SessionShared};
+
+/// Per-worker state of the HTTP surface.
+pub struct HttpState {
+    /// What every AppWebsocket session shares.
+    pub sessions: Arc<SessionShared>,
+    /// Bound on one inbound message, fragments reassembled.
+    pub max_message_bytes: usize,
+}
+
+/// The paths that accept the AppWebsocket upgrade.
+pub fn websocket_paths(app_path: &str, app_parent: &str) -> Vec<String> {
+    let mut paths = vec![app_path.to_string(), format!("{app_path}/")];
+    if app_parent.is_empty() {
+        paths.push("/".to_string());
+    } else {
+        paths.push(app_parent.to_string());
+        paths.push(format!("{app_parent}/"));
+    }
+    paths
+}
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig, app_path: &str, app_parent: &str) {
+    for path in websocket_paths(app_path, app_parent) {
+        cfg.route(&path, web::get().to(upgrade));
+    }
+}
+
+/// Upgrades to a websocket and hands the connection to a new [`AppSession`] on this thread
+/// (the frame stream is not `Send`).
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(state.max_message_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(state.max_message_bytes);
+    AppSession::start(Arc::clone(&state.sessions), ws, stream, req.peer_addr());
+    Ok(response)
+}

@@ -1,0 +1,218 @@
+//! The persistence actor: the only writer of the store. Writes are applied at once and made
+//! durable by group commit: one flush covers every write that arrived before it started, and a
+//! write is answered only once a flush that covers it has finished. Many concurrent
+//! ProvisioningPhone messages therefore cost one fsync per batch, not one each.
+//!
+//! Messages it takes: [`PutPhone`], [`GetPhone`], [`ListPhones`], [`DeletePhone`], [`Flush`].
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use innoprov::store::{Store, StoreError};
+use innoprov::{Mac, PhoneRecord};
+use tokio::sync::watch;
+
+/// Mailbox capacity: senders use `send().await`, so a full mailbox pushes back on sessions.
+const MAILBOX: usize = 4096;
+
+/// A persistence failure as the caller sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    /// The store refused the write or read.
+    #[error("{0}")]
+    Store(String),
+    /// The write was applied but the flush that should make it durable failed.
+    #[error("flushing the store failed: {0}")]
+    Flush(String),
+}
+
+impl From<StoreError> for PersistError {
+    fn from(e: StoreError) -> Self {
+        PersistError::Store(e.to_string())
+    }
+}
+
+/// How far durability has come, in write tickets.
+#[derive(Debug, Clone, Default)]
+struct Durability {
+    /// Every write with a ticket up to this one is durable.
+    flushed: u64,
+    /// Writes up to this ticket were covered by a flush that failed (and the error).
+    failed: Option<(u64, String)>,
+}
+
+/// The actor that owns the store.
+pub struct Persistence {
+    /// The store; shared with the blocking thread that runs flushes.
+    store: Arc<dyn Store>,
+    /// Ticket of the latest applied write.
+    written: u64,
+    /// Whether a flush is running (at most one at a time; the next one batches what waited).
+    flushing: bool,
+    /// Publishes flush progress to writers waiting for their ticket.
+    durable: watch::Sender<Durability>,
+}
+
+impl Persistence {
+    /// An actor over `store`; start it on its own arbiter so store I/O never stalls sessions.
+    pub fn new(store: Arc<dyn Store>) -> Persistence {
+        Persistence {
+            store,
+            written: 0,
+            flushing: false,
+            durable: watch::channel(Durability::default()).0,
+        }
+    }
+
+    /// Records a write and returns a future that resolves once it is durable.
+    fn durable_after_write(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), PersistError>> + use<> {
+        self.written += 1;
+        let ticket = self.written;
+        self.start_flush(ctx);
+        let mut progress = self.durable.subscribe();
+        async move {
+            let state = progress
+                .wait_for(|d| {
+                    d.flushed >= ticket || d.failed.as_ref().is_some_and(|(t, _)| *t >= ticket)
+                })
+                .await
+                .map_err(|_| PersistError::Flush("persistence stopped".into()))?;
+            if state.flushed >= ticket {
+                Ok(())
+            } else {
+                Err(PersistError::Flush(
+                    state
+                        .failed
+                        .as_ref()
+                        .map(|(_, e)| e.clone())
+                        .unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.durable.borrow().flushed >= self.written {
+            return;
+        }
+        self.flushing = true;
+        let target = self.written;
+        let store = Arc::clone(&self.store);
+        let flush = async move {
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| StoreError::Backend(format!("flush task: {e}")))?
+        };
+        ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
+            act.flushing = false;
+            match result {
+                Ok(()) => act
+                    .durable
+                    .send_modify(|d| d.flushed = d.flushed.max(target)),
+                Err(e) => {
+                    log::error!("store flush failed: {e}");
+                    act.durable
+                        .send_modify(|d| d.failed = Some((target, e.to_string())));
+                }
+            }
+            act.start_flush(ctx);
+        }));
+    }
+}
+
+impl Actor for Persistence {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+}
+
+impl Supervised for Persistence {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // A flush cancelled by the restart must be started again by the next write.
+        self.flushing = false;
+    }
+}
+
+/// Stores (inserting or replacing atomically) a phone record; answers once it is durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), PersistError>")]
+pub struct PutPhone(pub PhoneRecord);
+
+impl Handler<PutPhone> for Persistence {
+    type Result = ResponseFuture<Result<(), PersistError>>;
+
+    fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.store.put_phone(&msg.0) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        Box::pin(self.durable_after_write(ctx))
+    }
+}
+
+/// Removes a phone's record; answers (whether there was one) once the removal is durable.
+#[derive(Message)]
+#[rtype(result = "Result<bool, PersistError>")]
+pub struct DeletePhone(pub Mac);
+
+impl Handler<DeletePhone> for Persistence {
+    type Result = ResponseFuture<Result<bool, PersistError>>;
+
+    fn handle(&mut self, msg: DeletePhone, ctx: &mut Context<Self>) -> Self::Result {
+        let existed = match self.store.delete_phone(&msg.0) {
+            Ok(existed) => existed,
+            Err(e) => return Box::pin(async move { Err(e.into()) }),
+        };
+        let durable = self.durable_after_write(ctx);
+        Box::pin(async move { durable.await.map(|()| existed) })
+    }
+}
+
+/// Reads one phone's record.
+#[derive(Message)]
+#[rtype(result = "Result<Option<PhoneRecord>, PersistError>")]
+pub struct GetPhone(pub Mac);
+
+impl Handler<GetPhone> for Persistence {
+    type Result = Result<Option<PhoneRecord>, PersistError>;
+
+    fn handle(&mut self, msg: GetPhone, _ctx: &mut Context<Self>) -> Self::Result {
+        Ok(self.store.get_phone(&msg.0)?)
+    }
+}
+
+/// Reads every phone's record.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PhoneRecord>, PersistError>")]
+pub struct ListPhones;
+
+impl Handler<ListPhones> for Persistence {
+    type Result = Result<Vec<PhoneRecord>, PersistError>;
+
+    fn handle(&mut self, _msg: ListPhones, _ctx: &mut Context<Self>) -> Self::Result {
+        Ok(self.store.phones()?)
+    }
+}
+
+/// Makes everything written so far durable (shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), PersistError>")]
+pub struct Flush;
+
+impl Handler<Flush> for Persistence {
+    type Result = ResponseFuture<Result<(), PersistError>>;
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = Arc::clone(&self.store);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| PersistError::Flush(e.to_string()))?
+                .map_err(|e| PersistError::Flush(e.to_string()))
+        })
+    }
+}

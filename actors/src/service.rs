@@ -1,0 +1,177 @@
+//! Starting and stopping the whole service: the listener, the store, the actors and the HTTP
+//! server, in an order where every startup failure leaves nothing written.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, web};
+use innoprov::store::SledStore;
+use innoprov::{Config, Sealer, Secret, Store};
+use tokio::sync::watch;
+
+use crate::app_session::SessionShared;
+use crate::directory::ServiceDirectory;
+use crate::http::{self, HttpState};
+use crate::persistence::{Flush, Persistence};
+
+/// Why the service could not start; each is a one-line message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener address is unusable or taken.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store directory cannot be created, opened or is damaged.
+    #[error("cannot open store {path}: {reason}")]
+    Store {
+        /// The store directory.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The HTTP server could not start.
+    #[error("cannot start HTTP server: {0}")]
+    Http(std::io::Error),
+}
+
+/// A started service.
+pub struct RunningService {
+    /// The bound listener address (useful when the config asked for port 0).
+    pub addr: SocketAddr,
+    /// Stops the HTTP server.
+    server: actix_web::dev::ServerHandle,
+    /// The HTTP server's task; finishes when the server has stopped.
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Tells every session to close.
+    shutdown: watch::Sender<bool>,
+    /// The store's actor, flushed last.
+    persistence: Addr<Persistence>,
+}
+
+impl RunningService {
+    /// Starts everything. Must run inside an actix `System`.
+    pub async fn start(config: &Config) -> Result<RunningService, StartError> {
+        let addr = config.listen_addr().map_err(|reason| StartError::Listen {
+            addr: config.http.listen.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        })?;
+        // Bind before touching the disk: a busy port must leave nothing written.
+        let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            addr: config.http.listen.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(StartError::Http)?;
+
+        let store_path = config.store.path.display().to_string();
+        let store_error = |reason: String| StartError::Store {
+            path: store_path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+        std::fs::read_dir(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+        let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+        let sealer = Sealer::load_or_create(&config.seal_key_path())
+            .map_err(|e| store_error(e.to_string()))?;
+        let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
+        log::info!("store {store_path}: {} phones", phones.len());
+
+        let store: Arc<dyn Store> = Arc::new(store);
+        let persistence = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            Persistence::new(store)
+        });
+        let directory = ServiceDirectory::new(config.devices.sysclient_url.clone()).start();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        if config.app.password == "change-me" {
+            log::warn!(
+                "app.password is the default \"change-me\": set the App object's real password"
+            );
+        }
+        let ws = &config.websocket;
+        let shared = Arc::new(SessionShared {
+            password: Secret::new(config.app.password.clone()),
+            domain: config.app_domain().to_string(),
+            title: config.app.title.clone(),
+            ping_interval: Duration::from_secs(ws.ping_interval_secs),
+            idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
+            sealer,
+            persistence: persistence.clone(),
+            directory,
+            shutdown: shutdown_rx,
+        });
+        let state = web::Data::new(HttpState {
+            sessions: shared,
+            max_message_bytes: ws.max_message_bytes,
+        });
+        let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(|cfg| http::configure(cfg, &app_path, &app_parent))
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)
+        .map_err(StartError::Http)?
+        .run();
+        let handle = server.handle();
+        let server_task = tokio::spawn(server);
+        log::info!(
+            "innoprov listening on http://{addr}; AppWebsocket on {} (and its parent)",
+            config.app.path
+        );
+        Ok(RunningService {
+            addr,
+            server: handle,
+            server_task,
+            shutdown,
+            persistence,
+        })
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then shuts down.
+    pub async fn run_until_signal(self) -> Result<(), String> {
+        wait_for_signal().await;
+        log::info!("shutting down");
+        self.shutdown().await
+    }
+
+    /// Stops accepting, closes every websocket cleanly, flushes the store.
+    pub async fn shutdown(self) -> Result<(), String> {
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+        if let Err(e) = self.server_task.await {
+            log::warn!("HTTP server task ended badly: {e}");
+        }
+        match self.persistence.send(Flush).await {
+            Ok(Ok(())) => {
+                log::info!("store flushed; bye");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("final store flush failed: {e}")),
+            Err(e) => Err(format!("final store flush failed: {e}")),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            log::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,16 @@
+//! Simulators of the innovaphone peers, shared by the tests, the benches and demos.
+//!
+//! They are written from the specs (appwebsocket.md, devices-sysclient.md) and their vectors,
+//! not from the service's code: they build their frames as text by hand, run their own RC4 and
+//! compute digests over the exact text they sent, so a bug in the service's encoder cannot hide
+//! behind the same bug in its simulator.
+//!
+//! - [`wire`]: the simulators' own RC4, hex, SHA-256 and JSON string escaping.
+//! - [`client`]: an AppWebsocket client over a real websocket (tokio-tungstenite).
+//! - [`pbx`]: the PBX's App object connection: login, PbxInfo, AppInfo, Services.
+//! - [`users`]: the Users (Profile) service: login and ProvisioningPhone.
+
+pub mod client;
+pub mod pbx;
+pub mod users;
+pub mod wire;

@@ -1,0 +1,104 @@
+//! The command line contract of interface.md: bad start-ups exit 2 with one line and write
+//! nothing; SIGTERM exits 0.
+
+use std::process::Command;
+
+use crate::common::{Service, config_text};
+
+fn run(args: &[&str], cwd: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run innoprov");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_exit_2(args: &[&str], cwd: &std::path::Path, needle: &str) {
+    let (code, stderr) = run(args, cwd);
+    assert_eq!(code, 2, "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} should name {needle:?}"
+    );
+}
+
+#[test]
+fn bad_configs_exit_2_with_one_line_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| {
+        std::fs::write(d.join(name), text).unwrap();
+        d.join(name).to_str().unwrap().to_string()
+    };
+    assert_one_line_exit_2(&["--config", "missing.toml"], d, "missing.toml");
+    assert_one_line_exit_2(&["serve", "--config", "missing.toml"], d, "missing.toml");
+    let unknown = write(
+        "unknown.toml",
+        &format!("{}[extra]\nkey = 1\n", config_text(d, "")),
+    );
+    assert_one_line_exit_2(&["--config", &unknown], d, "extra");
+    let typo = write(
+        "typo.toml",
+        &config_text(d, "").replace("password", "pasword"),
+    );
+    assert_one_line_exit_2(&["--config", &typo], d, "pasword");
+    let broken = write("broken.toml", "[app\npassword = 1");
+    assert_one_line_exit_2(&["--config", &broken], d, "broken.toml");
+    let bad_listen = write(
+        "listen.toml",
+        &config_text(d, "").replace("127.0.0.1:0", "localhost"),
+    );
+    assert_one_line_exit_2(&["--config", &bad_listen], d, "http.listen");
+    assert!(
+        !d.join("store").exists(),
+        "nothing written for a bad config"
+    );
+
+    // A busy port.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let in_use = write(
+        "busy.toml",
+        &config_text(d, "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    );
+    assert_one_line_exit_2(&["--config", &in_use], d, &port.to_string());
+    assert!(!d.join("store").exists(), "nothing written for a busy port");
+
+    // A store path that is a file cannot be a store directory.
+    std::fs::write(d.join("store"), "not a directory").unwrap();
+    let config = write("ok.toml", &config_text(d, ""));
+    assert_one_line_exit_2(&["--config", &config], d, "store");
+    assert_eq!(
+        std::fs::read_to_string(d.join("store")).unwrap(),
+        "not a directory"
+    );
+}
+
+#[test]
+fn sigterm_exits_0_after_closing_websockets() {
+    let (service, _dir) = Service::start("");
+    let url = service.ws_url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut conn = runtime.block_on(async {
+        innoprov_actors::sim::users::UsersSim::new("innoprov", crate::common::PASSWORD)
+            .connect(&url)
+            .await
+            .unwrap()
+    });
+    let (status, logs) = service.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("store flushed"), "{logs}");
+    // The session saw a clean close, not a reset.
+    runtime.block_on(async {
+        assert!(conn.client.closed_by_service().await);
+    });
+}

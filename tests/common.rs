@@ -1,0 +1,144 @@
+//! Starting and stopping the real binary for a test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use innoprov::store::SledStore;
+use innoprov::{Mac, PhoneRecord, Sealer, Store};
+
+/// The App object password every test config uses.
+pub const PASSWORD: &str = "s3cret-app-pw";
+/// The app path every test config uses.
+pub const APP_PATH: &str = "/example.com/innoprov/innoprov";
+
+/// A running `innoprov` process.
+pub struct Service {
+    /// The process.
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Everything it wrote to stderr so far.
+    logs: Arc<Mutex<String>>,
+}
+
+/// The test's config text for a state directory; `extra` is appended verbatim.
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\ntitle = \"Test phones\"\n[store]\npath = \"{}\"\n{extra}",
+        dir.join("store").display()
+    )
+}
+
+impl Service {
+    /// Starts the binary on a fresh state directory.
+    pub fn start(extra: &str) -> (Service, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = Service::start_in(dir.path(), extra);
+        (service, dir)
+    }
+
+    /// Starts the binary on an existing state directory.
+    pub fn start_in(dir: &Path, extra: &str) -> Service {
+        let config = dir.join("config.toml");
+        std::fs::write(&config, config_text(dir, extra)).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+            .args(["--config", config.to_str().expect("utf-8 path")])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn innoprov");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split(';').next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("innoprov did not start: {}", logs.lock().unwrap()));
+        Service {
+            child,
+            addr: addr.parse().expect("address"),
+            logs,
+        }
+    }
+
+    /// The AppWebsocket URL (the full app path).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{APP_PATH}", self.addr)
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most 20 s).
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let status = wait_with_deadline(&mut self.child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+        (status, self.logs())
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("innoprov did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens the stopped service's store and seal key, as an operator's tool would.
+pub fn open_store(dir: &Path) -> (SledStore, Sealer) {
+    let store = SledStore::open(&dir.join("store")).expect("open store");
+    let sealer = Sealer::load_or_create(&dir.join("store").join("seal.key")).expect("seal key");
+    (store, sealer)
+}
+
+/// The stored record of `mac`.
+pub fn stored_phone(store: &SledStore, mac: &str) -> Option<PhoneRecord> {
+    store
+        .get_phone(&mac.parse::<Mac>().expect("mac"))
+        .expect("read store")
+}
