@@ -1,1 +1,227 @@
-fn main() {}
+//! AppWebsocket load harness (issue 2 targets): logins per second, durably acknowledged
+//! ProvisioningPhone per second over many concurrent connections, and the service's RSS per
+//! idle logged-in session. It starts the release binary as its own process (so its RSS is its
+//! own) on a loopback port, and drives it with the simulators in `innoprov_actors::sim`.
+//!
+//! `cargo bench --bench appws_load` (quick), `INNOPROV_BENCH=full cargo bench --bench appws_load`.
+//! Every loop is bounded in count and time, and only 127.0.0.1 is contacted.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use innoprov_actors::sim::client::AppWsClient;
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
+
+const PASSWORD: &str = "bench-pw";
+const APP_PATH: &str = "/example.com/innoprov/innoprov";
+/// No phase may run longer than this.
+const PHASE_LIMIT: Duration = Duration::from_secs(120);
+
+struct Sizes {
+    connect_logins: u32,
+    relogins: u32,
+    login_concurrency: u32,
+    phones: u32,
+    phone_connections: u32,
+    phone_window: u32,
+    idle_sessions: u32,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var("INNOPROV_BENCH").as_deref() == Ok("full") {
+        Sizes {
+            connect_logins: 20_000,
+            relogins: 100_000,
+            login_concurrency: 64,
+            phones: 50_000,
+            phone_connections: 32,
+            phone_window: 32,
+            idle_sessions: 5_000,
+        }
+    } else {
+        Sizes {
+            connect_logins: 5_000,
+            relogins: 20_000,
+            login_concurrency: 64,
+            phones: 10_000,
+            phone_connections: 16,
+            phone_window: 32,
+            idle_sessions: 2_000,
+        }
+    }
+}
+
+struct ServiceProcess {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    fn start() -> ServiceProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n",
+                dir.path().join("store").display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+            .args(["--config", config.to_str().expect("path")])
+            .env("RUST_LOG", "warn,innoprov_actors::service=info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn innoprov");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("innoprov started");
+        ServiceProcess { child, addr, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}{APP_PATH}", self.addr)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tasks` copies of `work` sharing a counter of `total` units; returns units/s.
+async fn rate<F, Fut>(total: u32, tasks: u32, work: F) -> f64
+where
+    F: Fn(Arc<AtomicU32>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let counter = Arc::new(AtomicU32::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks).map(|_| tokio::spawn(work(Arc::clone(&counter)))).collect();
+    let all = async {
+        for h in handles {
+            h.await.expect("bench task");
+        }
+    };
+    tokio::time::timeout(PHASE_LIMIT, all).await.expect("phase finished in time");
+    f64::from(total.min(counter.load(Ordering::Relaxed))) / start.elapsed().as_secs_f64()
+}
+
+/// Takes the next unit of work, or `None` when `total` are taken.
+fn take(counter: &AtomicU32, total: u32) -> Option<u32> {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    (n < total).then_some(n)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let sizes = sizes();
+    let service = ServiceProcess::start();
+    let url = service.url();
+    let users = UsersSim::new("innoprov", PASSWORD);
+
+    // 1. Connect + challenge + login + close, many at once.
+    let (u, us) = (url.clone(), users.clone());
+    let total = sizes.connect_logins;
+    let connect_rate = rate(total, sizes.login_concurrency, move |c| {
+        let (url, users) = (u.clone(), us.clone());
+        async move {
+            while take(&c, total).is_some() {
+                let conn = users.connect(&url).await.expect("login");
+                drop(conn);
+            }
+        }
+    })
+    .await;
+
+    // 2. Logins on open connections: AppChallenge + AppLogin again and again.
+    let (u, us) = (url.clone(), users.clone());
+    let total = sizes.relogins;
+    let relogin_rate = rate(total, sizes.login_concurrency, move |c| {
+        let (url, users) = (u.clone(), us.clone());
+        async move {
+            let mut client = AppWsClient::connect(&url).await.expect("connect");
+            while take(&c, total).is_some() {
+                let reply = client.login(&users.identity, &users.password).await.expect("login");
+                assert_eq!(reply["ok"], true);
+            }
+        }
+    })
+    .await;
+
+    // 3. ProvisioningPhone, each acknowledged only once durably stored; a window of requests
+    //    in flight per connection.
+    let (u, us) = (url.clone(), users.clone());
+    let (total, window) = (sizes.phones, sizes.phone_window);
+    let phone_rate = rate(total, sizes.phone_connections, move |c| {
+        let (url, users) = (u.clone(), us.clone());
+        async move {
+            let mut conn = users.connect(&url).await.expect("login");
+            let mut in_flight = 0;
+            loop {
+                while in_flight < window {
+                    let Some(n) = take(&c, total) else { break };
+                    let text = conn.provisioning_text(&SimPhone::numbered(n), Some(&n.to_string())).expect("text");
+                    conn.client.send_raw(&text).await.expect("send");
+                    in_flight += 1;
+                }
+                if in_flight == 0 {
+                    break;
+                }
+                let reply = conn.client.recv_mt("ProvisioningPhoneResult").await.expect("result");
+                assert_eq!(reply["result"], "ok", "{reply}");
+                in_flight -= 1;
+            }
+        }
+    })
+    .await;
+
+    // 4. RSS per idle logged-in session.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = service.rss_kib();
+    let mut idle = Vec::with_capacity(sizes.idle_sessions as usize);
+    for _ in 0..sizes.idle_sessions {
+        idle.push(users.connect(&url).await.expect("idle login"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = service.rss_kib();
+    let per_session = (after.saturating_sub(before)) as f64 / f64::from(sizes.idle_sessions);
+    drop(idle);
+
+    println!("appws_load ({} run, 2 client threads, service = release binary, loopback)", if sizes.relogins > 20_000 { "full" } else { "quick" });
+    println!("  connect+login+close     {:>9.0} logins/s   ({} logins, {} concurrent)", connect_rate, sizes.connect_logins, sizes.login_concurrency);
+    println!("  login on open sockets   {:>9.0} logins/s   ({} logins, {} connections)", relogin_rate, sizes.relogins, sizes.login_concurrency);
+    println!(
+        "  ProvisioningPhone ok    {:>9.0} phones/s   ({} phones, {} connections x {} in flight, acked after flush)",
+        phone_rate, sizes.phones, sizes.phone_connections, sizes.phone_window
+    );
+    println!(
+        "  RSS per idle session    {:>9.1} KiB        ({} sessions: {} KiB -> {} KiB)",
+        per_session, sizes.idle_sessions, before, after
+    );
+}
