@@ -88,8 +88,14 @@ impl ServiceProcess {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("innoprov started");
-        ServiceProcess { child, addr, _dir: dir }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("innoprov started");
+        ServiceProcess {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn url(&self) -> String {
@@ -97,7 +103,8 @@ impl ServiceProcess {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -108,7 +115,9 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -121,13 +130,17 @@ where
 {
     let counter = Arc::new(AtomicU32::new(0));
     let start = Instant::now();
-    let handles: Vec<_> = (0..tasks).map(|_| tokio::spawn(work(Arc::clone(&counter)))).collect();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| tokio::spawn(work(Arc::clone(&counter))))
+        .collect();
     let all = async {
         for h in handles {
             h.await.expect("bench task");
         }
     };
-    tokio::time::timeout(PHASE_LIMIT, all).await.expect("phase finished in time");
+    tokio::time::timeout(PHASE_LIMIT, all)
+        .await
+        .expect("phase finished in time");
     f64::from(total.min(counter.load(Ordering::Relaxed))) / start.elapsed().as_secs_f64()
 }
 
@@ -167,7 +180,10 @@ async fn main() {
         async move {
             let mut client = AppWsClient::connect(&url).await.expect("connect");
             while take(&c, total).is_some() {
-                let reply = client.login(&users.identity, &users.password).await.expect("login");
+                let reply = client
+                    .login(&users.identity, &users.password)
+                    .await
+                    .expect("login");
                 assert_eq!(reply["ok"], true);
             }
         }
@@ -186,14 +202,20 @@ async fn main() {
             loop {
                 while in_flight < window {
                     let Some(n) = take(&c, total) else { break };
-                    let text = conn.provisioning_text(&SimPhone::numbered(n), Some(&n.to_string())).expect("text");
+                    let text = conn
+                        .provisioning_text(&SimPhone::numbered(n), Some(&n.to_string()))
+                        .expect("text");
                     conn.client.send_raw(&text).await.expect("send");
                     in_flight += 1;
                 }
                 if in_flight == 0 {
                     break;
                 }
-                let reply = conn.client.recv_mt("ProvisioningPhoneResult").await.expect("result");
+                let reply = conn
+                    .client
+                    .recv_mt("ProvisioningPhoneResult")
+                    .await
+                    .expect("result");
                 assert_eq!(reply["result"], "ok", "{reply}");
                 in_flight -= 1;
             }
@@ -213,9 +235,22 @@ async fn main() {
     let per_session = (after.saturating_sub(before)) as f64 / f64::from(sizes.idle_sessions);
     drop(idle);
 
-    println!("appws_load ({} run, 2 client threads, service = release binary, loopback)", if sizes.relogins > 20_000 { "full" } else { "quick" });
-    println!("  connect+login+close     {:>9.0} logins/s   ({} logins, {} concurrent)", connect_rate, sizes.connect_logins, sizes.login_concurrency);
-    println!("  login on open sockets   {:>9.0} logins/s   ({} logins, {} connections)", relogin_rate, sizes.relogins, sizes.login_concurrency);
+    println!(
+        "appws_load ({} run, 2 client threads, service = release binary, loopback)",
+        if sizes.relogins > 20_000 {
+            "full"
+        } else {
+            "quick"
+        }
+    );
+    println!(
+        "  connect+login+close     {:>9.0} logins/s   ({} logins, {} concurrent)",
+        connect_rate, sizes.connect_logins, sizes.login_concurrency
+    );
+    println!(
+        "  login on open sockets   {:>9.0} logins/s   ({} logins, {} connections)",
+        relogin_rate, sizes.relogins, sizes.login_concurrency
+    );
     println!(
         "  ProvisioningPhone ok    {:>9.0} phones/s   ({} phones, {} connections x {} in flight, acked after flush)",
         phone_rate, sizes.phones, sizes.phone_connections, sizes.phone_window

@@ -236,3 +236,29 @@ async fn oversized_messages_close_the_connection() {
         .unwrap();
     assert_eq!(conn.client.recv_json().await.unwrap()["mt"], "TestResult");
 }
+
+#[tokio::test]
+async fn silent_peers_are_dropped_and_answering_peers_kept() {
+    let (service, _dir) =
+        Service::start("[websocket]\nping_interval_secs = 1\nidle_timeout_secs = 2\n");
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut silent = users.connect(&service.ws_url()).await.unwrap();
+    let mut lively = users.connect(&service.ws_url()).await.unwrap();
+    // `lively` reads (so tungstenite answers the pings); `silent` reads nothing for 3.5 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(3500);
+    lively.client.timeout = std::time::Duration::from_millis(300);
+    while tokio::time::Instant::now() < deadline {
+        let _ = lively.client.recv_json().await;
+    }
+    assert!(
+        silent.client.closed_by_service().await,
+        "a peer that answers no ping is dropped"
+    );
+    lively
+        .client
+        .send_raw(r#"{"mt":"Test","src":"alive"}"#)
+        .await
+        .unwrap();
+    lively.client.timeout = std::time::Duration::from_secs(5);
+    assert_eq!(lively.client.recv_json().await.unwrap()["src"], "alive");
+}
