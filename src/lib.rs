@@ -7,6 +7,8 @@
 //! ## Layout
 //! - [`appws`]: AppWebsocket messages, login digest, session key, RC4 Encrypt/Decrypt/Hash.
 //! - [`services`]: finding Devices' sysclient URL in the PBX's ServicesInfo.
+//! - [`sysclient`]: the binary sysclient protocol to innovaphone Devices.
+//! - [`devices`]: Devices configuration items (PHONE, MEDIA, NTP, ...).
 //! - [`mac`]: the phone's MAC address.
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
@@ -17,11 +19,13 @@
 
 pub mod appws;
 pub mod config;
+pub mod devices;
 pub mod mac;
 pub mod phone;
 pub mod seal;
 pub mod services;
 pub mod store;
+pub mod sysclient;
 
 pub use config::Config;
 pub use mac::Mac;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::appws::{Inbound, crypto};
+use crate::devices::ConfigItem;
 use crate::mac::Mac;
 use crate::seal::{Sealed, Secret};
 
@@ -157,6 +158,16 @@ pub fn user_password_purpose(mac: &Mac) -> String {
     format!("user-password/{mac}")
 }
 
+/// Purpose string binding a sealed sysclient password to its phone.
+pub fn sysclient_password_purpose(mac: &Mac) -> String {
+    format!("sysclient-password/{mac}")
+}
+
+/// Purpose string binding a sealed admin password to its phone.
+pub fn admin_password_purpose(mac: &Mac) -> String {
+    format!("admin-password/{mac}")
+}
+
 /// What is stored per phone. Plain data: every secret in it is sealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhoneRecord {
@@ -178,6 +189,27 @@ pub struct PhoneRecord {
     pub password: Option<Sealed>,
     /// When the latest ProvisioningPhone arrived (Unix seconds); opens the enrolment window.
     pub provisioned_at: u64,
+    /// Which ProvisioningPhone this record belongs to: a write of an older generation (a late
+    /// write of a replaced job) is refused.
+    #[serde(default)]
+    pub generation: u64,
+    /// The sysclient password Devices gave this phone, sealed for `sysclient-password/<mac>`;
+    /// it answers Devices' challenge on every reconnect.
+    #[serde(default)]
+    pub sysclient_password: Option<Sealed>,
+    /// The administrative password Devices deployed (0x0003), sealed for `admin-password/<mac>`.
+    #[serde(default)]
+    pub admin_password: Option<Sealed>,
+    /// The phone's complete Devices configuration, sorted by item key.
+    #[serde(default)]
+    pub configs: Vec<ConfigItem>,
+    /// Bumped by every stored configuration change; phones' files carry it (ETag).
+    #[serde(default)]
+    pub config_version: u64,
+    /// When the configuration was last complete (Unix seconds); `None` until the first
+    /// `last:true` of this generation.
+    #[serde(default)]
+    pub configured_at: Option<u64>,
 }
 
 impl PhoneRecord {
@@ -201,6 +233,12 @@ impl PhoneRecord {
             dns: request.dns.clone(),
             password,
             provisioned_at: now_unix,
+            generation: 0,
+            sysclient_password: None,
+            admin_password: None,
+            configs: Vec::new(),
+            config_version: 0,
+            configured_at: None,
         })
     }
 }

@@ -21,6 +21,12 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
         // A fixed sealed-looking value: sealing is random, and the suite compares records.
         password: serde_json::from_value(serde_json::Value::String(format!("v1:{n:064x}"))).ok(),
         provisioned_at: 1_700_000_000 + n,
+        generation: n,
+        sysclient_password: None,
+        admin_password: None,
+        configs: Vec::new(),
+        config_version: n * 2,
+        configured_at: None,
     }
 }
 
