@@ -103,8 +103,7 @@ impl ServiceProcess {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -237,11 +236,7 @@ async fn main() {
 
     println!(
         "appws_load ({} run, 2 client threads, service = release binary, loopback)",
-        if sizes.relogins > 20_000 {
-            "full"
-        } else {
-            "quick"
-        }
+        if sizes.relogins > 20_000 { "full" } else { "quick" }
     );
     println!(
         "  connect+login+close     {:>9.0} logins/s   ({} logins, {} concurrent)",

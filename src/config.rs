@@ -122,11 +122,48 @@ impl Default for StoreConfig {
 }
 
 /// `[devices]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesConfig {
     /// Overrides the sysclient URL learnt from the PBX's Services API.
     pub sysclient_url: Option<String>,
+    /// Most sysclient connection attempts per second, service-wide (restarts, Devices restarts).
+    #[serde(default = "default_connects_per_second")]
+    pub connects_per_second: u32,
+    /// Seconds a ProvisioningPhone waits for the complete configuration before "failed".
+    #[serde(default = "default_provisioning_timeout")]
+    pub provisioning_timeout_secs: u64,
+    /// First reconnect delay of a link, milliseconds (doubling, jittered).
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay of a link, seconds.
+    #[serde(default = "default_reconnect_max_secs")]
+    pub reconnect_max_secs: u64,
+}
+
+fn default_connects_per_second() -> u32 {
+    500
+}
+fn default_provisioning_timeout() -> u64 {
+    60
+}
+fn default_reconnect_min_ms() -> u64 {
+    1000
+}
+fn default_reconnect_max_secs() -> u64 {
+    60
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            sysclient_url: None,
+            connects_per_second: default_connects_per_second(),
+            provisioning_timeout_secs: default_provisioning_timeout(),
+            reconnect_min_ms: default_reconnect_min_ms(),
+            reconnect_max_secs: default_reconnect_max_secs(),
+        }
+    }
 }
 
 /// `[websocket]`: the project's own section.
@@ -236,9 +273,21 @@ impl Config {
         if let Some(url) = &self.devices.sysclient_url
             && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
         {
+            return Err(invalid("devices.sysclient_url", "must be a ws:// or wss:// URL"));
+        }
+        let devices = &self.devices;
+        if devices.connects_per_second == 0 {
+            return Err(invalid("devices.connects_per_second", "must be at least 1"));
+        }
+        if devices.provisioning_timeout_secs == 0 {
+            return Err(invalid("devices.provisioning_timeout_secs", "must be at least 1"));
+        }
+        if devices.reconnect_min_ms == 0
+            || devices.reconnect_min_ms > devices.reconnect_max_secs.saturating_mul(1000)
+        {
             return Err(invalid(
-                "devices.sysclient_url",
-                "must be a ws:// or wss:// URL",
+                "devices.reconnect_min_ms",
+                "must be at least 1 and not above devices.reconnect_max_secs",
             ));
         }
         let ws = &self.websocket;

@@ -47,11 +47,8 @@ pub enum ConfigItemError {
 
 /// Reads the envelope: `{"config":{...},"last":true}`, with `last` at the top or inside
 /// `config`; a bare configuration object (with `type`) is accepted too.
-pub fn parse_configuration(
-    body: &Map<String, Value>,
-) -> Result<ConfigurationMessage, ConfigItemError> {
-    let truthy =
-        |v: Option<&Value>| v.is_some_and(|v| v == &Value::Bool(true) || v == &Value::from(1));
+pub fn parse_configuration(body: &Map<String, Value>) -> Result<ConfigurationMessage, ConfigItemError> {
+    let truthy = |v: Option<&Value>| v.is_some_and(|v| v == &Value::Bool(true) || v == &Value::from(1));
     let mut last = truthy(body.get("last"));
     let config = match body.get("config") {
         Some(Value::Object(config)) => Some(config.clone()),
@@ -100,9 +97,7 @@ impl ConfigItem {
         let mut warnings = Vec::new();
         for (field, seed_field) in SECRET_FIELDS {
             let encrypted = body.remove(field);
-            let seed = body
-                .remove(seed_field)
-                .or_else(|| body.get("seed").cloned());
+            let seed = body.remove(seed_field).or_else(|| body.get("seed").cloned());
             let Some(Value::String(encrypted)) = encrypted else {
                 continue;
             };
@@ -117,14 +112,12 @@ impl ConfigItem {
                 continue;
             };
             match sysclient::decrypt_secret(seed, password.expose(), &encrypted) {
-                Ok(plain) => {
-                    match sealer.seal(&Secret::new(plain), &secret_purpose(mac, &key, field)) {
-                        Ok(sealed) => {
-                            secrets.insert(field.to_string(), sealed);
-                        }
-                        Err(e) => warnings.push(format!("{kind} {key}: {field} left out: {e}")),
+                Ok(plain) => match sealer.seal(&Secret::new(plain), &secret_purpose(mac, &key, field)) {
+                    Ok(sealed) => {
+                        secrets.insert(field.to_string(), sealed);
                     }
-                }
+                    Err(e) => warnings.push(format!("{kind} {key}: {field} left out: {e}")),
+                },
                 Err(e) => warnings.push(format!("{kind} {key}: {field} left out: {e}")),
             }
         }
@@ -286,11 +279,9 @@ mod tests {
 
     #[test]
     fn envelopes() {
-        let m =
-            parse_configuration(&obj(r#"{"config":{"id":3,"type":"PHONE"},"last":true}"#)).unwrap();
+        let m = parse_configuration(&obj(r#"{"config":{"id":3,"type":"PHONE"},"last":true}"#)).unwrap();
         assert!(m.last);
-        let m =
-            parse_configuration(&obj(r#"{"config":{"id":3,"type":"PHONE","last":true}}"#)).unwrap();
+        let m = parse_configuration(&obj(r#"{"config":{"id":3,"type":"PHONE","last":true}}"#)).unwrap();
         assert!(m.last && !m.config.unwrap().contains_key("last"));
         let m = parse_configuration(&obj(r#"{"last":true}"#)).unwrap();
         assert_eq!((m.config, m.last), (None, true));
@@ -352,8 +343,7 @@ mod tests {
             item(r#"{"id":3,"type":"PHONE","gk1":"pbx","coder":"OPUS-WB"}"#),
         );
         assert_eq!(items.len(), 3);
-        let DeviceConfig::Phone(phone) = items.iter().find(|i| i.key == "3").unwrap().typed()
-        else {
+        let DeviceConfig::Phone(phone) = items.iter().find(|i| i.key == "3").unwrap().typed() else {
             panic!()
         };
         assert_eq!(phone.coder, "OPUS-WB");

@@ -87,16 +87,9 @@ mod tests {
             "00-15-65-1A-2B-3C",
             "0015651a2b3c",
         ] {
-            assert_eq!(
-                text.parse::<Mac>().unwrap().to_string(),
-                "0015651a2b3c",
-                "{text}"
-            );
+            assert_eq!(text.parse::<Mac>().unwrap().to_string(), "0015651a2b3c", "{text}");
         }
-        assert_eq!(
-            "0015651a2b3c".parse::<Mac>().unwrap().upper(),
-            "0015651A2B3C"
-        );
+        assert_eq!("0015651a2b3c".parse::<Mac>().unwrap().upper(), "0015651A2B3C");
     }
 
     #[test]

@@ -56,20 +56,14 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ProvisionError {
 impl ProvisionRequest {
     /// Validates a ProvisioningPhone message and decrypts its password with the connection's
     /// session key.
-    pub fn from_message(
-        msg: &Inbound,
-        session_key: &str,
-    ) -> Result<ProvisionRequest, ProvisionError> {
+    pub fn from_message(msg: &Inbound, session_key: &str) -> Result<ProvisionRequest, ProvisionError> {
         let text = |field: &'static str| -> Result<String, ProvisionError> {
             let value = msg
                 .text(field)
                 .map_err(|_| invalid(field, "must be a string"))?
                 .unwrap_or_default();
             if value.len() > MAX_FIELD_BYTES {
-                return Err(invalid(
-                    field,
-                    format!("longer than {MAX_FIELD_BYTES} bytes"),
-                ));
+                return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
             }
             if value.chars().any(char::is_control) {
                 return Err(invalid(field, "contains control characters"));
@@ -90,10 +84,7 @@ impl ProvisionRequest {
             .map_err(|e| invalid("mac", e.to_string()))?;
         let code = required("code")?;
         if code.len() > MAX_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid(
-                "code",
-                format!("must be 1 to {MAX_CODE_DIGITS} digits"),
-            ));
+            return Err(invalid("code", format!("must be 1 to {MAX_CODE_DIGITS} digits")));
         }
         // The tutorial spells the member `usename`; accept the obvious spelling as well.
         let username = match text("usename")? {
@@ -122,10 +113,7 @@ impl ProvisionRequest {
             ));
         }
         if seed.len() > MAX_FIELD_BYTES {
-            return Err(invalid(
-                "seed1",
-                format!("longer than {MAX_FIELD_BYTES} bytes"),
-            ));
+            return Err(invalid("seed1", format!("longer than {MAX_FIELD_BYTES} bytes")));
         }
         // appwebsocket.md §5.2: decrypt only when seed1 is longer than one character.
         let password = if encrypted.is_empty() {
@@ -135,10 +123,7 @@ impl ProvisionRequest {
                 .map_err(|e| invalid("password", e.to_string()))?;
             Some(Secret::new(plain))
         } else {
-            return Err(invalid(
-                "seed1",
-                "missing, so the password cannot be decrypted",
-            ));
+            return Err(invalid("seed1", "missing, so the password cannot be decrypted"));
         };
         Ok(ProvisionRequest {
             mac,
@@ -267,10 +252,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
-            (
-                r#"{"mt":"ProvisioningPhone","code":"1","usename":"a"}"#,
-                "mac",
-            ),
+            (r#"{"mt":"ProvisioningPhone","code":"1","usename":"a"}"#, "mac"),
             (
                 r#"{"mt":"ProvisioningPhone","mac":"zz","code":"1","usename":"a"}"#,
                 "mac",

@@ -99,8 +99,7 @@ impl Sealer {
         match fs::read_to_string(path) {
             Ok(text) => {
                 let mut key = [0u8; KEY_BYTES];
-                hex::decode_to_slice(text.trim(), &mut key)
-                    .map_err(|_| SealError::BadKey(shown.clone()))?;
+                hex::decode_to_slice(text.trim(), &mut key).map_err(|_| SealError::BadKey(shown.clone()))?;
                 // A key file readable by others is repaired rather than refused: the service
                 // must keep running, and the log says so.
                 if let Ok(meta) = fs::metadata(path)
@@ -172,9 +171,7 @@ impl Sealer {
             .cipher
             .decrypt(&XNonce::from(nonce_array), payload)
             .map_err(|_| SealError::Open)?;
-        String::from_utf8(plain)
-            .map(Secret)
-            .map_err(|_| SealError::Open)
+        String::from_utf8(plain).map(Secret).map_err(|_| SealError::Open)
     }
 }
 
@@ -206,17 +203,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seal.key");
         let first = Sealer::load_or_create(&path).unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let sealed = first.seal(&Secret::new("x"), "p").unwrap();
         let second = Sealer::load_or_create(&path).unwrap();
         assert_eq!(second.open(&sealed, "p").unwrap().expose(), "x");
         fs::write(&path, "short").unwrap();
-        assert!(matches!(
-            Sealer::load_or_create(&path),
-            Err(SealError::BadKey(_))
-        ));
+        assert!(matches!(Sealer::load_or_create(&path), Err(SealError::BadKey(_))));
     }
 }

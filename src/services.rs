@@ -49,8 +49,7 @@ mod tests {
     #[test]
     fn url_rules_of_the_interface() {
         assert_eq!(
-            sysclient_url("https://ap.example.com/example.com/devices/innovaphone-devices")
-                .as_deref(),
+            sysclient_url("https://ap.example.com/example.com/devices/innovaphone-devices").as_deref(),
             Some("wss://ap.example.com/example.com/devices/sysclients")
         );
         assert_eq!(
@@ -75,7 +74,8 @@ mod tests {
             devices_sysclient_url(&services).as_deref(),
             Some("wss://ap/example.com/devices/sysclients")
         );
-        let bare = json!([{"name":"d","url":"wss://ap/example.com/devices/","info":{"com.innovaphone.devices":{}}}]);
+        let bare =
+            json!([{"name":"d","url":"wss://ap/example.com/devices/","info":{"com.innovaphone.devices":{}}}]);
         assert_eq!(
             devices_sysclient_url(&bare).as_deref(),
             Some("wss://ap/example.com/devices/sysclients")

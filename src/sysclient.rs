@@ -144,11 +144,7 @@ impl SysclientFrame {
                 out.extend_from_slice(json.as_bytes());
                 out
             }
-            SysclientFrame::Tunnel {
-                session,
-                event,
-                data,
-            } => {
+            SysclientFrame::Tunnel { session, event, data } => {
                 let mut out = Vec::with_capacity(9 + data.len());
                 out.push(CLASS_TUNNEL);
                 out.extend_from_slice(&session.to_be_bytes());
@@ -190,13 +186,7 @@ pub fn identify(id: &str, code: Option<&str>, digest: Option<&str>) -> Sysclient
 }
 
 /// The challenge answer: hex SHA-256 of `id:product:version:challenge:password`.
-pub fn challenge_digest(
-    id: &str,
-    product: &str,
-    version: &str,
-    challenge: &str,
-    password: &str,
-) -> String {
+pub fn challenge_digest(id: &str, product: &str, version: &str, challenge: &str, password: &str) -> String {
     crypto::sha256_hex(format!("{id}:{product}:{version}:{challenge}:{password}").as_bytes())
 }
 
@@ -214,19 +204,14 @@ pub fn decrypt_secret(
 /// The minimal answers a sysclient gives in the tunnel when it has no web UI: acknowledge
 /// sends, answer a receive with an HTTP 404, and confirm shutdowns.
 pub fn tunnel_answer(session: u32, event: u32) -> Option<SysclientFrame> {
-    const NOT_FOUND: &[u8] =
-        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let (event, data) = match event {
         tunnel::SEND => (tunnel::SEND_RESULT, Vec::new()),
         tunnel::RECEIVE => (tunnel::RECEIVE_RESULT, NOT_FOUND.to_vec()),
         tunnel::SHUTDOWN => (tunnel::SHUTDOWN, Vec::new()),
         _ => return None,
     };
-    Some(SysclientFrame::Tunnel {
-        session,
-        event,
-        data,
-    })
+    Some(SysclientFrame::Tunnel { session, event, data })
 }
 
 #[cfg(test)]
@@ -274,12 +259,7 @@ mod tests {
     fn admin_password_vector() {
         // devices-sysclient.md §2.5.
         assert_eq!(
-            decrypt_secret(
-                "wJQog70GUK!GPTN2",
-                "7iICN04agQq38j!hmbN7P5LLI1YePz1w",
-                "22f91ebb"
-            )
-            .unwrap(),
+            decrypt_secret("wJQog70GUK!GPTN2", "7iICN04agQq38j!hmbN7P5LLI1YePz1w", "22f91ebb").unwrap(),
             "test"
         );
     }
@@ -287,25 +267,17 @@ mod tests {
     #[test]
     fn strict_length_checks() {
         assert_eq!(SysclientFrame::decode(b""), Err(FrameError::Short(0)));
-        assert_eq!(
-            SysclientFrame::decode(b"\x01\x00"),
-            Err(FrameError::Short(2))
-        );
+        assert_eq!(SysclientFrame::decode(b"\x01\x00"), Err(FrameError::Short(2)));
         assert_eq!(
             SysclientFrame::decode(b"\x02\x00\x00\x00\x01\x00\x00\x00"),
             Err(FrameError::Short(8))
         );
-        assert_eq!(
-            SysclientFrame::decode(b"\x03abc"),
-            Err(FrameError::Class(3))
-        );
+        assert_eq!(SysclientFrame::decode(b"\x03abc"), Err(FrameError::Class(3)));
         assert!(matches!(
             SysclientFrame::decode(b"\x01\x00\x06[1]"),
             Err(FrameError::Json { kind: 6, .. })
         ));
-        let tunnel =
-            SysclientFrame::decode(b"\x02\x00\x00\x00\x07\x00\x00\x00\x01\x00\x00\x10\x00")
-                .unwrap();
+        let tunnel = SysclientFrame::decode(b"\x02\x00\x00\x00\x07\x00\x00\x00\x01\x00\x00\x10\x00").unwrap();
         assert_eq!(
             tunnel,
             SysclientFrame::Tunnel {

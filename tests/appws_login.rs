@@ -17,10 +17,7 @@ fn pbx(service: &Service) -> PbxSim {
 #[tokio::test]
 async fn pbx_logs_in_gets_app_info_and_services_subscription() {
     let (service, _dir) = Service::start("");
-    let mut pbx_conn = pbx(&service)
-        .connect(&service.ws_url())
-        .await
-        .expect("PBX login");
+    let mut pbx_conn = pbx(&service).connect(&service.ws_url()).await.expect("PBX login");
 
     pbx_conn
         .send_pbx_info(&["PbxApi", "Services", "PbxAdminApi"])
@@ -61,11 +58,7 @@ async fn pbx_logs_in_gets_app_info_and_services_subscription() {
         "cb"
     );
     // KeepAlive and unknown messages after login are ignored, the session stays.
-    pbx_conn
-        .client
-        .send_raw(r#"{"mt":"KeepAlive"}"#)
-        .await
-        .unwrap();
+    pbx_conn.client.send_raw(r#"{"mt":"KeepAlive"}"#).await.unwrap();
     pbx_conn
         .client
         .send_raw(r#"{"mt":"SomethingNew","src":"n"}"#)
@@ -76,16 +69,11 @@ async fn pbx_logs_in_gets_app_info_and_services_subscription() {
         .send_raw(r#"{"mt":"Test","src":"t"}"#)
         .await
         .unwrap();
-    assert_eq!(
-        pbx_conn.client.recv_json().await.unwrap()["mt"],
-        "TestResult"
-    );
+    assert_eq!(pbx_conn.client.recv_json().await.unwrap()["mt"], "TestResult");
 
     let logs = service.logs();
     assert!(
-        logs.contains(
-            "Devices sysclient URL is now ws://127.0.0.1:9/example.com/devices/sysclients"
-        ),
+        logs.contains("Devices sysclient URL is now ws://127.0.0.1:9/example.com/devices/sysclients"),
         "{logs}"
     );
     let (status, _) = service.terminate();
@@ -97,10 +85,7 @@ async fn login_works_on_the_parent_path_and_app_check_login() {
     let (service, _dir) = Service::start("");
     let parent = format!("ws://{}/example.com/innoprov", service.addr);
     let users = UsersSim::new("innoprov", PASSWORD);
-    users
-        .connect(&parent)
-        .await
-        .expect("login on the parent path");
+    users.connect(&parent).await.expect("login on the parent path");
     users
         .connect(&format!("{parent}/"))
         .await
@@ -108,9 +93,7 @@ async fn login_works_on_the_parent_path_and_app_check_login() {
 
     // AppCheckLogin: digest over app:domain::::challenge:password, no session needed.
     let mut client = AppWsClient::connect(&service.ws_url()).await.unwrap();
-    let digest = innoprov_actors::sim::wire::sha256_hex(&format!(
-        "innoprov:example.com::::12345:{PASSWORD}"
-    ));
+    let digest = innoprov_actors::sim::wire::sha256_hex(&format!("innoprov:example.com::::12345:{PASSWORD}"));
     client
         .send_raw(&format!(r#"{{"mt":"AppCheckLogin","src":"x","app":"innoprov","domain":"example.com","challenge":"12345","digest":"{digest}"}}"#))
         .await
@@ -155,10 +138,7 @@ async fn bad_logins_and_early_messages_close_the_connection() {
         .await
         .unwrap();
     assert_eq!(c.recv_mt("AppLoginResult").await.unwrap().get("ok"), None);
-    assert!(
-        c.closed_by_service().await,
-        "closed after an uppercase digest"
-    );
+    assert!(c.closed_by_service().await, "closed after an uppercase digest");
 
     // Reused challenge: the first login succeeds, a second AppLogin on the same challenge fails.
     let mut c = AppWsClient::connect(&url).await.unwrap();
@@ -168,10 +148,7 @@ async fn bad_logins_and_early_messages_close_the_connection() {
     assert_eq!(c.recv_mt("AppLoginResult").await.unwrap()["ok"], true);
     c.send_raw(&text).await.unwrap();
     assert_eq!(c.recv_mt("AppLoginResult").await.unwrap().get("ok"), None);
-    assert!(
-        c.closed_by_service().await,
-        "closed after a reused challenge"
-    );
+    assert!(c.closed_by_service().await, "closed after a reused challenge");
 
     // AppLogin without any challenge.
     let mut c = AppWsClient::connect(&url).await.unwrap();
@@ -239,8 +216,7 @@ async fn oversized_messages_close_the_connection() {
 
 #[tokio::test]
 async fn silent_peers_are_dropped_and_answering_peers_kept() {
-    let (service, _dir) =
-        Service::start("[websocket]\nping_interval_secs = 1\nidle_timeout_secs = 2\n");
+    let (service, _dir) = Service::start("[websocket]\nping_interval_secs = 1\nidle_timeout_secs = 2\n");
     let users = UsersSim::new("innoprov", PASSWORD);
     let mut silent = users.connect(&service.ws_url()).await.unwrap();
     let mut lively = users.connect(&service.ws_url()).await.unwrap();

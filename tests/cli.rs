@@ -43,10 +43,7 @@ fn bad_configs_exit_2_with_one_line_and_write_nothing() {
         &format!("{}[extra]\nkey = 1\n", config_text(d, "")),
     );
     assert_one_line_exit_2(&["--config", &unknown], d, "extra");
-    let typo = write(
-        "typo.toml",
-        &config_text(d, "").replace("password", "pasword"),
-    );
+    let typo = write("typo.toml", &config_text(d, "").replace("password", "pasword"));
     assert_one_line_exit_2(&["--config", &typo], d, "pasword");
     let broken = write("broken.toml", "[app\npassword = 1");
     assert_one_line_exit_2(&["--config", &broken], d, "broken.toml");
@@ -55,10 +52,7 @@ fn bad_configs_exit_2_with_one_line_and_write_nothing() {
         &config_text(d, "").replace("127.0.0.1:0", "localhost"),
     );
     assert_one_line_exit_2(&["--config", &bad_listen], d, "http.listen");
-    assert!(
-        !d.join("store").exists(),
-        "nothing written for a bad config"
-    );
+    assert!(!d.join("store").exists(), "nothing written for a bad config");
 
     // A busy port.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

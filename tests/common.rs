@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use innoprov::store::SledStore;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
+use innoprov_actors::sim::devices::DevicesSim;
+use innoprov_actors::sim::users::SimPhone;
 
 /// The App object password every test config uses.
 pub const PASSWORD: &str = "s3cret-app-pw";
@@ -83,6 +85,23 @@ impl Service {
         format!("ws://{}{APP_PATH}", self.addr)
     }
 
+    /// Waits until a log line contains `needle` (at most `limit`); whether it did.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.logs().contains(needle)
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.logs().lines().filter(|l| l.contains(needle)).count()
+    }
+
     /// Everything logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -141,4 +160,27 @@ pub fn stored_phone(store: &SledStore, mac: &str) -> Option<PhoneRecord> {
     store
         .get_phone(&mac.parse::<Mac>().expect("mac"))
         .expect("read store")
+}
+
+/// Config lines that point the service at a Devices simulator, with short reconnect delays.
+pub fn devices_config(sim: &DevicesSim) -> String {
+    format!(
+        "[devices]\nsysclient_url = \"{}\"\nreconnect_min_ms = 100\nreconnect_max_secs = 2\nprovisioning_timeout_secs = 10\n",
+        sim.sysclient_url()
+    )
+}
+
+/// A Devices simulator and the service configured to use it.
+pub async fn start_with_devices(extra: &str) -> (Service, tempfile::TempDir, DevicesSim) {
+    let sim = DevicesSim::start().await;
+    let (service, dir) = Service::start(&format!("{}{extra}", devices_config(&sim)));
+    (service, dir, sim)
+}
+
+/// The `n`-th test phone with a fresh code from `sim`.
+pub fn phone(sim: &DevicesSim, n: u32) -> SimPhone {
+    SimPhone {
+        code: sim.issue_code(),
+        ..SimPhone::numbered(n)
+    }
 }

@@ -22,7 +22,7 @@ use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
-use crate::persistence::{Persistence, PutPhone};
+use crate::registry::{PhoneRegistry, Provision};
 
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
@@ -110,8 +110,8 @@ pub struct SessionShared {
     pub idle_timeout: Duration,
     /// Seals the user password before it is stored.
     pub sealer: Sealer,
-    /// The store's actor.
-    pub persistence: Addr<Persistence>,
+    /// Starts and keeps the phones' jobs.
+    pub registry: Addr<PhoneRegistry>,
     /// Where Devices is.
     pub directory: Addr<ServiceDirectory>,
     /// Turns true when the service shuts down.
@@ -225,11 +225,7 @@ impl AppSession {
             Ok(msg) => msg,
             Err(e) => {
                 if matches!(self.login, Login::Pending { .. }) {
-                    return self.close(
-                        ctx,
-                        CloseCode::Policy,
-                        &format!("message before login is {e}"),
-                    );
+                    return self.close(ctx, CloseCode::Policy, &format!("message before login is {e}"));
                 }
                 log::warn!(
                     "session {} ({}): ignoring a message that is {e}",
@@ -351,10 +347,8 @@ impl AppSession {
             ..LoginFields::default()
         };
         let challenge = msg.text_or_empty("challenge");
-        let expected =
-            crypto::login_digest(&fields, None, &challenge, self.shared.password.expose());
-        let ok = !challenge.is_empty()
-            && crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
+        let expected = crypto::login_digest(&fields, None, &challenge, self.shared.password.expose());
+        let ok = !challenge.is_empty() && crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
         let mut out = Outbound::reply_to(msg);
         if ok {
             out = out.with("ok", true);
@@ -429,21 +423,19 @@ impl AppSession {
                 return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
             }
         };
-        let stored = self.shared.persistence.send(PutPhone(record));
-        ctx.spawn(stored.into_actor(self).map(move |result, act, ctx| {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.shared.registry.do_send(Provision { record, reply });
+        ctx.spawn(outcome.into_actor(self).map(move |result, act, ctx| {
             let outcome = match result {
                 Ok(Ok(())) => {
-                    log::info!("phone {mac}: record stored durably");
+                    log::info!("phone {mac}: ProvisioningPhone ok");
                     Ok(())
                 }
                 Ok(Err(e)) => {
-                    log::error!("phone {mac}: storing failed: {e}");
-                    Err(format!("storing the phone failed: {e}"))
+                    log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
+                    Err(e)
                 }
-                Err(e) => {
-                    log::error!("phone {mac}: persistence unavailable: {e}");
-                    Err("storing the phone failed: persistence unavailable".to_string())
-                }
+                Err(_) => Err("the phone's provisioning job ended without an answer".to_string()),
             };
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         }));
@@ -495,21 +487,13 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for AppSession {
                 if matches!(self.login, Login::Pending { .. }) {
                     self.close(ctx, CloseCode::Unsupported, "binary frame before login");
                 } else {
-                    log::info!(
-                        "session {} ({}): ignoring a binary frame",
-                        self.id,
-                        self.peer
-                    );
+                    log::info!("session {} ({}): ignoring a binary frame", self.id, self.peer);
                 }
             }
             Ok(AggregatedMessage::Ping(payload)) => self.enqueue(ctx, Outgoing::Pong(payload)),
             Ok(AggregatedMessage::Pong(_)) => {}
             Ok(AggregatedMessage::Close(reason)) => {
-                log::debug!(
-                    "session {} ({}): peer closed ({reason:?})",
-                    self.id,
-                    self.peer
-                );
+                log::debug!("session {} ({}): peer closed ({reason:?})", self.id, self.peer);
                 self.close(ctx, CloseCode::Normal, "peer closed");
             }
             Err(e) => {

@@ -7,20 +7,25 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 
+use crate::registry::DevicesUrlChanged;
+
 /// Known Devices sysclient URLs.
 pub struct ServiceDirectory {
     /// `devices.sysclient_url`: wins over everything learnt.
     configured: Option<String>,
     /// URL learnt per PBX session id; the lowest (oldest) session's URL is used.
     learnt: BTreeMap<u64, String>,
+    /// Told of every change of the current URL (the phone registry).
+    subscriber: Recipient<DevicesUrlChanged>,
 }
 
 impl ServiceDirectory {
     /// A directory with the configured override, if any.
-    pub fn new(configured: Option<String>) -> ServiceDirectory {
+    pub fn new(configured: Option<String>, subscriber: Recipient<DevicesUrlChanged>) -> ServiceDirectory {
         ServiceDirectory {
             configured,
             learnt: BTreeMap::new(),
+            subscriber,
         }
     }
 
@@ -33,6 +38,12 @@ impl ServiceDirectory {
 
 impl Actor for ServiceDirectory {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        if self.configured.is_some() {
+            self.subscriber.do_send(DevicesUrlChanged(self.current()));
+        }
+    }
 }
 
 /// A PBX session's latest ServicesInfo named this Devices URL (or none).

@@ -10,14 +10,22 @@
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
-//! - [`sim`]: simulators of the PBX and the Users service, written from the specs, shared by
+//! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails.
+//! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
+//! - [`devices_link`]: `DevicesLink`, one phone's sysclient websocket to Devices.
+//! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
+//! - [`sim`]: simulators of the PBX, the Users service and Devices, written from the specs, shared by
 //!   the tests, the benches and demos.
 
 #![forbid(unsafe_code)]
 
 pub mod app_session;
+pub mod connect_gate;
+pub mod devices_link;
 pub mod directory;
 pub mod http;
 pub mod persistence;
+pub mod phone_job;
+pub mod registry;
 pub mod service;
 pub mod sim;

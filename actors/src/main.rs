@@ -75,9 +75,7 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     let system = actix::System::new();
     let outcome = system.block_on(async move {
-        let service = RunningService::start(&config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let service = RunningService::start(&config).await.map_err(|e| e.to_string())?;
         service.run_until_signal().await
     });
     match outcome {

@@ -21,6 +21,9 @@ pub enum PersistError {
     /// The store refused the write or read.
     #[error("{0}")]
     Store(String),
+    /// The write was refused: the phone has been re-provisioned or deleted since.
+    #[error("{0}")]
+    Stale(String),
     /// The write was applied but the flush that should make it durable failed.
     #[error("flushing the store failed: {0}")]
     Flush(String),
@@ -75,20 +78,14 @@ impl Persistence {
         let mut progress = self.durable.subscribe();
         async move {
             let state = progress
-                .wait_for(|d| {
-                    d.flushed >= ticket || d.failed.as_ref().is_some_and(|(t, _)| *t >= ticket)
-                })
+                .wait_for(|d| d.flushed >= ticket || d.failed.as_ref().is_some_and(|(t, _)| *t >= ticket))
                 .await
                 .map_err(|_| PersistError::Flush("persistence stopped".into()))?;
             if state.flushed >= ticket {
                 Ok(())
             } else {
                 Err(PersistError::Flush(
-                    state
-                        .failed
-                        .as_ref()
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or_default(),
+                    state.failed.as_ref().map(|(_, e)| e.clone()).unwrap_or_default(),
                 ))
             }
         }
@@ -109,9 +106,7 @@ impl Persistence {
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             act.flushing = false;
             match result {
-                Ok(()) => act
-                    .durable
-                    .send_modify(|d| d.flushed = d.flushed.max(target)),
+                Ok(()) => act.durable.send_modify(|d| d.flushed = d.flushed.max(target)),
                 Err(e) => {
                     log::error!("store flush failed: {e}");
                     act.durable
@@ -138,16 +133,50 @@ impl Supervised for Persistence {
     }
 }
 
+/// How a [`PutPhone`] may meet what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A new ProvisioningPhone: replaces what is stored unless that is of a newer generation.
+    Provision,
+    /// A job's update: only onto the stored record of the same generation, so a late write of
+    /// a replaced or deleted phone's job changes nothing.
+    Update,
+}
+
 /// Stores (inserting or replacing atomically) a phone record; answers once it is durable.
 #[derive(Message)]
 #[rtype(result = "Result<(), PersistError>")]
-pub struct PutPhone(pub PhoneRecord);
+pub struct PutPhone {
+    /// The whole record.
+    pub record: PhoneRecord,
+    /// Whether it may create or only update.
+    pub mode: WriteMode,
+}
 
 impl Handler<PutPhone> for Persistence {
     type Result = ResponseFuture<Result<(), PersistError>>;
 
     fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.store.put_phone(&msg.0) {
+        let record = msg.record;
+        let stored = match self.store.get_phone(&record.mac) {
+            Ok(stored) => stored,
+            Err(e) => return Box::pin(async move { Err(e.into()) }),
+        };
+        let allowed = match (msg.mode, stored.map(|s| s.generation)) {
+            (WriteMode::Provision, Some(generation)) => generation <= record.generation,
+            (WriteMode::Provision, None) => true,
+            (WriteMode::Update, Some(generation)) => generation == record.generation,
+            (WriteMode::Update, None) => false,
+        };
+        if !allowed {
+            let mac = record.mac;
+            return Box::pin(async move {
+                Err(PersistError::Stale(format!(
+                    "phone {mac} was re-provisioned or deleted meanwhile"
+                )))
+            });
+        }
+        if let Err(e) = self.store.put_phone(&record) {
             return Box::pin(async move { Err(e.into()) });
         }
         Box::pin(self.durable_after_write(ctx))

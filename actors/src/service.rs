@@ -12,9 +12,13 @@ use innoprov::{Config, Sealer, Secret, Store};
 use tokio::sync::watch;
 
 use crate::app_session::SessionShared;
+use crate::connect_gate::ConnectGate;
+use crate::devices_link::LinkShared;
 use crate::directory::ServiceDirectory;
 use crate::http::{self, HttpState};
 use crate::persistence::{Flush, Persistence};
+use crate::phone_job::JobShared;
+use crate::registry::{PhoneRegistry, RetireAll};
 
 /// Why the service could not start; each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,8 @@ pub struct RunningService {
     shutdown: watch::Sender<bool>,
     /// The store's actor, flushed last.
     persistence: Addr<Persistence>,
+    /// The phones' jobs, retired (closing their Devices links) at shutdown.
+    pub registry: Addr<PhoneRegistry>,
 }
 
 impl RunningService {
@@ -76,22 +82,34 @@ impl RunningService {
         std::fs::create_dir_all(&config.store.path).map_err(|e| store_error(e.to_string()))?;
         std::fs::read_dir(&config.store.path).map_err(|e| store_error(e.to_string()))?;
         let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-        let sealer = Sealer::load_or_create(&config.seal_key_path())
-            .map_err(|e| store_error(e.to_string()))?;
+        let sealer =
+            Sealer::load_or_create(&config.seal_key_path()).map_err(|e| store_error(e.to_string()))?;
         let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
         log::info!("store {store_path}: {} phones", phones.len());
 
         let store: Arc<dyn Store> = Arc::new(store);
-        let persistence = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Persistence::new(store)
+        let persistence =
+            Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Persistence::new(store));
+        let devices = &config.devices;
+        let link = Arc::new(LinkShared {
+            sealer: sealer.clone(),
+            gate: Arc::new(ConnectGate::new(devices.connects_per_second)),
+            min_backoff: Duration::from_millis(devices.reconnect_min_ms),
+            max_backoff: Duration::from_secs(devices.reconnect_max_secs),
         });
-        let directory = ServiceDirectory::new(config.devices.sysclient_url.clone()).start();
+        let jobs = Arc::new(JobShared {
+            persistence: persistence.clone(),
+            sealer: sealer.clone(),
+            link,
+            provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
+        });
+        let registry = PhoneRegistry::new(jobs).start();
+        let directory =
+            ServiceDirectory::new(devices.sysclient_url.clone(), registry.clone().recipient()).start();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         if config.app.password == "change-me" {
-            log::warn!(
-                "app.password is the default \"change-me\": set the App object's real password"
-            );
+            log::warn!("app.password is the default \"change-me\": set the App object's real password");
         }
         let ws = &config.websocket;
         let shared = Arc::new(SessionShared {
@@ -101,7 +119,7 @@ impl RunningService {
             ping_interval: Duration::from_secs(ws.ping_interval_secs),
             idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
             sealer,
-            persistence: persistence.clone(),
+            registry: registry.clone(),
             directory,
             shutdown: shutdown_rx,
         });
@@ -133,6 +151,7 @@ impl RunningService {
             server_task,
             shutdown,
             persistence,
+            registry,
         })
     }
 
@@ -146,6 +165,7 @@ impl RunningService {
     /// Stops accepting, closes every websocket cleanly, flushes the store.
     pub async fn shutdown(self) -> Result<(), String> {
         let _ = self.shutdown.send(true);
+        let _ = self.registry.send(RetireAll).await;
         self.server.stop(true).await;
         if let Err(e) = self.server_task.await {
             log::warn!("HTTP server task ended badly: {e}");

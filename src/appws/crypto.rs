@@ -54,13 +54,7 @@ pub fn login_digest(
     password: &str,
 ) -> String {
     let mut text = String::with_capacity(256);
-    for part in [
-        fields.app,
-        fields.domain,
-        fields.sip,
-        fields.guid,
-        fields.dn,
-    ] {
+    for part in [fields.app, fields.domain, fields.sip, fields.guid, fields.dn] {
         text.push_str(part);
         text.push(':');
     }
@@ -285,8 +279,7 @@ mod tests {
     #[test]
     fn compact_json_escapes_like_json_stringify() {
         let v: Value =
-            serde_json::from_str("{\"b\":\"a/\\u00e9\\u0001\\n\\\"\",\"a\":[1,-2,true,null]}")
-                .unwrap();
+            serde_json::from_str("{\"b\":\"a/\\u00e9\\u0001\\n\\\"\",\"a\":[1,-2,true,null]}").unwrap();
         assert_eq!(
             compact_json(&v),
             "{\"b\":\"a/\u{e9}\\u0001\\n\\\"\",\"a\":[1,-2,true,null]}"

@@ -42,8 +42,7 @@ pub struct FieldTypeError {
 impl Inbound {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<Inbound, InboundError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| InboundError::NotJson(e.to_string()))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| InboundError::NotJson(e.to_string()))?;
         let Value::Object(body) = value else {
             return Err(InboundError::NotObject);
         };
@@ -148,10 +147,7 @@ pub fn app_info_result(request: &Inbound, title: &str) -> Outbound {
     let mut provisioning = Map::new();
     provisioning.insert("title".into(), Value::String(title.into()));
     let mut service_apis = Map::new();
-    service_apis.insert(
-        "com.innovaphone.provisioning".into(),
-        Value::Object(provisioning),
-    );
+    service_apis.insert("com.innovaphone.provisioning".into(), Value::Object(provisioning));
     let mut service_info = Map::new();
     service_info.insert("apis".into(), Value::Object(service_apis));
     let mut info = Map::new();
@@ -186,18 +182,14 @@ mod tests {
 
     #[test]
     fn parses_envelope_and_rejects_non_messages() {
-        let m =
-            Inbound::parse(r#"{"api":"Services","mt":"ServicesInfo","src":"s1","x":1}"#).unwrap();
+        let m = Inbound::parse(r#"{"api":"Services","mt":"ServicesInfo","src":"s1","x":1}"#).unwrap();
         assert_eq!(
             (m.mt.as_str(), m.api.as_deref(), m.src.as_deref()),
             ("ServicesInfo", Some("Services"), Some("s1"))
         );
         assert!(matches!(Inbound::parse("{"), Err(InboundError::NotJson(_))));
         assert_eq!(Inbound::parse("[1]"), Err(InboundError::NotObject));
-        assert_eq!(
-            Inbound::parse(r#"{"src":"x"}"#),
-            Err(InboundError::MissingMt)
-        );
+        assert_eq!(Inbound::parse(r#"{"src":"x"}"#), Err(InboundError::MissingMt));
         assert_eq!(Inbound::parse(r#"{"mt":7}"#), Err(InboundError::MissingMt));
     }
 

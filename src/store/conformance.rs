@@ -63,12 +63,7 @@ pub fn run(store: &dyn Store) {
         .collect();
     assert_eq!(
         macs,
-        [
-            "000000000001",
-            "0015651a2b3c",
-            "80000000aa00",
-            "ffffffffffff"
-        ],
+        ["000000000001", "0015651a2b3c", "80000000aa00", "ffffffffffff"],
         "MAC order"
     );
 
@@ -86,9 +81,7 @@ pub fn run(store: &dyn Store) {
 pub fn survives_reopen<S: Store>(path: &Path, open: impl Fn(&Path) -> S) {
     {
         let store = open(path);
-        store
-            .put_phone(&sample_record("0a0b0c0d0e0f", 9))
-            .expect("put");
+        store.put_phone(&sample_record("0a0b0c0d0e0f", 9)).expect("put");
         store.flush().expect("flush");
     }
     let store = open(path);

@@ -48,8 +48,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Encoding of a record value: versioned JSON, so later fields can be added with defaults.
 fn encode(record: &PhoneRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record)
-        .map_err(|e| StoreError::Backend(format!("encode {}: {e}", record.mac)))
+    serde_json::to_vec(record).map_err(|e| StoreError::Backend(format!("encode {}: {e}", record.mac)))
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<PhoneRecord, StoreError> {

@@ -32,9 +32,7 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| backend(&format!("open {}", dir.display()), e))?;
-        let phones = db
-            .open_tree(PHONES_TREE)
-            .map_err(|e| backend("open tree", e))?;
+        let phones = db.open_tree(PHONES_TREE).map_err(|e| backend("open tree", e))?;
         Ok(SledStore { db, phones })
     }
 }
@@ -91,8 +89,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         super::super::conformance::run(&SledStore::open(&path).unwrap());
-        super::super::conformance::survives_reopen(&dir.path().join("db2"), |p| {
-            SledStore::open(p).unwrap()
-        });
+        super::super::conformance::survives_reopen(&dir.path().join("db2"), |p| SledStore::open(p).unwrap());
     }
 }

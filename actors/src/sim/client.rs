@@ -131,9 +131,7 @@ impl AppWsClient {
         reply["challenge"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| {
-                ClientError::Protocol(format!("AppChallengeResult without challenge: {reply}"))
-            })
+            .ok_or_else(|| ClientError::Protocol(format!("AppChallengeResult without challenge: {reply}")))
     }
 
     /// The AppLogin text for `identity` under `challenge` and `password`, with the digest a
@@ -153,13 +151,7 @@ impl AppWsClient {
             ),
             None => format!(
                 "{}:{}:{}:{}:{}:{}:{}",
-                identity.app,
-                identity.domain,
-                identity.sip,
-                identity.guid,
-                identity.dn,
-                challenge,
-                password
+                identity.app, identity.domain, identity.sip, identity.guid, identity.dn, challenge, password
             ),
         };
         let digest = wire::sha256_hex(&digest_input);
@@ -181,11 +173,7 @@ impl AppWsClient {
     }
 
     /// Challenge and login; on success the session key is kept. Returns the AppLoginResult.
-    pub async fn login(
-        &mut self,
-        identity: &Identity,
-        password: &str,
-    ) -> Result<Value, ClientError> {
+    pub async fn login(&mut self, identity: &Identity, password: &str) -> Result<Value, ClientError> {
         let challenge = self.challenge().await?;
         self.send_raw(&Self::login_text(identity, &challenge, password))
             .await?;

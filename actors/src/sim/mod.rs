@@ -9,8 +9,10 @@
 //! - [`client`]: an AppWebsocket client over a real websocket (tokio-tungstenite).
 //! - [`pbx`]: the PBX's App object connection: login, PbxInfo, AppInfo, Services.
 //! - [`users`]: the Users (Profile) service: login and ProvisioningPhone.
+//! - [`devices`]: innovaphone Devices' sysclient endpoint, with fault injection.
 
 pub mod client;
+pub mod devices;
 pub mod pbx;
 pub mod users;
 pub mod wire;

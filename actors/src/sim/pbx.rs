@@ -71,10 +71,7 @@ impl PbxConnection {
     /// Sends AppInfo and returns the AppInfoResult.
     pub async fn app_info(&mut self, app: &str) -> Result<Value, ClientError> {
         self.client
-            .send_raw(&format!(
-                "{{\"mt\":\"AppInfo\",\"app\":{}}}",
-                wire::json_str(app)
-            ))
+            .send_raw(&format!("{{\"mt\":\"AppInfo\",\"app\":{}}}", wire::json_str(app)))
             .await?;
         self.client.recv_mt("AppInfoResult").await
     }
@@ -111,7 +108,9 @@ impl PbxConnection {
             .map(|s| format!(",\"src\":{}", wire::json_str(s)))
             .unwrap_or_default();
         self.client
-            .send_raw(&format!("{{\"api\":\"Services\",\"mt\":\"ServicesInfo\"{src_member},\"services\":{services}}}"))
+            .send_raw(&format!(
+                "{{\"api\":\"Services\",\"mt\":\"ServicesInfo\"{src_member},\"services\":{services}}}"
+            ))
             .await
     }
 }

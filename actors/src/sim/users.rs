@@ -84,11 +84,7 @@ pub struct UsersConnection {
 
 impl UsersConnection {
     /// The ProvisioningPhone text for `phone`, with `src` when given.
-    pub fn provisioning_text(
-        &mut self,
-        phone: &SimPhone,
-        src: Option<&str>,
-    ) -> Result<String, ClientError> {
+    pub fn provisioning_text(&mut self, phone: &SimPhone, src: Option<&str>) -> Result<String, ClientError> {
         let key = self
             .client
             .session_key

@@ -1,0 +1,402 @@
+//! `PhoneJob`: one phone's provisioning job, started by the [`PhoneRegistry`]. It owns the
+//! phone's record in memory and its [`DevicesLink`], persists every change before acting on it,
+//! and answers the pending ProvisioningPhone once the complete configuration is durable.
+//!
+//! Phases: stored → linking → configured → updating (and back), with "link down since".
+//!
+//! Messages it takes: [`LinkEvent`] (from its link), [`SetJobDevicesUrl`], [`Retire`],
+//! [`GetPhoneStatus`] (from the registry), [`InjectFault`] (tests only).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::WeakAddr;
+use actix::prelude::*;
+use innoprov::devices;
+use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
+use innoprov::{PhoneRecord, Sealer, Secret};
+use tokio::sync::oneshot;
+
+use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, SetDevicesUrl};
+use crate::persistence::{PersistError, Persistence, PutPhone, WriteMode};
+use crate::registry::{JobEnded, PhoneRegistry};
+
+/// Where a phone is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The record is stored; no link yet (no Devices URL, or Devices rejected the phone).
+    Stored,
+    /// The link is connecting or waiting for the complete configuration.
+    Linking,
+    /// The complete configuration is stored; the link stays open for updates.
+    Configured,
+    /// An update is being stored.
+    Updating,
+}
+
+/// The answer to the ProvisioningPhone that started this job.
+pub type ProvisionReply = oneshot::Sender<Result<(), String>>;
+
+/// How a job starts.
+pub enum JobStart {
+    /// A new ProvisioningPhone: store the record first, then link; answer when configured.
+    Provision(ProvisionReply),
+    /// A stored phone (service restart, job restart): link again, nothing to answer.
+    Resume,
+}
+
+/// What every job shares.
+pub struct JobShared {
+    /// The store's actor.
+    pub persistence: Addr<Persistence>,
+    /// Seals secrets before they are stored.
+    pub sealer: Sealer,
+    /// What the links share.
+    pub link: Arc<LinkShared>,
+    /// How long a ProvisioningPhone may wait for the complete configuration.
+    pub provisioning_timeout: Duration,
+}
+
+/// One phone's job.
+pub struct PhoneJob {
+    /// The phone's record as stored (every change is persisted before it counts).
+    record: PhoneRecord,
+    /// How this job started; taken in `started`.
+    start: Option<JobStart>,
+    /// Where the phone is.
+    phase: Phase,
+    /// Since when the link is down (Unix seconds); `None` while up or never started.
+    link_down_since: Option<u64>,
+    /// The phone's Devices link.
+    link: Option<Addr<DevicesLink>>,
+    /// The pending ProvisioningPhone answer.
+    reply: Option<ProvisionReply>,
+    /// Devices' sysclient URL as last told.
+    devices_url: Option<String>,
+    /// Settings and actors.
+    shared: Arc<JobShared>,
+    /// The registry, told when this job ends.
+    registry: WeakAddr<PhoneRegistry>,
+    /// Set when the registry retired this job (so its end is not a failure).
+    retired: bool,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl PhoneJob {
+    /// A job for `record`.
+    pub fn new(
+        record: PhoneRecord,
+        start: JobStart,
+        devices_url: Option<String>,
+        shared: Arc<JobShared>,
+        registry: WeakAddr<PhoneRegistry>,
+    ) -> PhoneJob {
+        PhoneJob {
+            record,
+            start: Some(start),
+            phase: Phase::Stored,
+            link_down_since: None,
+            link: None,
+            reply: None,
+            devices_url,
+            shared,
+            registry,
+            retired: false,
+        }
+    }
+
+    fn answer(&mut self, outcome: Result<(), String>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Persists the current record; `then` runs once it is durable. Nothing else of this job
+    /// runs meanwhile, so writes are stored in the order they were made.
+    fn persist(&mut self, ctx: &mut Context<Self>, mode: WriteMode, then: fn(&mut Self, &mut Context<Self>)) {
+        let put = self.shared.persistence.send(PutPhone {
+            record: self.record.clone(),
+            mode,
+        });
+        ctx.wait(put.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Ok(())) => then(act, ctx),
+            Ok(Err(PersistError::Stale(why))) => {
+                // A newer ProvisioningPhone or a delete owns this phone now.
+                log::info!(
+                    "phone {}: job of generation {} ends: {why}",
+                    act.record.mac,
+                    act.record.generation
+                );
+                act.answer(Err(why));
+                act.retired = true;
+                ctx.stop();
+            }
+            Ok(Err(e)) => {
+                log::error!("phone {}: storing failed: {e}", act.record.mac);
+                act.answer(Err(format!("storing the phone failed: {e}")));
+                ctx.stop();
+            }
+            Err(e) => {
+                log::error!("phone {}: persistence unavailable: {e}", act.record.mac);
+                act.answer(Err("storing the phone failed: persistence unavailable".into()));
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn start_link(&mut self, ctx: &mut Context<Self>) {
+        if self.link.is_some() {
+            return;
+        }
+        let mac = self.record.mac;
+        let password = match &self.record.sysclient_password {
+            Some(sealed) => match self.shared.sealer.open(sealed, &sysclient_password_purpose(&mac)) {
+                Ok(password) => Some(password),
+                Err(e) => {
+                    log::error!("phone {mac}: stored sysclient password unusable: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let code = (!self.record.code.is_empty()).then(|| self.record.code.clone());
+        if password.is_none() && code.is_none() {
+            log::warn!("phone {mac}: neither a sysclient password nor a code; cannot link to Devices");
+            return;
+        }
+        if self.devices_url.is_none() {
+            log::info!("phone {mac}: waiting for the Devices URL");
+            return;
+        }
+        self.phase = Phase::Linking;
+        let recipient = ctx.address().recipient::<LinkEvent>().downgrade();
+        let link = DevicesLink::new(
+            mac,
+            self.devices_url.clone(),
+            code,
+            password,
+            recipient,
+            Arc::clone(&self.shared.link),
+        );
+        self.link = Some(link.start());
+    }
+
+    fn after_initial_store(&mut self, ctx: &mut Context<Self>) {
+        log::info!(
+            "phone {}: record stored (generation {})",
+            self.record.mac,
+            self.record.generation
+        );
+        if self.devices_url.is_none() {
+            self.answer(Err("Devices Service not found: no Devices URL is known yet (PBX Services or devices.sysclient_url)".into()));
+        }
+        self.start_link(ctx);
+    }
+
+    fn after_config_stored(&mut self, _ctx: &mut Context<Self>) {
+        self.phase = Phase::Configured;
+        log::info!(
+            "phone {}: configuration stored ({} items, version {})",
+            self.record.mac,
+            self.record.configs.len(),
+            self.record.config_version
+        );
+        self.answer(Ok(()));
+    }
+
+    fn after_secret_stored(&mut self, _ctx: &mut Context<Self>) {}
+
+    fn seal(&self, secret: &Secret, purpose: &str) -> Option<innoprov::Sealed> {
+        match self.shared.sealer.seal(secret, purpose) {
+            Ok(sealed) => Some(sealed),
+            Err(e) => {
+                log::error!("phone {}: sealing failed: {e}", self.record.mac);
+                None
+            }
+        }
+    }
+}
+
+impl Actor for PhoneJob {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        match self.start.take() {
+            Some(JobStart::Provision(reply)) => {
+                self.reply = Some(reply);
+                let timeout = self.shared.provisioning_timeout;
+                ctx.run_later(timeout, move |act, _| {
+                    if act.reply.is_some() {
+                        log::warn!(
+                            "phone {}: no complete configuration from Devices within {timeout:?}",
+                            act.record.mac
+                        );
+                        act.answer(Err(format!(
+                            "no complete configuration from Devices within {} s",
+                            timeout.as_secs()
+                        )));
+                    }
+                });
+                self.persist(ctx, WriteMode::Provision, Self::after_initial_store);
+            }
+            Some(JobStart::Resume) | None => {
+                if self.record.configured_at.is_some() {
+                    self.phase = Phase::Configured;
+                }
+                self.start_link(ctx);
+            }
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(link) = self.link.take() {
+            link.do_send(CloseLink);
+        }
+        self.answer(Err("the phone's provisioning job ended".into()));
+        if let Some(registry) = self.registry.upgrade() {
+            registry.do_send(JobEnded {
+                mac: self.record.mac,
+                generation: self.record.generation,
+                retired: self.retired,
+            });
+        }
+    }
+}
+
+impl Handler<LinkEvent> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
+        let mac = self.record.mac;
+        match event {
+            LinkEvent::Connected => {
+                if let Some(since) = self.link_down_since.take() {
+                    log::info!(
+                        "phone {mac}: link back after {} s down",
+                        now_unix().saturating_sub(since)
+                    );
+                }
+            }
+            LinkEvent::SysclientPassword(password) => {
+                self.record.sysclient_password = self.seal(&password, &sysclient_password_purpose(&mac));
+                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
+            }
+            LinkEvent::AdminPassword(password) => {
+                log::info!("phone {mac}: admin password deployed by Devices");
+                self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
+                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
+            }
+            LinkEvent::ConfigComplete(items) => {
+                self.phase = Phase::Updating;
+                self.record.configs = items;
+                self.record.config_version += 1;
+                self.record.configured_at = Some(now_unix());
+                self.persist(ctx, WriteMode::Update, Self::after_config_stored);
+            }
+            LinkEvent::ConfigUpdate(item) => {
+                log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
+                self.phase = Phase::Updating;
+                devices::upsert(&mut self.record.configs, item);
+                self.record.config_version += 1;
+                self.persist(ctx, WriteMode::Update, Self::after_config_stored);
+            }
+            LinkEvent::Down(_) => {
+                self.link_down_since.get_or_insert_with(now_unix);
+                if self.phase != Phase::Configured {
+                    self.phase = Phase::Linking;
+                }
+            }
+            LinkEvent::Rejected(why) => {
+                self.link = None;
+                self.phase = Phase::Stored;
+                self.answer(Err(format!("Devices rejected the phone: {why}")));
+            }
+        }
+    }
+}
+
+/// Devices' sysclient URL changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetJobDevicesUrl(pub Option<String>);
+
+impl Handler<SetJobDevicesUrl> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetJobDevicesUrl, ctx: &mut Context<Self>) {
+        self.devices_url = msg.0;
+        match &self.link {
+            Some(link) => link.do_send(SetDevicesUrl(self.devices_url.clone())),
+            None => self.start_link(ctx),
+        }
+    }
+}
+
+/// Ends the job and its link (re-provisioned, deleted, shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        self.retired = true;
+        ctx.stop();
+    }
+}
+
+/// A phone's state, for the admin surface and tests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PhoneStatus {
+    /// Where the phone is.
+    pub phase: Phase,
+    /// The stored configuration version.
+    pub config_version: u64,
+    /// Number of stored configuration items.
+    pub config_items: usize,
+    /// Since when the link is down (Unix seconds).
+    pub link_down_since: Option<u64>,
+    /// The record's generation.
+    pub generation: u64,
+}
+
+/// Asks a job for its status.
+#[derive(Message)]
+#[rtype(result = "PhoneStatus")]
+pub struct GetPhoneStatus;
+
+impl Handler<GetPhoneStatus> for PhoneJob {
+    type Result = MessageResult<GetPhoneStatus>;
+
+    fn handle(&mut self, _msg: GetPhoneStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(PhoneStatus {
+            phase: self.phase,
+            config_version: self.record.config_version,
+            config_items: self.record.configs.len(),
+            link_down_since: self.link_down_since,
+            generation: self.record.generation,
+        })
+    }
+}
+
+/// Fault injection for the supervision tests: the job panics while handling it.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectFault;
+
+impl Handler<InjectFault> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the job of phone {}", self.record.mac);
+    }
+}

@@ -1,0 +1,284 @@
+//! `PhoneRegistry`: one [`PhoneJob`] per MAC. It starts a job for every ProvisioningPhone
+//! (retiring the phone's previous job), resumes every stored phone at start-up, tells jobs
+//! where Devices is, and restarts a job that failed or panicked, with backoff. Entries carry
+//! the job's generation, so a late end of a replaced job never evicts its replacement.
+//!
+//! Messages it takes: [`Provision`], [`DevicesUrlChanged`], [`JobEnded`], [`DeletePhone`],
+//! [`PhoneStatusOf`], [`JobOf`], [`RetireAll`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use innoprov::{Mac, PhoneRecord};
+
+use crate::persistence::{self, GetPhone, ListPhones, PersistError};
+use crate::phone_job::{
+    GetPhoneStatus, JobShared, JobStart, PhoneJob, PhoneStatus, ProvisionReply, Retire, SetJobDevicesUrl,
+};
+
+/// How often jobs are checked for having died without saying so (a panic).
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Restarts of one phone's job within this window count towards its backoff.
+const RESTART_WINDOW: Duration = Duration::from_secs(300);
+
+/// A running job.
+struct JobEntry {
+    /// Generation of the record the job owns.
+    generation: u64,
+    /// The job.
+    addr: Addr<PhoneJob>,
+}
+
+/// The registry.
+pub struct PhoneRegistry {
+    /// One job per phone.
+    jobs: HashMap<Mac, JobEntry>,
+    /// The next generation to hand out (above every stored one).
+    next_generation: u64,
+    /// Devices' sysclient URL as last known.
+    devices_url: Option<String>,
+    /// What the jobs share.
+    shared: Arc<JobShared>,
+    /// Recent restarts per phone, for the backoff.
+    restarts: HashMap<Mac, (u32, Instant)>,
+}
+
+impl PhoneRegistry {
+    /// A registry; it loads the stored phones when started.
+    pub fn new(shared: Arc<JobShared>) -> PhoneRegistry {
+        PhoneRegistry {
+            jobs: HashMap::new(),
+            next_generation: 1,
+            devices_url: None,
+            shared,
+            restarts: HashMap::new(),
+        }
+    }
+
+    fn spawn(&mut self, ctx: &mut Context<Self>, record: PhoneRecord, start: JobStart) {
+        let mac = record.mac;
+        let generation = record.generation;
+        if let Some(old) = self.jobs.remove(&mac) {
+            old.addr.do_send(Retire);
+        }
+        let job = PhoneJob::new(
+            record,
+            start,
+            self.devices_url.clone(),
+            Arc::clone(&self.shared),
+            ctx.address().downgrade(),
+        );
+        self.jobs.insert(
+            mac,
+            JobEntry {
+                generation,
+                addr: job.start(),
+            },
+        );
+    }
+
+    fn schedule_restart(&mut self, ctx: &mut Context<Self>, mac: Mac, generation: u64) {
+        let (count, last) = self.restarts.entry(mac).or_insert((0, Instant::now()));
+        if last.elapsed() > RESTART_WINDOW {
+            *count = 0;
+        }
+        *count += 1;
+        *last = Instant::now();
+        // 0.5 s, 1 s, 2 s, ... up to 60 s, with ±25 % jitter.
+        let base = Duration::from_millis(500) * 2u32.saturating_pow((*count - 1).min(7));
+        let delay = jitter(base.min(Duration::from_secs(60)));
+        log::warn!(
+            "phone {mac}: job ended unexpectedly; restarting in {:.1} s",
+            delay.as_secs_f64()
+        );
+        let persistence = self.shared.persistence.clone();
+        ctx.run_later(delay, move |act, ctx| {
+            if act.jobs.contains_key(&mac) {
+                return; // provisioned again meanwhile
+            }
+            let load = persistence.send(GetPhone(mac));
+            ctx.spawn(load.into_actor(act).map(move |result, act, ctx| match result {
+                Ok(Ok(Some(record))) if record.generation == generation && !act.jobs.contains_key(&mac) => {
+                    log::info!("phone {mac}: restarting its job");
+                    act.spawn(ctx, record, JobStart::Resume);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::error!("phone {mac}: cannot reload for restart: {e}"),
+                Err(e) => log::error!("phone {mac}: cannot reload for restart: {e}"),
+            }));
+        });
+    }
+
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let dead: Vec<(Mac, u64)> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| !e.addr.connected())
+            .map(|(mac, e)| (*mac, e.generation))
+            .collect();
+        for (mac, generation) in dead {
+            self.jobs.remove(&mac);
+            self.schedule_restart(ctx, mac, generation);
+        }
+    }
+}
+
+/// `base` scaled by a random factor in [0.75, 1.25].
+fn jitter(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    base.mul_f64(0.75 + f64::from(byte[0]) / 510.0)
+}
+
+impl Actor for PhoneRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(WATCH_INTERVAL, Self::watch);
+        // Resume every stored phone before taking any other message.
+        let load = self.shared.persistence.send(ListPhones);
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Ok(records)) => {
+                let count = records.len();
+                for record in records {
+                    act.next_generation = act.next_generation.max(record.generation + 1);
+                    act.spawn(ctx, record, JobStart::Resume);
+                }
+                log::info!("resumed {count} stored phones");
+            }
+            Ok(Err(e)) => log::error!("cannot load stored phones: {e}"),
+            Err(e) => log::error!("cannot load stored phones: {e}"),
+        }));
+    }
+}
+
+/// A validated ProvisioningPhone: start (or replace) the phone's job; `reply` is answered once
+/// the configuration is stored, or with the reason it is not.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Provision {
+    /// The new record (its generation is set here).
+    pub record: PhoneRecord,
+    /// The answer for the Users session.
+    pub reply: ProvisionReply,
+}
+
+impl Handler<Provision> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Provision, ctx: &mut Context<Self>) {
+        let mut record = msg.record;
+        record.generation = self.next_generation;
+        self.next_generation += 1;
+        self.spawn(ctx, record, JobStart::Provision(msg.reply));
+    }
+}
+
+/// Devices' sysclient URL changed (from the directory).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DevicesUrlChanged(pub Option<String>);
+
+impl Handler<DevicesUrlChanged> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: DevicesUrlChanged, _ctx: &mut Context<Self>) {
+        self.devices_url = msg.0;
+        for entry in self.jobs.values() {
+            entry.addr.do_send(SetJobDevicesUrl(self.devices_url.clone()));
+        }
+    }
+}
+
+/// A job ended (from its `stopped`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobEnded {
+    /// The phone.
+    pub mac: Mac,
+    /// The job's generation.
+    pub generation: u64,
+    /// Whether it was retired on purpose (else it failed and is restarted).
+    pub retired: bool,
+}
+
+impl Handler<JobEnded> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobEnded, ctx: &mut Context<Self>) {
+        let current = self
+            .jobs
+            .get(&msg.mac)
+            .is_some_and(|e| e.generation == msg.generation);
+        if !current {
+            return; // a replaced job's late goodbye
+        }
+        self.jobs.remove(&msg.mac);
+        if !msg.retired {
+            self.schedule_restart(ctx, msg.mac, msg.generation);
+        }
+    }
+}
+
+/// Deletes a phone: ends its job and link, removes its record.
+#[derive(Message)]
+#[rtype(result = "Result<bool, PersistError>")]
+pub struct DeletePhone(pub Mac);
+
+impl Handler<DeletePhone> for PhoneRegistry {
+    type Result = ResponseFuture<Result<bool, PersistError>>;
+
+    fn handle(&mut self, msg: DeletePhone, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(entry) = self.jobs.remove(&msg.0) {
+            entry.addr.do_send(Retire);
+        }
+        log::info!("phone {}: deleting", msg.0);
+        let delete = self.shared.persistence.send(persistence::DeletePhone(msg.0));
+        Box::pin(async move { delete.await.map_err(|e| PersistError::Store(e.to_string()))? })
+    }
+}
+
+/// A phone's status, if it has a job.
+#[derive(Message)]
+#[rtype(result = "Option<PhoneStatus>")]
+pub struct PhoneStatusOf(pub Mac);
+
+impl Handler<PhoneStatusOf> for PhoneRegistry {
+    type Result = ResponseFuture<Option<PhoneStatus>>;
+
+    fn handle(&mut self, msg: PhoneStatusOf, _ctx: &mut Context<Self>) -> Self::Result {
+        let job = self.jobs.get(&msg.0).map(|e| e.addr.clone());
+        Box::pin(async move { job?.send(GetPhoneStatus).await.ok() })
+    }
+}
+
+/// The job of a phone (tests inject faults through it).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<PhoneJob>>")]
+pub struct JobOf(pub Mac);
+
+impl Handler<JobOf> for PhoneRegistry {
+    type Result = Option<Addr<PhoneJob>>;
+
+    fn handle(&mut self, msg: JobOf, _ctx: &mut Context<Self>) -> Self::Result {
+        self.jobs.get(&msg.0).map(|e| e.addr.clone())
+    }
+}
+
+/// Retires every job (shutdown): their links close their websockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetireAll;
+
+impl Handler<RetireAll> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RetireAll, _ctx: &mut Context<Self>) {
+        for (_, entry) in self.jobs.drain() {
+            entry.addr.do_send(Retire);
+        }
+    }
+}

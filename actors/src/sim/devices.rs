@@ -1,0 +1,452 @@
+//! A simulator of innovaphone Devices' sysclient endpoint (devices-sysclient.md §2 and §7),
+//! written from the spec: it serves `/<domain>/<instance>/sysclients`, issues provisioning
+//! codes, gives each new phone a sysclient password, challenges known phones and checks their
+//! digest, sends the configuration (the last message with `last:true`) and later updates, and
+//! injects faults on demand: drop a link, refuse connections, stall, send a garbage frame,
+//! restart.
+//!
+//! Frames are built by hand (class byte, big-endian type, JSON text) and digests and RC4 come
+//! from [`super::wire`], not from the service's code.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+use super::wire;
+
+/// Seed the simulator encrypts MEDIA `turnPassword` with.
+pub const TURN_SEED: &str = "Q1w2E3r4T5y6U7i8";
+/// Placeholder in a configuration template replaced by the phone's encrypted TURN password.
+pub const TURN_PLACEHOLDER: &str = "__TURN__";
+
+/// What happened, in order, for tests to assert on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicesEvent {
+    /// A phone identified with a valid code and got its sysclient password.
+    Provisioned { mac: String },
+    /// A phone identified with an unknown or used code; the link was closed.
+    CodeRejected { mac: String },
+    /// A known phone answered the challenge; `ok` says whether the digest matched.
+    ChallengeAnswered { mac: String, ok: bool },
+    /// A phone's configuration was sent completely.
+    ConfigSent { mac: String },
+    /// A frame that is not a sysclient admin/tunnel frame arrived.
+    BadFrame { mac: Option<String> },
+}
+
+enum Command {
+    Frame(Vec<u8>),
+    Close,
+}
+
+struct Link {
+    mac: Option<String>,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Default)]
+struct State {
+    codes: HashMap<String, bool>,
+    passwords: HashMap<String, String>,
+    configs: Vec<String>,
+    turn_password: String,
+    links: HashMap<u64, Link>,
+    next_link: u64,
+    refuse: bool,
+    stall: bool,
+    events: Vec<DevicesEvent>,
+    connects: Vec<Instant>,
+    identifies_with_code: HashMap<String, u32>,
+}
+
+/// A running Devices simulator.
+#[derive(Clone)]
+pub struct DevicesSim {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+/// The path the simulator serves sysclients on.
+pub const SYSCLIENT_PATH: &str = "/example.com/devices/sysclients";
+
+/// The spec's example configuration (devices-sysclient.md §3): PHONE, MEDIA (TURN password
+/// encrypted per phone), TLS_PROFILE, NTP.
+pub fn example_configs() -> Vec<String> {
+    vec![
+        r#"{"id":3,"domainId":1,"type":"PHONE","categories":[{"id":2,"name":"Yealink"}],"gk1":"pbx.example.com","gk2":"","gkId":"","coder":"G722","frameSize":20,"srtpKey":"2","srtpCipher":"1","dialTone":15}"#.to_string(),
+        format!(r#"{{"id":5,"domainId":1,"type":"MEDIA","categories":[],"stunServer":"turn.example.com","turnServer":"turn.example.com","turnUser":"turn","turnPassword":"{TURN_PLACEHOLDER}","turnSeed":"{TURN_SEED}"}}"#),
+        r#"{"id":7,"domainId":1,"type":"TLS_PROFILE","categories":[],"profile":"secure"}"#.to_string(),
+        r#"{"id":9,"domainId":1,"type":"NTP","categories":[],"ntp1":"pool.ntp.org","ntp2":"","tz":"CET-1CEST-2,M3.5.0/2,M10.5.0/3"}"#.to_string(),
+    ]
+}
+
+/// An admin frame: class 1, big-endian type, JSON text.
+pub fn admin_frame(kind: u16, json: &str) -> Vec<u8> {
+    let mut out = vec![1, (kind >> 8) as u8, kind as u8];
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+impl DevicesSim {
+    /// Starts on an ephemeral loopback port with the example configuration.
+    pub async fn start() -> DevicesSim {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind Devices simulator");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State {
+            configs: example_configs(),
+            turn_password: "turn-pw-Ü".into(),
+            ..State::default()
+        }));
+        let sim = DevicesSim { addr, state };
+        let accepting = sim.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let sim = accepting.clone();
+                tokio::spawn(async move { sim.serve(tcp).await });
+            }
+        });
+        sim
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Devices App URL as the PBX's ServicesInfo lists it (http).
+    pub fn service_url(&self) -> String {
+        format!("http://{}/example.com/devices/innovaphone-devices", self.addr)
+    }
+
+    /// The sysclient websocket URL.
+    pub fn sysclient_url(&self) -> String {
+        format!("ws://{}{SYSCLIENT_PATH}", self.addr)
+    }
+
+    /// A fresh single-use provisioning code.
+    pub fn issue_code(&self) -> String {
+        let mut state = self.lock();
+        let code = format!("{:012}", 500_000_000_000u64 + state.codes.len() as u64);
+        state.codes.insert(code.clone(), false);
+        code
+    }
+
+    /// Replaces the configuration set sent after each identify.
+    pub fn set_configs(&self, configs: Vec<String>) {
+        self.lock().configs = configs;
+    }
+
+    /// The TURN password phones get (encrypted) in MEDIA.
+    pub fn turn_password(&self) -> String {
+        self.lock().turn_password.clone()
+    }
+
+    /// The sysclient password Devices gave `mac`.
+    pub fn password_of(&self, mac: &str) -> Option<String> {
+        self.lock().passwords.get(mac).cloned()
+    }
+
+    /// Sends a configuration update (`{"config":...}`) to `mac`'s open links; how many got it.
+    pub fn push_update(&self, mac: &str, config: &str) -> usize {
+        let frame = admin_frame(6, &format!("{{\"config\":{config}}}"));
+        self.send_to(mac, || Command::Frame(frame.clone()))
+    }
+
+    /// Sends a frame that is not a sysclient frame to `mac`'s links.
+    pub fn send_garbage(&self, mac: &str) -> usize {
+        self.send_to(mac, || Command::Frame(vec![0x7f, 0xff, 0x00, b'{']))
+    }
+
+    /// Sends an admin password (0x0003) encrypted under `mac`'s sysclient password.
+    pub fn deploy_admin_password(&self, mac: &str, admin: &str) -> usize {
+        let Some(password) = self.password_of(mac) else {
+            return 0;
+        };
+        let seed = "wJQog70GUK!GPTN2";
+        let mut data = admin.as_bytes().to_vec();
+        wire::rc4(format!("{seed}:{password}").as_bytes(), &mut data);
+        let frame = admin_frame(
+            3,
+            &format!("{{\"seed\":\"{seed}\",\"pwd\":\"{}\"}}", wire::to_hex(&data)),
+        );
+        self.send_to(mac, || Command::Frame(frame.clone()))
+    }
+
+    /// Closes `mac`'s links.
+    pub fn drop_link(&self, mac: &str) -> usize {
+        self.send_to(mac, || Command::Close)
+    }
+
+    fn send_to(&self, mac: &str, command: impl Fn() -> Command) -> usize {
+        let state = self.lock();
+        state
+            .links
+            .values()
+            .filter(|l| l.mac.as_deref() == Some(mac))
+            .filter(|l| l.tx.send(command()).is_ok())
+            .count()
+    }
+
+    /// Refuses (accepts and drops at once) new connections while set.
+    pub fn set_refuse(&self, refuse: bool) {
+        self.lock().refuse = refuse;
+    }
+
+    /// Answers nothing on new connections while set.
+    pub fn set_stall(&self, stall: bool) {
+        self.lock().stall = stall;
+    }
+
+    /// A Devices restart: every link is closed and connections are refused for `down`.
+    pub async fn restart(&self, down: Duration) {
+        {
+            let mut state = self.lock();
+            state.refuse = true;
+            for link in state.links.values() {
+                let _ = link.tx.send(Command::Close);
+            }
+        }
+        tokio::time::sleep(down).await;
+        self.set_refuse(false);
+    }
+
+    /// Everything that happened so far.
+    pub fn events(&self) -> Vec<DevicesEvent> {
+        self.lock().events.clone()
+    }
+
+    /// Phones with an open, identified link.
+    pub fn connected_macs(&self) -> Vec<String> {
+        self.lock().links.values().filter_map(|l| l.mac.clone()).collect()
+    }
+
+    /// When each accepted connection arrived.
+    pub fn connect_times(&self) -> Vec<Instant> {
+        self.lock().connects.clone()
+    }
+
+    /// How often `mac` identified with a provisioning code.
+    pub fn identifies_with_code(&self, mac: &str) -> u32 {
+        self.lock().identifies_with_code.get(mac).copied().unwrap_or(0)
+    }
+
+    /// Forgets the recorded events and connect times.
+    pub fn clear_events(&self) {
+        let mut state = self.lock();
+        state.events.clear();
+        state.connects.clear();
+    }
+
+    /// Polls `check` every 20 ms until it holds or `limit` passes; whether it held.
+    pub async fn wait_until(&self, limit: Duration, check: impl Fn(&DevicesSim) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check(self)
+    }
+
+    async fn serve(&self, tcp: TcpStream) {
+        if self.lock().refuse {
+            return;
+        }
+        let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+            if req.uri().path() == SYSCLIENT_PATH {
+                Ok(resp)
+            } else {
+                let mut denied = ErrorResponse::new(Some("no such sysclient endpoint".into()));
+                *denied.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+                Err(denied)
+            }
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check_path).await else {
+            return;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (id, stall) = {
+            let mut state = self.lock();
+            state.connects.push(Instant::now());
+            state.next_link += 1;
+            let id = state.next_link;
+            state.links.insert(id, Link { mac: None, tx });
+            (id, state.stall)
+        };
+        let mut challenge: Option<String> = None;
+        loop {
+            tokio::select! {
+                incoming = ws.next() => {
+                    let bytes = match incoming {
+                        Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        _ => break,
+                    };
+                    if stall {
+                        continue;
+                    }
+                    let replies = self.on_frame(id, &bytes, &mut challenge);
+                    let mut close = false;
+                    for reply in replies {
+                        match reply {
+                            Command::Frame(frame) => {
+                                if ws.send(Message::binary(frame)).await.is_err() { close = true; }
+                            }
+                            Command::Close => close = true,
+                        }
+                    }
+                    if close {
+                        let _ = ws.close(None).await;
+                        break;
+                    }
+                }
+                command = rx.recv() => match command {
+                    Some(Command::Frame(frame)) => {
+                        if ws.send(Message::binary(frame)).await.is_err() { break; }
+                    }
+                    Some(Command::Close) | None => {
+                        let _ = ws.close(None).await;
+                        break;
+                    }
+                },
+            }
+        }
+        self.lock().links.remove(&id);
+    }
+
+    /// Handles one frame from a phone; returns the frames to send (and whether to close).
+    fn on_frame(&self, link: u64, bytes: &[u8], challenge: &mut Option<String>) -> Vec<Command> {
+        let mut state = self.lock();
+        let mac_of_link = state.links.get(&link).and_then(|l| l.mac.clone());
+        if bytes.len() < 3 || bytes[0] != 1 {
+            if bytes.first() == Some(&2) {
+                return Vec::new(); // tunnel answers: nothing to do
+            }
+            state.events.push(DevicesEvent::BadFrame { mac: mac_of_link });
+            return Vec::new();
+        }
+        let kind = u16::from_be_bytes([bytes[1], bytes[2]]);
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&bytes[3..]) else {
+            state.events.push(DevicesEvent::BadFrame { mac: mac_of_link });
+            return vec![Command::Close];
+        };
+        if kind != 0 {
+            return Vec::new();
+        }
+        let text = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mac = text("id");
+        if let Some(l) = state.links.get_mut(&link) {
+            l.mac = Some(mac.clone());
+        }
+        let other = body.get("other") == Some(&Value::Bool(true));
+        if body.contains_key("digest") {
+            let (Some(ch), Some(password)) = (challenge.take(), state.passwords.get(&mac).cloned()) else {
+                return vec![Command::Close];
+            };
+            let expected = wire::sha256_hex(&format!(
+                "{}:{}:{}:{ch}:{password}",
+                mac,
+                text("product"),
+                text("version")
+            ));
+            let ok = expected == text("digest");
+            state
+                .events
+                .push(DevicesEvent::ChallengeAnswered { mac: mac.clone(), ok });
+            if !ok {
+                return vec![Command::Close];
+            }
+            return if other {
+                config_frames(&mut state, &mac, &password)
+            } else {
+                Vec::new()
+            };
+        }
+        let code = text("provisioningCode");
+        if !code.is_empty() {
+            *state.identifies_with_code.entry(mac.clone()).or_default() += 1;
+            match state.codes.get(&code) {
+                Some(false) => {
+                    state.codes.insert(code, true);
+                    let password = random_password();
+                    state.passwords.insert(mac.clone(), password.clone());
+                    state.events.push(DevicesEvent::Provisioned { mac: mac.clone() });
+                    let mut out = vec![Command::Frame(admin_frame(
+                        1,
+                        &format!("{{\"password\":{}}}", wire::json_str(&password)),
+                    ))];
+                    if other {
+                        out.extend(config_frames(&mut state, &mac, &password));
+                    }
+                    out
+                }
+                _ => {
+                    state.events.push(DevicesEvent::CodeRejected { mac });
+                    vec![Command::Close]
+                }
+            }
+        } else if state.passwords.contains_key(&mac) {
+            let mut digits = [0u8; 4];
+            let _ = getrandom::fill(&mut digits);
+            let ch = u32::from_be_bytes(digits).to_string();
+            *challenge = Some(ch.clone());
+            vec![Command::Frame(admin_frame(
+                2,
+                &format!("{{\"challenge\":\"{ch}\"}}"),
+            ))]
+        } else {
+            vec![Command::Close]
+        }
+    }
+}
+
+fn config_frames(state: &mut State, mac: &str, password: &str) -> Vec<Command> {
+    let turn = {
+        let mut data = state.turn_password.as_bytes().to_vec();
+        wire::rc4(format!("{TURN_SEED}:{password}").as_bytes(), &mut data);
+        wire::to_hex(&data)
+    };
+    let count = state.configs.len();
+    let mut out: Vec<Command> = state
+        .configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| {
+            let config = config.replace(TURN_PLACEHOLDER, &turn);
+            let last = if i + 1 == count { ",\"last\":true" } else { "" };
+            Command::Frame(admin_frame(6, &format!("{{\"config\":{config}{last}}}")))
+        })
+        .collect();
+    if count == 0 {
+        out.push(Command::Frame(admin_frame(6, "{\"last\":true}")));
+    }
+    state
+        .events
+        .push(DevicesEvent::ConfigSent { mac: mac.to_string() });
+    out
+}
+
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!";
+    let mut bytes = [0u8; 32];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
