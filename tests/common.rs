@@ -97,11 +97,6 @@ impl Service {
         self.logs().contains(needle)
     }
 
-    /// How many log lines contain `needle`.
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.logs().lines().filter(|l| l.contains(needle)).count()
-    }
-
     /// Everything logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -6,4 +6,6 @@ mod common;
 
 mod appws_login;
 mod cli;
+mod devices;
 mod provisioning;
+mod supervision;

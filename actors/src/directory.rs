@@ -71,6 +71,7 @@ impl Handler<DevicesUrlLearned> for ServiceDirectory {
                 "Devices sysclient URL is now {}",
                 after.as_deref().unwrap_or("unknown")
             );
+            self.subscriber.do_send(DevicesUrlChanged(after));
         }
     }
 }

@@ -55,7 +55,7 @@ pub struct RunningService {
     /// Tells every session to close.
     shutdown: watch::Sender<bool>,
     /// The store's actor, flushed last.
-    persistence: Addr<Persistence>,
+    pub persistence: Addr<Persistence>,
     /// The phones' jobs, retired (closing their Devices links) at shutdown.
     pub registry: Addr<PhoneRegistry>,
 }

@@ -262,6 +262,8 @@ impl DevicesSim {
         if self.lock().refuse {
             return;
         }
+        // The callback type is tungstenite's; its error is an HTTP response by design.
+        #[allow(clippy::result_large_err)]
         let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             if req.uri().path() == SYSCLIENT_PATH {
                 Ok(resp)

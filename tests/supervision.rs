@@ -1,0 +1,127 @@
+//! Supervision and lifecycle, driven in-process (the actor system of the binary, started by the
+//! test) so a test can inject a fault into one phone's job and delete a phone.
+
+use std::time::Duration;
+
+use innoprov::{Config, Mac};
+use innoprov_actors::persistence::GetPhone;
+use innoprov_actors::phone_job::{InjectFault, Phase};
+use innoprov_actors::registry::{DeletePhone, JobOf, PhoneStatusOf};
+use innoprov_actors::service::RunningService;
+use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
+use innoprov_actors::sim::users::UsersSim;
+
+use crate::common::{APP_PATH, PASSWORD, config_text, devices_config, phone};
+
+async fn start(sim: &DevicesSim, dir: &std::path::Path) -> RunningService {
+    let text = config_text(dir, &devices_config(sim));
+    let config = Config::parse(&text, "test").expect("config");
+    RunningService::start(&config).await.expect("service starts")
+}
+
+async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[actix_web::test]
+async fn a_panicking_job_is_restarted_and_its_phone_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = DevicesSim::start().await;
+    let service = start(&sim, dir.path()).await;
+    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
+    for n in [40, 41] {
+        assert_eq!(conn.provision(&phone(&sim, n)).await.unwrap()["result"], "ok");
+    }
+    let victim: Mac = "001565000028".parse().unwrap();
+    let bystander: Mac = "001565000029".parse().unwrap();
+    let job = service.registry.send(JobOf(victim)).await.unwrap().expect("job");
+    sim.clear_events();
+    job.do_send(InjectFault);
+
+    // The registry notices the dead job, starts a new one, which links again with a digest.
+    let recovered = wait_for(Duration::from_secs(10), async || {
+        let new_job = service.registry.send(JobOf(victim)).await.unwrap();
+        let status = service.registry.send(PhoneStatusOf(victim)).await.unwrap();
+        new_job.is_some_and(|j| j != job) && status.is_some_and(|s| s.phase == Phase::Configured)
+    })
+    .await;
+    assert!(recovered, "{:?}", sim.events());
+    assert!(
+        sim.wait_until(Duration::from_secs(5), |s| {
+            s.events().contains(&DevicesEvent::ChallengeAnswered {
+                mac: victim.to_string(),
+                ok: true,
+            }) && s
+                .connected_macs()
+                .iter()
+                .filter(|m| **m == victim.to_string())
+                .count()
+                == 1
+        })
+        .await,
+        "the old link is gone and the new one answered the challenge: {:?}",
+        sim.events()
+    );
+    // The other phone was never touched.
+    let status = service
+        .registry
+        .send(PhoneStatusOf(bystander))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status.phase, status.config_version), (Phase::Configured, 1));
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| format!("{e:?}").contains(&bystander.to_string()))
+    );
+    service.shutdown().await.unwrap();
+}
+
+#[actix_web::test]
+async fn deleting_a_phone_closes_its_link_and_removes_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = DevicesSim::start().await;
+    let service = start(&sim, dir.path()).await;
+    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
+    assert_eq!(conn.provision(&phone(&sim, 50)).await.unwrap()["result"], "ok");
+    let mac: Mac = "001565000032".parse().unwrap();
+    assert_eq!(sim.connected_macs(), [mac.to_string()]);
+
+    assert!(
+        service.registry.send(DeletePhone(mac)).await.unwrap().unwrap(),
+        "it existed"
+    );
+    assert!(
+        sim.wait_until(Duration::from_secs(5), |s| s.connected_macs().is_empty())
+            .await,
+        "link closed"
+    );
+    assert_eq!(
+        service.persistence.send(GetPhone(mac)).await.unwrap().unwrap(),
+        None,
+        "data removed"
+    );
+    assert!(service.registry.send(JobOf(mac)).await.unwrap().is_none());
+    assert!(
+        !service.registry.send(DeletePhone(mac)).await.unwrap().unwrap(),
+        "second delete finds nothing"
+    );
+    // A late configuration from Devices cannot bring it back: the link is gone, and a stale
+    // job's write would be refused by generation.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        service.persistence.send(GetPhone(mac)).await.unwrap().unwrap(),
+        None
+    );
+    service.shutdown().await.unwrap();
+}
