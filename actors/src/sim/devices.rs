@@ -239,6 +239,16 @@ impl DevicesSim {
         self.lock().identifies_with_code.get(mac).copied().unwrap_or(0)
     }
 
+    /// How many recorded events satisfy `check` (without copying them).
+    pub fn count_events(&self, check: impl Fn(&DevicesEvent) -> bool) -> usize {
+        self.lock().events.iter().filter(|e| check(e)).count()
+    }
+
+    /// How many links are open and identified.
+    pub fn connected_count(&self) -> usize {
+        self.lock().links.values().filter(|l| l.mac.is_some()).count()
+    }
+
     /// Forgets the recorded events and connect times.
     pub fn clear_events(&self) {
         let mut state = self.lock();
