@@ -55,8 +55,14 @@ impl ServiceProcess {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("innoprov started");
-        ServiceProcess { child, addr, _dir: dir }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("innoprov started");
+        ServiceProcess {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn rss_kib(&self) -> u64 {
@@ -71,7 +77,9 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -102,8 +110,13 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (url, users, next, codes, latencies) =
-            (url.clone(), users.clone(), next.clone(), codes.clone(), latencies.clone());
+        let (url, users, next, codes, latencies) = (
+            url.clone(),
+            users.clone(),
+            next.clone(),
+            codes.clone(),
+            latencies.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut conn = users.connect(&url).await.expect("login");
             let mut sent: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
@@ -113,8 +126,13 @@ async fn main() {
                     if n >= phones {
                         break;
                     }
-                    let phone = SimPhone { code: codes[n as usize].clone(), ..SimPhone::numbered(n) };
-                    let text = conn.provisioning_text(&phone, Some(&n.to_string())).expect("text");
+                    let phone = SimPhone {
+                        code: codes[n as usize].clone(),
+                        ..SimPhone::numbered(n)
+                    };
+                    let text = conn
+                        .provisioning_text(&phone, Some(&n.to_string()))
+                        .expect("text");
                     conn.client.send_raw(&text).await.expect("send");
                     sent.insert(n.to_string(), Instant::now());
                 }
@@ -122,11 +140,18 @@ async fn main() {
                     break;
                 }
                 conn.client.timeout = Duration::from_secs(120);
-                let reply = conn.client.recv_mt("ProvisioningPhoneResult").await.expect("result");
+                let reply = conn
+                    .client
+                    .recv_mt("ProvisioningPhoneResult")
+                    .await
+                    .expect("result");
                 assert_eq!(reply["result"], "ok", "{reply}");
                 let src = reply["src"].as_str().unwrap_or_default().to_string();
                 if let Some(t) = sent.remove(&src) {
-                    latencies.lock().unwrap_or_else(|p| p.into_inner()).push(t.elapsed());
+                    latencies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(t.elapsed());
                 }
             }
             conn
@@ -134,7 +159,12 @@ async fn main() {
     }
     let mut open = Vec::new();
     for t in tasks {
-        open.push(tokio::time::timeout(Duration::from_secs(300), t).await.expect("in time").expect("task"));
+        open.push(
+            tokio::time::timeout(Duration::from_secs(300), t)
+                .await
+                .expect("in time")
+                .expect("task"),
+        );
     }
     let provision_time = start.elapsed();
     let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -159,13 +189,21 @@ async fn main() {
     let storm_time = storm.elapsed();
     let times = sim.connect_times();
     let max_per_second = (0..times.len())
-        .map(|i| times[i..].iter().take_while(|u| u.duration_since(times[i]) < Duration::from_secs(1)).count())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|u| u.duration_since(times[i]) < Duration::from_secs(1))
+                .count()
+        })
         .max()
         .unwrap_or(0);
     let bad_digests = sim.count_events(|e| matches!(e, DevicesEvent::ChallengeAnswered { ok: false, .. }));
     drop(open);
 
-    println!("devices_load ({} run: {phones} phones, service = release binary, loopback)", if full { "full" } else { "quick" });
+    println!(
+        "devices_load ({} run: {phones} phones, service = release binary, loopback)",
+        if full { "full" } else { "quick" }
+    );
     println!(
         "  provisioned end to end  {:>8.0} phones/s  ({phones} in {:.1} s, {connections} Users connections x {window} in flight)",
         f64::from(phones) / provision_time.as_secs_f64(),
@@ -176,7 +214,9 @@ async fn main() {
         percentile(&lat, 0.5).as_secs_f64() * 1000.0,
         percentile(&lat, 0.99).as_secs_f64() * 1000.0
     );
-    println!("  RSS per connected link  {per_link:>8.1} KiB   ({linked} links: {rss_before} KiB -> {rss_after} KiB)");
+    println!(
+        "  RSS per connected link  {per_link:>8.1} KiB   ({linked} links: {rss_before} KiB -> {rss_after} KiB)"
+    );
     println!(
         "  Devices restart         all {phones} configured again: {back} after {:.1} s; max {max_per_second} connects in any second; {bad_digests} bad digests",
         storm_time.as_secs_f64()

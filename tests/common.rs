@@ -47,6 +47,11 @@ impl Service {
     pub fn start_in(dir: &Path, extra: &str) -> Service {
         let config = dir.join("config.toml");
         std::fs::write(&config, config_text(dir, extra)).expect("write config");
+        Service::start_with_config_file(&config)
+    }
+
+    /// Starts the binary with a config file written by the test.
+    pub fn start_with_config_file(config: &Path) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
             .args(["--config", config.to_str().expect("utf-8 path")])
             .env("RUST_LOG", "debug")

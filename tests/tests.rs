@@ -9,3 +9,4 @@ mod cli;
 mod devices;
 mod provisioning;
 mod supervision;
+mod wire_frames;
