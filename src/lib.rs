@@ -11,6 +11,7 @@
 //! - [`devices`]: Devices configuration items (PHONE, MEDIA, NTP, ...).
 //! - [`mac`]: the phone's MAC address.
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
+//! - [`provisioning`]: vendors, templates, download authentication, access and audit.
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
 //! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite.
 //! - [`config`]: the TOML configuration and its checks.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod devices;
 pub mod mac;
 pub mod phone;
+pub mod provisioning;
 pub mod seal;
 pub mod services;
 pub mod store;

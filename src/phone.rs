@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::appws::{Inbound, crypto};
 use crate::devices::ConfigItem;
 use crate::mac::Mac;
-use crate::seal::{Sealed, Secret};
+use crate::seal::{SealError, Sealed, Secret};
 
 /// Longest accepted text member of ProvisioningPhone, in bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
@@ -148,6 +148,30 @@ pub fn sysclient_password_purpose(mac: &Mac) -> String {
     format!("sysclient-password/{mac}")
 }
 
+/// Purpose string binding a sealed provisioning password to its phone.
+pub fn prov_password_purpose(mac: &Mac) -> String {
+    format!("prov-password/{mac}")
+}
+
+/// Letters and digits: provisioning passwords must survive every vendor's config syntax and URLs.
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).
+fn random_text(len: usize, alphabet: &[u8]) -> Result<String, getrandom::Error> {
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        for b in bytes {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Purpose string binding a sealed admin password to its phone.
 pub fn admin_password_purpose(mac: &Mac) -> String {
     format!("admin-password/{mac}")
@@ -195,6 +219,12 @@ pub struct PhoneRecord {
     /// `last:true` of this generation.
     #[serde(default)]
     pub configured_at: Option<u64>,
+    /// The phone's own provisioning user name (random, per ProvisioningPhone).
+    #[serde(default)]
+    pub prov_username: String,
+    /// The phone's provisioning password, sealed for `prov-password/<mac>`.
+    #[serde(default)]
+    pub prov_password: Option<Sealed>,
 }
 
 impl PhoneRecord {
@@ -203,7 +233,7 @@ impl PhoneRecord {
         request: &ProvisionRequest,
         sealer: &crate::seal::Sealer,
         now_unix: u64,
-    ) -> Result<PhoneRecord, crate::seal::SealError> {
+    ) -> Result<PhoneRecord, SealError> {
         let password = match &request.password {
             Some(secret) => Some(sealer.seal(secret, &user_password_purpose(&request.mac))?),
             None => None,
@@ -224,6 +254,14 @@ impl PhoneRecord {
             configs: Vec::new(),
             config_version: 0,
             configured_at: None,
+            prov_username: format!(
+                "p{}",
+                random_text(10, b"0123456789abcdef").map_err(SealError::Random)?
+            ),
+            prov_password: Some(sealer.seal(
+                &Secret::new(random_text(24, ALPHANUMERIC).map_err(SealError::Random)?),
+                &prov_password_purpose(&request.mac),
+            )?),
         })
     }
 }

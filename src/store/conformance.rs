@@ -6,6 +6,7 @@ use std::path::Path;
 use super::Store;
 use crate::mac::Mac;
 use crate::phone::PhoneRecord;
+use crate::provisioning::{AuditEntry, PhoneAccess};
 
 /// A record for `mac` whose fields all depend on `n`, so replacements are visible.
 pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
@@ -27,6 +28,8 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
         configs: Vec::new(),
         config_version: n * 2,
         configured_at: None,
+        prov_username: format!("p{n}"),
+        prov_password: None,
     }
 }
 
@@ -75,6 +78,64 @@ pub fn run(store: &dyn Store) {
     assert_eq!(store.get_phone(&a).expect("get deleted"), None);
     assert_eq!(store.phones().expect("list after delete").len(), 3);
     store.flush().expect("flush");
+    access_and_audit(store);
+}
+
+/// Download state and audit: defaults, replacement, order, bound, and removal with the phone.
+pub fn access_and_audit(store: &dyn Store) {
+    let mac: Mac = "0015650000aa".parse().unwrap_or_else(|_| unreachable!());
+    store.put_phone(&sample_record("0015650000aa", 5)).expect("put");
+    assert_eq!(
+        store.get_access(&mac).expect("default access"),
+        PhoneAccess::default()
+    );
+    let access = PhoneAccess {
+        enrolled_generation: Some(5),
+        window_reopened_at: Some(9),
+        pinned_vendor: Some("snom".into()),
+    };
+    store.put_access(&mac, &access).expect("put access");
+    assert_eq!(store.get_access(&mac).expect("access"), access);
+
+    let entry = |n: u64| AuditEntry {
+        seq: 0,
+        at: n,
+        client: "127.0.0.1:5060".into(),
+        user_agent: "Yealink".into(),
+        file: format!("{n}.cfg"),
+        vendor: "yealink".into(),
+        status: 200,
+        outcome: "served".into(),
+        config_version: n,
+    };
+    for n in 0..100 {
+        store.append_audit(&mac, &entry(n), 20).expect("append");
+    }
+    let other: Mac = "0015650000ab".parse().unwrap_or_else(|_| unreachable!());
+    store.append_audit(&other, &entry(7), 20).expect("append other");
+    let latest = store.audit(&mac, 5).expect("audit");
+    let ats: Vec<u64> = latest.iter().map(|e| e.at).collect();
+    assert_eq!(ats, [95, 96, 97, 98, 99], "latest entries, oldest first");
+    assert!(latest.windows(2).all(|w| w[0].seq < w[1].seq));
+    let all = store.audit(&mac, usize::MAX).expect("whole audit");
+    assert!(
+        all.len() >= 20 && all.len() <= 20 + super::AUDIT_TRIM_EVERY as usize,
+        "bounded: {}",
+        all.len()
+    );
+    assert_eq!(
+        store.audit(&other, 10).expect("other audit").len(),
+        1,
+        "per phone"
+    );
+
+    assert!(store.delete_phone(&mac).expect("delete"));
+    assert_eq!(
+        store.get_access(&mac).expect("access after delete"),
+        PhoneAccess::default()
+    );
+    assert!(store.audit(&mac, 10).expect("audit after delete").is_empty());
+    assert_eq!(store.audit(&other, 10).expect("other audit").len(), 1);
 }
 
 /// What was flushed is there after the store is dropped and opened again.

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::{Store, StoreError, decode, encode};
+use super::{AUDIT_TRIM_EVERY, Store, StoreError, audit_key, decode, decode_json, encode, encode_json};
 use crate::mac::Mac;
 use crate::phone::PhoneRecord;
+use crate::provisioning::{AuditEntry, PhoneAccess};
 
 /// Name of the tree that holds phone records.
 const PHONES_TREE: &str = "phones";
@@ -16,6 +17,10 @@ pub struct SledStore {
     db: sled::Db,
     /// Phone records by MAC bytes.
     phones: sled::Tree,
+    /// Download states by MAC bytes.
+    access: sled::Tree,
+    /// Audit entries by MAC bytes + sequence number.
+    audit: sled::Tree,
 }
 
 fn backend(what: &str, e: sled::Error) -> StoreError {
@@ -33,7 +38,14 @@ impl SledStore {
             .open()
             .map_err(|e| backend(&format!("open {}", dir.display()), e))?;
         let phones = db.open_tree(PHONES_TREE).map_err(|e| backend("open tree", e))?;
-        Ok(SledStore { db, phones })
+        let access = db.open_tree("access").map_err(|e| backend("open tree", e))?;
+        let audit = db.open_tree("audit").map_err(|e| backend("open tree", e))?;
+        Ok(SledStore {
+            db,
+            phones,
+            access,
+            audit,
+        })
     }
 }
 
@@ -59,6 +71,15 @@ impl Store for SledStore {
     }
 
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
+        self.access
+            .remove(mac.bytes())
+            .map_err(|e| backend(&format!("delete {mac}"), e))?;
+        for item in self.audit.scan_prefix(mac.bytes()) {
+            let (key, _) = item.map_err(|e| backend(&format!("delete {mac}"), e))?;
+            self.audit
+                .remove(key)
+                .map_err(|e| backend(&format!("delete {mac}"), e))?;
+        }
         self.phones
             .remove(mac.bytes())
             .map(|old| old.is_some())
@@ -73,6 +94,60 @@ impl Store for SledStore {
                 decode(&k, &v)
             })
             .collect()
+    }
+
+    fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError> {
+        match self
+            .access
+            .get(mac.bytes())
+            .map_err(|e| backend(&format!("read {mac}"), e))?
+        {
+            Some(bytes) => decode_json(&mac.bytes(), &bytes),
+            None => Ok(PhoneAccess::default()),
+        }
+    }
+
+    fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError> {
+        let bytes = encode_json("access", access)?;
+        self.access
+            .insert(mac.bytes(), bytes)
+            .map(|_| ())
+            .map_err(|e| backend(&format!("write {mac}"), e))
+    }
+
+    fn append_audit(&self, mac: &Mac, entry: &AuditEntry, keep: usize) -> Result<(), StoreError> {
+        // Unique across concurrent writers; gaps are harmless.
+        let seq = self.db.generate_id().map_err(|e| backend("audit id", e))?;
+        let entry = AuditEntry { seq, ..entry.clone() };
+        let bytes = encode_json("audit", &entry)?;
+        self.audit
+            .insert(audit_key(mac, seq), bytes)
+            .map_err(|e| backend(&format!("audit {mac}"), e))?;
+        if seq.is_multiple_of(AUDIT_TRIM_EVERY) {
+            let keys: Vec<sled::IVec> = self
+                .audit
+                .scan_prefix(mac.bytes())
+                .rev()
+                .skip(keep)
+                .filter_map(|item| item.ok().map(|(k, _)| k))
+                .collect();
+            for key in keys {
+                self.audit
+                    .remove(key)
+                    .map_err(|e| backend(&format!("audit {mac}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.audit.scan_prefix(mac.bytes()).rev().take(limit) {
+            let (key, value) = item.map_err(|e| backend(&format!("audit {mac}"), e))?;
+            out.push(decode_json(&key, &value)?);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -1,0 +1,81 @@
+//! Who may download a phone's files, and the record of every download.
+//!
+//! A phone's files are served without credentials only inside its enrolment window (opened by
+//! ProvisioningPhone, or reopened by an admin) and only until the phone has once fetched with
+//! the provisioning credentials the first file gave it. After that, or once the window has
+//! closed, files carrying secrets need those credentials.
+
+use serde::{Deserialize, Serialize};
+
+use crate::phone::PhoneRecord;
+
+/// Per-phone download state, stored beside the record (the phone's job does not own it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneAccess {
+    /// The record generation whose credentials the phone has used; enrolment is over for it.
+    pub enrolled_generation: Option<u64>,
+    /// When an admin reopened the enrolment window (Unix seconds).
+    pub window_reopened_at: Option<u64>,
+    /// A vendor an admin pinned the phone to (overrides OUI and User-Agent).
+    pub pinned_vendor: Option<String>,
+}
+
+/// What to do with a request for a phone's own file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Serve it; `enrolling` when served without credentials inside the window.
+    Serve {
+        /// Served without credentials.
+        enrolling: bool,
+    },
+    /// 401.
+    Unauthorized,
+}
+
+impl PhoneAccess {
+    /// Whether the phone has completed enrolment for `record`'s generation.
+    pub fn enrolled(&self, record: &PhoneRecord) -> bool {
+        self.enrolled_generation == Some(record.generation)
+    }
+
+    /// Whether the enrolment window is open at `now`.
+    pub fn window_open(&self, record: &PhoneRecord, now: u64, window_secs: u64) -> bool {
+        let opened = self.window_reopened_at.unwrap_or(0).max(record.provisioned_at);
+        now < opened.saturating_add(window_secs)
+    }
+
+    /// The decision for a request that is `authenticated` (valid credentials) or not.
+    pub fn decide(&self, record: &PhoneRecord, now: u64, window_secs: u64, authenticated: bool) -> Decision {
+        if authenticated {
+            Decision::Serve { enrolling: false }
+        } else if !self.enrolled(record) && self.window_open(record, now, window_secs) {
+            Decision::Serve { enrolling: true }
+        } else {
+            Decision::Unauthorized
+        }
+    }
+}
+
+/// One download, as the audit keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Order of the entry for its phone (set by the store).
+    #[serde(default)]
+    pub seq: u64,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Client address (`ip:port`).
+    pub client: String,
+    /// The User-Agent, shortened.
+    pub user_agent: String,
+    /// The requested file.
+    pub file: String,
+    /// The vendor it was served as.
+    pub vendor: String,
+    /// HTTP status sent.
+    pub status: u16,
+    /// What happened, in words (`served`, `enrolment`, `unauthorized`, `not modified`, ...).
+    pub outcome: String,
+    /// The configuration version served.
+    pub config_version: u64,
+}

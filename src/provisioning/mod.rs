@@ -1,0 +1,17 @@
+//! Serving phones their configuration (phones.md, interface.md "The phone side"): vendors as
+//! data, template rendering, download authentication, and the per-phone access state and audit.
+//! All of it is plain functions over the stored record; the HTTP handler lives in `actors/`.
+
+pub mod access;
+pub mod auth;
+pub mod context;
+pub mod render;
+pub mod vendor;
+
+pub use access::{AuditEntry, Decision, PhoneAccess};
+pub use context::PhoneContext;
+pub use render::Renderer;
+pub use vendor::{FileKind, VendorDescriptor, Vendors};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,341 @@
+//! Vendor descriptors (`vendors.toml`): which files a vendor's phones ask for, how to tell its
+//! phones apart (OUI, User-Agent), which template renders them, and how to make them resync.
+
+use serde::Deserialize;
+
+use crate::mac::Mac;
+
+/// The built-in descriptors.
+const BUILTIN: &str = include_str!("vendors.toml");
+
+/// How a vendor's files are written (for checks and parsing back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// `key = value` lines (Yealink).
+    KeyValue,
+    /// XML (Snom, Grandstream).
+    Xml,
+    /// Fanvil's `<<VOIP CONFIG FILE>>` with `Key :Value` lines in modules.
+    Fanvil,
+}
+
+/// Everything innoprov knows about one vendor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorDescriptor {
+    /// Short name (`yealink`), used in logs, audit, pins and template overrides.
+    pub name: String,
+    /// Display name.
+    pub display: String,
+    /// The vendor's OUIs, 6 lowercase hex digits.
+    pub ouis: Vec<String>,
+    /// Lowercase substrings of its phones' User-Agent.
+    pub user_agents: Vec<String>,
+    /// Per-phone file name patterns (these files carry secrets).
+    pub files: Vec<String>,
+    /// Model-wide file name patterns (no secrets).
+    pub common_files: Vec<String>,
+    /// Content-Type of served files.
+    pub content_type: String,
+    /// Built-in template of the per-phone file.
+    pub template: String,
+    /// Built-in template of the model-wide files.
+    pub common_template: String,
+    /// File format.
+    pub format: FileFormat,
+    /// SIP NOTIFY `Event` that makes the phone fetch again.
+    pub resync_event: String,
+    /// Keys of the file that carry the provisioning credentials.
+    pub credential_keys: Vec<String>,
+    /// Key of the file that sets the periodic re-check.
+    pub recheck_key: String,
+}
+
+/// What a requested file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    /// A phone's own file.
+    Phone {
+        /// The phone.
+        mac: Mac,
+        /// The model, when the file name carries one.
+        model: Option<String>,
+    },
+    /// A model-wide file.
+    Common {
+        /// The model, when the file name carries one.
+        model: Option<String>,
+    },
+}
+
+/// A vendor whose patterns match a requested file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Index into [`Vendors::all`].
+    pub vendor: usize,
+    /// What the file is.
+    pub kind: FileKind,
+}
+
+/// Why descriptors cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("vendor descriptors: {0}")]
+pub struct VendorError(String);
+
+/// The set of known vendors.
+#[derive(Debug, Clone)]
+pub struct Vendors {
+    /// The descriptors, in file order.
+    all: Vec<VendorDescriptor>,
+    /// Every file pattern, parsed once: (vendor index, per-phone?, pattern), in match order.
+    patterns: Vec<(usize, bool, Pattern)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorFile {
+    vendor: Vec<VendorDescriptor>,
+}
+
+impl Vendors {
+    /// The descriptors shipped with innoprov.
+    pub fn builtin() -> Vendors {
+        // The built-in file is part of the source and covered by tests.
+        Vendors::parse(BUILTIN).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// Descriptors from TOML text.
+    pub fn parse(text: &str) -> Result<Vendors, VendorError> {
+        let file: VendorFile = toml::from_str(text).map_err(|e| VendorError(e.to_string()))?;
+        let mut patterns = Vec::new();
+        for (index, v) in file.vendor.iter().enumerate() {
+            let phone = v.files.iter().map(|p| (true, p));
+            for (per_phone, text) in phone.chain(v.common_files.iter().map(|p| (false, p))) {
+                let pattern =
+                    Pattern::parse(text).map_err(|e| VendorError(format!("{}: {text}: {e}", v.name)))?;
+                patterns.push((index, per_phone, pattern));
+            }
+        }
+        Ok(Vendors {
+            all: file.vendor,
+            patterns,
+        })
+    }
+
+    /// All descriptors.
+    pub fn all(&self) -> &[VendorDescriptor] {
+        &self.all
+    }
+
+    /// The descriptor named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&VendorDescriptor> {
+        self.all.iter().find(|v| v.name == name)
+    }
+
+    /// Every vendor whose patterns match `file` (a vendor's per-phone patterns before its
+    /// model-wide ones; one candidate per vendor).
+    pub fn candidates(&self, file: &str) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for (vendor, per_phone, pattern) in &self.patterns {
+            if out.iter().any(|c| c.vendor == *vendor) {
+                continue;
+            }
+            let Some(m) = pattern.matches(file) else { continue };
+            let kind = match (per_phone, m.mac) {
+                (true, Some(mac)) => FileKind::Phone { mac, model: m.model },
+                (true, None) => continue,
+                (false, _) => FileKind::Common { model: m.model },
+            };
+            out.push(Candidate {
+                vendor: *vendor,
+                kind,
+            });
+        }
+        out
+    }
+}
+
+impl VendorDescriptor {
+    /// Whether `mac` carries one of this vendor's OUIs.
+    pub fn owns_oui(&self, mac: &Mac) -> bool {
+        let text = mac.to_string();
+        self.ouis.iter().any(|oui| text.starts_with(oui.as_str()))
+    }
+
+    /// Whether `user_agent` names this vendor.
+    pub fn named_in(&self, user_agent: &str) -> bool {
+        let ua = user_agent.to_ascii_lowercase();
+        self.user_agents.iter().any(|needle| ua.contains(needle.as_str()))
+    }
+}
+
+/// One piece of a file name pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    MacLower,
+    MacUpper,
+    Model,
+}
+
+/// A parsed file name pattern.
+#[derive(Debug, Clone)]
+struct Pattern(Vec<Token>);
+
+/// What a pattern captured.
+#[derive(Debug, Default)]
+struct Captures {
+    mac: Option<Mac>,
+    model: Option<String>,
+}
+
+impl Pattern {
+    fn parse(pattern: &str) -> Result<Pattern, String> {
+        let mut tokens = Vec::new();
+        let mut rest = pattern;
+        while !rest.is_empty() {
+            match rest.find('{') {
+                Some(0) => {
+                    let end = rest.find('}').ok_or("unclosed '{'")?;
+                    tokens.push(match &rest[1..end] {
+                        "mac" => Token::MacLower,
+                        "MAC" => Token::MacUpper,
+                        "model" => Token::Model,
+                        other => return Err(format!("unknown placeholder {{{other}}}")),
+                    });
+                    rest = &rest[end + 1..];
+                }
+                Some(at) => {
+                    tokens.push(Token::Literal(rest[..at].to_string()));
+                    rest = &rest[at..];
+                }
+                None => {
+                    tokens.push(Token::Literal(rest.to_string()));
+                    rest = "";
+                }
+            }
+        }
+        Ok(Pattern(tokens))
+    }
+
+    fn matches(&self, file: &str) -> Option<Captures> {
+        let mut captures = Captures::default();
+        match_tokens(&self.0, file, &mut captures).then_some(captures)
+    }
+}
+
+fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool {
+    let Some((first, rest)) = tokens.split_first() else {
+        return input.is_empty();
+    };
+    match first {
+        Token::Literal(lit) => input
+            .strip_prefix(lit.as_str())
+            .is_some_and(|tail| match_tokens(rest, tail, captures)),
+        Token::MacLower | Token::MacUpper => {
+            let Some(digits) = input.get(..12) else {
+                return false;
+            };
+            let case_ok = match first {
+                Token::MacLower => !digits.bytes().any(|b| b.is_ascii_uppercase()),
+                _ => !digits.bytes().any(|b| b.is_ascii_lowercase()),
+            };
+            if !case_ok || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return false;
+            }
+            let Ok(mac) = digits.parse::<Mac>() else {
+                return false;
+            };
+            captures.mac = Some(mac);
+            match_tokens(rest, &input[12..], captures)
+        }
+        Token::Model => {
+            let longest = input.bytes().take_while(u8::is_ascii_alphanumeric).count();
+            // Shortest model first, so "snom{model}-{MAC}.htm" splits at the right '-'.
+            (1..=longest).any(|len| {
+                captures.model = Some(input[..len].to_string());
+                match_tokens(rest, &input[len..], captures)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(c: &[Candidate], vendors: &Vendors) -> Vec<(String, String, Option<String>)> {
+        c.iter()
+            .filter_map(|c| match &c.kind {
+                FileKind::Phone { mac, model } => Some((
+                    vendors.all()[c.vendor].name.clone(),
+                    mac.to_string(),
+                    model.clone(),
+                )),
+                FileKind::Common { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn real_file_names_resolve() {
+        let v = Vendors::builtin();
+        let yealink_or_fanvil = phone(&v.candidates("0015651a2b3c.cfg"), &v);
+        assert_eq!(
+            yealink_or_fanvil.len(),
+            2,
+            "Yealink and Fanvil share <mac>.cfg: OUI decides"
+        );
+        assert_eq!(
+            phone(&v.candidates("snomD785-000413A1B2C3.htm"), &v),
+            [("snom".into(), "000413a1b2c3".into(), Some("D785".into()))]
+        );
+        assert_eq!(
+            phone(&v.candidates("cfg000b82a1b2c3.xml"), &v),
+            [("grandstream".into(), "000b82a1b2c3".into(), None)]
+        );
+        assert_eq!(phone(&v.candidates("cfg000b82a1b2c3"), &v).len(), 1);
+        assert!(matches!(
+            v.candidates("y000000000000.boot")[0].kind,
+            FileKind::Common { .. }
+        ));
+        assert!(
+            matches!(&v.candidates("y000000000046.cfg")[0].kind, FileKind::Common { model: Some(m) } if m == "46")
+        );
+        assert!(
+            v.candidates("0015651A2B3C.cfg").is_empty(),
+            "Yealink asks in lower case"
+        );
+        assert!(v.candidates("../etc/passwd").is_empty());
+        assert!(
+            v.candidates("snom-000413A1B2C3.htm")
+                .iter()
+                .all(|c| !matches!(c.kind, FileKind::Phone { .. }))
+        );
+    }
+
+    #[test]
+    fn ouis_and_user_agents() {
+        let v = Vendors::builtin();
+        let yealink = v.by_name("yealink").unwrap();
+        assert!(yealink.owns_oui(&"805ec0123456".parse().unwrap()));
+        assert!(!yealink.owns_oui(&"000413123456".parse().unwrap()));
+        assert!(yealink.named_in("Yealink SIP-T46S 66.86.0.15 00:15:65:1a:2b:3c"));
+        assert!(
+            v.by_name("snom")
+                .unwrap()
+                .named_in("Mozilla/4.0 (compatible; snom D785 10.1.73.16)")
+        );
+        assert!(
+            v.by_name("grandstream")
+                .unwrap()
+                .named_in("Grandstream Model HW GXP2170 SW 1.0.11.3 DevId 000b82a1b2c3")
+        );
+        assert!(
+            v.by_name("fanvil")
+                .unwrap()
+                .named_in("Fanvil X4U 2.4.12 0c383e0a0b0c")
+        );
+    }
+}
