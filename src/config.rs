@@ -55,6 +55,98 @@ pub struct Config {
     /// Limits and timers of the AppWebsocket connections.
     #[serde(default)]
     pub websocket: WebsocketConfig,
+    /// Serving phones their files.
+    #[serde(default)]
+    pub provisioning: ProvisioningConfig,
+    /// HTTPS listener.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[provisioning]`: phone downloads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// URL path phones fetch under; default `<parent of app.path>/prov`.
+    pub path: Option<String>,
+    /// The URL phones are told to fetch from (ending in `/`); default: as the phone reached us.
+    pub public_url: Option<String>,
+    /// Minutes after ProvisioningPhone during which the phone's files are served without
+    /// credentials (until it has used its own).
+    #[serde(default = "default_enrolment_minutes")]
+    pub enrolment_window_minutes: u64,
+    /// Minutes between the phones' periodic re-checks, written into their files.
+    #[serde(default = "default_recheck_minutes")]
+    pub recheck_minutes: u32,
+    /// Operator templates overriding the built-in ones (`<vendor>.j2`, `<vendor>-<model>.j2`).
+    pub template_dir: Option<PathBuf>,
+    /// Misses (unknown files or MACs, bad credentials) one address may have per minute before
+    /// it gets 429.
+    #[serde(default = "default_misses_per_minute")]
+    pub misses_per_minute: u32,
+    /// Downloads kept in each phone's audit.
+    #[serde(default = "default_audit_entries")]
+    pub audit_entries: usize,
+    /// Send a SIP NOTIFY (check-sync) when a phone's configuration changes.
+    #[serde(default = "default_true")]
+    pub notify: bool,
+    /// UDP port the NOTIFY goes to (on the address the phone last fetched from).
+    #[serde(default = "default_notify_port")]
+    pub notify_port: u16,
+    /// Most NOTIFYs per second, service-wide.
+    #[serde(default = "default_notify_per_second")]
+    pub notify_per_second: u32,
+}
+
+fn default_enrolment_minutes() -> u64 {
+    24 * 60
+}
+fn default_recheck_minutes() -> u32 {
+    60
+}
+fn default_misses_per_minute() -> u32 {
+    30
+}
+fn default_audit_entries() -> usize {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+fn default_notify_port() -> u16 {
+    5060
+}
+fn default_notify_per_second() -> u32 {
+    20
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig {
+            path: None,
+            public_url: None,
+            enrolment_window_minutes: default_enrolment_minutes(),
+            recheck_minutes: default_recheck_minutes(),
+            template_dir: None,
+            misses_per_minute: default_misses_per_minute(),
+            audit_entries: default_audit_entries(),
+            notify: true,
+            notify_port: default_notify_port(),
+            notify_per_second: default_notify_per_second(),
+        }
+    }
+}
+
+/// `[tls]`: an HTTPS listener beside `http.listen`, for phones (and the PBX).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener, `ip:port`; set together with `cert` and `key`.
+    pub listen: Option<String>,
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
 }
 
 /// `[http]`
@@ -290,6 +382,42 @@ impl Config {
                 "must be at least 1 and not above devices.reconnect_max_secs",
             ));
         }
+        let prov = &self.provisioning;
+        if let Some(path) = &prov.path
+            && (!path.starts_with('/') || path.ends_with('/') || path.contains("//"))
+        {
+            return Err(invalid(
+                "provisioning.path",
+                "must start with '/' and not end with '/'",
+            ));
+        }
+        if let Some(url) = &prov.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || !url.ends_with('/'))
+        {
+            return Err(invalid(
+                "provisioning.public_url",
+                "must be an http(s) URL ending in '/'",
+            ));
+        }
+        if prov.recheck_minutes == 0 {
+            return Err(invalid("provisioning.recheck_minutes", "must be at least 1"));
+        }
+        if prov.misses_per_minute == 0 || prov.notify_per_second == 0 || prov.audit_entries == 0 {
+            return Err(invalid(
+                "provisioning",
+                "misses_per_minute, notify_per_second and audit_entries must be at least 1",
+            ));
+        }
+        let tls = &self.tls;
+        match (&tls.listen, &tls.cert, &tls.key) {
+            (None, None, None) => {}
+            (Some(listen), Some(_), Some(_)) => {
+                listen
+                    .parse::<SocketAddr>()
+                    .map_err(|_| invalid("tls.listen", "is not an ip:port address"))?;
+            }
+            _ => return Err(invalid("tls", "listen, cert and key go together")),
+        }
         let ws = &self.websocket;
         if !(1024..=64 * 1024 * 1024).contains(&ws.max_message_bytes) {
             return Err(invalid(
@@ -331,6 +459,14 @@ impl Config {
     /// The instance's own domain: the first segment of `app.path`.
     pub fn app_domain(&self) -> &str {
         self.app.path.split('/').nth(1).unwrap_or_default()
+    }
+
+    /// The URL path phones fetch under.
+    pub fn prov_path(&self) -> String {
+        self.provisioning
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("{}/prov", self.app_parent()))
     }
 
     /// Where the seal key lives: inside the store directory, so backups take both or neither.

@@ -156,6 +156,28 @@ pub fn upsert(items: &mut Vec<ConfigItem>, item: ConfigItem) {
     }
 }
 
+/// Whether two sets say the same thing: equal items, with sealed secrets compared by what they
+/// open to (sealing is randomised, so the same secret seals differently each time).
+pub fn same_content(a: &[ConfigItem], b: &[ConfigItem], mac: &Mac, sealer: &Sealer) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.key == y.key
+                && x.kind == y.kind
+                && x.body == y.body
+                && x.secrets.len() == y.secrets.len()
+                && x.secrets.iter().all(|(field, sealed)| {
+                    let purpose = secret_purpose(mac, &x.key, field);
+                    match (
+                        sealer.open(sealed, &purpose),
+                        y.secrets.get(field).map(|s| sealer.open(s, &purpose)),
+                    ) {
+                        (Ok(p), Some(Ok(q))) => p == q,
+                        _ => false,
+                    }
+                })
+        })
+}
+
 /// Sorts a complete set by key, the last of duplicate keys winning.
 pub fn normalise(items: Vec<ConfigItem>) -> Vec<ConfigItem> {
     let mut out = Vec::with_capacity(items.len());
@@ -354,5 +376,24 @@ mod tests {
             &sealer,
         );
         assert!(missing.secrets.is_empty() && warnings.len() == 1);
+    }
+
+    #[test]
+    fn same_content_sees_through_sealing() {
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        let sealer = Sealer::from_key(&[3; 32]);
+        let sysclient = Secret::new("pw");
+        let media = |turn: &str| {
+            let encrypted = crypto::encrypt("s", "pw", turn);
+            let body = obj(&format!(
+                r#"{{"id":5,"type":"MEDIA","turnPassword":"{encrypted}","turnSeed":"s"}}"#
+            ));
+            vec![ConfigItem::from_received(&mac, body, Some(&sysclient), &sealer).0]
+        };
+        let (a, b) = (media("x"), media("x"));
+        assert_ne!(a, b, "sealed differently");
+        assert!(same_content(&a, &b, &mac, &sealer));
+        assert!(!same_content(&a, &media("y"), &mac, &sealer));
+        assert!(!same_content(&a, &[], &mac, &sealer));
     }
 }

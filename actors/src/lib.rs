@@ -6,7 +6,9 @@
 //! ## Layout
 //! - [`service`]: start-up in a safe order, and shutdown (stop accepting, close websockets,
 //!   flush the store).
-//! - [`http`]: the one HTTP listener and its routes (AppWebsocket upgrade).
+//! - [`http`]: the HTTP listeners and their routes (AppWebsocket upgrade, phone downloads).
+//! - [`prov_http`]: phone downloads: vendor files, enrolment, credentials, audit.
+//! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
@@ -24,8 +26,10 @@ pub mod connect_gate;
 pub mod devices_link;
 pub mod directory;
 pub mod http;
+pub mod notifier;
 pub mod persistence;
 pub mod phone_job;
+pub mod prov_http;
 pub mod registry;
 pub mod service;
 pub mod sim;

@@ -18,6 +18,7 @@ use innoprov::{PhoneRecord, Sealer, Secret};
 use tokio::sync::oneshot;
 
 use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, SetDevicesUrl};
+use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{PersistError, Persistence, PutPhone, WriteMode};
 use crate::registry::{JobEnded, PhoneRegistry};
 
@@ -56,6 +57,8 @@ pub struct JobShared {
     pub link: Arc<LinkShared>,
     /// How long a ProvisioningPhone may wait for the complete configuration.
     pub provisioning_timeout: Duration,
+    /// Told when a configured phone's configuration changes (NOTIFY); `None` when switched off.
+    pub notifier: Option<Recipient<PhoneConfigChanged>>,
 }
 
 /// One phone's job.
@@ -80,6 +83,8 @@ pub struct PhoneJob {
     registry: WeakAddr<PhoneRegistry>,
     /// Set when the registry retired this job (so its end is not a failure).
     retired: bool,
+    /// The change being stored should reach the phone (NOTIFY) once stored.
+    notify_pending: bool,
 }
 
 fn now_unix() -> u64 {
@@ -108,6 +113,7 @@ impl PhoneJob {
             shared,
             registry,
             retired: false,
+            notify_pending: false,
         }
     }
 
@@ -208,6 +214,14 @@ impl PhoneJob {
             self.record.config_version
         );
         self.answer(Ok(()));
+        if std::mem::take(&mut self.notify_pending)
+            && let Some(notifier) = &self.shared.notifier
+        {
+            notifier.do_send(PhoneConfigChanged {
+                mac: self.record.mac,
+                user: self.record.username.clone(),
+            });
+        }
     }
 
     fn after_secret_stored(&mut self, _ctx: &mut Context<Self>) {}
@@ -294,17 +308,38 @@ impl Handler<LinkEvent> for PhoneJob {
                 self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
             }
             LinkEvent::ConfigComplete(items) => {
+                // Devices sends the whole set after every identify; only a different set is a
+                // new version (and a reason to make the phone fetch again).
+                let changed = self.record.configured_at.is_none()
+                    || !devices::same_content(
+                        &items,
+                        &self.record.configs,
+                        &self.record.mac,
+                        &self.shared.sealer,
+                    );
+                if changed {
+                    self.notify_pending = self.record.configured_at.is_some();
+                    self.record.configs = items;
+                    self.record.config_version += 1;
+                }
                 self.phase = Phase::Updating;
-                self.record.configs = items;
-                self.record.config_version += 1;
                 self.record.configured_at = Some(now_unix());
                 self.persist(ctx, WriteMode::Update, Self::after_config_stored);
             }
             LinkEvent::ConfigUpdate(item) => {
                 log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
                 self.phase = Phase::Updating;
+                let before = self.record.configs.clone();
                 devices::upsert(&mut self.record.configs, item);
-                self.record.config_version += 1;
+                if !devices::same_content(
+                    &self.record.configs,
+                    &before,
+                    &self.record.mac,
+                    &self.shared.sealer,
+                ) {
+                    self.record.config_version += 1;
+                    self.notify_pending = true;
+                }
                 self.persist(ctx, WriteMode::Update, Self::after_config_stored);
             }
             LinkEvent::Down(_) => {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
+use innoprov::provisioning::auth::NonceKey;
+use innoprov::provisioning::{Renderer, Vendors};
 use innoprov::store::SledStore;
 use innoprov::{Config, Sealer, Secret, Store};
 use tokio::sync::watch;
@@ -16,8 +18,10 @@ use crate::connect_gate::ConnectGate;
 use crate::devices_link::LinkShared;
 use crate::directory::ServiceDirectory;
 use crate::http::{self, HttpState};
+use crate::notifier::Notifier;
 use crate::persistence::{Flush, Persistence};
 use crate::phone_job::JobShared;
+use crate::prov_http::{self, ProvState};
 use crate::registry::{PhoneRegistry, RetireAll};
 
 /// Why the service could not start; each is a one-line message for the operator.
@@ -39,6 +43,9 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("cannot use TLS certificate or key {0}")]
+    Tls(String),
     /// The HTTP server could not start.
     #[error("cannot start HTTP server: {0}")]
     Http(std::io::Error),
@@ -63,6 +70,8 @@ pub struct RunningService {
 impl RunningService {
     /// Starts everything. Must run inside an actix `System`.
     pub async fn start(config: &Config) -> Result<RunningService, StartError> {
+        // One TLS provider for the whole process (HTTPS listener, wss:// to Devices).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let addr = config.listen_addr().map_err(|reason| StartError::Listen {
             addr: config.http.listen.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
@@ -73,6 +82,18 @@ impl RunningService {
             source,
         })?;
         let addr = listener.local_addr().map_err(StartError::Http)?;
+        let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+            (Some(listen), Some(cert), Some(key)) => {
+                let server_config = tls_server_config(cert, key)?;
+                let tls_listener =
+                    TcpListener::bind(listen.as_str()).map_err(|source| StartError::Listen {
+                        addr: listen.clone(),
+                        source,
+                    })?;
+                Some((tls_listener, server_config))
+            }
+            _ => None,
+        };
 
         let store_path = config.store.path.display().to_string();
         let store_error = |reason: String| StartError::Store {
@@ -88,8 +109,26 @@ impl RunningService {
         log::info!("store {store_path}: {} phones", phones.len());
 
         let store: Arc<dyn Store> = Arc::new(store);
-        let persistence =
-            Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Persistence::new(store));
+        let persistence_store = Arc::clone(&store);
+        let persistence = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            Persistence::new(Arc::clone(&persistence_store))
+        });
+        let vendors = Vendors::builtin();
+        let prov = &config.provisioning;
+        let renderer = Renderer::new(&vendors, prov.template_dir.as_deref());
+        for problem in renderer.problems() {
+            log::error!("{problem}");
+        }
+        let notifier = prov.notify.then(|| {
+            Notifier::new(
+                Arc::clone(&store),
+                vendors.clone(),
+                prov.notify_port,
+                prov.notify_per_second,
+            )
+            .start()
+            .recipient()
+        });
         let devices = &config.devices;
         let link = Arc::new(LinkShared {
             sealer: sealer.clone(),
@@ -102,6 +141,7 @@ impl RunningService {
             sealer: sealer.clone(),
             link,
             provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
+            notifier,
         });
         let registry = PhoneRegistry::new(jobs).start();
         let directory =
@@ -123,26 +163,55 @@ impl RunningService {
             directory,
             shutdown: shutdown_rx,
         });
+        let prov_path = config.prov_path();
+        let prov_state = web::Data::new(ProvState {
+            store,
+            sealer: shared.sealer.clone(),
+            vendors,
+            renderer,
+            nonces: NonceKey::random(),
+            path: prov_path.clone(),
+            public_url: prov.public_url.clone(),
+            window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
+            recheck_minutes: prov.recheck_minutes,
+            audit_entries: prov.audit_entries,
+            misses_per_minute: prov.misses_per_minute,
+            misses: Default::default(),
+            cache: Default::default(),
+        });
         let state = web::Data::new(HttpState {
             sessions: shared,
             max_message_bytes: ws.max_message_bytes,
         });
         let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
-        let server = HttpServer::new(move || {
+        let routes_prov_path = prov_path.clone();
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(prov_state.clone())
+                .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
                 .configure(|cfg| http::configure(cfg, &app_path, &app_parent))
         })
         .workers(2)
         .disable_signals()
         .shutdown_timeout(5)
         .listen(listener)
-        .map_err(StartError::Http)?
-        .run();
+        .map_err(StartError::Http)?;
+        let mut https = String::new();
+        if let Some((tls_listener, server_config)) = tls {
+            https = format!(
+                "; https://{}",
+                tls_listener.local_addr().map_err(StartError::Http)?
+            );
+            server = server
+                .listen_rustls_0_23(tls_listener, server_config)
+                .map_err(StartError::Http)?;
+        }
+        let server = server.run();
         let handle = server.handle();
         let server_task = tokio::spawn(server);
         log::info!(
-            "innoprov listening on http://{addr}; AppWebsocket on {} (and its parent)",
+            "innoprov listening on http://{addr}; AppWebsocket on {} (and its parent); phone files under {prov_path}/{https}",
             config.app.path
         );
         Ok(RunningService {
@@ -179,6 +248,31 @@ impl RunningService {
             Err(e) => Err(format!("final store flush failed: {e}")),
         }
     }
+}
+
+/// The HTTPS server configuration from PEM files.
+fn tls_server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let tls_error = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("{}: {e}", what.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_error(cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_error(cert, &e))?;
+    if certs.is_empty() {
+        return Err(tls_error(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error(key, &e))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| tls_error(cert, &e))
 }
 
 async fn wait_for_signal() {

@@ -143,6 +143,56 @@ pub fn utc_offset(tz: &str) -> String {
 }
 
 impl PhoneContext {
+    /// The context of a model-wide file: no phone, no secrets.
+    pub fn common(vendor: &str, model: Option<&str>, prov_url: &str, recheck_minutes: u32) -> PhoneContext {
+        let https = prov_url.starts_with("https://");
+        PhoneContext {
+            mac: String::new(),
+            mac_upper: String::new(),
+            vendor: vendor.to_string(),
+            model: model.map(clean).unwrap_or_default(),
+            version: 0,
+            account: Account {
+                user: String::new(),
+                auth_user: String::new(),
+                password: String::new(),
+                display_name: String::new(),
+                label: String::new(),
+                registrar: String::new(),
+                registrar2: String::new(),
+                port: SIP_TLS_PORT,
+            },
+            media: Media {
+                codec: String::new(),
+                frame_size: None,
+                srtp: true,
+                srtp_required: false,
+                stun_server: String::new(),
+                turn_server: String::new(),
+                turn_user: String::new(),
+                turn_password: String::new(),
+            },
+            time: Time {
+                ntp1: String::new(),
+                ntp2: String::new(),
+                tz: String::new(),
+                utc_offset: String::new(),
+            },
+            prov: Prov {
+                url: prov_url.to_string(),
+                url_with_credentials: String::new(),
+                url_without_scheme: prov_url
+                    .split_once("://")
+                    .map_or(prov_url, |(_, r)| r)
+                    .to_string(),
+                https,
+                username: String::new(),
+                password: String::new(),
+                recheck_minutes,
+            },
+        }
+    }
+
     /// The context for `record` as `vendor`/`model`, fetching from `prov_url` (ending in `/`).
     pub fn build(
         record: &PhoneRecord,

@@ -1,0 +1,408 @@
+//! Phone downloads: `GET <provisioning path>/<file>`. The vendor and MAC come from the file
+//! name (checked against the MAC's OUI and the User-Agent, or an admin's pin); the file is
+//! rendered from the stored record, served with an ETag, and recorded in the phone's audit.
+//!
+//! Secure by default: a phone's own file is served without credentials only inside its
+//! enrolment window and until the phone has used the provisioning credentials that file gave
+//! it; otherwise Basic or Digest credentials are required. Every denial has the same body; an
+//! address that keeps missing gets 429 and a log line fail2ban can match:
+//! `provisioning denied for <ip>: too many misses`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use innoprov::phone::prov_password_purpose;
+use innoprov::provisioning::auth::{self, NonceKey};
+use innoprov::provisioning::vendor::Candidate;
+use innoprov::provisioning::{
+    AuditEntry, Decision, FileKind, PhoneContext, Renderer, VendorDescriptor, Vendors,
+};
+use innoprov::{Mac, PhoneRecord, Sealer, Store};
+
+/// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
+pub const DENIED_BODY: &str = "not available\n";
+/// Longest User-Agent kept in the audit.
+const MAX_AUDIT_UA: usize = 160;
+/// Most rendered files kept in memory.
+const MAX_CACHED: usize = 20_000;
+
+/// Settings and shared state of the download handler.
+pub struct ProvState {
+    /// Records, download states and audit (read directly: reads need no actor).
+    pub store: Arc<dyn Store>,
+    /// Opens the secrets a file carries.
+    pub sealer: Sealer,
+    /// Known vendors.
+    pub vendors: Vendors,
+    /// Templates.
+    pub renderer: Renderer,
+    /// Issues and checks Digest nonces.
+    pub nonces: NonceKey,
+    /// The URL path phones fetch under (no trailing `/`).
+    pub path: String,
+    /// The URL phones are told to fetch from, if fixed by config.
+    pub public_url: Option<String>,
+    /// Enrolment window.
+    pub window: Duration,
+    /// Minutes between periodic re-checks.
+    pub recheck_minutes: u32,
+    /// Audit entries kept per phone.
+    pub audit_entries: usize,
+    /// Misses per address per minute before 429.
+    pub misses_per_minute: u32,
+    /// Misses per address in the current minute.
+    pub misses: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Rendered files by what determines them.
+    pub cache: Mutex<HashMap<CacheKey, Rendered>>,
+}
+
+/// What determines a rendered file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    mac: Mac,
+    vendor: String,
+    model: String,
+    generation: u64,
+    config_version: u64,
+    prov_url: String,
+}
+
+/// A rendered file and its ETag.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    body: Bytes,
+    etag: String,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProvState {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let misses = lock(&self.misses);
+        misses.get(&ip).is_some_and(|(since, n)| {
+            since.elapsed() < Duration::from_secs(60) && *n >= self.misses_per_minute
+        })
+    }
+
+    fn miss(&self, ip: IpAddr) {
+        let mut misses = lock(&self.misses);
+        if misses.len() > 100_000 {
+            misses.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+        }
+        let entry = misses.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        if entry.1 == self.misses_per_minute {
+            log::warn!(
+                "provisioning denied for {ip}: too many misses ({} in a minute)",
+                entry.1
+            );
+        }
+    }
+
+    fn prov_url(&self, req: &HttpRequest) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let info = req.connection_info();
+        format!("{}://{}{}/", info.scheme(), info.host(), self.path)
+    }
+
+    fn render(
+        &self,
+        record: &PhoneRecord,
+        vendor: &VendorDescriptor,
+        model: Option<&str>,
+        prov_url: &str,
+    ) -> Option<Rendered> {
+        let key = CacheKey {
+            mac: record.mac,
+            vendor: vendor.name.clone(),
+            model: model.unwrap_or_default().to_string(),
+            generation: record.generation,
+            config_version: record.config_version,
+            prov_url: prov_url.to_string(),
+        };
+        if let Some(hit) = lock(&self.cache).get(&key) {
+            return Some(hit.clone());
+        }
+        let ctx = match PhoneContext::build(
+            record,
+            &self.sealer,
+            &vendor.name,
+            model,
+            prov_url,
+            self.recheck_minutes,
+        ) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                log::error!("phone {}: cannot open its secrets to render: {e}", record.mac);
+                return None;
+            }
+        };
+        let text = match self.renderer.render_phone(vendor, &ctx) {
+            Ok(text) => text,
+            Err(e) => {
+                log::error!("phone {}: {e}", record.mac);
+                return None;
+            }
+        };
+        let rendered = Rendered {
+            etag: etag_of(text.as_bytes()),
+            body: Bytes::from(text),
+        };
+        let mut cache = lock(&self.cache);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, rendered.clone());
+        Some(rendered)
+    }
+}
+
+fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", &innoprov::appws::crypto::sha256_hex(body)[..20])
+}
+
+fn denied(status: actix_web::http::StatusCode) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(DENIED_BODY)
+}
+
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// Registers the download route.
+pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
+    cfg.route(&format!("{path}/{{file}}"), web::get().to(download));
+}
+
+async fn download(req: HttpRequest, file: web::Path<String>, state: web::Data<ProvState>) -> HttpResponse {
+    // Served inline: the store's reads and its audit insert hit sled's page cache and never
+    // fsync, and rendered files are cached, so a request costs microseconds; a thread-pool hop
+    // would cost more than it saves.
+    serve(&req, &file, &state)
+}
+
+fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let peer = req.peer_addr();
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    if state.blocked(ip) {
+        return denied(StatusCode::TOO_MANY_REQUESTS);
+    }
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let candidates = state.vendors.candidates(file);
+    let Some(first) = candidates.first() else {
+        state.miss(ip);
+        return denied(StatusCode::NOT_FOUND);
+    };
+    let (mac, model) = match &first.kind {
+        FileKind::Common { model } => {
+            return serve_common(req, state, &candidates, user_agent, model.as_deref());
+        }
+        FileKind::Phone { mac, model } => (*mac, model.clone()),
+    };
+    let record = match state.store.get_phone(&mac) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            log::debug!("download of {file} from {ip}: no phone {mac}");
+            state.miss(ip);
+            return denied(StatusCode::NOT_FOUND);
+        }
+        Err(e) => {
+            log::error!("phone {mac}: download of {file}: {e}");
+            return HttpResponse::InternalServerError().finish();
+        }
+    };
+    let access = state.store.get_access(&mac).unwrap_or_default();
+    let vendors = state.vendors.all();
+    let matching: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| matches!(c.kind, FileKind::Phone { .. }))
+        .collect();
+    let pinned = access.pinned_vendor.as_deref();
+    let chosen = matching
+        .iter()
+        .find(|c| Some(vendors[c.vendor].name.as_str()) == pinned)
+        .or_else(|| {
+            if pinned.is_none() {
+                matching.iter().find(|c| vendors[c.vendor].owns_oui(&mac))
+            } else {
+                None
+            }
+        });
+    let Some(vendor) = chosen.map(|c| &vendors[c.vendor]) else {
+        log::info!("phone {mac}: {file} from {ip} does not fit the phone's vendor; denied");
+        state.miss(ip);
+        return denied(StatusCode::NOT_FOUND);
+    };
+    // The User-Agent is a hint, never an identity: it can only make us refuse.
+    if !vendor.named_in(user_agent) && vendors.iter().any(|v| v.named_in(user_agent)) {
+        log::info!("phone {mac}: {file} from {ip} with another vendor's User-Agent; denied");
+        state.miss(ip);
+        return denied(StatusCode::NOT_FOUND);
+    }
+    let now = now_unix();
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::parse_authorization);
+    let authenticated = match &credentials {
+        None => false,
+        Some(credentials) => {
+            let password = record
+                .prov_password
+                .as_ref()
+                .and_then(|sealed| state.sealer.open(sealed, &prov_password_purpose(&mac)).ok());
+            let ok = password.is_some_and(|password| {
+                auth::verify(
+                    credentials,
+                    req.method().as_str(),
+                    req.path(),
+                    &record.prov_username,
+                    password.expose(),
+                    &state.nonces,
+                    now,
+                )
+            });
+            if !ok {
+                state.miss(ip);
+            }
+            ok
+        }
+    };
+    let audit = |status: u16, outcome: &str| {
+        let entry = AuditEntry {
+            seq: 0,
+            at: now,
+            client: peer.map(|p| p.to_string()).unwrap_or_default(),
+            user_agent: user_agent.chars().take(MAX_AUDIT_UA).collect(),
+            file: file.to_string(),
+            vendor: vendor.name.clone(),
+            status,
+            outcome: outcome.to_string(),
+            config_version: record.config_version,
+        };
+        if let Err(e) = state.store.append_audit(&mac, &entry, state.audit_entries) {
+            log::warn!("phone {mac}: audit write failed: {e}");
+        }
+    };
+    let window = state.window.as_secs();
+    let enrolling = match access.decide(&record, now, window, authenticated) {
+        Decision::Unauthorized => {
+            log::info!("phone {mac}: {file} from {ip}: credentials required");
+            audit(
+                401,
+                if credentials.is_some() {
+                    "bad credentials"
+                } else {
+                    "credentials required"
+                },
+            );
+            let nonce = state.nonces.issue(now);
+            let mut response = denied(StatusCode::UNAUTHORIZED);
+            for challenge in auth::challenges(&nonce) {
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().append(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            return response;
+        }
+        Decision::Serve { enrolling } => enrolling,
+    };
+    let prov_url = state.prov_url(req);
+    let Some(rendered) = state.render(&record, vendor, model.as_deref(), &prov_url) else {
+        audit(500, "render failed");
+        return HttpResponse::InternalServerError().finish();
+    };
+    if authenticated && !access.enrolled(&record) {
+        let mut access = access.clone();
+        access.enrolled_generation = Some(record.generation);
+        match state.store.put_access(&mac, &access) {
+            Ok(()) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
+            Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
+        }
+    }
+    if not_modified(req, &rendered.etag) {
+        audit(304, "not modified");
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, rendered.etag))
+            .finish();
+    }
+    let outcome = if enrolling {
+        "served for enrolment"
+    } else {
+        "served"
+    };
+    log::info!(
+        "phone {mac}: {file} {outcome} to {ip} as {} (version {})",
+        vendor.name,
+        record.config_version
+    );
+    audit(200, outcome);
+    HttpResponse::Ok()
+        .content_type(vendor.content_type.as_str())
+        .insert_header((header::ETAG, rendered.etag))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(rendered.body)
+}
+
+fn serve_common(
+    req: &HttpRequest,
+    state: &ProvState,
+    candidates: &[Candidate],
+    user_agent: &str,
+    model: Option<&str>,
+) -> HttpResponse {
+    let vendors = state.vendors.all();
+    let chosen = candidates
+        .iter()
+        .find(|c| vendors[c.vendor].named_in(user_agent))
+        .unwrap_or(&candidates[0]);
+    let vendor = &vendors[chosen.vendor];
+    let ctx = PhoneContext::common(&vendor.name, model, &state.prov_url(req), state.recheck_minutes);
+    match state.renderer.render_common(vendor, &ctx) {
+        Ok(text) => {
+            let etag = etag_of(text.as_bytes());
+            if not_modified(req, &etag) {
+                return HttpResponse::NotModified()
+                    .insert_header((header::ETAG, etag))
+                    .finish();
+            }
+            HttpResponse::Ok()
+                .content_type(vendor.content_type.as_str())
+                .insert_header((header::ETAG, etag))
+                .body(text)
+        }
+        Err(e) => {
+            log::error!("{e}");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
