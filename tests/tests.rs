@@ -7,6 +7,7 @@ mod common;
 mod appws_login;
 mod cli;
 mod devices;
+mod downloads;
 mod provisioning;
 mod supervision;
 mod wire_frames;

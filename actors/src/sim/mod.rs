@@ -10,9 +10,11 @@
 //! - [`pbx`]: the PBX's App object connection: login, PbxInfo, AppInfo, Services.
 //! - [`users`]: the Users (Profile) service: login and ProvisioningPhone.
 //! - [`devices`]: innovaphone Devices' sysclient endpoint, with fault injection.
+//! - [`phone`]: a SIP phone fetching its files over HTTP (Basic/Digest, ETag).
 
 pub mod client;
 pub mod devices;
 pub mod pbx;
+pub mod phone;
 pub mod users;
 pub mod wire;
