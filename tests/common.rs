@@ -23,6 +23,8 @@ pub struct Service {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its HTTPS listener is, when configured.
+    pub https_addr: Option<SocketAddr>,
     /// Everything it wrote to stderr so far.
     logs: Arc<Mutex<String>>,
 }
@@ -68,19 +70,21 @@ impl Service {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split(';').next().unwrap_or_default().to_string();
-                    let _ = tx.send(addr);
+                    let https = rest.split("https://").nth(1).map(|h| h.trim().to_string());
+                    let _ = tx.send((addr, https));
                 }
                 let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
                 logs.push_str(&line);
                 logs.push('\n');
             }
         });
-        let addr = rx
+        let (addr, https) = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("innoprov did not start: {}", logs.lock().unwrap()));
         Service {
             child,
             addr: addr.parse().expect("address"),
+            https_addr: https.map(|h| h.parse().expect("https address")),
             logs,
         }
     }

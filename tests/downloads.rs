@@ -422,3 +422,54 @@ async fn notify_can_be_switched_off() {
         "no NOTIFY"
     );
 }
+
+/// GET over TLS, trusting only the test certificate.
+async fn https_get(addr: std::net::SocketAddr, path: &str, user_agent: &str) -> (u16, String) {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rustls_pki_types::CertificateDer::from_pem_slice(include_bytes!("fixtures/cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test]
+async fn files_are_served_over_https_when_a_certificate_is_configured() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let tls = format!(
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        fixtures.join("cert.pem").display(),
+        fixtures.join("key.pem").display()
+    );
+    let (service, _dir, sim) = start_with_devices(&tls).await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    let phone = provision(&sim, &mut conn, "001565000500", 5).await;
+    let https = service.https_addr.expect("HTTPS listener");
+    let (status, text) = https_get(https, &format!("{PROV}/001565000500.cfg"), "Yealink SIP-T46S").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&format!("account.1.password = {}", phone.password)));
+    // The phone is told to come back over HTTPS.
+    assert!(
+        text.contains("static.auto_provision.server.url = https://localhost/example.com/innoprov/prov/"),
+        "{text}"
+    );
+}

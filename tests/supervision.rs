@@ -125,3 +125,63 @@ async fn deleting_a_phone_closes_its_link_and_removes_its_data() {
     );
     service.shutdown().await.unwrap();
 }
+
+#[actix_web::test]
+async fn an_admin_pin_and_reopened_window_change_what_a_phone_gets() {
+    use innoprov::provisioning::{Vendors, admin};
+    use innoprov_actors::sim::phone::{Auth, PhoneSim};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = DevicesSim::start().await;
+    let service = start(&sim, dir.path()).await;
+    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
+    assert_eq!(conn.provision(&phone(&sim, 60)).await.unwrap()["result"], "ok");
+    let mac: Mac = "00156500003c".parse().unwrap();
+    let path = "/example.com/innoprov/prov/00156500003c.cfg";
+    let fanvil = PhoneSim {
+        addr: service.addr,
+        user_agent: "Fanvil X4U 2.4.12".into(),
+    };
+    // A Yealink OUI asked for by a Fanvil: refused, until an admin pins the phone to Fanvil.
+    assert_eq!(fanvil.fetch(path, &Auth::None, None).await.unwrap().status, 404);
+    admin::pin_vendor(service.store.as_ref(), &Vendors::builtin(), &mac, Some("fanvil")).unwrap();
+    let first = fanvil.fetch(path, &Auth::None, None).await.unwrap();
+    assert_eq!(first.status, 200);
+    assert!(first.body.starts_with("<<VOIP CONFIG FILE>>"), "{}", first.body);
+    let field = |key: &str| {
+        first.body.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_string())
+        })
+    };
+    let creds = Auth::Basic(
+        field("Download Username").unwrap(),
+        field("Download password").unwrap(),
+    );
+    assert_eq!(fanvil.fetch(path, &creds, None).await.unwrap().status, 200);
+    assert_eq!(
+        fanvil.fetch(path, &Auth::None, None).await.unwrap().status,
+        401,
+        "enrolled"
+    );
+    // After a factory reset the phone has no credentials: an admin reopens its window.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    admin::reopen_enrolment(service.store.as_ref(), &mac, now).unwrap();
+    assert_eq!(
+        fanvil.fetch(path, &Auth::None, None).await.unwrap().status,
+        200,
+        "reopened"
+    );
+    let audit = admin::audit(service.store.as_ref(), &mac, 10).unwrap();
+    let statuses: Vec<u16> = audit.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 401, 200],
+        "the refused 404 happened before the pin: no vendor to audit it under"
+    );
+    service.shutdown().await.unwrap();
+}

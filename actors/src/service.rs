@@ -65,6 +65,8 @@ pub struct RunningService {
     pub persistence: Addr<Persistence>,
     /// The phones' jobs, retired (closing their Devices links) at shutdown.
     pub registry: Addr<PhoneRegistry>,
+    /// The store, for the admin operations of `innoprov::provisioning::admin`.
+    pub store: Arc<dyn Store>,
 }
 
 impl RunningService {
@@ -165,7 +167,7 @@ impl RunningService {
         });
         let prov_path = config.prov_path();
         let prov_state = web::Data::new(ProvState {
-            store,
+            store: Arc::clone(&store),
             sealer: shared.sealer.clone(),
             vendors,
             renderer,
@@ -221,6 +223,7 @@ impl RunningService {
             shutdown,
             persistence,
             registry,
+            store,
         })
     }
 

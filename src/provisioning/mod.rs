@@ -3,6 +3,7 @@
 //! All of it is plain functions over the stored record; the HTTP handler lives in `actors/`.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod render;

@@ -1,0 +1,121 @@
+//! Administrative operations on a phone's downloads, for the admin surface: reopen the
+//! enrolment window, pin the phone to a vendor, read its audit.
+
+use super::{AuditEntry, Vendors};
+use crate::mac::Mac;
+use crate::store::{Store, StoreError};
+
+/// Why an admin operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No such phone.
+    #[error("no phone {0}")]
+    UnknownPhone(Mac),
+    /// No such vendor.
+    #[error("no vendor named {0:?}")]
+    UnknownVendor(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn existing(store: &dyn Store, mac: &Mac) -> Result<(), AdminError> {
+    match store.get_phone(mac)? {
+        Some(_) => Ok(()),
+        None => Err(AdminError::UnknownPhone(*mac)),
+    }
+}
+
+/// Reopens the phone's enrolment window from `now`: its files are served once more without
+/// credentials until it fetches with its provisioning credentials (e.g. after a factory reset).
+pub fn reopen_enrolment(store: &dyn Store, mac: &Mac, now: u64) -> Result<(), AdminError> {
+    existing(store, mac)?;
+    let mut access = store.get_access(mac)?;
+    access.window_reopened_at = Some(now);
+    access.enrolled_generation = None;
+    store.put_access(mac, &access)?;
+    Ok(())
+}
+
+/// Pins the phone to `vendor` (overriding OUI and User-Agent), or unpins it with `None`.
+pub fn pin_vendor(
+    store: &dyn Store,
+    vendors: &Vendors,
+    mac: &Mac,
+    vendor: Option<&str>,
+) -> Result<(), AdminError> {
+    existing(store, mac)?;
+    if let Some(name) = vendor
+        && vendors.by_name(name).is_none()
+    {
+        return Err(AdminError::UnknownVendor(name.to_string()));
+    }
+    let mut access = store.get_access(mac)?;
+    access.pinned_vendor = vendor.map(str::to_string);
+    store.put_access(mac, &access)?;
+    Ok(())
+}
+
+/// The phone's latest `limit` downloads, oldest first.
+pub fn audit(store: &dyn Store, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, AdminError> {
+    existing(store, mac)?;
+    Ok(store.audit(mac, limit)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provisioning::Decision;
+    use crate::store::MemoryStore;
+    use crate::store::conformance::sample_record;
+
+    #[test]
+    fn reopen_and_pin() {
+        let store = MemoryStore::new();
+        let vendors = Vendors::builtin();
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        assert!(matches!(
+            reopen_enrolment(&store, &mac, 5),
+            Err(AdminError::UnknownPhone(_))
+        ));
+        let record = sample_record("0015651a2b3c", 1);
+        store.put_phone(&record).unwrap();
+        let window = 60;
+        let later = record.provisioned_at + 3600;
+        let mut access = store.get_access(&mac).unwrap();
+        access.enrolled_generation = Some(record.generation);
+        store.put_access(&mac, &access).unwrap();
+        assert_eq!(
+            store
+                .get_access(&mac)
+                .unwrap()
+                .decide(&record, later, window, false),
+            Decision::Unauthorized
+        );
+
+        reopen_enrolment(&store, &mac, later).unwrap();
+        let access = store.get_access(&mac).unwrap();
+        assert_eq!(
+            access.decide(&record, later + 10, window, false),
+            Decision::Serve { enrolling: true }
+        );
+        assert_eq!(
+            access.decide(&record, later + window, window, false),
+            Decision::Unauthorized,
+            "closes again"
+        );
+
+        pin_vendor(&store, &vendors, &mac, Some("snom")).unwrap();
+        assert_eq!(
+            store.get_access(&mac).unwrap().pinned_vendor.as_deref(),
+            Some("snom")
+        );
+        assert!(matches!(
+            pin_vendor(&store, &vendors, &mac, Some("nokia")),
+            Err(AdminError::UnknownVendor(_))
+        ));
+        pin_vendor(&store, &vendors, &mac, None).unwrap();
+        assert_eq!(store.get_access(&mac).unwrap().pinned_vendor, None);
+        assert!(audit(&store, &mac, 10).unwrap().is_empty());
+    }
+}
