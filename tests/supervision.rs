@@ -176,7 +176,7 @@ async fn an_admin_pin_and_reopened_window_change_what_a_phone_gets() {
         200,
         "reopened"
     );
-    let audit = admin::audit(service.store.as_ref(), &mac, 10).unwrap();
+    let audit = service.audit.recent(&mac, 10).unwrap();
     let statuses: Vec<u16> = audit.iter().map(|e| e.status).collect();
     assert_eq!(
         statuses,

@@ -8,6 +8,7 @@
 //!   flush the store).
 //! - [`http`]: the HTTP listeners and their routes (AppWebsocket upgrade, phone downloads).
 //! - [`prov_http`]: phone downloads: vendor files, enrolment, credentials, audit.
+//! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app_session;
+pub mod audit_log;
 pub mod connect_gate;
 pub mod devices_link;
 pub mod directory;

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use innoprov::Mac;
 use innoprov::provisioning::Vendors;
-use innoprov::{Mac, Store};
+
+use crate::audit_log::AuditLog;
 use tokio::net::UdpSocket;
 
 /// Least time between two NOTIFYs to one phone.
@@ -19,8 +21,8 @@ const PER_PHONE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The notifier.
 pub struct Notifier {
-    /// Where the last fetch came from (the audit).
-    store: Arc<dyn Store>,
+    /// Where the last fetch came from.
+    audit: Arc<AuditLog>,
     /// The vendors' resync events.
     vendors: Vendors,
     /// UDP port NOTIFYs go to.
@@ -37,9 +39,9 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier sending to `port`, at most `per_second` a second.
-    pub fn new(store: Arc<dyn Store>, vendors: Vendors, port: u16, per_second: u32) -> Notifier {
+    pub fn new(audit: Arc<AuditLog>, vendors: Vendors, port: u16, per_second: u32) -> Notifier {
         Notifier {
-            store,
+            audit,
             vendors,
             port,
             spacing: Duration::from_secs(1) / per_second.max(1),
@@ -109,24 +111,11 @@ impl Handler<PhoneConfigChanged> for Notifier {
             log::info!("phone {mac}: NOTIFY skipped (sent less than {PER_PHONE_INTERVAL:?} ago)");
             return;
         }
-        let last = match self.store.audit(&mac, 16) {
-            Ok(entries) => entries
-                .into_iter()
-                .rev()
-                .find(|e| e.status == 200 || e.status == 304),
-            Err(e) => {
-                log::warn!("phone {mac}: no NOTIFY: {e}");
-                return;
-            }
-        };
-        let Some(last) = last else {
+        let Some((client, vendor)) = self.audit.last_fetch(&mac) else {
             log::info!("phone {mac}: no NOTIFY: it has not fetched its files yet");
             return;
         };
-        let (Ok(client), Some(vendor)) = (
-            last.client.parse::<SocketAddr>(),
-            self.vendors.by_name(&last.vendor),
-        ) else {
+        let Some(vendor) = self.vendors.by_name(&vendor) else {
             return;
         };
         let target = SocketAddr::new(client.ip(), self.port);

@@ -19,10 +19,11 @@ use bytes::Bytes;
 use innoprov::phone::prov_password_purpose;
 use innoprov::provisioning::auth::{self, NonceKey};
 use innoprov::provisioning::vendor::Candidate;
-use innoprov::provisioning::{
-    AuditEntry, Decision, FileKind, PhoneContext, Renderer, VendorDescriptor, Vendors,
-};
+use innoprov::provisioning::{AuditEntry, Decision, FileKind, PhoneContext, Renderer, Vendors};
+use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
+
+use crate::audit_log::AuditLog;
 
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
@@ -51,25 +52,32 @@ pub struct ProvState {
     pub window: Duration,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
-    /// Audit entries kept per phone.
-    pub audit_entries: usize,
     /// Misses per address per minute before 429.
     pub misses_per_minute: u32,
     /// Misses per address in the current minute.
     pub misses: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    /// Rendered files by what determines them.
-    pub cache: Mutex<HashMap<CacheKey, Rendered>>,
+    /// Where every download is recorded.
+    pub audit: Arc<AuditLog>,
+    /// Decoded records and their rendered files, by MAC; an entry is used only while the
+    /// stored bytes are unchanged, so every store write is seen at once.
+    pub views: Mutex<HashMap<Mac, Arc<PhoneView>>>,
 }
 
-/// What determines a rendered file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    mac: Mac,
-    vendor: String,
-    model: String,
-    generation: u64,
-    config_version: u64,
-    prov_url: String,
+/// A phone as last read from the store, with what is derived from it.
+pub struct PhoneView {
+    /// The stored bytes this view was decoded from.
+    raw: Vec<u8>,
+    /// The record.
+    record: PhoneRecord,
+    /// Its provisioning password, opened once.
+    prov_password: Option<innoprov::Secret>,
+    /// The `Authorization: Basic ...` value its credentials make.
+    basic_header: Option<String>,
+    /// Rendered files by a hash of (vendor index, model, and every header that decides the URL
+    /// the phone is told to use), each with that URL for diagnostics.
+    renders: Mutex<HashMap<u64, (String, Rendered)>>,
+    /// The configuration version last logged as served, to log once per version.
+    logged_version: std::sync::atomic::AtomicU64,
 }
 
 /// A rendered file and its ETag.
@@ -123,24 +131,88 @@ impl ProvState {
         format!("{}://{}{}/", info.scheme(), info.host(), self.path)
     }
 
+    /// The phone's current view: the cached one while the stored bytes are unchanged.
+    fn view(&self, mac: &Mac) -> Result<Option<Arc<PhoneView>>, innoprov::StoreError> {
+        let cached = lock(&self.views).get(mac).cloned();
+        let raw = match &cached {
+            Some(view) => match self.store.phone_changed(mac, &view.raw)? {
+                Freshness::Unchanged => return Ok(cached),
+                Freshness::Changed(raw) => raw,
+                Freshness::Missing => {
+                    lock(&self.views).remove(mac);
+                    return Ok(None);
+                }
+            },
+            None => match self.store.get_phone_bytes(mac)? {
+                Some(raw) => raw,
+                None => return Ok(None),
+            },
+        };
+        let record = innoprov::store::decode_record(mac, &raw)?;
+        let prov_password = record
+            .prov_password
+            .as_ref()
+            .and_then(|sealed| self.sealer.open(sealed, &prov_password_purpose(mac)).ok());
+        let basic_header = prov_password.as_ref().map(|p| {
+            use base64::Engine;
+            let token = format!("{}:{}", record.prov_username, p.expose());
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(token)
+            )
+        });
+        let view = Arc::new(PhoneView {
+            raw,
+            record,
+            prov_password,
+            basic_header,
+            renders: Mutex::new(HashMap::new()),
+            logged_version: std::sync::atomic::AtomicU64::new(u64::MAX),
+        });
+        let mut views = lock(&self.views);
+        if views.len() >= MAX_CACHED {
+            views.clear();
+        }
+        views.insert(*mac, Arc::clone(&view));
+        Ok(Some(view))
+    }
+
     fn render(
         &self,
-        record: &PhoneRecord,
-        vendor: &VendorDescriptor,
+        req: &HttpRequest,
+        view: &PhoneView,
+        vendor_index: usize,
         model: Option<&str>,
-        prov_url: &str,
     ) -> Option<Rendered> {
-        let key = CacheKey {
-            mac: record.mac,
-            vendor: vendor.name.clone(),
-            model: model.unwrap_or_default().to_string(),
-            generation: record.generation,
-            config_version: record.config_version,
-            prov_url: prov_url.to_string(),
-        };
-        if let Some(hit) = lock(&self.cache).get(&key) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        vendor_index.hash(&mut hasher);
+        model.hash(&mut hasher);
+        req.app_config().secure().hash(&mut hasher);
+        req.headers()
+            .get(header::HOST)
+            .map(|h| h.as_bytes())
+            .hash(&mut hasher);
+        req.headers()
+            .get("forwarded")
+            .map(|h| h.as_bytes())
+            .hash(&mut hasher);
+        req.headers()
+            .get("x-forwarded-host")
+            .map(|h| h.as_bytes())
+            .hash(&mut hasher);
+        req.headers()
+            .get("x-forwarded-proto")
+            .map(|h| h.as_bytes())
+            .hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some((_, hit)) = lock(&view.renders).get(&key) {
             return Some(hit.clone());
         }
+        let prov_url = self.prov_url(req);
+        let prov_url = prov_url.as_str();
+        let record = &view.record;
+        let vendor = &self.vendors.all()[vendor_index];
         let ctx = match PhoneContext::build(
             record,
             &self.sealer,
@@ -166,11 +238,7 @@ impl ProvState {
             etag: etag_of(text.as_bytes()),
             body: Bytes::from(text),
         };
-        let mut cache = lock(&self.cache);
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key, rendered.clone());
+        lock(&view.renders).insert(key, (prov_url.to_string(), rendered.clone()));
         Some(rendered)
     }
 }
@@ -192,12 +260,28 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
-/// Registers the download route.
+/// Registers the download route: a plain prefix (no pattern matching per request).
 pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
-    cfg.route(&format!("{path}/{{file}}"), web::get().to(download));
+    cfg.service(web::scope(path).default_service(web::to(download)));
 }
 
-async fn download(req: HttpRequest, file: web::Path<String>, state: web::Data<ProvState>) -> HttpResponse {
+async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse {
+    if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
+        return HttpResponse::MethodNotAllowed().finish();
+    }
+    let file = req
+        .path()
+        .get(state.path.len() + 1..)
+        .unwrap_or_default()
+        .to_string();
+    if file.is_empty() || file.contains('/') {
+        let ip = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        if state.blocked(ip) {
+            return denied(actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+        }
+        state.miss(ip);
+        return denied(actix_web::http::StatusCode::NOT_FOUND);
+    }
     // Served inline: the store's reads and its audit insert hit sled's page cache and never
     // fsync, and rendered files are cached, so a request costs microseconds; a thread-pool hop
     // would cost more than it saves.
@@ -227,8 +311,8 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
         FileKind::Phone { mac, model } => (*mac, model.clone()),
     };
-    let record = match state.store.get_phone(&mac) {
-        Ok(Some(record)) => record,
+    let view = match state.view(&mac) {
+        Ok(Some(view)) => view,
         Ok(None) => {
             log::debug!("download of {file} from {ip}: no phone {mac}");
             state.miss(ip);
@@ -239,6 +323,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             return HttpResponse::InternalServerError().finish();
         }
     };
+    let record = &view.record;
     let access = state.store.get_access(&mac).unwrap_or_default();
     let vendors = state.vendors.all();
     let matching: Vec<&Candidate> = candidates
@@ -256,31 +341,39 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
                 None
             }
         });
-    let Some(vendor) = chosen.map(|c| &vendors[c.vendor]) else {
+    let Some(vendor_index) = chosen.map(|c| c.vendor) else {
         log::info!("phone {mac}: {file} from {ip} does not fit the phone's vendor; denied");
         state.miss(ip);
         return denied(StatusCode::NOT_FOUND);
     };
+    let vendor = &vendors[vendor_index];
     // The User-Agent is a hint, never an identity: it can only make us refuse.
-    if !vendor.named_in(user_agent) && vendors.iter().any(|v| v.named_in(user_agent)) {
+    let ua_lower = user_agent.to_ascii_lowercase();
+    if !vendor.named_in_lowercase(&ua_lower) && vendors.iter().any(|v| v.named_in_lowercase(&ua_lower)) {
         log::info!("phone {mac}: {file} from {ip} with another vendor's User-Agent; denied");
         state.miss(ip);
         return denied(StatusCode::NOT_FOUND);
     }
     let now = now_unix();
-    let credentials = req
+    let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::parse_authorization);
+        .and_then(|v| v.to_str().ok());
+    // The phone's exact Basic header, precomputed: the common case needs no decoding.
+    let basic_match = authorization.is_some_and(|a| {
+        view.basic_header
+            .as_deref()
+            .is_some_and(|b| a.as_bytes() == b.as_bytes())
+    });
+    let credentials = if basic_match {
+        None
+    } else {
+        authorization.and_then(auth::parse_authorization)
+    };
     let authenticated = match &credentials {
-        None => false,
+        None => basic_match,
         Some(credentials) => {
-            let password = record
-                .prov_password
-                .as_ref()
-                .and_then(|sealed| state.sealer.open(sealed, &prov_password_purpose(&mac)).ok());
-            let ok = password.is_some_and(|password| {
+            let ok = view.prov_password.as_ref().is_some_and(|password| {
                 auth::verify(
                     credentials,
                     req.method().as_str(),
@@ -309,12 +402,10 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             outcome: outcome.to_string(),
             config_version: record.config_version,
         };
-        if let Err(e) = state.store.append_audit(&mac, &entry, state.audit_entries) {
-            log::warn!("phone {mac}: audit write failed: {e}");
-        }
+        state.audit.record(mac, entry);
     };
     let window = state.window.as_secs();
-    let enrolling = match access.decide(&record, now, window, authenticated) {
+    let enrolling = match access.decide(record, now, window, authenticated) {
         Decision::Unauthorized => {
             log::info!("phone {mac}: {file} from {ip}: credentials required");
             audit(
@@ -336,12 +427,11 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
         Decision::Serve { enrolling } => enrolling,
     };
-    let prov_url = state.prov_url(req);
-    let Some(rendered) = state.render(&record, vendor, model.as_deref(), &prov_url) else {
+    let Some(rendered) = state.render(req, &view, vendor_index, model.as_deref()) else {
         audit(500, "render failed");
         return HttpResponse::InternalServerError().finish();
     };
-    if authenticated && !access.enrolled(&record) {
+    if authenticated && !access.enrolled(record) {
         let mut access = access.clone();
         access.enrolled_generation = Some(record.generation);
         match state.store.put_access(&mac, &access) {
@@ -360,11 +450,24 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
     } else {
         "served"
     };
-    log::info!(
-        "phone {mac}: {file} {outcome} to {ip} as {} (version {})",
-        vendor.name,
-        record.config_version
-    );
+    // One info line per phone and version (and per enrolment fetch): periodic re-checks of an
+    // unchanged file are debug, or thousands of phones would drown the log.
+    let version = record.config_version;
+    let first_of_version = view
+        .logged_version
+        .swap(version, std::sync::atomic::Ordering::Relaxed)
+        != version;
+    if enrolling || first_of_version {
+        log::info!(
+            "phone {mac}: {file} {outcome} to {ip} as {} (version {version})",
+            vendor.name
+        );
+    } else {
+        log::debug!(
+            "phone {mac}: {file} {outcome} to {ip} as {} (version {version})",
+            vendor.name
+        );
+    }
     audit(200, outcome);
     HttpResponse::Ok()
         .content_type(vendor.content_type.as_str())

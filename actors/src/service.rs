@@ -14,6 +14,7 @@ use innoprov::{Config, Sealer, Secret, Store};
 use tokio::sync::watch;
 
 use crate::app_session::SessionShared;
+use crate::audit_log::AuditLog;
 use crate::connect_gate::ConnectGate;
 use crate::devices_link::LinkShared;
 use crate::directory::ServiceDirectory;
@@ -67,6 +68,8 @@ pub struct RunningService {
     pub registry: Addr<PhoneRegistry>,
     /// The store, for the admin operations of `innoprov::provisioning::admin`.
     pub store: Arc<dyn Store>,
+    /// Every phone's downloads (the latest may not be in the store yet).
+    pub audit: Arc<AuditLog>,
 }
 
 impl RunningService {
@@ -121,9 +124,10 @@ impl RunningService {
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
+        let audit = AuditLog::start(Arc::clone(&store), prov.audit_entries);
         let notifier = prov.notify.then(|| {
             Notifier::new(
-                Arc::clone(&store),
+                Arc::clone(&audit),
                 vendors.clone(),
                 prov.notify_port,
                 prov.notify_per_second,
@@ -176,10 +180,10 @@ impl RunningService {
             public_url: prov.public_url.clone(),
             window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
             recheck_minutes: prov.recheck_minutes,
-            audit_entries: prov.audit_entries,
+            audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,
             misses: Default::default(),
-            cache: Default::default(),
+            views: Default::default(),
         });
         let state = web::Data::new(HttpState {
             sessions: shared,
@@ -224,6 +228,7 @@ impl RunningService {
             persistence,
             registry,
             store,
+            audit,
         })
     }
 
@@ -241,6 +246,9 @@ impl RunningService {
         self.server.stop(true).await;
         if let Err(e) = self.server_task.await {
             log::warn!("HTTP server task ended badly: {e}");
+        }
+        if let Err(e) = self.audit.flush() {
+            log::warn!("final audit write failed: {e}");
         }
         match self.persistence.send(Flush).await {
             Ok(Ok(())) => {

@@ -59,7 +59,7 @@ impl PhoneAccess {
 /// One download, as the audit keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// Order of the entry for its phone (set by the store).
+    /// Order of the entry among all downloads since start (set by the audit log).
     #[serde(default)]
     pub seq: u64,
     /// When (Unix seconds).

@@ -165,8 +165,15 @@ impl VendorDescriptor {
 
     /// Whether `user_agent` names this vendor.
     pub fn named_in(&self, user_agent: &str) -> bool {
-        let ua = user_agent.to_ascii_lowercase();
-        self.user_agents.iter().any(|needle| ua.contains(needle.as_str()))
+        self.named_in_lowercase(&user_agent.to_ascii_lowercase())
+    }
+
+    /// [`Self::named_in`] for a User-Agent already in lower case (checked against every
+    /// vendor on each download, so lower-cased once).
+    pub fn named_in_lowercase(&self, user_agent: &str) -> bool {
+        self.user_agents
+            .iter()
+            .any(|needle| user_agent.contains(needle.as_str()))
     }
 }
 

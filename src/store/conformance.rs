@@ -47,6 +47,16 @@ pub fn run(store: &dyn Store) {
     store.put_phone(&first).expect("put");
     assert_eq!(store.get_phone(&a).expect("get"), Some(first.clone()));
 
+    let bytes = store.get_phone_bytes(&a).expect("bytes").expect("stored bytes");
+    assert_eq!(
+        super::decode_record(&a, &bytes).expect("decode"),
+        first,
+        "bytes decode to the record"
+    );
+    assert_eq!(
+        store.phone_changed(&a, &bytes).expect("fresh"),
+        super::Freshness::Unchanged
+    );
     let replaced = sample_record("0015651a2b3c", 2);
     store.put_phone(&replaced).expect("replace");
     assert_eq!(
@@ -54,6 +64,10 @@ pub fn run(store: &dyn Store) {
         Some(replaced.clone()),
         "replace wins"
     );
+    let super::Freshness::Changed(new_bytes) = store.phone_changed(&a, &bytes).expect("changed") else {
+        panic!("a replaced record is not fresh")
+    };
+    assert_eq!(super::decode_record(&a, &new_bytes).expect("decode"), replaced);
 
     for mac in ["ffffffffffff", "000000000001", "80000000aa00"] {
         store.put_phone(&sample_record(mac, 3)).expect("put more");
@@ -76,6 +90,10 @@ pub fn run(store: &dyn Store) {
         "second delete finds nothing"
     );
     assert_eq!(store.get_phone(&a).expect("get deleted"), None);
+    assert_eq!(
+        store.phone_changed(&a, &new_bytes).expect("missing"),
+        super::Freshness::Missing
+    );
     assert_eq!(store.phones().expect("list after delete").len(), 3);
     store.flush().expect("flush");
     access_and_audit(store);
@@ -108,20 +126,19 @@ pub fn access_and_audit(store: &dyn Store) {
         outcome: "served".into(),
         config_version: n,
     };
-    for n in 0..100 {
-        store.append_audit(&mac, &entry(n), 20).expect("append");
-    }
+    let entries: Vec<AuditEntry> = (0..20).map(entry).collect();
+    store.put_audit(&mac, &entries).expect("put audit");
     let other: Mac = "0015650000ab".parse().unwrap_or_else(|_| unreachable!());
-    store.append_audit(&other, &entry(7), 20).expect("append other");
+    store.put_audit(&other, &[entry(7)]).expect("put other audit");
     let latest = store.audit(&mac, 5).expect("audit");
     let ats: Vec<u64> = latest.iter().map(|e| e.at).collect();
-    assert_eq!(ats, [95, 96, 97, 98, 99], "latest entries, oldest first");
-    assert!(latest.windows(2).all(|w| w[0].seq < w[1].seq));
-    let all = store.audit(&mac, usize::MAX).expect("whole audit");
-    assert!(
-        all.len() >= 20 && all.len() <= 20 + super::AUDIT_TRIM_EVERY as usize,
-        "bounded: {}",
-        all.len()
+    assert_eq!(ats, [15, 16, 17, 18, 19], "latest entries, oldest first");
+    assert_eq!(store.audit(&mac, usize::MAX).expect("whole audit"), entries);
+    store.put_audit(&mac, &entries[10..]).expect("replace audit");
+    assert_eq!(
+        store.audit(&mac, usize::MAX).expect("replaced audit").len(),
+        10,
+        "replaced, not appended"
     );
     assert_eq!(
         store.audit(&other, 10).expect("other audit").len(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{AUDIT_TRIM_EVERY, Store, StoreError, audit_key, decode, decode_json, encode, encode_json};
+use super::{Freshness, Store, StoreError, decode, decode_json, encode, encode_json, latest};
 use crate::mac::Mac;
 use crate::phone::PhoneRecord;
 use crate::provisioning::{AuditEntry, PhoneAccess};
@@ -15,12 +15,9 @@ pub struct MemoryStore {
     phones: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
     /// Encoded download states by MAC bytes.
     access: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
-    /// Encoded audit entries by audit key, and the last sequence number handed out.
-    audit: Mutex<AuditLog>,
+    /// Encoded audits by MAC bytes.
+    audit: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
 }
-
-/// Encoded audit entries by audit key, and the last sequence number handed out.
-type AuditLog = (BTreeMap<[u8; 14], Vec<u8>>, u64);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every mutation is a single insert or remove, so a poisoned map is still consistent.
@@ -52,9 +49,21 @@ impl Store for MemoryStore {
         self.lock().get(&key).map(|b| decode(&key, b)).transpose()
     }
 
+    fn get_phone_bytes(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(&mac.bytes()).cloned())
+    }
+
+    fn phone_changed(&self, mac: &Mac, cached: &[u8]) -> Result<Freshness, StoreError> {
+        Ok(match self.lock().get(&mac.bytes()) {
+            None => Freshness::Missing,
+            Some(bytes) if bytes.as_slice() == cached => Freshness::Unchanged,
+            Some(bytes) => Freshness::Changed(bytes.clone()),
+        })
+    }
+
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
         lock(&self.access).remove(&mac.bytes());
-        lock(&self.audit).0.retain(|k, _| k[..6] != mac.bytes());
+        lock(&self.audit).remove(&mac.bytes());
         Ok(self.lock().remove(&mac.bytes()).is_some())
     }
 
@@ -71,36 +80,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn append_audit(&self, mac: &Mac, entry: &AuditEntry, keep: usize) -> Result<(), StoreError> {
-        let mut audit = lock(&self.audit);
-        audit.1 += 1;
-        let seq = audit.1;
-        let entry = AuditEntry { seq, ..entry.clone() };
-        audit.0.insert(audit_key(mac, seq), encode_json("audit", &entry)?);
-        if seq.is_multiple_of(AUDIT_TRIM_EVERY) {
-            let keys: Vec<[u8; 14]> = audit
-                .0
-                .range(audit_key(mac, 0)..=audit_key(mac, u64::MAX))
-                .map(|(k, _)| *k)
-                .collect();
-            for key in keys.iter().take(keys.len().saturating_sub(keep)) {
-                audit.0.remove(key);
-            }
-        }
+    fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let bytes = encode_json("audit", &entries)?;
+        lock(&self.audit).insert(mac.bytes(), bytes);
         Ok(())
     }
 
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let audit = lock(&self.audit);
-        let mut out: Vec<AuditEntry> = audit
-            .0
-            .range(audit_key(mac, 0)..=audit_key(mac, u64::MAX))
-            .rev()
-            .take(limit)
-            .map(|(k, v)| decode_json(k, v))
-            .collect::<Result<_, _>>()?;
-        out.reverse();
-        Ok(out)
+        let key = mac.bytes();
+        let entries: Vec<AuditEntry> = match lock(&self.audit).get(&key) {
+            Some(bytes) => decode_json(&key, bytes)?,
+            None => Vec::new(),
+        };
+        Ok(latest(entries, limit))
     }
 
     fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError> {

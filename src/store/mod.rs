@@ -14,8 +14,16 @@ use crate::mac::Mac;
 use crate::phone::PhoneRecord;
 use crate::provisioning::{AuditEntry, PhoneAccess};
 
-/// Audit entries are trimmed when a phone's sequence number is a multiple of this.
-pub const AUDIT_TRIM_EVERY: u64 = 16;
+/// Whether a cached copy of a record is still what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The phone is no longer stored.
+    Missing,
+    /// The stored bytes equal the cached ones.
+    Unchanged,
+    /// The stored bytes differ; here they are.
+    Changed(Vec<u8>),
+}
 
 /// A store failure, naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +50,11 @@ pub trait Store: Send + Sync + 'static {
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError>;
     /// The phone's record, if stored.
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError>;
+    /// The phone's record as stored bytes (for caches that compare instead of decoding).
+    fn get_phone_bytes(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Compares the stored record with `cached` bytes in place: the download path's check
+    /// that its decoded copy is still current, without copying the record.
+    fn phone_changed(&self, mac: &Mac, cached: &[u8]) -> Result<Freshness, StoreError>;
     /// Removes a phone's record, download state and audit; whether there was a record.
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError>;
     /// Every stored phone, in MAC order.
@@ -50,10 +63,10 @@ pub trait Store: Send + Sync + 'static {
     fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError>;
     /// Replaces a phone's download state.
     fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError>;
-    /// Appends a download to the phone's audit, keeping about the latest `keep` entries (the
-    /// oldest are trimmed in batches, so at most `keep + AUDIT_TRIM_EVERY` are stored).
-    fn append_audit(&self, mac: &Mac, entry: &AuditEntry, keep: usize) -> Result<(), StoreError>;
-    /// The phone's latest `limit` downloads, oldest first.
+    /// Replaces the phone's stored audit (its latest downloads, oldest first; the caller bounds
+    /// it). One value per phone: the download path batches audit writes in memory.
+    fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// The phone's latest `limit` stored downloads, oldest first.
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
@@ -62,6 +75,11 @@ pub trait Store: Send + Sync + 'static {
 /// Encoding of a record value: versioned JSON, so later fields can be added with defaults.
 fn encode(record: &PhoneRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|e| StoreError::Backend(format!("encode {}: {e}", record.mac)))
+}
+
+/// Decodes record bytes from [`Store::get_phone_bytes`].
+pub fn decode_record(mac: &Mac, bytes: &[u8]) -> Result<PhoneRecord, StoreError> {
+    decode(&mac.bytes(), bytes)
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<PhoneRecord, StoreError> {
@@ -82,10 +100,9 @@ fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Resu
     })
 }
 
-/// Audit key: the MAC, then the big-endian sequence number (so a prefix scan is in order).
-fn audit_key(mac: &Mac, seq: u64) -> [u8; 14] {
-    let mut key = [0u8; 14];
-    key[..6].copy_from_slice(&mac.bytes());
-    key[6..].copy_from_slice(&seq.to_be_bytes());
-    key
+/// The latest `limit` of `entries`.
+fn latest(mut entries: Vec<AuditEntry>, limit: usize) -> Vec<AuditEntry> {
+    let skip = entries.len().saturating_sub(limit);
+    entries.drain(..skip);
+    entries
 }

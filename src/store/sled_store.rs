@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{AUDIT_TRIM_EVERY, Store, StoreError, audit_key, decode, decode_json, encode, encode_json};
+use super::{Freshness, Store, StoreError, decode, decode_json, encode, encode_json, latest};
 use crate::mac::Mac;
 use crate::phone::PhoneRecord;
 use crate::provisioning::{AuditEntry, PhoneAccess};
@@ -19,7 +19,7 @@ pub struct SledStore {
     phones: sled::Tree,
     /// Download states by MAC bytes.
     access: sled::Tree,
-    /// Audit entries by MAC bytes + sequence number.
+    /// Audits (latest downloads) by MAC bytes.
     audit: sled::Tree,
 }
 
@@ -70,6 +70,28 @@ impl Store for SledStore {
         }
     }
 
+    fn get_phone_bytes(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = self
+            .phones
+            .get(mac.bytes())
+            .map_err(|e| backend(&format!("read {mac}"), e))?;
+        Ok(found.map(|bytes| bytes.to_vec()))
+    }
+
+    fn phone_changed(&self, mac: &Mac, cached: &[u8]) -> Result<Freshness, StoreError> {
+        Ok(
+            match self
+                .phones
+                .get(mac.bytes())
+                .map_err(|e| backend(&format!("read {mac}"), e))?
+            {
+                None => Freshness::Missing,
+                Some(bytes) if bytes.as_ref() == cached => Freshness::Unchanged,
+                Some(bytes) => Freshness::Changed(bytes.to_vec()),
+            },
+        )
+    }
+
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
         self.access
             .remove(mac.bytes())
@@ -115,39 +137,24 @@ impl Store for SledStore {
             .map_err(|e| backend(&format!("write {mac}"), e))
     }
 
-    fn append_audit(&self, mac: &Mac, entry: &AuditEntry, keep: usize) -> Result<(), StoreError> {
-        // Unique across concurrent writers; gaps are harmless.
-        let seq = self.db.generate_id().map_err(|e| backend("audit id", e))?;
-        let entry = AuditEntry { seq, ..entry.clone() };
-        let bytes = encode_json("audit", &entry)?;
+    fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let bytes = encode_json("audit", &entries)?;
         self.audit
-            .insert(audit_key(mac, seq), bytes)
-            .map_err(|e| backend(&format!("audit {mac}"), e))?;
-        if seq.is_multiple_of(AUDIT_TRIM_EVERY) {
-            let keys: Vec<sled::IVec> = self
-                .audit
-                .scan_prefix(mac.bytes())
-                .rev()
-                .skip(keep)
-                .filter_map(|item| item.ok().map(|(k, _)| k))
-                .collect();
-            for key in keys {
-                self.audit
-                    .remove(key)
-                    .map_err(|e| backend(&format!("audit {mac}"), e))?;
-            }
-        }
-        Ok(())
+            .insert(mac.bytes(), bytes)
+            .map(|_| ())
+            .map_err(|e| backend(&format!("audit {mac}"), e))
     }
 
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.audit.scan_prefix(mac.bytes()).rev().take(limit) {
-            let (key, value) = item.map_err(|e| backend(&format!("audit {mac}"), e))?;
-            out.push(decode_json(&key, &value)?);
-        }
-        out.reverse();
-        Ok(out)
+        let entries: Vec<AuditEntry> = match self
+            .audit
+            .get(mac.bytes())
+            .map_err(|e| backend(&format!("audit {mac}"), e))?
+        {
+            Some(bytes) => decode_json(&mac.bytes(), &bytes)?,
+            None => Vec::new(),
+        };
+        Ok(latest(entries, limit))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

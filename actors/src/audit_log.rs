@@ -1,0 +1,175 @@
+//! The download audit, batched: every download is recorded in memory at once and written to
+//! the store with the phone's earlier entries every half second (and at shutdown), one write
+//! per phone per batch instead of one per download. What the store lacks is merged in on read,
+//! so nothing recorded is ever missing from [`AuditLog::recent`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use innoprov::provisioning::AuditEntry;
+use innoprov::{Mac, Store, StoreError};
+
+/// How often pending entries are written.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Pending entries and what the notifier needs.
+#[derive(Default)]
+struct Pending {
+    /// Entries not yet in the store, per phone, oldest first.
+    entries: HashMap<Mac, Vec<AuditEntry>>,
+    /// Where each phone last fetched a file from successfully, and as which vendor.
+    last_fetch: HashMap<Mac, (SocketAddr, String)>,
+}
+
+/// The audit of every phone's downloads.
+pub struct AuditLog {
+    /// Where entries end up.
+    store: Arc<dyn Store>,
+    /// Entries kept per phone.
+    keep: usize,
+    /// Not yet written.
+    pending: Mutex<Pending>,
+    /// Orders entries.
+    seq: AtomicU64,
+}
+
+fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    // Every mutation is a single insert or push: a poisoned lock still holds consistent data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AuditLog {
+    /// An audit log over `store`, keeping `keep` entries per phone, with its writer thread.
+    pub fn start(store: Arc<dyn Store>, keep: usize) -> Arc<AuditLog> {
+        let log = Arc::new(AuditLog {
+            store,
+            keep,
+            pending: Mutex::default(),
+            seq: AtomicU64::new(0),
+        });
+        let weak: Weak<AuditLog> = Arc::downgrade(&log);
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    let Some(log) = weak.upgrade() else { return };
+                    if let Err(e) = log.flush() {
+                        log::warn!("audit write failed: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("no audit writer thread ({e}); audits are written at shutdown only");
+        }
+        log
+    }
+
+    /// Records one download.
+    pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
+        entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut pending = lock(&self.pending);
+        if (entry.status == 200 || entry.status == 304)
+            && let Ok(client) = entry.client.parse::<SocketAddr>()
+        {
+            pending.last_fetch.insert(mac, (client, entry.vendor.clone()));
+        }
+        let entries = pending.entries.entry(mac).or_default();
+        entries.push(entry);
+        if entries.len() > self.keep {
+            let excess = entries.len() - self.keep;
+            entries.drain(..excess);
+        }
+    }
+
+    /// The phone's latest `limit` downloads, oldest first.
+    pub fn recent(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries = self.store.audit(mac, limit)?;
+        if let Some(pending) = lock(&self.pending).entries.get(mac) {
+            entries.extend(pending.iter().cloned());
+        }
+        let skip = entries.len().saturating_sub(limit);
+        entries.drain(..skip);
+        Ok(entries)
+    }
+
+    /// Where the phone last fetched from, and as which vendor.
+    pub fn last_fetch(&self, mac: &Mac) -> Option<(SocketAddr, String)> {
+        if let Some(found) = lock(&self.pending).last_fetch.get(mac) {
+            return Some(found.clone());
+        }
+        let entries = self.store.audit(mac, self.keep).ok()?;
+        let last = entries
+            .into_iter()
+            .rev()
+            .find(|e| e.status == 200 || e.status == 304)?;
+        Some((last.client.parse().ok()?, last.vendor))
+    }
+
+    /// Writes everything pending (the writer thread, and shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut lock(&self.pending).entries);
+        for (mac, new) in batch {
+            // A deleted phone's late downloads are not written back.
+            if self.store.get_phone_bytes(&mac)?.is_none() {
+                continue;
+            }
+            let mut entries = self.store.audit(&mac, self.keep)?;
+            entries.extend(new);
+            let skip = entries.len().saturating_sub(self.keep);
+            self.store.put_audit(&mac, &entries[skip..])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use innoprov::store::MemoryStore;
+    use innoprov::store::conformance::sample_record;
+
+    fn entry(n: u64) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at: n,
+            client: format!("127.0.0.1:{}", 1000 + n),
+            user_agent: "Yealink".into(),
+            file: "x.cfg".into(),
+            vendor: "yealink".into(),
+            status: 200,
+            outcome: "served".into(),
+            config_version: 1,
+        }
+    }
+
+    #[test]
+    fn pending_entries_are_visible_and_flushed_bounded() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
+        let log = AuditLog::start(Arc::clone(&store), 5);
+        for n in 0..4 {
+            log.record(mac, entry(n));
+        }
+        assert_eq!(log.recent(&mac, 10).unwrap().len(), 4, "visible before the write");
+        log.flush().unwrap();
+        for n in 4..8 {
+            log.record(mac, entry(n));
+        }
+        let recent: Vec<u64> = log.recent(&mac, 10).unwrap().iter().map(|e| e.at).collect();
+        assert_eq!(recent, [0, 1, 2, 3, 4, 5, 6, 7], "stored and pending, in order");
+        log.flush().unwrap();
+        let stored: Vec<u64> = store.audit(&mac, 100).unwrap().iter().map(|e| e.at).collect();
+        assert_eq!(stored, [3, 4, 5, 6, 7], "bounded to 5");
+        assert_eq!(log.last_fetch(&mac).unwrap().0.port(), 1007);
+        // A deleted phone's pending entries are not written back.
+        log.record(mac, entry(9));
+        store.delete_phone(&mac).unwrap();
+        log.flush().unwrap();
+        assert!(store.audit(&mac, 10).unwrap().is_empty());
+    }
+}
