@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::client::AppWsClient;
+use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
 const PASSWORD: &str = "bench-pw";
@@ -61,13 +62,13 @@ struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    fn start() -> ServiceProcess {
+    fn start(sysclient_url: &str) -> ServiceProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n",
+                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n[devices]\nsysclient_url = \"{sysclient_url}\"\nconnects_per_second = 20000\n",
                 dir.path().join("store").display()
             ),
         )
@@ -153,7 +154,11 @@ fn take(counter: &AtomicU32, total: u32) -> Option<u32> {
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let sizes = sizes();
-    let service = ServiceProcess::start();
+    // ProvisioningPhone is answered ok once the phone's Devices configuration is stored too, so
+    // a Devices simulator takes part; its connect gate is opened wide to measure innoprov.
+    let sim = DevicesSim::start().await;
+    let codes: Arc<Vec<String>> = Arc::new((0..sizes.phones).map(|_| sim.issue_code()).collect());
+    let service = ServiceProcess::start(&sim.sysclient_url());
     let url = service.url();
     let users = UsersSim::new("innoprov", PASSWORD);
 
@@ -194,15 +199,19 @@ async fn main() {
     let (u, us) = (url.clone(), users.clone());
     let (total, window) = (sizes.phones, sizes.phone_window);
     let phone_rate = rate(total, sizes.phone_connections, move |c| {
-        let (url, users) = (u.clone(), us.clone());
+        let (url, users, codes) = (u.clone(), us.clone(), codes.clone());
         async move {
             let mut conn = users.connect(&url).await.expect("login");
             let mut in_flight = 0;
             loop {
                 while in_flight < window {
                     let Some(n) = take(&c, total) else { break };
+                    let phone = SimPhone {
+                        code: codes[n as usize].clone(),
+                        ..SimPhone::numbered(n)
+                    };
                     let text = conn
-                        .provisioning_text(&SimPhone::numbered(n), Some(&n.to_string()))
+                        .provisioning_text(&phone, Some(&n.to_string()))
                         .expect("text");
                     conn.client.send_raw(&text).await.expect("send");
                     in_flight += 1;
@@ -247,7 +256,7 @@ async fn main() {
         relogin_rate, sizes.relogins, sizes.login_concurrency
     );
     println!(
-        "  ProvisioningPhone ok    {:>9.0} phones/s   ({} phones, {} connections x {} in flight, acked after flush)",
+        "  ProvisioningPhone ok    {:>9.0} phones/s   ({} phones, {} connections x {} in flight, ok after record + Devices configuration flushed)",
         phone_rate, sizes.phones, sizes.phone_connections, sizes.phone_window
     );
     println!(
