@@ -76,6 +76,9 @@ pub struct PhoneView {
     /// Rendered files by a hash of (vendor index, model, and every header that decides the URL
     /// the phone is told to use), each with that URL for diagnostics.
     renders: Mutex<HashMap<u64, (String, Rendered)>>,
+    /// The store's write epoch at which this view and the download state beside it were last
+    /// checked: while the epoch is unchanged, a download reads nothing from the store.
+    checked: Mutex<(u64, innoprov::provisioning::PhoneAccess)>,
     /// The configuration version last logged as served, to log once per version.
     logged_version: std::sync::atomic::AtomicU64,
 }
@@ -131,6 +134,29 @@ impl ProvState {
         format!("{}://{}{}/", info.scheme(), info.host(), self.path)
     }
 
+    /// The phone's view and download state, re-read only when the store has been written since.
+    fn current(
+        &self,
+        mac: &Mac,
+    ) -> Result<Option<(Arc<PhoneView>, innoprov::provisioning::PhoneAccess)>, innoprov::StoreError> {
+        // Read the epoch before the data: a write in between only causes one more re-read.
+        let epoch = self.store.write_epoch();
+        if let Some(view) = lock(&self.views).get(mac).cloned() {
+            let checked = view.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.0 == epoch {
+                let access = checked.1.clone();
+                drop(checked);
+                return Ok(Some((view, access)));
+            }
+        }
+        let Some(view) = self.view(mac)? else {
+            return Ok(None);
+        };
+        let access = self.store.get_access(mac)?;
+        *view.checked.lock().unwrap_or_else(|p| p.into_inner()) = (epoch, access.clone());
+        Ok(Some((view, access)))
+    }
+
     /// The phone's current view: the cached one while the stored bytes are unchanged.
     fn view(&self, mac: &Mac) -> Result<Option<Arc<PhoneView>>, innoprov::StoreError> {
         let cached = lock(&self.views).get(mac).cloned();
@@ -168,6 +194,7 @@ impl ProvState {
             basic_header,
             renders: Mutex::new(HashMap::new()),
             logged_version: std::sync::atomic::AtomicU64::new(u64::MAX),
+            checked: Mutex::new((u64::MAX, Default::default())),
         });
         let mut views = lock(&self.views);
         if views.len() >= MAX_CACHED {
@@ -311,8 +338,8 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
         FileKind::Phone { mac, model } => (*mac, model.clone()),
     };
-    let view = match state.view(&mac) {
-        Ok(Some(view)) => view,
+    let (view, access) = match state.current(&mac) {
+        Ok(Some(found)) => found,
         Ok(None) => {
             log::debug!("download of {file} from {ip}: no phone {mac}");
             state.miss(ip);
@@ -324,7 +351,6 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
     };
     let record = &view.record;
-    let access = state.store.get_access(&mac).unwrap_or_default();
     let vendors = state.vendors.all();
     let matching: Vec<&Candidate> = candidates
         .iter()

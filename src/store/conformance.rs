@@ -44,7 +44,9 @@ pub fn run(store: &dyn Store) {
     assert!(store.phones().expect("list empty").is_empty());
 
     let first = sample_record("0015651a2b3c", 1);
+    let epoch = store.write_epoch();
     store.put_phone(&first).expect("put");
+    assert_ne!(store.write_epoch(), epoch, "a record write changes the epoch");
     assert_eq!(store.get_phone(&a).expect("get"), Some(first.clone()));
 
     let bytes = store.get_phone_bytes(&a).expect("bytes").expect("stored bytes");
@@ -112,7 +114,13 @@ pub fn access_and_audit(store: &dyn Store) {
         window_reopened_at: Some(9),
         pinned_vendor: Some("snom".into()),
     };
+    let epoch = store.write_epoch();
     store.put_access(&mac, &access).expect("put access");
+    assert_ne!(
+        store.write_epoch(),
+        epoch,
+        "a download-state write changes the epoch"
+    );
     assert_eq!(store.get_access(&mac).expect("access"), access);
 
     let entry = |n: u64| AuditEntry {
@@ -146,7 +154,9 @@ pub fn access_and_audit(store: &dyn Store) {
         "per phone"
     );
 
+    let epoch = store.write_epoch();
     assert!(store.delete_phone(&mac).expect("delete"));
+    assert_ne!(store.write_epoch(), epoch, "a delete changes the epoch");
     assert_eq!(
         store.get_access(&mac).expect("access after delete"),
         PhoneAccess::default()

@@ -17,6 +17,8 @@ pub struct MemoryStore {
     access: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
     /// Encoded audits by MAC bytes.
     audit: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
+    /// Bumped by every record or download-state write.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -37,10 +39,17 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn bump(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Store for MemoryStore {
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
         let bytes = encode(record)?;
         self.lock().insert(record.mac.bytes(), bytes);
+        self.bump();
         Ok(())
     }
 
@@ -62,6 +71,7 @@ impl Store for MemoryStore {
     }
 
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
+        self.bump();
         lock(&self.access).remove(&mac.bytes());
         lock(&self.audit).remove(&mac.bytes());
         Ok(self.lock().remove(&mac.bytes()).is_some())
@@ -77,6 +87,7 @@ impl Store for MemoryStore {
     fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError> {
         let bytes = encode_json("access", access)?;
         lock(&self.access).insert(mac.bytes(), bytes);
+        self.bump();
         Ok(())
     }
 
@@ -97,6 +108,10 @@ impl Store for MemoryStore {
 
     fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError> {
         self.lock().iter().map(|(k, v)| decode(k, v)).collect()
+    }
+
+    fn write_epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -68,6 +68,9 @@ pub trait Store: Send + Sync + 'static {
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError>;
     /// The phone's latest `limit` stored downloads, oldest first.
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// A number that changes whenever a record or a download state is written or deleted (not
+    /// the audit), so an in-process cache can skip re-reading while it is unchanged.
+    fn write_epoch(&self) -> u64;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -21,6 +21,8 @@ pub struct SledStore {
     access: sled::Tree,
     /// Audits (latest downloads) by MAC bytes.
     audit: sled::Tree,
+    /// Bumped by every record or download-state write (shared by clones).
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn backend(what: &str, e: sled::Error) -> StoreError {
@@ -45,15 +47,32 @@ impl SledStore {
             phones,
             access,
             audit,
+            epoch: Default::default(),
         })
+    }
+}
+
+/// Bumps the write epoch when dropped (after the write it guards).
+struct EpochBump<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for EpochBump<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl SledStore {
+    fn bump(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
 impl Store for SledStore {
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
         let bytes = encode(record)?;
-        self.phones
-            .insert(record.mac.bytes(), bytes)
+        let written = self.phones.insert(record.mac.bytes(), bytes);
+        self.bump();
+        written
             .map(|_| ())
             .map_err(|e| backend(&format!("write {}", record.mac), e))
     }
@@ -93,15 +112,14 @@ impl Store for SledStore {
     }
 
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
+        // Bumped on the way out whatever happens: a cache must re-read after any attempt.
+        let _bump = EpochBump(&self.epoch);
         self.access
             .remove(mac.bytes())
             .map_err(|e| backend(&format!("delete {mac}"), e))?;
-        for item in self.audit.scan_prefix(mac.bytes()) {
-            let (key, _) = item.map_err(|e| backend(&format!("delete {mac}"), e))?;
-            self.audit
-                .remove(key)
-                .map_err(|e| backend(&format!("delete {mac}"), e))?;
-        }
+        self.audit
+            .remove(mac.bytes())
+            .map_err(|e| backend(&format!("delete {mac}"), e))?;
         self.phones
             .remove(mac.bytes())
             .map(|old| old.is_some())
@@ -131,8 +149,9 @@ impl Store for SledStore {
 
     fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError> {
         let bytes = encode_json("access", access)?;
-        self.access
-            .insert(mac.bytes(), bytes)
+        let written = self.access.insert(mac.bytes(), bytes);
+        self.bump();
+        written
             .map(|_| ())
             .map_err(|e| backend(&format!("write {mac}"), e))
     }
@@ -155,6 +174,10 @@ impl Store for SledStore {
             None => Vec::new(),
         };
         Ok(latest(entries, limit))
+    }
+
+    fn write_epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
