@@ -214,7 +214,7 @@ async fn main() {
         enrolled.body.len()
     );
     println!(
-        "  innoprov (2 workers, Basic auth, store read, audit write) {innoprov_rps:>9.0} req/s  [{innoprov_detail}]"
+        "  innoprov (2 workers, Basic auth, cached record, audited)  {innoprov_rps:>9.0} req/s  [{innoprov_detail}]"
     );
     println!(
         "  nginx (2 workers, static file, access_log off)            {nginx_rps:>9.0} req/s  [{nginx_detail}]"
