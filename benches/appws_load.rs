@@ -6,8 +6,6 @@
 //! `cargo bench --bench appws_load` (quick), `INNOPROV_BENCH=full cargo bench --bench appws_load`.
 //! Every loop is bounded in count and time, and only 127.0.0.1 is contacted.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -16,8 +14,10 @@ use innoprov_actors::sim::client::AppWsClient;
 use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
-const PASSWORD: &str = "bench-pw";
-const APP_PATH: &str = "/example.com/innoprov/innoprov";
+mod support;
+
+use support::{PASSWORD, ServiceProcess};
+
 /// No phase may run longer than this.
 const PHASE_LIMIT: Duration = Duration::from_secs(120);
 
@@ -52,73 +52,6 @@ fn sizes() -> Sizes {
             phone_window: 32,
             idle_sessions: 2_000,
         }
-    }
-}
-
-struct ServiceProcess {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ServiceProcess {
-    fn start(sysclient_url: &str) -> ServiceProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n[devices]\nsysclient_url = \"{sysclient_url}\"\nconnects_per_second = 20000\n",
-                dir.path().join("store").display()
-            ),
-        )
-        .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
-            .args(["--config", config.to_str().expect("path")])
-            .env("RUST_LOG", "warn,innoprov_actors::service=info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn innoprov");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("innoprov started");
-        ServiceProcess {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}{APP_PATH}", self.addr)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
     }
 }
 
@@ -158,8 +91,14 @@ async fn main() {
     // a Devices simulator takes part; its connect gate is opened wide to measure innoprov.
     let sim = DevicesSim::start().await;
     let codes: Arc<Vec<String>> = Arc::new((0..sizes.phones).map(|_| sim.issue_code()).collect());
-    let service = ServiceProcess::start(&sim.sysclient_url());
-    let url = service.url();
+    let service = ServiceProcess::start(
+        &format!(
+            "[devices]\nsysclient_url = \"{}\"\nconnects_per_second = 20000\n",
+            sim.sysclient_url()
+        ),
+        "warn,innoprov_actors::service=info",
+    );
+    let url = service.ws_url();
     let users = UsersSim::new("innoprov", PASSWORD);
 
     // 1. Connect + challenge + login + close, many at once.

@@ -8,8 +8,6 @@
 //! The service is the release binary in its own process; everything runs on 127.0.0.1, and
 //! every phase is bounded in time.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,72 +15,11 @@ use std::time::{Duration, Instant};
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
-const PASSWORD: &str = "bench-pw";
-const APP_PATH: &str = "/example.com/innoprov/innoprov";
+mod support;
+
+use support::{PASSWORD, ServiceProcess};
+
 const CONNECTS_PER_SECOND: u32 = 500;
-
-struct ServiceProcess {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ServiceProcess {
-    fn start(sysclient_url: &str) -> ServiceProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n[devices]\nsysclient_url = \"{sysclient_url}\"\nconnects_per_second = {CONNECTS_PER_SECOND}\nprovisioning_timeout_secs = 120\n",
-                dir.path().join("store").display()
-            ),
-        )
-        .expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
-            .args(["--config", config.to_str().expect("path")])
-            .env("RUST_LOG", "warn,innoprov_actors::service=info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn innoprov");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("innoprov started");
-        ServiceProcess {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -97,8 +34,14 @@ async fn main() {
     let phones: u32 = if full { 10_000 } else { 1_000 };
     let (connections, window) = (16u32, 64u32);
     let sim = DevicesSim::start().await;
-    let service = ServiceProcess::start(&sim.sysclient_url());
-    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let service = ServiceProcess::start(
+        &format!(
+            "[devices]\nsysclient_url = \"{}\"\nconnects_per_second = {CONNECTS_PER_SECOND}\nprovisioning_timeout_secs = 120\n",
+            sim.sysclient_url()
+        ),
+        "warn,innoprov_actors::service=info",
+    );
+    let url = service.ws_url();
     let users = UsersSim::new("innoprov", PASSWORD);
     let codes: Arc<Vec<String>> = Arc::new((0..phones).map(|_| sim.issue_code()).collect());
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -6,7 +6,6 @@
 //! Needs `wrk` and `nginx` (Debian: `apt-get install -y wrk nginx-light`).
 //! `cargo bench --bench download_load` (10 s per server), `INNOPROV_BENCH=full` for 30 s.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,8 +15,10 @@ use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::phone::{Auth, PhoneSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
-const PASSWORD: &str = "bench-pw";
-const APP_PATH: &str = "/example.com/innoprov/innoprov";
+mod support;
+
+use support::{PASSWORD, ServiceProcess};
+
 const PROV: &str = "/example.com/innoprov/prov";
 const USER_AGENT: &str = "Yealink SIP-T46S 66.86.0.15";
 
@@ -86,46 +87,16 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = DevicesSim::start().await;
 
-    // innoprov, release binary; its log goes to a file (a download is one info line).
-    let config = dir.path().join("innoprov.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n[devices]\nsysclient_url = \"{}\"\n",
-            dir.path().join("store").display(),
-            sim.sysclient_url()
-        ),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
-        .args(["--config", config.to_str().expect("path")])
-        .env(
-            "RUST_LOG",
-            std::env::var("INNOPROV_BENCH_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn innoprov");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let service = Process(child);
-    let addr: std::net::SocketAddr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("started")
-        .parse()
-        .expect("addr");
+    // innoprov, release binary, logging at info as deployed (a new version served is one line).
+    let service = ServiceProcess::start(
+        &format!("[devices]\nsysclient_url = \"{}\"\n", sim.sysclient_url()),
+        &std::env::var("INNOPROV_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+    );
+    let addr = service.addr;
 
     // One provisioned, enrolled Yealink phone.
     let mut conn = UsersSim::new("innoprov", PASSWORD)
-        .connect(&format!("ws://{addr}{APP_PATH}"))
+        .connect(&service.ws_url())
         .await
         .expect("login");
     let phone = SimPhone {

@@ -35,7 +35,7 @@ pub struct PhoneContext {
 }
 
 /// The SIP account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Account {
     /// SIP user name.
     pub user: String,
@@ -56,7 +56,7 @@ pub struct Account {
 }
 
 /// Codec and media security.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Media {
     /// Devices' `coder` (G711A, G711u, G722, OPUS-NB, OPUS-WB), may be empty.
     pub codec: String,
@@ -77,7 +77,7 @@ pub struct Media {
 }
 
 /// Time settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Time {
     /// First NTP server.
     pub ntp1: String,
@@ -90,7 +90,7 @@ pub struct Time {
 }
 
 /// Provisioning of the phone itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Prov {
     /// URL of the directory the phone fetches from, ending in `/`.
     pub url: String,
@@ -145,7 +145,6 @@ pub fn utc_offset(tz: &str) -> String {
 impl PhoneContext {
     /// The context of a model-wide file: no phone, no secrets.
     pub fn common(vendor: &str, model: Option<&str>, prov_url: &str, recheck_minutes: u32) -> PhoneContext {
-        let https = prov_url.starts_with("https://");
         PhoneContext {
             mac: String::new(),
             mac_upper: String::new(),
@@ -153,42 +152,23 @@ impl PhoneContext {
             model: model.map(clean).unwrap_or_default(),
             version: 0,
             account: Account {
-                user: String::new(),
-                auth_user: String::new(),
-                password: String::new(),
-                display_name: String::new(),
-                label: String::new(),
-                registrar: String::new(),
-                registrar2: String::new(),
                 port: SIP_TLS_PORT,
+                ..Account::default()
             },
             media: Media {
-                codec: String::new(),
-                frame_size: None,
                 srtp: true,
-                srtp_required: false,
-                stun_server: String::new(),
-                turn_server: String::new(),
-                turn_user: String::new(),
-                turn_password: String::new(),
+                ..Media::default()
             },
-            time: Time {
-                ntp1: String::new(),
-                ntp2: String::new(),
-                tz: String::new(),
-                utc_offset: String::new(),
-            },
+            time: Time::default(),
             prov: Prov {
                 url: prov_url.to_string(),
-                url_with_credentials: String::new(),
                 url_without_scheme: prov_url
                     .split_once("://")
                     .map_or(prov_url, |(_, r)| r)
                     .to_string(),
-                https,
-                username: String::new(),
-                password: String::new(),
+                https: prov_url.starts_with("https://"),
                 recheck_minutes,
+                ..Prov::default()
             },
         }
     }
@@ -209,42 +189,23 @@ impl PhoneContext {
                 None => Ok(String::new()),
             }
         };
-        let password = open(&record.password, user_password_purpose(&mac))?;
-        let prov_password = open(&record.prov_password, prov_password_purpose(&mac))?;
-        let mut account = Account {
-            user: clean(&record.username),
-            auth_user: clean(&record.username),
-            password: clean(&password),
-            display_name: clean(if record.cn.is_empty() {
-                &record.username
-            } else {
-                &record.cn
-            }),
-            label: clean(if record.cn.is_empty() {
-                &record.username
-            } else {
-                &record.cn
-            }),
-            registrar: clean(&record.dns),
-            registrar2: String::new(),
-            port: SIP_TLS_PORT,
-        };
-        let mut media = Media {
-            codec: String::new(),
-            frame_size: None,
-            srtp: true,
-            srtp_required: false,
-            stun_server: String::new(),
-            turn_server: String::new(),
-            turn_user: String::new(),
-            turn_password: String::new(),
-        };
-        let mut time = Time {
-            ntp1: String::new(),
-            ntp2: String::new(),
-            tz: String::new(),
-            utc_offset: String::new(),
-        };
+        let mut ctx = PhoneContext::common(vendor, model, prov_url, recheck_minutes);
+        ctx.mac = mac.to_string();
+        ctx.mac_upper = mac.upper();
+        ctx.version = record.config_version;
+        let name = clean(if record.cn.is_empty() {
+            &record.username
+        } else {
+            &record.cn
+        });
+        let account = &mut ctx.account;
+        account.user = clean(&record.username);
+        account.auth_user = clean(&record.username);
+        account.password = clean(&open(&record.password, user_password_purpose(&mac))?);
+        account.display_name = name.clone();
+        account.label = name;
+        account.registrar = clean(&record.dns);
+        let (media, time) = (&mut ctx.media, &mut ctx.time);
         for item in &record.configs {
             match item.typed() {
                 DeviceConfig::Phone(p) => {
@@ -274,39 +235,17 @@ impl PhoneContext {
                 _ => {}
             }
         }
-        let https = prov_url.starts_with("https://");
-        let url_without_scheme = prov_url
-            .split_once("://")
-            .map_or(prov_url, |(_, r)| r)
-            .to_string();
-        let username = clean(&record.prov_username);
-        let prov_password = clean(&prov_password);
-        let url_with_credentials = format!(
+        let prov = &mut ctx.prov;
+        prov.username = clean(&record.prov_username);
+        prov.password = clean(&open(&record.prov_password, prov_password_purpose(&mac))?);
+        prov.url_with_credentials = format!(
             "{}://{}:{}@{}",
-            if https { "https" } else { "http" },
-            percent_encode(&username),
-            percent_encode(&prov_password),
-            url_without_scheme
+            if prov.https { "https" } else { "http" },
+            percent_encode(&prov.username),
+            percent_encode(&prov.password),
+            prov.url_without_scheme
         );
-        Ok(PhoneContext {
-            mac: mac.to_string(),
-            mac_upper: mac.upper(),
-            vendor: vendor.to_string(),
-            model: model.map(clean).unwrap_or_default(),
-            version: record.config_version,
-            account,
-            media,
-            time,
-            prov: Prov {
-                url: prov_url.to_string(),
-                url_with_credentials,
-                url_without_scheme,
-                https,
-                username,
-                password: prov_password,
-                recheck_minutes,
-            },
-        })
+        Ok(ctx)
     }
 }
 

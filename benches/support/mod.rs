@@ -1,0 +1,91 @@
+//! What the load harnesses share: the release binary started in its own process on a loopback
+//! port, with a generated config, and its resident memory.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The App object password of every bench config.
+pub const PASSWORD: &str = "bench-pw";
+/// The app path of every bench config.
+pub const APP_PATH: &str = "/example.com/innoprov/innoprov";
+
+/// A running `innoprov`.
+pub struct ServiceProcess {
+    /// The process.
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state directory, removed when the bench ends.
+    _dir: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    /// Starts the release binary with `extra` appended to the config and `RUST_LOG` =
+    /// `rust_log` (which must let the service's "listening" line through).
+    pub fn start(extra: &str, rust_log: &str) -> ServiceProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{extra}",
+                dir.path().join("store").display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+            .args(["--config", config.to_str().expect("path")])
+            .env("RUST_LOG", rust_log)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn innoprov");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps draining stderr for the whole run, so logging never blocks the service.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("innoprov started");
+        ServiceProcess {
+            child,
+            addr: addr.parse().expect("address"),
+            _dir: dir,
+        }
+    }
+
+    /// The AppWebsocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{APP_PATH}", self.addr)
+    }
+
+    /// The service's resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
