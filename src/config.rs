@@ -497,6 +497,8 @@ mod tests {
         let c = Config::parse(MINIMAL, "t").unwrap();
         assert_eq!(c.websocket.max_message_bytes, 1024 * 1024);
         assert_eq!(c.store.path, PathBuf::from("data"));
+        assert_eq!(c.prov_path(), "/example.com/innoprov/prov");
+        assert_eq!(c.provisioning.enrolment_window_minutes, 24 * 60);
     }
 
     #[test]
@@ -519,6 +521,26 @@ mod tests {
                 "websocket",
             ),
             ("[nope]\n", "nope"),
+            (
+                "[app]\npassword = \"pw\"\n[tls]\nlisten = \"127.0.0.1:8443\"\n",
+                "tls",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npublic_url = \"ftp://x/\"\n",
+                "provisioning.public_url",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npath = \"prov\"\n",
+                "provisioning.path",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\nrecheck_minutes = 0\n",
+                "provisioning.recheck_minutes",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[devices]\nconnects_per_second = 0\n",
+                "devices.connects_per_second",
+            ),
             ("[app\n", "config t"),
         ];
         for (text, needle) in cases {

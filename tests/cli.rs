@@ -64,6 +64,17 @@ fn bad_configs_exit_2_with_one_line_and_write_nothing() {
     assert_one_line_exit_2(&["--config", &in_use], d, &port.to_string());
     assert!(!d.join("store").exists(), "nothing written for a busy port");
 
+    // A TLS certificate that is not there.
+    let tls = write(
+        "tls.toml",
+        &config_text(
+            d,
+            "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+        ),
+    );
+    assert_one_line_exit_2(&["--config", &tls], d, "cert.pem");
+    assert!(!d.join("store").exists(), "nothing written for a bad certificate");
+
     // A store path that is a file cannot be a store directory.
     std::fs::write(d.join("store"), "not a directory").unwrap();
     let config = write("ok.toml", &config_text(d, ""));
