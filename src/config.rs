@@ -310,7 +310,14 @@ impl Config {
             let line = e
                 .span()
                 .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            // "invalid type: integer `1234`, expected a string" would print a mistyped password.
+            if message.starts_with("invalid type") || message.starts_with("invalid value") {
+                let mut parts = message.splitn(3, '`');
+                if let (Some(head), Some(_value), Some(tail)) = (parts.next(), parts.next(), parts.next()) {
+                    message = format!("{head}(value not shown){tail}");
+                }
+            }
             ConfigError::Parse {
                 origin: origin.to_string(),
                 message: match line {
@@ -542,6 +549,7 @@ mod tests {
                 "devices.connects_per_second",
             ),
             ("[app\n", "config t"),
+            ("[app]\npassword = 1234567\n", "value not shown"),
         ];
         for (text, needle) in cases {
             let err = Config::parse(text, "t").unwrap_err().to_string();

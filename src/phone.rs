@@ -123,7 +123,9 @@ impl ProvisionRequest {
                 .map_err(|e| invalid("password", e.to_string()))?;
             Some(Secret::new(plain))
         } else {
-            return Err(invalid("seed1", "missing, so the password cannot be decrypted"));
+            // appwebsocket.md §5.2: with no seed there is nothing to decrypt; the value is
+            // taken as it came.
+            Some(Secret::new(encrypted))
         };
         Ok(ProvisionRequest {
             mac,
@@ -308,10 +310,6 @@ mod tests {
                 "password",
             ),
             (
-                r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","password":"8c0a"}"#,
-                "seed1",
-            ),
-            (
                 r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","cn":{"x":1}}"#,
                 "cn",
             ),
@@ -324,6 +322,17 @@ mod tests {
             let err = ProvisionRequest::from_message(&msg(json), KEY).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
         }
+        let unseeded = msg(
+            r#"{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"a","seed1":"x","password":"plain"}"#,
+        );
+        assert_eq!(
+            ProvisionRequest::from_message(&unseeded, KEY)
+                .unwrap()
+                .password
+                .unwrap()
+                .expose(),
+            "plain"
+        );
         let long = format!(
             r#"{{"mt":"ProvisioningPhone","mac":"0015651a2b3c","code":"1","usename":"{}"}}"#,
             "a".repeat(300)

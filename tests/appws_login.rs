@@ -238,3 +238,21 @@ async fn silent_peers_are_dropped_and_answering_peers_kept() {
     lively.client.timeout = std::time::Duration::from_secs(5);
     assert_eq!(lively.client.recv_json().await.unwrap()["src"], "alive");
 }
+
+#[tokio::test]
+async fn app_check_login_is_no_password_oracle() {
+    let (service, _dir) = Service::start("");
+    let mut client = AppWsClient::connect(&service.ws_url()).await.unwrap();
+    for n in 0..5 {
+        let text = format!(
+            r#"{{"mt":"AppCheckLogin","src":"g{n}","app":"innoprov","domain":"example.com","challenge":"1","digest":"{n:064x}"}}"#
+        );
+        if client.send_raw(&text).await.is_err() {
+            break;
+        }
+    }
+    assert!(
+        client.closed_by_service().await,
+        "closed after repeated failed checks"
+    );
+}

@@ -388,3 +388,101 @@ async fn wrong_path_is_refused_by_the_simulator() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn reprovisioning_a_phone_devices_knows_answers_the_challenge_with_its_stored_password() {
+    let (service, dir, sim) = start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(conn.provision(&phone(&sim, 70)).await.unwrap()["result"], "ok");
+    let password = sim.password_of("001565000046").unwrap();
+    // From now on Devices challenges a known phone even when it brings a new code.
+    sim.set_challenge_known(true);
+    sim.clear_events();
+    let again = SimPhone {
+        username: "moved".into(),
+        ..phone(&sim, 70)
+    };
+    let reply = conn.provision(&again).await.unwrap();
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let events = sim.events();
+    assert!(
+        events.contains(&DevicesEvent::ChallengeAnswered {
+            mac: "001565000046".into(),
+            ok: true
+        }),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&DevicesEvent::Provisioned {
+            mac: "001565000046".into()
+        }),
+        "the new code was used"
+    );
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, sealer) = open_store(dir.path());
+    let record = stored_phone(&store, "001565000046").unwrap();
+    assert_eq!(record.username, "moved");
+    let kept = sealer
+        .open(
+            record.sysclient_password.as_ref().unwrap(),
+            &sysclient_password_purpose(&record.mac),
+        )
+        .unwrap();
+    assert_eq!(
+        kept.expose(),
+        password,
+        "the sysclient password survives re-provisioning"
+    );
+}
+
+#[tokio::test]
+async fn the_pbx_going_away_leaves_the_links_alone_and_only_the_pbx_names_devices() {
+    let sim = DevicesSim::start().await;
+    let (service, _dir) = Service::start("[devices]\nreconnect_min_ms = 100\n");
+    let pbx = PbxSim::new(
+        "innoprov",
+        &format!("http://{}{APP_PATH}", service.addr),
+        PASSWORD,
+    );
+    let mut pbx_conn = pbx.connect(&service.ws_url()).await.unwrap();
+    pbx_conn.send_pbx_info(&["Services"]).await.unwrap();
+    pbx_conn
+        .serve_services(&devices_services(&sim.service_url()))
+        .await
+        .unwrap();
+    assert!(service.wait_for_log("Devices sysclient URL is now", WAIT).await);
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(conn.provision(&phone(&sim, 71)).await.unwrap()["result"], "ok");
+
+    // A logged-in peer that is not the subscribed PBX connection cannot move Devices.
+    let elsewhere = devices_services("http://127.0.0.1:9/example.com/devices/innovaphone-devices");
+    conn.client
+        .send_raw(&format!(
+            r#"{{"api":"Services","mt":"ServicesInfo","services":{elsewhere}}}"#
+        ))
+        .await
+        .unwrap();
+    assert!(
+        service
+            .wait_for_log(
+                "ignoring ServicesInfo on a connection that did not subscribe",
+                WAIT
+            )
+            .await
+    );
+
+    // The PBX connection ends: the phone's link stays up, nothing reconnects.
+    sim.clear_events();
+    pbx_conn.client.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.connected_macs(), ["001565000047"]);
+    assert!(sim.connect_times().is_empty(), "no reconnect: {:?}", sim.events());
+    assert_eq!(service.logs().matches("Devices sysclient URL is now").count(), 1);
+}

@@ -27,6 +27,11 @@ use crate::registry::{PhoneRegistry, Provision};
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
 
+/// How long a connection may stay without logging in.
+const LOGIN_DEADLINE: Duration = Duration::from_secs(30);
+/// Failed AppCheckLogin checks one connection may make before it is closed.
+const MAX_FAILED_CHECKS: u32 = 5;
+
 /// Frames that may wait for a slow peer before the connection is given up.
 const OUTBOUND_QUEUE: usize = 64;
 
@@ -151,6 +156,8 @@ pub struct AppSession {
     last_heard: Instant,
     /// Set once a close has been started: later input is ignored.
     closing: bool,
+    /// Failed AppCheckLogin checks on this connection.
+    failed_checks: u32,
 }
 
 /// Numbers connections for logs.
@@ -179,6 +186,7 @@ impl AppSession {
                 pbx: false,
                 last_heard: Instant::now(),
                 closing: false,
+                failed_checks: 0,
             }
         })
     }
@@ -315,7 +323,12 @@ impl AppSession {
             dn: &dn,
         };
         let password = self.shared.password.expose();
-        let expected = crypto::login_digest(&fields, msg.body.get("info"), &challenge, password);
+        let expected = crypto::login_digest(
+            &fields,
+            msg.body.get("info").filter(|i| i.is_object()),
+            &challenge,
+            password,
+        );
         if !crypto::digest_matches(&expected, &msg.text_or_empty("digest")) {
             self.send(ctx, message::login_result(&app, "", false));
             return self.close(
@@ -354,6 +367,13 @@ impl AppSession {
             out = out.with("ok", true);
         }
         self.send(ctx, out);
+        if !ok {
+            // AppCheckLogin must not become a free password-guessing oracle.
+            self.failed_checks += 1;
+            if self.failed_checks >= MAX_FAILED_CHECKS {
+                self.close(ctx, CloseCode::Policy, "too many failed AppCheckLogin checks");
+            }
+        }
     }
 
     fn on_pbx_info(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
@@ -377,6 +397,17 @@ impl AppSession {
     }
 
     fn on_services_info(&mut self, msg: &Inbound) {
+        // Only the PBX connection this service subscribed on may say where Devices is: any
+        // other logged-in peer (a browser, the Users service) could otherwise redirect every
+        // phone's link, and with it the provisioning codes, to a host of its choosing.
+        if !self.pbx || msg.src.as_deref().is_some_and(|src| src != SERVICES_SRC) {
+            log::warn!(
+                "session {} ({}): ignoring ServicesInfo on a connection that did not subscribe",
+                self.id,
+                self.peer
+            );
+            return;
+        }
         let url = msg
             .body
             .get("services")
@@ -454,6 +485,12 @@ impl Actor for AppSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("session {} ({}): connected", self.id, self.peer);
+        // A connection that does not log in soon is not a PBX, Users or browser session.
+        ctx.run_later(LOGIN_DEADLINE, |act, ctx| {
+            if matches!(act.login, Login::Pending { .. }) {
+                act.close(ctx, CloseCode::Policy, "no login within the deadline");
+            }
+        });
         ctx.run_interval(self.shared.ping_interval, Self::heartbeat);
         let mut shutdown = self.shared.shutdown.clone();
         let stopping = async move {

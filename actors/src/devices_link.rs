@@ -25,6 +25,10 @@ use crate::connect_gate::ConnectGate;
 
 /// How long a connection attempt (TCP, TLS, websocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle sysclient connection is pinged.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Most configuration items one phone may have (a bound against a misbehaving peer).
+pub const MAX_CONFIG_ITEMS: usize = 512;
 /// Frames queued for Devices before the link is considered stuck.
 const OUTBOUND_QUEUE: usize = 16;
 
@@ -47,6 +51,9 @@ pub enum LinkEvent {
     /// Devices will not have this phone (code refused, or a challenge with no password to
     /// answer it); the link has stopped trying.
     Rejected(String),
+    /// Devices refused the new provisioning code of a phone it already knows; the link goes on
+    /// with the stored sysclient password.
+    CodeRefused(String),
 }
 
 /// The websocket settings of a sysclient link: small buffers, because thousands are open at
@@ -100,6 +107,8 @@ pub struct DevicesLink {
     complete: bool,
     /// Whether Devices accepted the current identify (anything but a close came back).
     accepted: bool,
+    /// Whether the current identify carried the provisioning code.
+    code_sent: bool,
 }
 
 impl DevicesLink {
@@ -127,6 +136,7 @@ impl DevicesLink {
             collecting: Vec::new(),
             complete: false,
             accepted: false,
+            code_sent: false,
         }
     }
 
@@ -152,6 +162,7 @@ impl DevicesLink {
         let Some(url) = self.url.clone() else { return };
         self.connecting = true;
         let gate = Arc::clone(&self.shared.gate);
+        let attempted = url.clone();
         let attempt = async move {
             gate.admit().await;
             tokio::time::timeout(
@@ -160,8 +171,12 @@ impl DevicesLink {
             )
             .await
         };
-        ctx.spawn(attempt.into_actor(self).map(|result, act, ctx| {
+        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
             act.connecting = false;
+            if act.url.as_deref() != Some(attempted.as_str()) {
+                // The URL changed while connecting: this connection goes to the old place.
+                return act.connect(ctx);
+            }
             match result {
                 Ok(Ok((ws, _))) => act.connected(ctx, ws),
                 Ok(Err(e)) => act.retry(ctx, format!("connect failed: {e}")),
@@ -183,11 +198,11 @@ impl DevicesLink {
         self.writer = Some(tx);
         actix::spawn(run_connection(ws, rx, ctx.address(), self.conn));
         let id = self.mac.to_string();
-        let code = if self.password.is_none() {
-            self.code.as_deref()
-        } else {
-            None
-        };
+        // A code is sent whenever the job gave one (a new ProvisioningPhone), even for a phone
+        // that has a sysclient password: the code picks the phone's new domain and category,
+        // and a challenge that follows is answered with the stored password.
+        let code = self.code.as_deref();
+        self.code_sent = code.is_some();
         log::info!(
             "phone {}: sysclient link up, identifying {}",
             self.mac,
@@ -352,9 +367,17 @@ impl DevicesLink {
             }
             return;
         }
-        self.collecting.extend(item);
+        if self.collecting.len() >= MAX_CONFIG_ITEMS {
+            log::warn!(
+                "phone {}: more than {MAX_CONFIG_ITEMS} configuration items; ignoring the rest",
+                self.mac
+            );
+        } else {
+            self.collecting.extend(item);
+        }
         if message.last {
             self.complete = true;
+            self.code = None;
             let items = devices::normalise(std::mem::take(&mut self.collecting));
             self.tell(LinkEvent::ConfigComplete(items));
         }
@@ -419,15 +442,19 @@ impl Handler<Disconnected> for DevicesLink {
             return;
         }
         self.writer = None;
-        if self.password.is_none() && self.code.is_some() && !self.accepted {
-            // Closed after an identify with a code, before any password: the code was refused.
-            return self.reject(
-                ctx,
-                format!(
-                    "Devices closed the link before a sysclient password ({})",
-                    msg.reason
-                ),
+        if self.code_sent && !self.accepted {
+            // Closed after an identify with a code, before anything else: the code was refused.
+            let why = format!("Devices refused the provisioning code ({})", msg.reason);
+            self.code = None;
+            if self.password.is_none() {
+                return self.reject(ctx, why);
+            }
+            // A phone Devices already knows keeps its link, identifying by its password.
+            log::warn!(
+                "phone {}: {why}; reconnecting with the stored sysclient password",
+                self.mac
             );
+            self.tell(LinkEvent::CodeRefused(why));
         }
         self.retry(ctx, msg.reason);
     }
@@ -442,7 +469,8 @@ impl Handler<SetDevicesUrl> for DevicesLink {
     type Result = ();
 
     fn handle(&mut self, msg: SetDevicesUrl, ctx: &mut Context<Self>) {
-        if msg.0 == self.url {
+        // No URL is no reason to leave a working Devices.
+        if msg.0.is_none() || msg.0 == self.url {
             return;
         }
         self.url = msg.0;
@@ -475,12 +503,28 @@ async fn run_connection(
     link: Addr<DevicesLink>,
     conn: u64,
 ) {
+    // Devices sends nothing while nothing changes: pings show whether it is still there, and a
+    // connection silent for three intervals (no frame, no pong) is given up.
+    let mut ping = tokio::time::interval(KEEPALIVE);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
     let reason = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if last_heard.elapsed() > KEEPALIVE * 3 {
+                    break "no answer from Devices to pings".to_string();
+                }
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    break format!("ping failed: {e}");
+                }
+            }
             incoming = ws.next() => match incoming {
-                Some(Ok(Message::Binary(bytes))) => link.do_send(FromDevices { conn, bytes: bytes.to_vec() }),
+                Some(Ok(Message::Binary(bytes))) => {
+                    last_heard = tokio::time::Instant::now();
+                    link.do_send(FromDevices { conn, bytes: bytes.to_vec() });
+                }
                 Some(Ok(Message::Close(frame))) => break format!("closed by Devices ({frame:?})"),
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 Some(Err(e)) => break format!("websocket error: {e}"),
                 None => break "connection ended".to_string(),
             },

@@ -1,5 +1,9 @@
 //! The service directory: where innovaphone Devices' sysclient endpoint is, as learnt from
-//! each PBX connection's ServicesInfo, or fixed by `devices.sysclient_url`.
+//! the PBX connections' ServicesInfo, or fixed by `devices.sysclient_url`.
+//!
+//! A URL once learnt is kept when the PBX connection that taught it goes away or stops listing
+//! Devices: the phones' links stay where they are (a PBX restart must not drop every link and
+//! make them all reconnect at once); only a different URL moves them.
 //!
 //! Messages it takes: [`DevicesUrlLearned`], [`PbxSessionClosed`], [`GetDevicesUrl`].
 
@@ -13,9 +17,11 @@ use crate::registry::DevicesUrlChanged;
 pub struct ServiceDirectory {
     /// `devices.sysclient_url`: wins over everything learnt.
     configured: Option<String>,
-    /// URL learnt per PBX session id; the lowest (oldest) session's URL is used.
+    /// URL learnt per PBX session id; the lowest (oldest) live session's URL is used.
     learnt: BTreeMap<u64, String>,
-    /// Told of every change of the current URL (the phone registry).
+    /// The URL in use, kept when no live session names one.
+    current: Option<String>,
+    /// Told of every change of the URL in use (the phone registry).
     subscriber: Recipient<DevicesUrlChanged>,
 }
 
@@ -23,16 +29,26 @@ impl ServiceDirectory {
     /// A directory with the configured override, if any.
     pub fn new(configured: Option<String>, subscriber: Recipient<DevicesUrlChanged>) -> ServiceDirectory {
         ServiceDirectory {
+            current: configured.clone(),
             configured,
             learnt: BTreeMap::new(),
             subscriber,
         }
     }
 
-    fn current(&self) -> Option<String> {
-        self.configured
+    fn update(&mut self) {
+        let wanted = self
+            .configured
             .clone()
-            .or_else(|| self.learnt.values().next().cloned())
+            .or_else(|| self.learnt.values().next().cloned());
+        if wanted.is_some() && wanted != self.current {
+            self.current = wanted;
+            log::info!(
+                "Devices sysclient URL is now {}",
+                self.current.as_deref().unwrap_or("unknown")
+            );
+            self.subscriber.do_send(DevicesUrlChanged(self.current.clone()));
+        }
     }
 }
 
@@ -40,8 +56,8 @@ impl Actor for ServiceDirectory {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
-        if self.configured.is_some() {
-            self.subscriber.do_send(DevicesUrlChanged(self.current()));
+        if self.current.is_some() {
+            self.subscriber.do_send(DevicesUrlChanged(self.current.clone()));
         }
     }
 }
@@ -52,7 +68,7 @@ impl Actor for ServiceDirectory {
 pub struct DevicesUrlLearned {
     /// The PBX session.
     pub session: u64,
-    /// The sysclient URL, `None` when Devices is no longer listed.
+    /// The sysclient URL, `None` when Devices is not listed.
     pub url: Option<String>,
 }
 
@@ -60,23 +76,15 @@ impl Handler<DevicesUrlLearned> for ServiceDirectory {
     type Result = ();
 
     fn handle(&mut self, msg: DevicesUrlLearned, _ctx: &mut Context<Self>) {
-        let before = self.current();
         match msg.url {
             Some(url) => self.learnt.insert(msg.session, url),
             None => self.learnt.remove(&msg.session),
         };
-        let after = self.current();
-        if before != after {
-            log::info!(
-                "Devices sysclient URL is now {}",
-                after.as_deref().unwrap_or("unknown")
-            );
-            self.subscriber.do_send(DevicesUrlChanged(after));
-        }
+        self.update();
     }
 }
 
-/// A PBX session ended: forget what it taught.
+/// A PBX session ended: its URL no longer counts (but stays in use until another is learnt).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PbxSessionClosed(pub u64);
@@ -84,14 +92,9 @@ pub struct PbxSessionClosed(pub u64);
 impl Handler<PbxSessionClosed> for ServiceDirectory {
     type Result = ();
 
-    fn handle(&mut self, msg: PbxSessionClosed, ctx: &mut Context<Self>) {
-        self.handle(
-            DevicesUrlLearned {
-                session: msg.0,
-                url: None,
-            },
-            ctx,
-        );
+    fn handle(&mut self, msg: PbxSessionClosed, _ctx: &mut Context<Self>) {
+        self.learnt.remove(&msg.0);
+        self.update();
     }
 }
 
@@ -104,6 +107,6 @@ impl Handler<GetDevicesUrl> for ServiceDirectory {
     type Result = Option<String>;
 
     fn handle(&mut self, _msg: GetDevicesUrl, _ctx: &mut Context<Self>) -> Option<String> {
-        self.current()
+        self.current.clone()
     }
 }

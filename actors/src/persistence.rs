@@ -54,6 +54,9 @@ pub struct Persistence {
     flushing: bool,
     /// Publishes flush progress to writers waiting for their ticket.
     durable: watch::Sender<Durability>,
+    /// Per deleted phone, the generation up to which it is deleted (this process's lifetime;
+    /// generations are time-based, so a restart cannot bring an old one back).
+    deleted_upto: std::collections::HashMap<Mac, u64>,
 }
 
 impl Persistence {
@@ -64,6 +67,7 @@ impl Persistence {
             written: 0,
             flushing: false,
             durable: watch::channel(Durability::default()).0,
+            deleted_upto: Default::default(),
         }
     }
 
@@ -162,12 +166,17 @@ impl Handler<PutPhone> for Persistence {
             Ok(stored) => stored,
             Err(e) => return Box::pin(async move { Err(e.into()) }),
         };
-        let allowed = match (msg.mode, stored.map(|s| s.generation)) {
-            (WriteMode::Provision, Some(generation)) => generation <= record.generation,
-            (WriteMode::Provision, None) => true,
-            (WriteMode::Update, Some(generation)) => generation == record.generation,
-            (WriteMode::Update, None) => false,
-        };
+        let deleted = self
+            .deleted_upto
+            .get(&record.mac)
+            .is_some_and(|upto| record.generation <= *upto);
+        let allowed = !deleted
+            && match (msg.mode, stored.map(|s| s.generation)) {
+                (WriteMode::Provision, Some(generation)) => generation <= record.generation,
+                (WriteMode::Provision, None) => true,
+                (WriteMode::Update, Some(generation)) => generation == record.generation,
+                (WriteMode::Update, None) => false,
+            };
         if !allowed {
             let mac = record.mac;
             return Box::pin(async move {
@@ -186,13 +195,21 @@ impl Handler<PutPhone> for Persistence {
 /// Removes a phone's record; answers (whether there was one) once the removal is durable.
 #[derive(Message)]
 #[rtype(result = "Result<bool, PersistError>")]
-pub struct DeletePhone(pub Mac);
+pub struct DeletePhone {
+    /// The phone.
+    pub mac: Mac,
+    /// Every generation up to this one is deleted: a provisioning write of one of them that
+    /// arrives later (its job started just before the delete) is refused.
+    pub upto: u64,
+}
 
 impl Handler<DeletePhone> for Persistence {
     type Result = ResponseFuture<Result<bool, PersistError>>;
 
     fn handle(&mut self, msg: DeletePhone, ctx: &mut Context<Self>) -> Self::Result {
-        let existed = match self.store.delete_phone(&msg.0) {
+        let tombstone = self.deleted_upto.entry(msg.mac).or_insert(0);
+        *tombstone = (*tombstone).max(msg.upto);
+        let existed = match self.store.delete_phone(&msg.mac) {
             Ok(existed) => existed,
             Err(e) => return Box::pin(async move { Err(e.into()) }),
         };

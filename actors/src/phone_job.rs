@@ -17,9 +17,9 @@ use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::{PhoneRecord, Sealer, Secret};
 use tokio::sync::oneshot;
 
-use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, SetDevicesUrl};
+use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, MAX_CONFIG_ITEMS, SetDevicesUrl};
 use crate::notifier::PhoneConfigChanged;
-use crate::persistence::{PersistError, Persistence, PutPhone, WriteMode};
+use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
 use crate::registry::{JobEnded, PhoneRegistry};
 
 /// Where a phone is.
@@ -171,7 +171,10 @@ impl PhoneJob {
             },
             None => None,
         };
-        let code = (!self.record.code.is_empty()).then(|| self.record.code.clone());
+        // The code goes with a new ProvisioningPhone (its answer is pending), and with any phone
+        // that never got a sysclient password; a known phone otherwise answers the challenge.
+        let code = (!self.record.code.is_empty() && (self.reply.is_some() || password.is_none()))
+            .then(|| self.record.code.clone());
         if password.is_none() && code.is_none() {
             log::warn!("phone {mac}: neither a sysclient password nor a code; cannot link to Devices");
             return;
@@ -258,7 +261,16 @@ impl Actor for PhoneJob {
                         )));
                     }
                 });
-                self.persist(ctx, WriteMode::Provision, Self::after_initial_store);
+                // A phone Devices already knows keeps its sysclient password: Devices challenges
+                // it even when it identifies with a new code.
+                let previous = self.shared.persistence.send(GetPhone(self.record.mac));
+                ctx.wait(previous.into_actor(self).map(|result, act, ctx| {
+                    if let Ok(Ok(Some(old))) = result {
+                        act.record.sysclient_password = old.sysclient_password;
+                        act.record.admin_password = old.admin_password;
+                    }
+                    act.persist(ctx, WriteMode::Provision, Self::after_initial_store);
+                }));
             }
             Some(JobStart::Resume) | None => {
                 if self.record.configured_at.is_some() {
@@ -329,6 +341,14 @@ impl Handler<LinkEvent> for PhoneJob {
             LinkEvent::ConfigUpdate(item) => {
                 log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
                 self.phase = Phase::Updating;
+                if self.record.configs.len() >= MAX_CONFIG_ITEMS
+                    && !self.record.configs.iter().any(|c| c.key == item.key)
+                {
+                    log::warn!(
+                        "phone {mac}: more than {MAX_CONFIG_ITEMS} configuration items; update ignored"
+                    );
+                    return;
+                }
                 let before = self.record.configs.clone();
                 devices::upsert(&mut self.record.configs, item);
                 if !devices::same_content(
@@ -347,6 +367,9 @@ impl Handler<LinkEvent> for PhoneJob {
                 if self.phase != Phase::Configured {
                     self.phase = Phase::Linking;
                 }
+            }
+            LinkEvent::CodeRefused(why) => {
+                self.answer(Err(format!("Devices rejected the phone: {why}")));
             }
             LinkEvent::Rejected(why) => {
                 self.link = None;

@@ -29,6 +29,10 @@ use crate::audit_log::AuditLog;
 pub const DENIED_BODY: &str = "not available\n";
 /// Longest User-Agent kept in the audit.
 const MAX_AUDIT_UA: usize = 160;
+/// Most addresses whose misses are counted at once.
+const MAX_TRACKED_ADDRESSES: usize = 50_000;
+/// Most rendered variants kept per phone (one per way of reaching the service, normally one).
+const MAX_RENDERS_PER_PHONE: usize = 8;
 /// Most rendered files kept in memory.
 const MAX_CACHED: usize = 20_000;
 
@@ -110,8 +114,13 @@ impl ProvState {
 
     fn miss(&self, ip: IpAddr) {
         let mut misses = lock(&self.misses);
-        if misses.len() > 100_000 {
+        if misses.len() >= MAX_TRACKED_ADDRESSES {
             misses.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+            if misses.len() >= MAX_TRACKED_ADDRESSES {
+                // Under a flood from this many addresses, forget the oldest minute wholesale
+                // rather than grow: the limit is per address, memory is not.
+                misses.clear();
+            }
         }
         let entry = misses.entry(ip).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= Duration::from_secs(60) {
@@ -265,7 +274,12 @@ impl ProvState {
             etag: etag_of(text.as_bytes()),
             body: Bytes::from(text),
         };
-        lock(&view.renders).insert(key, (prov_url.to_string(), rendered.clone()));
+        let mut renders = lock(&view.renders);
+        // Host headers are the client's to choose: bound what they can make us keep.
+        if renders.len() >= MAX_RENDERS_PER_PHONE {
+            renders.clear();
+        }
+        renders.insert(key, (prov_url.to_string(), rendered.clone()));
         Some(rendered)
     }
 }
@@ -294,7 +308,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
 
 async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse {
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
-        return HttpResponse::MethodNotAllowed().finish();
+        return denied(actix_web::http::StatusCode::METHOD_NOT_ALLOWED);
     }
     let file = req
         .path()
@@ -347,7 +361,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
         Err(e) => {
             log::error!("phone {mac}: download of {file}: {e}");
-            return HttpResponse::InternalServerError().finish();
+            return denied(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
     let record = &view.record;
@@ -455,7 +469,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
     };
     let Some(rendered) = state.render(req, &view, vendor_index, model.as_deref()) else {
         audit(500, "render failed");
-        return HttpResponse::InternalServerError().finish();
+        return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
     if authenticated && !access.enrolled(record) {
         let mut access = access.clone();
@@ -531,7 +545,7 @@ fn serve_common(
         }
         Err(e) => {
             log::error!("{e}");
-            HttpResponse::InternalServerError().finish()
+            denied(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
 }

@@ -35,7 +35,7 @@ struct JobEntry {
 pub struct PhoneRegistry {
     /// One job per phone.
     jobs: HashMap<Mac, JobEntry>,
-    /// The next generation to hand out (above every stored one).
+    /// The least next generation to hand out (above every stored one).
     next_generation: u64,
     /// Devices' sysclient URL as last known.
     devices_url: Option<String>,
@@ -77,6 +77,17 @@ impl PhoneRegistry {
                 addr: job.start(),
             },
         );
+    }
+
+    /// A generation above every one handed out or stored: microseconds since the epoch, so
+    /// generations stay unique across restarts even for phones deleted meanwhile.
+    fn allocate_generation(&mut self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let generation = self.next_generation.max(now);
+        self.next_generation = generation + 1;
+        generation
     }
 
     fn schedule_restart(&mut self, ctx: &mut Context<Self>, mac: Mac, generation: u64) {
@@ -171,8 +182,7 @@ impl Handler<Provision> for PhoneRegistry {
 
     fn handle(&mut self, msg: Provision, ctx: &mut Context<Self>) {
         let mut record = msg.record;
-        record.generation = self.next_generation;
-        self.next_generation += 1;
+        record.generation = self.allocate_generation();
         self.spawn(ctx, record, JobStart::Provision(msg.reply));
     }
 }
@@ -236,7 +246,11 @@ impl Handler<DeletePhone> for PhoneRegistry {
             entry.addr.do_send(Retire);
         }
         log::info!("phone {}: deleting", msg.0);
-        let delete = self.shared.persistence.send(persistence::DeletePhone(msg.0));
+        let upto = self.allocate_generation();
+        let delete = self
+            .shared
+            .persistence
+            .send(persistence::DeletePhone { mac: msg.0, upto });
         Box::pin(async move { delete.await.map_err(|e| PersistError::Store(e.to_string()))? })
     }
 }

@@ -107,9 +107,18 @@ impl RunningService {
         };
         std::fs::create_dir_all(&config.store.path).map_err(|e| store_error(e.to_string()))?;
         std::fs::read_dir(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+        // An existing key is checked before sled touches the directory; a missing one is
+        // created only once the store has opened.
+        let key_path = config.seal_key_path();
+        let existing_key = match key_path.exists() {
+            true => Some(Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?),
+            false => None,
+        };
         let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-        let sealer =
-            Sealer::load_or_create(&config.seal_key_path()).map_err(|e| store_error(e.to_string()))?;
+        let sealer = match existing_key {
+            Some(sealer) => sealer,
+            None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
+        };
         let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
         log::info!("store {store_path}: {} phones", phones.len());
 

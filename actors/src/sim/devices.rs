@@ -62,6 +62,7 @@ struct State {
     next_link: u64,
     refuse: bool,
     stall: bool,
+    challenge_known: bool,
     events: Vec<DevicesEvent>,
     connects: Vec<Instant>,
     identifies_with_code: HashMap<String, u32>,
@@ -201,6 +202,12 @@ impl DevicesSim {
         self.lock().refuse = refuse;
     }
 
+    /// Challenges a phone it already knows even when it identifies with a code (as real Devices
+    /// does for a device already in a domain); by default the code alone is enough.
+    pub fn set_challenge_known(&self, on: bool) {
+        self.lock().challenge_known = on;
+    }
+
     /// Answers nothing on new connections while set.
     pub fn set_stall(&self, stall: bool) {
         self.lock().stall = stall;
@@ -296,6 +303,7 @@ impl DevicesSim {
             (id, state.stall)
         };
         let mut challenge: Option<String> = None;
+        let mut pending_code: Option<String> = None;
         loop {
             tokio::select! {
                 incoming = ws.next() => {
@@ -307,7 +315,7 @@ impl DevicesSim {
                     if stall {
                         continue;
                     }
-                    let replies = self.on_frame(id, &bytes, &mut challenge);
+                    let replies = self.on_frame(id, &bytes, &mut challenge, &mut pending_code);
                     let mut close = false;
                     for reply in replies {
                         match reply {
@@ -337,7 +345,13 @@ impl DevicesSim {
     }
 
     /// Handles one frame from a phone; returns the frames to send (and whether to close).
-    fn on_frame(&self, link: u64, bytes: &[u8], challenge: &mut Option<String>) -> Vec<Command> {
+    fn on_frame(
+        &self,
+        link: u64,
+        bytes: &[u8],
+        challenge: &mut Option<String>,
+        pending_code: &mut Option<String>,
+    ) -> Vec<Command> {
         let mut state = self.lock();
         let mac_of_link = state.links.get(&link).and_then(|l| l.mac.clone());
         if bytes.len() < 3 || bytes[0] != 1 {
@@ -383,6 +397,15 @@ impl DevicesSim {
             if !ok {
                 return vec![Command::Close];
             }
+            // A known phone that came with a new code joins that code's category now.
+            if let Some(code) = pending_code.take() {
+                if state.codes.get(&code) != Some(&false) {
+                    state.events.push(DevicesEvent::CodeRejected { mac });
+                    return vec![Command::Close];
+                }
+                state.codes.insert(code, true);
+                state.events.push(DevicesEvent::Provisioned { mac: mac.clone() });
+            }
             return if other {
                 config_frames(&mut state, &mac, &password)
             } else {
@@ -390,6 +413,12 @@ impl DevicesSim {
             };
         }
         let code = text("provisioningCode");
+        if !code.is_empty() && state.challenge_known && state.passwords.contains_key(&mac) {
+            // devices-sysclient.md §2.3: a device already in a domain is challenged first.
+            *state.identifies_with_code.entry(mac.clone()).or_default() += 1;
+            *pending_code = Some(code);
+            return vec![new_challenge(challenge)];
+        }
         if !code.is_empty() {
             *state.identifies_with_code.entry(mac.clone()).or_default() += 1;
             match state.codes.get(&code) {
@@ -425,6 +454,15 @@ impl DevicesSim {
             vec![Command::Close]
         }
     }
+}
+
+/// A fresh decimal challenge, remembered for the digest check.
+fn new_challenge(challenge: &mut Option<String>) -> Command {
+    let mut digits = [0u8; 4];
+    let _ = getrandom::fill(&mut digits);
+    let ch = u32::from_be_bytes(digits).to_string();
+    *challenge = Some(ch.clone());
+    Command::Frame(admin_frame(2, &format!("{{\"challenge\":\"{ch}\"}}")))
 }
 
 fn config_frames(state: &mut State, mac: &str, password: &str) -> Vec<Command> {
