@@ -472,10 +472,13 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
     if authenticated && !access.enrolled(record) {
-        let mut access = access.clone();
-        access.enrolled_generation = Some(record.generation);
-        match state.store.put_access(&mac, &access) {
-            Ok(()) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
+        // Atomic: an admin's pin or reopened window written meanwhile is kept.
+        let generation = record.generation;
+        match state
+            .store
+            .update_access(&mac, &mut |a| a.enrolled_generation = Some(generation))
+        {
+            Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
             Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
         }
     }

@@ -30,10 +30,10 @@ fn existing(store: &dyn Store, mac: &Mac) -> Result<(), AdminError> {
 /// credentials until it fetches with its provisioning credentials (e.g. after a factory reset).
 pub fn reopen_enrolment(store: &dyn Store, mac: &Mac, now: u64) -> Result<(), AdminError> {
     existing(store, mac)?;
-    let mut access = store.get_access(mac)?;
-    access.window_reopened_at = Some(now);
-    access.enrolled_generation = None;
-    store.put_access(mac, &access)?;
+    store.update_access(mac, &mut |access| {
+        access.window_reopened_at = Some(now);
+        access.enrolled_generation = None;
+    })?;
     Ok(())
 }
 
@@ -50,9 +50,9 @@ pub fn pin_vendor(
     {
         return Err(AdminError::UnknownVendor(name.to_string()));
     }
-    let mut access = store.get_access(mac)?;
-    access.pinned_vendor = vendor.map(str::to_string);
-    store.put_access(mac, &access)?;
+    store.update_access(mac, &mut |access| {
+        access.pinned_vendor = vendor.map(str::to_string)
+    })?;
     Ok(())
 }
 
@@ -82,9 +82,9 @@ mod tests {
         store.put_phone(&record).unwrap();
         let window = 60;
         let later = record.provisioned_at + 3600;
-        let mut access = store.get_access(&mac).unwrap();
-        access.enrolled_generation = Some(record.generation);
-        store.put_access(&mac, &access).unwrap();
+        store
+            .update_access(&mac, &mut |a| a.enrolled_generation = Some(record.generation))
+            .unwrap();
         assert_eq!(
             store
                 .get_access(&mac)

@@ -115,7 +115,21 @@ pub fn access_and_audit(store: &dyn Store) {
         pinned_vendor: Some("snom".into()),
     };
     let epoch = store.write_epoch();
-    store.put_access(&mac, &access).expect("put access");
+    let written = store
+        .update_access(&mac, &mut |a| *a = access.clone())
+        .expect("update access");
+    assert_eq!(written, access);
+    let pinned = store
+        .update_access(&mac, &mut |a| a.pinned_vendor = None)
+        .expect("change one field");
+    assert_eq!(
+        (pinned.enrolled_generation, pinned.pinned_vendor),
+        (Some(5), None),
+        "the other fields stay"
+    );
+    store
+        .update_access(&mac, &mut |a| a.pinned_vendor = Some("snom".into()))
+        .expect("pin again");
     assert_ne!(
         store.write_epoch(),
         epoch,

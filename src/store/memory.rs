@@ -84,11 +84,22 @@ impl Store for MemoryStore {
             .map_or(Ok(PhoneAccess::default()), |b| decode_json(&key, b))
     }
 
-    fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError> {
-        let bytes = encode_json("access", access)?;
-        lock(&self.access).insert(mac.bytes(), bytes);
+    fn update_access(
+        &self,
+        mac: &Mac,
+        change: &mut dyn FnMut(&mut PhoneAccess),
+    ) -> Result<PhoneAccess, StoreError> {
+        let key = mac.bytes();
+        let mut map = lock(&self.access);
+        let mut access: PhoneAccess = match map.get(&key) {
+            Some(bytes) => decode_json(&key, bytes)?,
+            None => PhoneAccess::default(),
+        };
+        change(&mut access);
+        map.insert(key, encode_json("access", &access)?);
+        drop(map);
         self.bump();
-        Ok(())
+        Ok(access)
     }
 
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {

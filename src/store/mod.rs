@@ -61,8 +61,13 @@ pub trait Store: Send + Sync + 'static {
     fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError>;
     /// A phone's download state (the default when none is stored).
     fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError>;
-    /// Replaces a phone's download state.
-    fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError>;
+    /// Changes a phone's download state atomically (read, `change`, write, with no other
+    /// writer in between; `change` may run more than once) and returns the new state.
+    fn update_access(
+        &self,
+        mac: &Mac,
+        change: &mut dyn FnMut(&mut PhoneAccess),
+    ) -> Result<PhoneAccess, StoreError>;
     /// Replaces the phone's stored audit (its latest downloads, oldest first; the caller bounds
     /// it). One value per phone: the download path batches audit writes in memory.
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError>;

@@ -147,13 +147,40 @@ impl Store for SledStore {
         }
     }
 
-    fn put_access(&self, mac: &Mac, access: &PhoneAccess) -> Result<(), StoreError> {
-        let bytes = encode_json("access", access)?;
-        let written = self.access.insert(mac.bytes(), bytes);
+    fn update_access(
+        &self,
+        mac: &Mac,
+        change: &mut dyn FnMut(&mut PhoneAccess),
+    ) -> Result<PhoneAccess, StoreError> {
+        let key = mac.bytes();
+        let mut failed = None;
+        let updated = self.access.update_and_fetch(key, |old| {
+            let mut access = match old.map(|bytes| decode_json::<PhoneAccess>(&key, bytes)) {
+                Some(Ok(access)) => access,
+                Some(Err(e)) => {
+                    // Keep the damaged value rather than overwrite what we cannot read.
+                    failed = Some(e);
+                    return old.map(<[u8]>::to_vec);
+                }
+                None => PhoneAccess::default(),
+            };
+            change(&mut access);
+            match encode_json("access", &access) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    failed = Some(e);
+                    old.map(<[u8]>::to_vec)
+                }
+            }
+        });
         self.bump();
-        written
-            .map(|_| ())
-            .map_err(|e| backend(&format!("write {mac}"), e))
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match updated.map_err(|e| backend(&format!("write {mac}"), e))? {
+            Some(bytes) => decode_json(&key, &bytes),
+            None => Ok(PhoneAccess::default()),
+        }
     }
 
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {
