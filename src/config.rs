@@ -271,6 +271,9 @@ pub struct WebsocketConfig {
     /// Seconds of silence (no frame, no pong) after which a peer is dropped.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// Seconds a connection may stay without logging in.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout_secs: u64,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -282,6 +285,9 @@ fn default_ping_interval() -> u64 {
 fn default_idle_timeout() -> u64 {
     60
 }
+fn default_login_timeout() -> u64 {
+    30
+}
 
 impl Default for WebsocketConfig {
     fn default() -> Self {
@@ -289,6 +295,7 @@ impl Default for WebsocketConfig {
             max_message_bytes: default_max_message_bytes(),
             ping_interval_secs: default_ping_interval(),
             idle_timeout_secs: default_idle_timeout(),
+            login_timeout_secs: default_login_timeout(),
         }
     }
 }
@@ -373,6 +380,9 @@ impl Config {
             && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
         {
             return Err(invalid("devices.sysclient_url", "must be a ws:// or wss:// URL"));
+        }
+        if self.websocket.login_timeout_secs == 0 {
+            return Err(invalid("websocket.login_timeout_secs", "must be at least 1"));
         }
         let devices = &self.devices;
         if devices.connects_per_second == 0 {

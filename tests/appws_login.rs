@@ -256,3 +256,21 @@ async fn app_check_login_is_no_password_oracle() {
         "closed after repeated failed checks"
     );
 }
+
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed() {
+    let (service, _dir) = Service::start("[websocket]\nlogin_timeout_secs = 1\n");
+    let mut idle = AppWsClient::connect(&service.ws_url()).await.unwrap();
+    idle.send_raw(r#"{"mt":"KeepAlive"}"#).await.unwrap();
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut logged_in = users.connect(&service.ws_url()).await.unwrap();
+    assert!(idle.closed_by_service().await, "closed after the login deadline");
+    // A logged-in session outlives the deadline.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    logged_in
+        .client
+        .send_raw(r#"{"mt":"Test","src":"still"}"#)
+        .await
+        .unwrap();
+    assert_eq!(logged_in.client.recv_json().await.unwrap()["src"], "still");
+}

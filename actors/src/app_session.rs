@@ -27,8 +27,6 @@ use crate::registry::{PhoneRegistry, Provision};
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
 
-/// How long a connection may stay without logging in.
-const LOGIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Failed AppCheckLogin checks one connection may make before it is closed.
 const MAX_FAILED_CHECKS: u32 = 5;
 
@@ -113,6 +111,8 @@ pub struct SessionShared {
     pub ping_interval: Duration,
     /// Silence after which the peer is dropped.
     pub idle_timeout: Duration,
+    /// How long a connection may stay without logging in.
+    pub login_timeout: Duration,
     /// Seals the user password before it is stored.
     pub sealer: Sealer,
     /// Starts and keeps the phones' jobs.
@@ -486,7 +486,7 @@ impl Actor for AppSession {
     fn started(&mut self, ctx: &mut Context<Self>) {
         log::debug!("session {} ({}): connected", self.id, self.peer);
         // A connection that does not log in soon is not a PBX, Users or browser session.
-        ctx.run_later(LOGIN_DEADLINE, |act, ctx| {
+        ctx.run_later(self.shared.login_timeout, |act, ctx| {
             if matches!(act.login, Login::Pending { .. }) {
                 act.close(ctx, CloseCode::Policy, "no login within the deadline");
             }

@@ -173,6 +173,7 @@ impl RunningService {
             title: config.app.title.clone(),
             ping_interval: Duration::from_secs(ws.ping_interval_secs),
             idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
+            login_timeout: Duration::from_secs(ws.login_timeout_secs),
             sealer,
             registry: registry.clone(),
             directory,
