@@ -107,3 +107,14 @@ fn sigterm_exits_0_after_closing_websockets() {
         assert!(conn.client.closed_by_service().await);
     });
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
+    // The handlers are installed before the service announces itself, so even a SIGTERM sent
+    // the instant "listening" appears ends with exit 0, not death by the default action.
+    for _ in 0..5 {
+        let (service, _dir) = Service::start("");
+        let (status, logs) = service.terminate();
+        assert!(status.success(), "{status:?}: {logs}");
+    }
+}

@@ -211,6 +211,6 @@ async fn an_acknowledged_phone_survives_sigkill() {
     // And the service starts again on that store and still has it.
     let service = Service::start_in(dir.path(), &crate::common::devices_config(&sim));
     assert!(service.logs().contains("1 phones"), "{}", service.logs());
-    let (status, _) = service.terminate();
-    assert!(status.success());
+    let (status, logs) = service.terminate();
+    assert!(status.success(), "{status:?}: {logs}");
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use innoprov::Config;
-use innoprov_actors::service::RunningService;
+use innoprov_actors::service::{RunningService, ShutdownSignals};
 
 // glibc's allocator spends much of a busy download path in arena locks (measured with perf
 // in the download bench); mimalloc's per-thread heaps do not.
@@ -80,8 +80,9 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     let system = actix::System::new();
     let outcome = system.block_on(async move {
+        let signals = ShutdownSignals::install().map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
         let service = RunningService::start(&config).await.map_err(|e| e.to_string())?;
-        service.run_until_signal().await
+        service.run_until_signal(signals).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

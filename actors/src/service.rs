@@ -242,9 +242,10 @@ impl RunningService {
         })
     }
 
-    /// Waits for SIGTERM or Ctrl-C, then shuts down.
-    pub async fn run_until_signal(self) -> Result<(), String> {
-        wait_for_signal().await;
+    /// Waits for SIGTERM or Ctrl-C (watched by `signals`, installed before start), then shuts
+    /// down.
+    pub async fn run_until_signal(self, mut signals: ShutdownSignals) -> Result<(), String> {
+        signals.wait().await;
         log::info!("shutting down");
         self.shutdown().await
     }
@@ -296,17 +297,31 @@ fn tls_server_config(
         .map_err(|e| tls_error(cert, &e))
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            log::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the service");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT (Ctrl-C), watched from the moment this is made: make it before the
+/// service says it is listening, or a SIGTERM right after that line kills the process with
+/// the default action instead of a clean shutdown.
+pub struct ShutdownSignals {
+    /// SIGTERM.
+    term: tokio::signal::unix::Signal,
+    /// SIGINT.
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers. Must run inside the runtime.
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for either signal.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
