@@ -219,6 +219,9 @@ impl Default for StoreConfig {
 pub struct DevicesConfig {
     /// Overrides the sysclient URL learnt from the PBX's Services API.
     pub sysclient_url: Option<String>,
+    /// PEM file of extra CAs trusted for `wss://` to Devices (an App Platform with its own or a
+    /// self-signed certificate), beside the public web PKI.
+    pub ca_file: Option<PathBuf>,
     /// Most sysclient connection attempts per second, service-wide (restarts, Devices restarts).
     #[serde(default = "default_connects_per_second")]
     pub connects_per_second: u32,
@@ -250,6 +253,7 @@ impl Default for DevicesConfig {
     fn default() -> Self {
         DevicesConfig {
             sysclient_url: None,
+            ca_file: None,
             connects_per_second: default_connects_per_second(),
             provisioning_timeout_secs: default_provisioning_timeout(),
             reconnect_min_ms: default_reconnect_min_ms(),

@@ -75,6 +75,13 @@ fn bad_configs_exit_2_with_one_line_and_write_nothing() {
     assert_one_line_exit_2(&["--config", &tls], d, "cert.pem");
     assert!(!d.join("store").exists(), "nothing written for a bad certificate");
 
+    let ca = write(
+        "ca.toml",
+        &config_text(d, "[devices]\nca_file = \"/nonexistent/ca.pem\"\n"),
+    );
+    assert_one_line_exit_2(&["--config", &ca], d, "ca.pem");
+    assert!(!d.join("store").exists(), "nothing written for a bad CA file");
+
     // A store path that is a file cannot be a store directory.
     std::fs::write(d.join("store"), "not a directory").unwrap();
     let config = write("ok.toml", &config_text(d, ""));

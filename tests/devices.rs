@@ -486,3 +486,41 @@ async fn the_pbx_going_away_leaves_the_links_alone_and_only_the_pbx_names_device
     assert!(sim.connect_times().is_empty(), "no reconnect: {:?}", sim.events());
     assert_eq!(service.logs().matches("Devices sysclient URL is now").count(), 1);
 }
+
+#[tokio::test]
+async fn devices_over_wss_with_its_own_ca() {
+    let sim = DevicesSim::start_tls(
+        include_bytes!("fixtures/cert.pem"),
+        include_bytes!("fixtures/key.pem"),
+    )
+    .await;
+    assert!(sim.sysclient_url().starts_with("wss://"));
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cert.pem");
+    let trusted = format!("{}ca_file = \"{}\"\n", devices_config(&sim), ca.display());
+    let (service, _dir) = Service::start(&trusted);
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    let reply = conn.provision(&phone(&sim, 80)).await.unwrap();
+    assert_eq!(reply["result"], "ok", "{reply}");
+    drop(service);
+
+    // Without the CA the certificate is not trusted: no link, and the provisioning fails.
+    let untrusted =
+        devices_config(&sim).replace("provisioning_timeout_secs = 10", "provisioning_timeout_secs = 2");
+    let (service, _dir) = Service::start(&untrusted);
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    let reply = conn.provision(&phone(&sim, 81)).await.unwrap();
+    assert_eq!(reply["result"], "failed", "{reply}");
+    assert!(
+        service
+            .logs()
+            .contains("phone 001565000051: sysclient link down (connect failed"),
+        "{}",
+        service.logs()
+    );
+}

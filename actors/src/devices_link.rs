@@ -77,6 +77,8 @@ pub struct LinkShared {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
+    /// TLS settings for `wss://` when extra CAs are configured; `None` uses the public web PKI.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One phone's link.
@@ -163,11 +165,17 @@ impl DevicesLink {
         self.connecting = true;
         let gate = Arc::clone(&self.shared.gate);
         let attempted = url.clone();
+        let tls = self.shared.tls.clone();
         let attempt = async move {
             gate.admit().await;
             tokio::time::timeout(
                 CONNECT_TIMEOUT,
-                tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), true),
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url,
+                    Some(websocket_config()),
+                    true,
+                    tls.map(tokio_tungstenite::Connector::Rustls),
+                ),
             )
             .await
         };

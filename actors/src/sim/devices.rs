@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -73,6 +73,8 @@ struct State {
 pub struct DevicesSim {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// Whether it serves `wss://`.
+    tls: bool,
 }
 
 /// The path the simulator serves sysclients on.
@@ -99,6 +101,27 @@ pub fn admin_frame(kind: u16, json: &str) -> Vec<u8> {
 impl DevicesSim {
     /// Starts on an ephemeral loopback port with the example configuration.
     pub async fn start() -> DevicesSim {
+        DevicesSim::start_with(None).await
+    }
+
+    /// Starts serving `wss://` with a PEM certificate chain and key (as an App Platform with
+    /// its own certificate does).
+    pub async fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> DevicesSim {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_slice(key_pem).expect("key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("TLS config");
+        DevicesSim::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> DevicesSim {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind Devices simulator");
@@ -108,12 +131,26 @@ impl DevicesSim {
             turn_password: "turn-pw-Ü".into(),
             ..State::default()
         }));
-        let sim = DevicesSim { addr, state };
+        let sim = DevicesSim {
+            addr,
+            state,
+            tls: tls.is_some(),
+        };
         let accepting = sim.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let sim = accepting.clone();
-                tokio::spawn(async move { sim.serve(tcp).await });
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => sim.serve(tcp).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                sim.serve(stream).await;
+                            }
+                        }
+                    }
+                });
             }
         });
         sim
@@ -125,12 +162,25 @@ impl DevicesSim {
 
     /// The Devices App URL as the PBX's ServicesInfo lists it (http).
     pub fn service_url(&self) -> String {
-        format!("http://{}/example.com/devices/innovaphone-devices", self.addr)
+        match self.tls {
+            true => format!(
+                "https://localhost:{}/example.com/devices/innovaphone-devices",
+                self.addr.port()
+            ),
+            false => format!("http://{}/example.com/devices/innovaphone-devices", self.addr),
+        }
     }
 
     /// The sysclient websocket URL.
     pub fn sysclient_url(&self) -> String {
-        format!("ws://{}{SYSCLIENT_PATH}", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        // With TLS the name must match the test certificate (issued for localhost).
+        let host = if self.tls {
+            format!("localhost:{}", self.addr.port())
+        } else {
+            self.addr.to_string()
+        };
+        format!("{scheme}://{host}{SYSCLIENT_PATH}")
     }
 
     /// A fresh single-use provisioning code.
@@ -275,7 +325,10 @@ impl DevicesSim {
         check(self)
     }
 
-    async fn serve(&self, tcp: TcpStream) {
+    async fn serve<S>(&self, tcp: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         if self.lock().refuse {
             return;
         }
