@@ -5,7 +5,8 @@
 //! Devices: the phones' links stay where they are (a PBX restart must not drop every link and
 //! make them all reconnect at once); only a different URL moves them.
 //!
-//! Messages it takes: [`DevicesUrlLearned`], [`PbxSessionClosed`], [`GetDevicesUrl`].
+//! Messages it takes: [`DevicesUrlLearned`], [`PbxSessionClosed`]; it tells the registry
+//! [`DevicesUrlChanged`].
 
 use std::collections::BTreeMap;
 
@@ -95,18 +96,5 @@ impl Handler<PbxSessionClosed> for ServiceDirectory {
     fn handle(&mut self, msg: PbxSessionClosed, _ctx: &mut Context<Self>) {
         self.learnt.remove(&msg.0);
         self.update();
-    }
-}
-
-/// Where Devices' sysclient endpoint is now.
-#[derive(Message)]
-#[rtype(result = "Option<String>")]
-pub struct GetDevicesUrl;
-
-impl Handler<GetDevicesUrl> for ServiceDirectory {
-    type Result = Option<String>;
-
-    fn handle(&mut self, _msg: GetDevicesUrl, _ctx: &mut Context<Self>) -> Option<String> {
-        self.current.clone()
     }
 }
