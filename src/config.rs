@@ -1,7 +1,7 @@
 //! The service configuration (interface.md): TOML with the documented keys, unknown keys
 //! rejected, every value checked before anything starts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -80,6 +80,9 @@ pub struct ProvisioningConfig {
     pub recheck_minutes: u32,
     /// Operator templates overriding the built-in ones (`<vendor>.j2`, `<vendor>-<model>.j2`).
     pub template_dir: Option<PathBuf>,
+    /// Operator vendor catalogue (TOML, `[[vendor]]` entries) merged over the built-in one:
+    /// more OUIs, file names and User-Agent patterns, or whole new vendors.
+    pub vendors_file: Option<PathBuf>,
     /// Misses (unknown files or MACs, bad credentials) one address may have per minute before
     /// it gets 429.
     #[serde(default = "default_misses_per_minute")]
@@ -98,8 +101,9 @@ pub struct ProvisioningConfig {
     pub notify_per_second: u32,
 }
 
+/// interface.md: "default 60 minutes after ProvisioningPhone or an admin's reopening".
 fn default_enrolment_minutes() -> u64 {
-    24 * 60
+    60
 }
 fn default_recheck_minutes() -> u32 {
     60
@@ -128,6 +132,7 @@ impl Default for ProvisioningConfig {
             enrolment_window_minutes: default_enrolment_minutes(),
             recheck_minutes: default_recheck_minutes(),
             template_dir: None,
+            vendors_file: None,
             misses_per_minute: default_misses_per_minute(),
             audit_entries: default_audit_entries(),
             notify: true,
@@ -156,6 +161,11 @@ pub struct HttpConfig {
     /// Address of the one listener (websockets, phone downloads, admin), `ip:port`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Reverse proxies (CIDR or single addresses) whose `Forwarded` / `X-Forwarded-For` /
+    /// `X-Forwarded-Proto` / `X-Forwarded-Host` headers are believed; from anyone else they are
+    /// ignored, so a client cannot choose the address its misses are counted against.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -166,6 +176,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -348,6 +359,8 @@ impl Config {
             reason: reason.to_string(),
         };
         self.listen_addr().map_err(|r| invalid("http.listen", &r))?;
+        self.trusted_proxies()
+            .map_err(|r| invalid("http.trusted_proxies", &r))?;
         let path = &self.app.path;
         if !path.starts_with('/') || path.ends_with('/') || path.len() < 2 {
             return Err(invalid(
@@ -463,6 +476,15 @@ impl Config {
             .map_err(|_| format!("{:?} is not an ip:port address", self.http.listen))
     }
 
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, String> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|text| text.parse::<IpNet>())
+            .collect()
+    }
+
     /// The app name: the last segment of `app.path`, as the PBX sends it in AppLogin.
     pub fn app_name(&self) -> &str {
         self.app.path.rsplit('/').next().unwrap_or_default()
@@ -496,6 +518,65 @@ impl Config {
     }
 }
 
+/// An address block (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// The network's address (host bits cleared).
+    network: IpAddr,
+    /// Prefix length in bits.
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(ip) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IpNet, String> {
+        let bad = || format!("{text:?} is not an address or CIDR block");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = match prefix {
+            Some(p) => p.trim().parse().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        let network = match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        };
+        Ok(IpNet { network, prefix })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,7 +600,26 @@ mod tests {
         assert_eq!(c.websocket.max_message_bytes, 1024 * 1024);
         assert_eq!(c.store.path, PathBuf::from("data"));
         assert_eq!(c.prov_path(), "/example.com/innoprov/prov");
-        assert_eq!(c.provisioning.enrolment_window_minutes, 24 * 60);
+        assert_eq!(c.provisioning.enrolment_window_minutes, 60);
+    }
+
+    #[test]
+    fn address_blocks() {
+        let net: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "::/129", "1.2.3.4/x"] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -563,6 +663,10 @@ mod tests {
                 "devices.connects_per_second",
             ),
             ("[app\n", "config t"),
+            (
+                "[app]\npassword = \"pw\"\n[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "http.trusted_proxies",
+            ),
             ("[app]\npassword = 1234567\n", "value not shown"),
         ];
         for (text, needle) in cases {

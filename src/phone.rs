@@ -65,9 +65,7 @@ impl ProvisionRequest {
             if value.len() > MAX_FIELD_BYTES {
                 return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
             }
-            if value.chars().any(char::is_control) {
-                return Err(invalid(field, "contains control characters"));
-            }
+            crate::provisioning::safety::check_value(&value).map_err(|reason| invalid(field, reason))?;
             Ok(value)
         };
         let required = |field: &'static str| -> Result<String, ProvisionError> {
@@ -127,6 +125,12 @@ impl ProvisionRequest {
             // taken as it came.
             Some(Secret::new(encrypted))
         };
+        // The password goes into every vendor's file: refuse what no format can carry as it
+        // is, rather than alter it (the reason never quotes the value).
+        if let Some(password) = &password {
+            crate::provisioning::safety::check_value(password.expose())
+                .map_err(|reason| invalid("password", reason))?;
+        }
         Ok(ProvisionRequest {
             mac,
             code,
@@ -174,6 +178,11 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String, getrandom::Error> 
     Ok(out)
 }
 
+/// Purpose string binding a sealed web admin password to its phone.
+pub fn web_password_purpose(mac: &Mac) -> String {
+    format!("web-password/{mac}")
+}
+
 /// Purpose string binding a sealed admin password to its phone.
 pub fn admin_password_purpose(mac: &Mac) -> String {
     format!("admin-password/{mac}")
@@ -217,6 +226,10 @@ pub struct PhoneRecord {
     /// Bumped by every stored configuration change; phones' files carry it (ETag).
     #[serde(default)]
     pub config_version: u64,
+    /// When the phone's file content last changed (Unix seconds, strictly rising with every
+    /// change and across re-provisioning): the version Fanvil's version gate compares.
+    #[serde(default)]
+    pub changed_at: u64,
     /// When the configuration was last complete (Unix seconds); `None` until the first
     /// `last:true` of this generation.
     #[serde(default)]
@@ -227,6 +240,11 @@ pub struct PhoneRecord {
     /// The phone's provisioning password, sealed for `prov-password/<mac>`.
     #[serde(default)]
     pub prov_password: Option<Sealed>,
+    /// A random password for the phone's own web admin (so it never keeps the factory
+    /// default), sealed for `web-password/<mac>`; kept across re-provisioning so the admin who
+    /// read it once can still log in. Devices' administrative password wins when deployed.
+    #[serde(default)]
+    pub web_password: Option<Sealed>,
 }
 
 impl PhoneRecord {
@@ -255,6 +273,7 @@ impl PhoneRecord {
             admin_password: None,
             configs: Vec::new(),
             config_version: 0,
+            changed_at: now_unix,
             configured_at: None,
             prov_username: format!(
                 "p{}",
@@ -263,6 +282,12 @@ impl PhoneRecord {
             prov_password: Some(sealer.seal(
                 &Secret::new(random_text(24, ALPHANUMERIC).map_err(SealError::Random)?),
                 &prov_password_purpose(&request.mac),
+            )?),
+            // 16 letters and digits: within every vendor's documented admin password rules
+            // (Grandstream a-z A-Z 0-9, Snom ≤ 20, Yealink no ':').
+            web_password: Some(sealer.seal(
+                &Secret::new(random_text(16, ALPHANUMERIC).map_err(SealError::Random)?),
+                &web_password_purpose(&request.mac),
             )?),
         })
     }

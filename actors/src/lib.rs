@@ -8,6 +8,7 @@
 //!   flush the store).
 //! - [`http`]: the HTTP listeners and their routes (AppWebsocket upgrade, phone downloads).
 //! - [`prov_http`]: phone downloads: vendor files, enrolment, credentials, audit.
+//! - [`forwarded`]: a trusted reverse proxy's `Forwarded` / `X-Forwarded-*` headers.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
@@ -27,6 +28,7 @@ pub mod audit_log;
 pub mod connect_gate;
 pub mod devices_link;
 pub mod directory;
+pub mod forwarded;
 pub mod http;
 pub mod notifier;
 pub mod persistence;

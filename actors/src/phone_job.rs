@@ -220,9 +220,15 @@ impl PhoneJob {
         if std::mem::take(&mut self.notify_pending)
             && let Some(notifier) = &self.shared.notifier
         {
+            // The phone challenges a check-sync with its line's credentials (docs/vendors).
+            let password = self.record.password.as_ref().and_then(|sealed| {
+                let purpose = innoprov::phone::user_password_purpose(&self.record.mac);
+                self.shared.sealer.open(sealed, &purpose).ok()
+            });
             notifier.do_send(PhoneConfigChanged {
                 mac: self.record.mac,
                 user: self.record.username.clone(),
+                password,
             });
         }
     }
@@ -268,6 +274,12 @@ impl Actor for PhoneJob {
                     if let Ok(Ok(Some(old))) = result {
                         act.record.sysclient_password = old.sysclient_password;
                         act.record.admin_password = old.admin_password;
+                        // The phone's web password stays what an admin may have read; the file
+                        // version keeps rising so the phone applies the new file.
+                        if old.web_password.is_some() {
+                            act.record.web_password = old.web_password;
+                        }
+                        act.record.changed_at = act.record.changed_at.max(old.changed_at + 1);
                     }
                     act.persist(ctx, WriteMode::Provision, Self::after_initial_store);
                 }));
@@ -333,6 +345,7 @@ impl Handler<LinkEvent> for PhoneJob {
                     self.notify_pending = self.record.configured_at.is_some();
                     self.record.configs = items;
                     self.record.config_version += 1;
+                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
                 }
                 self.phase = Phase::Updating;
                 self.record.configured_at = Some(now_unix());
@@ -358,6 +371,7 @@ impl Handler<LinkEvent> for PhoneJob {
                     &self.shared.sealer,
                 ) {
                     self.record.config_version += 1;
+                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
                     self.notify_pending = true;
                 }
                 self.persist(ctx, WriteMode::Update, Self::after_config_stored);

@@ -9,7 +9,7 @@
 //! `provisioning denied for <ip>: too many misses`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,7 @@ use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 
 use crate::audit_log::AuditLog;
+use crate::forwarded;
 
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
@@ -65,6 +66,8 @@ pub struct ProvState {
     /// Decoded records and their rendered files, by MAC; an entry is used only while the
     /// stored bytes are unchanged, so every store write is seen at once.
     pub views: Mutex<HashMap<Mac, Arc<PhoneView>>>,
+    /// Reverse proxies whose forwarding headers name the client, its scheme and host.
+    pub trusted_proxies: Vec<innoprov::config::IpNet>,
 }
 
 /// A phone as last read from the store, with what is derived from it.
@@ -135,12 +138,50 @@ impl ProvState {
         }
     }
 
+    /// Whether `req` came through a trusted proxy (whose forwarding headers count).
+    fn via_trusted_proxy(&self, req: &HttpRequest) -> bool {
+        !self.trusted_proxies.is_empty()
+            && req
+                .peer_addr()
+                .is_some_and(|peer| self.trusted_proxies.iter().any(|net| net.contains(peer.ip())))
+    }
+
+    /// The client: the TCP peer, or, behind a trusted proxy, the address the proxy forwarded
+    /// for (the nearest untrusted hop of `Forwarded`, else of `X-Forwarded-For`).
+    fn client(&self, req: &HttpRequest) -> SocketAddr {
+        let peer = req
+            .peer_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if !self.via_trusted_proxy(req) {
+            return peer;
+        }
+        let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
+        forwarded::client(req.headers(), &trusted).unwrap_or(peer)
+    }
+
     fn prov_url(&self, req: &HttpRequest) -> String {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let info = req.connection_info();
-        format!("{}://{}{}/", info.scheme(), info.host(), self.path)
+        let secure = req.app_config().secure();
+        let own_host = || {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| forwarded::plausible_host(h))
+                .map(str::to_string)
+                .unwrap_or_else(|| req.app_config().host().to_string())
+        };
+        let (scheme, host) = if self.via_trusted_proxy(req) {
+            let (proto, host) = forwarded::proto_and_host(req.headers());
+            (
+                proto.unwrap_or_else(|| if secure { "https" } else { "http" }.to_string()),
+                host.unwrap_or_else(own_host),
+            )
+        } else {
+            (if secure { "https" } else { "http" }.to_string(), own_host())
+        };
+        format!("{scheme}://{host}{}/", self.path)
     }
 
     /// The phone's view and download state, re-read only when the store has been written since.
@@ -217,6 +258,7 @@ impl ProvState {
         &self,
         req: &HttpRequest,
         view: &PhoneView,
+        file: &str,
         vendor_index: usize,
         model: Option<&str>,
     ) -> Option<Rendered> {
@@ -224,6 +266,7 @@ impl ProvState {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         vendor_index.hash(&mut hasher);
         model.hash(&mut hasher);
+        file.hash(&mut hasher);
         req.app_config().secure().hash(&mut hasher);
         req.headers()
             .get(header::HOST)
@@ -249,7 +292,7 @@ impl ProvState {
         let prov_url = prov_url.as_str();
         let record = &view.record;
         let vendor = &self.vendors.all()[vendor_index];
-        let ctx = match PhoneContext::build(
+        let mut ctx = match PhoneContext::build(
             record,
             &self.sealer,
             &vendor.name,
@@ -259,10 +302,11 @@ impl ProvState {
         ) {
             Ok(ctx) => ctx,
             Err(e) => {
-                log::error!("phone {}: cannot open its secrets to render: {e}", record.mac);
+                log::error!("phone {}: cannot render its file: {e}", record.mac);
                 return None;
             }
         };
+        ctx.file = file.to_string();
         let text = match self.renderer.render_phone(vendor, &ctx) {
             Ok(text) => text,
             Err(e) => {
@@ -316,7 +360,7 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         .unwrap_or_default()
         .to_string();
     if file.is_empty() || file.contains('/') {
-        let ip = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        let ip = state.client(&req).ip();
         if state.blocked(ip) {
             return denied(actix_web::http::StatusCode::TOO_MANY_REQUESTS);
         }
@@ -331,8 +375,8 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
 
 fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let peer = req.peer_addr();
-    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    let peer = state.client(req);
+    let ip = peer.ip();
     if state.blocked(ip) {
         return denied(StatusCode::TOO_MANY_REQUESTS);
     }
@@ -343,12 +387,17 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         .unwrap_or_default();
     let candidates = state.vendors.candidates(file);
     let Some(first) = candidates.first() else {
-        state.miss(ip);
+        // A file the vendor's own boot sequence asks for is not a scan: no miss.
+        if let Some(vendor) = state.vendors.probe(file) {
+            log::debug!("{file} from {ip}: a {} boot probe, not served", vendor.name);
+        } else {
+            state.miss(ip);
+        }
         return denied(StatusCode::NOT_FOUND);
     };
     let (mac, model) = match &first.kind {
-        FileKind::Common { model } => {
-            return serve_common(req, state, &candidates, user_agent, model.as_deref());
+        FileKind::Common { model, mac } => {
+            return serve_common(req, file, state, &candidates, user_agent, model.as_deref(), *mac);
         }
         FileKind::Phone { mac, model } => (*mac, model.clone()),
     };
@@ -434,7 +483,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         let entry = AuditEntry {
             seq: 0,
             at: now,
-            client: peer.map(|p| p.to_string()).unwrap_or_default(),
+            client: peer.to_string(),
             user_agent: user_agent.chars().take(MAX_AUDIT_UA).collect(),
             file: file.to_string(),
             vendor: vendor.name.clone(),
@@ -467,7 +516,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
         Decision::Serve { enrolling } => enrolling,
     };
-    let Some(rendered) = state.render(req, &view, vendor_index, model.as_deref()) else {
+    let Some(rendered) = state.render(req, &view, file, vendor_index, model.as_deref()) else {
         audit(500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
@@ -521,10 +570,12 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
 
 fn serve_common(
     req: &HttpRequest,
+    file: &str,
     state: &ProvState,
     candidates: &[Candidate],
     user_agent: &str,
     model: Option<&str>,
+    mac: Option<Mac>,
 ) -> HttpResponse {
     let vendors = state.vendors.all();
     let chosen = candidates
@@ -532,7 +583,12 @@ fn serve_common(
         .find(|c| vendors[c.vendor].named_in(user_agent))
         .unwrap_or(&candidates[0]);
     let vendor = &vendors[chosen.vendor];
-    let ctx = PhoneContext::common(&vendor.name, model, &state.prov_url(req), state.recheck_minutes);
+    let mut ctx = PhoneContext::common(&vendor.name, model, &state.prov_url(req), state.recheck_minutes);
+    ctx.file = file.to_string();
+    if let Some(mac) = mac {
+        ctx.mac = mac.to_string();
+        ctx.mac_upper = mac.upper();
+    }
     match state.renderer.render_common(vendor, &ctx) {
         Ok(text) => {
             let etag = etag_of(text.as_bytes());

@@ -50,6 +50,43 @@ pub enum StartError {
     /// The HTTP server could not start.
     #[error("cannot start HTTP server: {0}")]
     Http(std::io::Error),
+    /// The operator's vendor catalogue (`provisioning.vendors_file`) is unusable.
+    #[error("provisioning.vendors_file {path}: {reason}")]
+    Vendors {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The built-in vendor catalogue with the operator's merged over it, and the templates; checked
+/// before anything binds or writes.
+fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartError> {
+    let prov = &config.provisioning;
+    let builtin = Vendors::builtin();
+    let vendors = match &prov.vendors_file {
+        None => builtin,
+        Some(path) => {
+            let error = |reason: String| StartError::Vendors {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+            builtin.merged_with(&text).map_err(|e| error(e.to_string()))?
+        }
+    };
+    let renderer = Renderer::new(&vendors, prov.template_dir.as_deref());
+    if let Some(missing) = renderer.missing_templates(&vendors).first() {
+        return Err(StartError::Vendors {
+            path: prov
+                .vendors_file
+                .as_ref()
+                .map_or("(built-in)".into(), |p| p.display().to_string()),
+            reason: missing.clone(),
+        });
+    }
+    Ok((vendors, renderer))
 }
 
 /// A started service.
@@ -77,6 +114,7 @@ impl RunningService {
     pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         // One TLS provider for the whole process (HTTPS listener, wss:// to Devices).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let (vendors, renderer) = vendors_and_templates(config)?;
         let addr = config.listen_addr().map_err(|reason| StartError::Listen {
             addr: config.http.listen.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
@@ -131,9 +169,7 @@ impl RunningService {
         let persistence = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             Persistence::new(Arc::clone(&persistence_store))
         });
-        let vendors = Vendors::builtin();
         let prov = &config.provisioning;
-        let renderer = Renderer::new(&vendors, prov.template_dir.as_deref());
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
@@ -199,6 +235,7 @@ impl RunningService {
             misses_per_minute: prov.misses_per_minute,
             misses: Default::default(),
             views: Default::default(),
+            trusted_proxies: config.trusted_proxies().unwrap_or_default(),
         });
         let state = web::Data::new(HttpState {
             sessions: shared,

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::devices::{DeviceConfig, secret_purpose};
-use crate::phone::{PhoneRecord, prov_password_purpose, user_password_purpose};
+use crate::phone::{
+    PhoneRecord, admin_password_purpose, prov_password_purpose, user_password_purpose, web_password_purpose,
+};
 use crate::seal::{SealError, Sealer};
 
 /// SIP over TLS, as the Users service sets up the phone's device ("TLS only").
@@ -24,6 +26,13 @@ pub struct PhoneContext {
     pub model: String,
     /// The stored configuration version (changes with every Devices update).
     pub version: u64,
+    /// Unix seconds of the last change of the file's content, rising with every change even
+    /// across re-provisioning (Fanvil applies a file only when its version rises).
+    pub changed_at: u64,
+    /// The file name the phone asked for.
+    pub file: String,
+    /// The phone's own web admin.
+    pub admin: Admin,
     /// The SIP account.
     pub account: Account,
     /// Codec and media security.
@@ -53,6 +62,15 @@ pub struct Account {
     pub registrar2: String,
     /// SIP port (TLS).
     pub port: u16,
+}
+
+/// The phone's own web admin login.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Admin {
+    /// User name (`admin`, as every vendor names its admin account).
+    pub user: String,
+    /// Devices' administrative password when deployed, else the phone's random one.
+    pub password: String,
 }
 
 /// Codec and media security.
@@ -87,6 +105,42 @@ pub struct Time {
     pub tz: String,
     /// UTC offset from `tz`, e.g. `+1`, `-5`, `+5:30`; empty when unknown.
     pub utc_offset: String,
+    /// Standard time's offset east of UTC in minutes; `None` when `tz` is absent or unusable.
+    pub offset_minutes: Option<i32>,
+    /// The daylight saving rule, when the zone has one in week-of-month form with whole hours
+    /// 0..23 (the only form every vendor can write); `None` otherwise.
+    pub dst: Option<DstRule>,
+    /// Whether the zone has daylight saving time that `dst` cannot express (the files then
+    /// leave the phone's DST alone rather than write a wrong rule).
+    pub dst_inexpressible: bool,
+    /// The zone in explicit POSIX form (`CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00`).
+    pub posix_explicit: String,
+    /// Snom's zone code (`GER+1`), when the zone matches one of Snom's documented codes.
+    pub snom_code: String,
+}
+
+/// Daylight saving time as month/week/weekday rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DstRule {
+    /// Minutes the clock goes forward.
+    pub shift_minutes: i32,
+    /// Start, in standard local time.
+    pub start: DstPoint,
+    /// End, in daylight local time.
+    pub end: DstPoint,
+}
+
+/// One transition: the `weekday` (0 = Sunday) of week `week` (5 = last) of `month`, at `hour`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DstPoint {
+    /// 1..12.
+    pub month: u8,
+    /// 1..5, 5 = the last.
+    pub week: u8,
+    /// 0 = Sunday .. 6 = Saturday.
+    pub weekday: u8,
+    /// 0..23, local time.
+    pub hour: u8,
 }
 
 /// Provisioning of the phone itself.
@@ -107,12 +161,86 @@ pub struct Prov {
     pub password: String,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
+    /// The provisioning host and path without scheme or trailing `/` (Grandstream's P237).
+    pub server_path: String,
 }
 
-/// Removes control characters: values come from Users and Devices, and a newline would let a
-/// value add keys to a `key = value` file.
+/// Why a phone's file cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// A secret could not be opened.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// A value from Users or Devices cannot be written safely (safety.rs); the phone gets no
+    /// file rather than an altered one.
+    #[error("{field} from {source_name} {reason}")]
+    Unsafe {
+        /// The field.
+        field: &'static str,
+        /// Users or Devices.
+        source_name: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A value as it came, after checking that it can be written as it is.
+fn checked(field: &'static str, source_name: &'static str, text: &str) -> Result<String, ContextError> {
+    super::safety::check_value(text).map_err(|reason| ContextError::Unsafe {
+        field,
+        source_name,
+        reason,
+    })?;
+    Ok(text.to_string())
+}
+
+/// Model names come from the requested file name (letters and digits only).
 fn clean(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    text.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+}
+
+impl Time {
+    /// The vendor forms of a POSIX zone; an unusable zone leaves the phone's own.
+    fn from_posix(tz: &str) -> Time {
+        use super::timezone::{PosixTz, TransitionDate};
+        let mut time = Time {
+            tz: tz.to_string(),
+            utc_offset: utc_offset(tz),
+            ..Time::default()
+        };
+        let Ok(parsed) = PosixTz::parse(tz) else {
+            return time;
+        };
+        time.offset_minutes = Some(parsed.std_offset / 60);
+        time.posix_explicit = parsed.to_posix_explicit();
+        time.snom_code = super::timezone::snom_code(&parsed).unwrap_or_default().to_string();
+        if let Some(dst) = &parsed.dst {
+            let point = |t: &super::timezone::Transition| match t.date {
+                TransitionDate::MonthWeekDay { month, week, weekday }
+                    if t.time % 3600 == 0 && (0..24 * 3600).contains(&t.time) =>
+                {
+                    Some(DstPoint {
+                        month,
+                        week,
+                        weekday,
+                        hour: (t.time / 3600) as u8,
+                    })
+                }
+                _ => None,
+            };
+            match (point(&dst.start), point(&dst.end)) {
+                (Some(start), Some(end)) => {
+                    time.dst = Some(DstRule {
+                        shift_minutes: (dst.offset - parsed.std_offset) / 60,
+                        start,
+                        end,
+                    })
+                }
+                _ => time.dst_inexpressible = true,
+            }
+        }
+        time
+    }
 }
 
 /// `+1` for `CET-1CEST,...`: POSIX offsets count west, phones count east.
@@ -151,6 +279,9 @@ impl PhoneContext {
             vendor: vendor.to_string(),
             model: model.map(clean).unwrap_or_default(),
             version: 0,
+            changed_at: 0,
+            file: String::new(),
+            admin: Admin::default(),
             account: Account {
                 port: SIP_TLS_PORT,
                 ..Account::default()
@@ -165,6 +296,11 @@ impl PhoneContext {
                 url_without_scheme: prov_url
                     .split_once("://")
                     .map_or(prov_url, |(_, r)| r)
+                    .to_string(),
+                server_path: prov_url
+                    .split_once("://")
+                    .map_or(prov_url, |(_, r)| r)
+                    .trim_end_matches('/')
                     .to_string(),
                 https: prov_url.starts_with("https://"),
                 recheck_minutes,
@@ -181,7 +317,7 @@ impl PhoneContext {
         model: Option<&str>,
         prov_url: &str,
         recheck_minutes: u32,
-    ) -> Result<PhoneContext, SealError> {
+    ) -> Result<PhoneContext, ContextError> {
         let mac = record.mac;
         let open = |sealed: &Option<crate::seal::Sealed>, purpose: String| -> Result<String, SealError> {
             match sealed {
@@ -189,55 +325,78 @@ impl PhoneContext {
                 None => Ok(String::new()),
             }
         };
+        const USERS: &str = "Users";
+        const DEVICES: &str = "Devices";
         let mut ctx = PhoneContext::common(vendor, model, prov_url, recheck_minutes);
         ctx.mac = mac.to_string();
         ctx.mac_upper = mac.upper();
         ctx.version = record.config_version;
-        let name = clean(if record.cn.is_empty() {
-            &record.username
-        } else {
-            &record.cn
-        });
+        ctx.changed_at = record.changed_at.max(record.provisioned_at);
+        ctx.admin = Admin {
+            user: "admin".into(),
+            password: match &record.admin_password {
+                Some(_) => checked(
+                    "admin password",
+                    DEVICES,
+                    &open(&record.admin_password, admin_password_purpose(&mac))?,
+                )?,
+                None => open(&record.web_password, web_password_purpose(&mac))?,
+            },
+        };
+        let name = checked(
+            "cn",
+            USERS,
+            if record.cn.is_empty() {
+                &record.username
+            } else {
+                &record.cn
+            },
+        )?;
         let account = &mut ctx.account;
-        account.user = clean(&record.username);
-        account.auth_user = clean(&record.username);
-        account.password = clean(&open(&record.password, user_password_purpose(&mac))?);
+        account.user = checked("usename", USERS, &record.username)?;
+        account.auth_user = account.user.clone();
+        account.password = checked(
+            "password",
+            USERS,
+            &open(&record.password, user_password_purpose(&mac))?,
+        )?;
         account.display_name = name.clone();
         account.label = name;
-        account.registrar = clean(&record.dns);
+        account.registrar = checked("dns", USERS, &record.dns)?;
         let (media, time) = (&mut ctx.media, &mut ctx.time);
         for item in &record.configs {
             match item.typed() {
                 DeviceConfig::Phone(p) => {
                     if !p.gk1.is_empty() {
-                        account.registrar = clean(&p.gk1);
+                        account.registrar = checked("PHONE gk1", DEVICES, &p.gk1)?;
                     }
-                    account.registrar2 = clean(&p.gk2);
-                    media.codec = clean(&p.coder);
+                    account.registrar2 = checked("PHONE gk2", DEVICES, &p.gk2)?;
+                    media.codec = checked("PHONE coder", DEVICES, &p.coder)?;
                     media.frame_size = p.frame_size;
                     media.srtp = p.srtp_key.as_deref() != Some("4");
                 }
                 DeviceConfig::Media(m) => {
-                    media.stun_server = clean(&m.stun_server);
-                    media.turn_server = clean(&m.turn_server);
-                    media.turn_user = clean(&m.turn_user);
+                    media.stun_server = checked("MEDIA stunServer", DEVICES, &m.stun_server)?;
+                    media.turn_server = checked("MEDIA turnServer", DEVICES, &m.turn_server)?;
+                    media.turn_user = checked("MEDIA turnUser", DEVICES, &m.turn_user)?;
                     if let Some(sealed) = item.secrets.get("turnPassword") {
                         let purpose = secret_purpose(&mac, &item.key, "turnPassword");
-                        media.turn_password = clean(sealer.open(sealed, &purpose)?.expose());
+                        media.turn_password =
+                            checked("MEDIA turnPassword", DEVICES, sealer.open(sealed, &purpose)?.expose())?;
                     }
                 }
                 DeviceConfig::Ntp(n) => {
-                    time.ntp1 = clean(&n.ntp1);
-                    time.ntp2 = clean(&n.ntp2);
-                    time.tz = clean(&n.tz);
-                    time.utc_offset = utc_offset(&n.tz);
+                    let tz = checked("NTP tz", DEVICES, &n.tz)?;
+                    *time = Time::from_posix(&tz);
+                    time.ntp1 = checked("NTP ntp1", DEVICES, &n.ntp1)?;
+                    time.ntp2 = checked("NTP ntp2", DEVICES, &n.ntp2)?;
                 }
                 _ => {}
             }
         }
         let prov = &mut ctx.prov;
-        prov.username = clean(&record.prov_username);
-        prov.password = clean(&open(&record.prov_password, prov_password_purpose(&mac))?);
+        prov.username = record.prov_username.clone();
+        prov.password = open(&record.prov_password, prov_password_purpose(&mac))?;
         prov.url_with_credentials = format!(
             "{}://{}:{}@{}",
             if prov.https { "https" } else { "http" },
@@ -274,11 +433,26 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_cannot_inject_keys() {
-        assert_eq!(
-            clean("Alice\naccount.1.password = x"),
-            "Aliceaccount.1.password = x"
-        );
+    fn unsafe_values_are_refused_not_altered() {
+        assert!(checked("cn", "Users", "Alice\naccount.1.password = x").is_err());
+        assert_eq!(checked("cn", "Users", "Alice & Bob").unwrap(), "Alice & Bob");
+        assert_eq!(clean("T46U/../x"), "T46Ux");
         assert_eq!(percent_encode("a b:@"), "a%20b%3A%40");
+    }
+
+    #[test]
+    fn zones_in_vendor_forms() {
+        let berlin = Time::from_posix("CET-1CEST-2,M3.5.0/2,M10.5.0/3");
+        assert_eq!(berlin.offset_minutes, Some(60));
+        let dst = berlin.dst.unwrap();
+        assert_eq!((dst.shift_minutes, dst.start.month, dst.start.week, dst.start.weekday, dst.start.hour), (60, 3, 5, 0, 2));
+        assert_eq!((dst.end.month, dst.end.hour), (10, 3));
+        assert_eq!(berlin.snom_code, "GER+1");
+        let kolkata = Time::from_posix("IST-5:30");
+        assert_eq!((kolkata.offset_minutes, kolkata.dst.is_none(), kolkata.dst_inexpressible), (Some(330), true, false));
+        let odd = Time::from_posix("XXX3YYY,J60/2,300");
+        assert!(odd.dst.is_none() && odd.dst_inexpressible);
+        let bad = Time::from_posix("garbage");
+        assert_eq!((bad.offset_minutes, bad.posix_explicit.as_str()), (None, ""));
     }
 }

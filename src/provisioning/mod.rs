@@ -7,10 +7,12 @@ pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod render;
+pub mod safety;
+pub mod timezone;
 pub mod vendor;
 
 pub use access::{AuditEntry, Decision, PhoneAccess};
-pub use context::PhoneContext;
+pub use context::{ContextError, PhoneContext};
 pub use render::Renderer;
 pub use vendor::{FileKind, VendorDescriptor, Vendors};
 

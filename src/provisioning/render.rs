@@ -166,6 +166,26 @@ impl Renderer {
         }
     }
 
+    /// Vendors whose phone file has no template: neither a built-in of that name nor an
+    /// operator override `<vendor>.j2` (a vendor added by the operator's catalogue needs one).
+    pub fn missing_templates(&self, vendors: &Vendors) -> Vec<String> {
+        vendors
+            .all()
+            .iter()
+            .filter(|v| {
+                let builtin = self.env.get_template(&v.template).is_ok();
+                let override_ = self.overrides.contains_key(&(v.name.clone(), String::new()));
+                !builtin && !override_
+            })
+            .map(|v| {
+                format!(
+                    "vendor {}: no template {:?} and no {}.j2 in provisioning.template_dir",
+                    v.name, v.template, v.name
+                )
+            })
+            .collect()
+    }
+
     /// Problems with the operator's templates (empty when all is well).
     pub fn problems(&self) -> &[String] {
         &self.problems

@@ -39,6 +39,14 @@ fn record(mac: &str) -> (PhoneRecord, Sealer) {
             )
             .unwrap(),
     );
+    record.web_password = Some(
+        sealer
+            .seal(
+                &Secret::new("WebPass456"),
+                &crate::phone::web_password_purpose(&mac),
+            )
+            .unwrap(),
+    );
     let obj = |json: &str| -> Map<String, Value> { serde_json::from_str(json).unwrap() };
     let sysclient = Secret::new("sysclient-pw");
     let turn = crate::appws::crypto::encrypt("seed", sysclient.expose(), "turn-secret");
@@ -127,6 +135,11 @@ fn yealink() {
     assert_eq!(kv["account.1.sip_server.2.address"], "gk2.example.com");
     assert_eq!(kv["account.1.codec.g722.enable"], "1");
     assert_eq!(kv["local_time.time_zone"], "+1");
+    assert_eq!(kv["local_time.summer_time"], "1");
+    assert_eq!(kv["local_time.start_time"], "3/5/7/2", "Sunday is 7");
+    assert_eq!(kv["local_time.end_time"], "10/5/7/3");
+    assert_eq!(kv["static.auto_provision.dhcp_option.enable"], "0");
+    assert_eq!(kv["static.security.user_password"], "admin:WebPass456");
     assert_eq!(kv["static.auto_provision.server.username"], "pfixed");
     assert_eq!(kv["static.auto_provision.server.password"], "ProvPass123");
     assert_eq!(kv["static.auto_provision.repeat.minutes"], "60");
@@ -148,6 +161,9 @@ fn snom() {
         "https://pfixed:ProvPass123@prov.example.com/example.com/innoprov/prov/"
     );
     assert_eq!(x["settings_refresh_timer"], "3600");
+    assert_eq!(x["timezone"], "GER+1");
+    assert_eq!(x["challenge_checksync"], "on", "check-sync only with the line's credentials");
+    assert_eq!(x["http_pass"], "WebPass456");
 }
 
 #[test]
@@ -166,8 +182,15 @@ fn grandstream() {
         (x["P1360"].as_str(), x["P1361"].as_str()),
         ("pfixed", "ProvPass123")
     );
-    assert_eq!(x["P212"], "3", "HTTPS provisioning");
-    assert_eq!(x["P237"], "prov.example.com/example.com/innoprov/prov/");
+    assert_eq!(x["P212"], "2", "HTTPS provisioning is 2 (3 is FTP)");
+    assert_eq!(
+        x["P237"], "prov.example.com/example.com/innoprov/prov",
+        "no scheme, no trailing '/': the phone adds '/' itself"
+    );
+    assert_eq!(x["P4428"], "0", "NOTIFY stays authenticated");
+    assert_eq!(x["P145"], "0", "DHCP cannot redirect the phone");
+    assert_eq!(x["P2"], "WebPass456", "the phone's own web admin password");
+    assert_eq!(x["P246"], "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00");
 }
 
 #[test]
@@ -180,11 +203,16 @@ fn fanvil() {
     assert_eq!(kv["SIP1 Register User"], "alice");
     assert_eq!(kv["SIP1 Register Pswd"], PASSWORD);
     assert_eq!(kv["SIP1 Register Addr"], "gk1.example.com");
-    assert_eq!(kv["SIP1 Transport Protocol"], "2");
+    assert_eq!(kv["SIP1 Transport"], "3", "TLS on firmware 2.x");
+    assert_eq!(kv["SIP1 Media Crypto"], "1");
     assert_eq!(
-        (kv["Download Username"].as_str(), kv["Download password"].as_str()),
+        (kv["Default Username"].as_str(), kv["Default Password"].as_str()),
         ("pfixed", "ProvPass123")
     );
+    assert_eq!(kv["Flash Protocol"], "5", "HTTPS");
+    assert_eq!(kv["Time Zone"], "4", "UTC+1 in quarter hours");
+    assert_eq!(kv["Account1 Password"], "WebPass456");
+    assert!(text.starts_with("<<VOIP CONFIG FILE>>Version:2.1700000000\n"), "version rises with changes");
 }
 
 #[test]
@@ -250,4 +278,156 @@ fn registrar_falls_back_to_the_pbx_dns_name_and_overrides_apply() {
             .unwrap()
             .contains("<user_name idx=\"1\" perm=\"R\">alice</user_name>")
     );
+}
+
+/// The `keys` block of a vendor's notes: key → its line (documented values, meaning, source).
+fn documented_keys(vendor: &str) -> HashMap<String, String> {
+    let notes = match vendor {
+        "yealink" => include_str!("../../docs/vendors/yealink.md"),
+        "snom" => include_str!("../../docs/vendors/snom.md"),
+        "grandstream" => include_str!("../../docs/vendors/grandstream.md"),
+        "fanvil" => include_str!("../../docs/vendors/fanvil.md"),
+        other => panic!("no notes for {other}"),
+    };
+    let block = notes
+        .split("```keys\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("{vendor}: no keys block in the notes"));
+    block
+        .lines()
+        .filter_map(|line| line.split_once(" | "))
+        .map(|(key, rest)| (key.trim().to_string(), rest.to_string()))
+        .collect()
+}
+
+/// The keys a rendered file sets, named as the notes name them.
+fn keys_of(vendor: &str, text: &str) -> Vec<String> {
+    match vendor {
+        "yealink" => key_values(text, '=').into_keys().collect(),
+        "fanvil" => {
+            let mut module = String::new();
+            let mut keys = Vec::new();
+            for line in text.lines() {
+                if line.starts_with("<<") {
+                    continue;
+                }
+                if line.starts_with('<') && line.ends_with("MODULE>") {
+                    module = line.to_string();
+                    continue;
+                }
+                let (key, _) = line.split_once(':').unwrap_or_else(|| panic!("not Key :Value: {line:?}"));
+                keys.push(format!("{module} {}", key.trim()));
+            }
+            keys
+        }
+        _ => {
+            let doc = roxmltree::Document::parse(text).unwrap();
+            let parent = if vendor == "snom" { "phone-settings" } else { "config" };
+            doc.descendants()
+                .filter(|n| n.is_element() && n.parent().is_some_and(|p| p.has_tag_name(parent)))
+                .map(|n| n.tag_name().name().to_string())
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_there() {
+    let vendors = Vendors::builtin();
+    let zones = [
+        "CET-1CEST-2,M3.5.0/2,M10.5.0/3",
+        "EST5EDT,M3.2.0,M11.1.0",
+        "IST-5:30",
+        "JST-9",
+        "UTC0",
+        "XXX3YYY,J60/2,300",
+        "",
+    ];
+    for (vendor, mac) in [
+        ("yealink", "0015651a2b3c"),
+        ("snom", "000413a1b2c3"),
+        ("grandstream", "000b82a1b2c3"),
+        ("fanvil", "0c383e0a0b0c"),
+    ] {
+        let documented = documented_keys(vendor);
+        let required: Vec<&String> = documented
+            .iter()
+            .filter(|(_, line)| line.contains("(required"))
+            .map(|(key, _)| key)
+            .collect();
+        assert!(!required.is_empty(), "{vendor}: the notes mark required keys");
+        for (n, tz) in zones.iter().enumerate() {
+            let (mut record, sealer) = record(mac);
+            for item in &mut record.configs {
+                if item.kind == "NTP" {
+                    item.body.insert("tz".into(), Value::String(tz.to_string()));
+                }
+            }
+            if n % 2 == 1 {
+                // A phone without a second registrar, codec or frame size.
+                record.configs.retain(|c| c.kind != "PHONE");
+            }
+            let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60).unwrap();
+            let text = Renderer::new(&vendors, None)
+                .render_phone(vendors.by_name(vendor).unwrap(), &ctx)
+                .unwrap();
+            let keys = keys_of(vendor, &text);
+            for key in &keys {
+                assert!(
+                    documented.contains_key(key),
+                    "{vendor} ({tz}): {key:?} is not in docs/vendors/{vendor}.md's key list"
+                );
+            }
+            for key in &required {
+                assert!(keys.contains(key), "{vendor} ({tz}): required {key:?} missing");
+            }
+        }
+    }
+}
+
+#[test]
+fn time_zones_in_each_vendors_form() {
+    let vendors = Vendors::builtin();
+    let with_zone = |vendor: &str, mac: &str, tz: &str| {
+        let (mut record, sealer) = record(mac);
+        for item in &mut record.configs {
+            if item.kind == "NTP" {
+                item.body.insert("tz".into(), Value::String(tz.to_string()));
+            }
+        }
+        let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h/prov/", 60).unwrap();
+        Renderer::new(&vendors, None)
+            .render_phone(vendors.by_name(vendor).unwrap(), &ctx)
+            .unwrap()
+    };
+    // (zone, Yealink time_zone/summer_time/start/end, Snom code, Fanvil Time Zone/DST Type)
+    let cases = [
+        ("CET-1CEST,M3.5.0,M10.5.0/3", "+1", "1", Some(("3/5/7/2", "10/5/7/3")), "GER+1", "4", "2"),
+        ("EST5EDT,M3.2.0,M11.1.0", "-5", "1", Some(("3/2/7/2", "11/1/7/2")), "USA-5", "-20", "2"),
+        ("IST-5:30", "+5:30", "0", None, "IND+5.5", "22", "0"),
+        ("JST-9", "+9", "0", None, "JPN+9", "36", "0"),
+    ];
+    for (tz, offset, summer, rules, snom, fanvil_zone, fanvil_dst) in cases {
+        let y = key_values(&with_zone("yealink", "0015651a2b3c", tz), '=');
+        assert_eq!(y["local_time.time_zone"], offset, "{tz}");
+        assert_eq!(y["local_time.summer_time"], summer, "{tz}");
+        if let Some((start, end)) = rules {
+            assert_eq!((y["local_time.start_time"].as_str(), y["local_time.end_time"].as_str()), (start, end));
+            assert_eq!(y["local_time.offset_time"], "60");
+        }
+        let s = xml_values(&with_zone("snom", "000413a1b2c3", tz));
+        assert_eq!(s["timezone"], snom, "{tz}");
+        let g = xml_values(&with_zone("grandstream", "000b82a1b2c3", tz));
+        assert_eq!(g["P64"], "customize");
+        assert_eq!(
+            crate::provisioning::timezone::PosixTz::parse(&g["P246"]).unwrap(),
+            crate::provisioning::timezone::PosixTz::parse(tz).unwrap(),
+            "Grandstream gets the same zone, explicitly written"
+        );
+        let f = key_values(&with_zone("fanvil", "0c383e0a0b0c", tz), ':');
+        assert_eq!((f["Time Zone"].as_str(), f["DST Type"].as_str()), (fanvil_zone, fanvil_dst), "{tz}");
+    }
+    // A zone no Snom code matches: the phone keeps its own rather than a wrong one.
+    assert!(!with_zone("snom", "000413a1b2c3", "UTC0").contains("<timezone"));
 }

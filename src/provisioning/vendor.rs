@@ -36,6 +36,11 @@ pub struct VendorDescriptor {
     pub files: Vec<String>,
     /// Model-wide file name patterns (no secrets).
     pub common_files: Vec<String>,
+    /// Files the vendor's own boot sequence asks for that innoprov does not serve (firmware,
+    /// encrypted variants, per-MAC boot files): answered 404, but never counted as misses, so a
+    /// room of rebooting phones behind one address is never throttled.
+    #[serde(default)]
+    pub probes: Vec<String>,
     /// Content-Type of served files.
     pub content_type: String,
     /// Built-in template of the per-phone file.
@@ -62,10 +67,12 @@ pub enum FileKind {
         /// The model, when the file name carries one.
         model: Option<String>,
     },
-    /// A model-wide file.
+    /// A model-wide file, or a per-MAC file without secrets (Yealink's `<mac>.boot`).
     Common {
         /// The model, when the file name carries one.
         model: Option<String>,
+        /// The MAC, when the file name carries one (served alike for every MAC: no lookup).
+        mac: Option<Mac>,
     },
 }
 
@@ -90,12 +97,55 @@ pub struct Vendors {
     all: Vec<VendorDescriptor>,
     /// Every file pattern, parsed once: (vendor index, per-phone?, pattern), in match order.
     patterns: Vec<(usize, bool, Pattern)>,
+    /// Every probe pattern, parsed once: (vendor index, pattern).
+    probes: Vec<(usize, Pattern)>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VendorFile {
     vendor: Vec<VendorDescriptor>,
+}
+
+/// One `[[vendor]]` of an operator's catalogue: for a built-in vendor, lists are added to the
+/// built-in ones and scalars replace them; a new vendor gives every field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorPatch {
+    name: String,
+    display: Option<String>,
+    #[serde(default)]
+    ouis: Vec<String>,
+    #[serde(default)]
+    user_agents: Vec<String>,
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    common_files: Vec<String>,
+    #[serde(default)]
+    probes: Vec<String>,
+    content_type: Option<String>,
+    template: Option<String>,
+    common_template: Option<String>,
+    format: Option<FileFormat>,
+    resync_event: Option<String>,
+    credential_keys: Option<Vec<String>>,
+    recheck_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchFile {
+    #[serde(default)]
+    vendor: Vec<VendorPatch>,
+}
+
+fn extend_unique(list: &mut Vec<String>, more: Vec<String>) {
+    for item in more {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
 }
 
 impl Vendors {
@@ -107,20 +157,126 @@ impl Vendors {
 
     /// Descriptors from TOML text.
     pub fn parse(text: &str) -> Result<Vendors, VendorError> {
-        let file: VendorFile = toml::from_str(text).map_err(|e| VendorError(e.to_string()))?;
+        let file: VendorFile = toml::from_str(text).map_err(|e| VendorError(one_line(&e.to_string())))?;
+        Vendors::from_descriptors(file.vendor)
+    }
+
+    /// These descriptors with an operator's catalogue (TOML text) merged over them.
+    pub fn merged_with(&self, text: &str) -> Result<Vendors, VendorError> {
+        let file: PatchFile = toml::from_str(text).map_err(|e| VendorError(one_line(&e.to_string())))?;
+        let mut all = self.all.clone();
+        for patch in file.vendor {
+            match all.iter_mut().find(|v| v.name == patch.name) {
+                Some(v) => {
+                    extend_unique(&mut v.ouis, patch.ouis);
+                    extend_unique(&mut v.user_agents, patch.user_agents);
+                    extend_unique(&mut v.files, patch.files);
+                    extend_unique(&mut v.common_files, patch.common_files);
+                    extend_unique(&mut v.probes, patch.probes);
+                    let replace = |target: &mut String, value: Option<String>| {
+                        if let Some(value) = value {
+                            *target = value;
+                        }
+                    };
+                    replace(&mut v.display, patch.display);
+                    replace(&mut v.content_type, patch.content_type);
+                    replace(&mut v.template, patch.template);
+                    replace(&mut v.common_template, patch.common_template);
+                    replace(&mut v.resync_event, patch.resync_event);
+                    replace(&mut v.recheck_key, patch.recheck_key);
+                    if let Some(format) = patch.format {
+                        v.format = format;
+                    }
+                    if let Some(keys) = patch.credential_keys {
+                        v.credential_keys = keys;
+                    }
+                }
+                None => {
+                    let name = patch.name.clone();
+                    let missing = |field: &str| VendorError(format!("vendor {name}: a new vendor needs {field}"));
+                    if patch.files.is_empty() {
+                        return Err(missing("files"));
+                    }
+                    all.push(VendorDescriptor {
+                        display: patch.display.unwrap_or_else(|| patch.name.clone()),
+                        ouis: patch.ouis,
+                        user_agents: patch.user_agents,
+                        files: patch.files,
+                        common_files: patch.common_files,
+                        probes: patch.probes,
+                        content_type: patch.content_type.ok_or_else(|| missing("content_type"))?,
+                        template: patch.template.ok_or_else(|| missing("template"))?,
+                        common_template: patch.common_template.unwrap_or_default(),
+                        format: patch.format.ok_or_else(|| missing("format"))?,
+                        resync_event: patch.resync_event.unwrap_or_else(|| "check-sync".into()),
+                        credential_keys: patch.credential_keys.unwrap_or_default(),
+                        recheck_key: patch.recheck_key.unwrap_or_default(),
+                        name: patch.name,
+                    });
+                }
+            }
+        }
+        Vendors::from_descriptors(all)
+    }
+
+    fn from_descriptors(all: Vec<VendorDescriptor>) -> Result<Vendors, VendorError> {
         let mut patterns = Vec::new();
-        for (index, v) in file.vendor.iter().enumerate() {
+        let mut probes = Vec::new();
+        for (index, v) in all.iter().enumerate() {
+            let name_ok = !v.name.is_empty()
+                && v.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok {
+                return Err(VendorError(format!(
+                    "vendor {:?}: a name is lowercase letters, digits and '_'",
+                    v.name
+                )));
+            }
+            if all.iter().filter(|o| o.name == v.name).count() > 1 {
+                return Err(VendorError(format!("vendor {}: named twice", v.name)));
+            }
+            for oui in &v.ouis {
+                if oui.len() != 6 || !oui.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                    return Err(VendorError(format!(
+                        "vendor {}: OUI {oui:?} is not 6 lowercase hex digits",
+                        v.name
+                    )));
+                }
+            }
+            if v.user_agents.iter().any(|ua| ua.is_empty() || ua.to_ascii_lowercase() != *ua) {
+                return Err(VendorError(format!(
+                    "vendor {}: User-Agent patterns are non-empty and lowercase",
+                    v.name
+                )));
+            }
             let phone = v.files.iter().map(|p| (true, p));
             for (per_phone, text) in phone.chain(v.common_files.iter().map(|p| (false, p))) {
                 let pattern =
-                    Pattern::parse(text).map_err(|e| VendorError(format!("{}: {text}: {e}", v.name)))?;
+                    Pattern::parse(text).map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
+                if per_phone && !pattern.has_mac() {
+                    return Err(VendorError(format!(
+                        "vendor {}: {text}: a phone's file name needs {{mac}} or {{MAC}}",
+                        v.name
+                    )));
+                }
                 patterns.push((index, per_phone, pattern));
             }
+            for text in &v.probes {
+                let pattern =
+                    Pattern::parse(text).map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
+                probes.push((index, pattern));
+            }
         }
-        Ok(Vendors {
-            all: file.vendor,
-            patterns,
-        })
+        Ok(Vendors { all, patterns, probes })
+    }
+
+    /// The vendor whose boot sequence asks for `file` without innoprov serving it, if any.
+    pub fn probe(&self, file: &str) -> Option<&VendorDescriptor> {
+        self.probes
+            .iter()
+            .find(|(_, pattern)| pattern.matches(file).is_some())
+            .map(|(index, _)| &self.all[*index])
     }
 
     /// All descriptors.
@@ -145,7 +301,7 @@ impl Vendors {
             let kind = match (per_phone, m.mac) {
                 (true, Some(mac)) => FileKind::Phone { mac, model: m.model },
                 (true, None) => continue,
-                (false, _) => FileKind::Common { model: m.model },
+                (false, mac) => FileKind::Common { model: m.model, mac },
             };
             out.push(Candidate {
                 vendor: *vendor,
@@ -184,6 +340,9 @@ enum Token {
     MacLower,
     MacUpper,
     Model,
+    /// `{any}`: one or more of letters, digits, `.`, `_`, `-` (probe names such as Fanvil's
+    /// `f0X4hw1.100.cfg`).
+    Any,
 }
 
 /// A parsed file name pattern.
@@ -197,7 +356,18 @@ struct Captures {
     model: Option<String>,
 }
 
+/// A TOML error on one line (its messages span several, with a source excerpt).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Pattern {
+    fn has_mac(&self) -> bool {
+        self.0
+            .iter()
+            .any(|t| matches!(t, Token::MacLower | Token::MacUpper))
+    }
+
     fn parse(pattern: &str) -> Result<Pattern, String> {
         let mut tokens = Vec::new();
         let mut rest = pattern;
@@ -209,6 +379,7 @@ impl Pattern {
                         "mac" => Token::MacLower,
                         "MAC" => Token::MacUpper,
                         "model" => Token::Model,
+                        "any" => Token::Any,
                         other => return Err(format!("unknown placeholder {{{other}}}")),
                     });
                     rest = &rest[end + 1..];
@@ -257,6 +428,13 @@ fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool 
             captures.mac = Some(mac);
             match_tokens(rest, &input[12..], captures)
         }
+        Token::Any => {
+            let longest = input
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+                .count();
+            (1..=longest).any(|len| match_tokens(rest, &input[len..], captures))
+        }
         Token::Model => {
             let longest = input.bytes().take_while(u8::is_ascii_alphanumeric).count();
             // Shortest model first, so "snom{model}-{MAC}.htm" splits at the right '-'.
@@ -302,13 +480,23 @@ mod tests {
             phone(&v.candidates("cfg000b82a1b2c3.xml"), &v),
             [("grandstream".into(), "000b82a1b2c3".into(), None)]
         );
-        assert_eq!(phone(&v.candidates("cfg000b82a1b2c3"), &v).len(), 1);
-        assert!(matches!(
-            v.candidates("y000000000000.boot")[0].kind,
-            FileKind::Common { .. }
-        ));
+        assert!(v.candidates("cfg000b82a1b2c3").is_empty(), "the binary file is a probe");
+        assert_eq!(v.probe("cfg000b82a1b2c3").unwrap().name, "grandstream");
+        assert_eq!(v.probe("cfg000b82a1b2c3.bin").unwrap().name, "grandstream");
+        assert_eq!(v.probe("f0X4hw1.100.cfg").unwrap().name, "fanvil");
+        assert_eq!(v.probe("F0V00X600000.cfg").unwrap().name, "fanvil");
+        assert!(v.probe("y000000000000.boot").is_some());
+        assert!(v.probe("nonsense.txt").is_none());
         assert!(
-            matches!(&v.candidates("y000000000046.cfg")[0].kind, FileKind::Common { model: Some(m) } if m == "46")
+            matches!(&v.candidates("805ec01a2b3c.boot")[0].kind, FileKind::Common { mac: Some(m), .. } if m.to_string() == "805ec01a2b3c"),
+            "<mac>.boot carries no secret: a common file"
+        );
+        assert!(
+            matches!(&v.candidates("y000000000108.cfg")[0].kind, FileKind::Common { .. }),
+            "3-digit model codes (T46U)"
+        );
+        assert!(
+            matches!(&v.candidates("y000000000046.cfg")[0].kind, FileKind::Common { model: Some(m), .. } if m == "000000000046")
         );
         assert!(
             v.candidates("0015651A2B3C.cfg").is_empty(),

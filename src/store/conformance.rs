@@ -27,9 +27,11 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
         admin_password: None,
         configs: Vec::new(),
         config_version: n * 2,
+        changed_at: 0,
         configured_at: None,
         prov_username: format!("p{n}"),
         prov_password: None,
+        web_password: None,
     }
 }
 

@@ -1,0 +1,159 @@
+//! Reading a reverse proxy's forwarding headers: `Forwarded` (RFC 7239) first, else the de
+//! facto `X-Forwarded-For` / `-Proto` / `-Host`. Only called for requests whose TCP peer is in
+//! `http.trusted_proxies`; anyone else's headers are ignored, since they would let a client
+//! pick the address its misses are counted against or the URL written into its file.
+
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::http::header::HeaderMap;
+
+/// Longest header value looked at; a longer chain is a client's invention, not a proxy's.
+const MAX_HEADER_BYTES: usize = 2048;
+
+fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.len() <= MAX_HEADER_BYTES)
+        .collect()
+}
+
+/// A node of `Forwarded`'s `for=` (`192.0.2.1`, `"[2001:db8::1]:4711"`, `"192.0.2.1:80"`).
+fn parse_node(text: &str) -> Option<SocketAddr> {
+    let text = text.trim().trim_matches('"');
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
+}
+
+/// Every `Forwarded` element's parameters, in order (nearest proxy last).
+fn forwarded_elements(headers: &HeaderMap) -> Vec<Vec<(String, String)>> {
+    values(headers, "forwarded")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The client as the proxies saw it: walking from the nearest hop back, the first address that
+/// is not itself a trusted proxy. `None` when the headers name nothing usable.
+pub fn client(headers: &HeaderMap, trusted: &dyn Fn(IpAddr) -> bool) -> Option<SocketAddr> {
+    let mut chain: Vec<SocketAddr> = forwarded_elements(headers)
+        .iter()
+        .filter_map(|params| {
+            params
+                .iter()
+                .find(|(k, _)| k == "for")
+                .and_then(|(_, v)| parse_node(v))
+        })
+        .collect();
+    if chain.is_empty() {
+        chain = values(headers, "x-forwarded-for")
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(parse_node)
+            .collect();
+    }
+    let mut last = None;
+    for hop in chain.into_iter().rev() {
+        if !trusted(hop.ip()) {
+            return Some(hop);
+        }
+        last = Some(hop);
+    }
+    // Every hop is a trusted proxy: the farthest one is the best we know.
+    last
+}
+
+/// Whether `host` can go into a URL as its authority (letters, digits, `.-:[]`).
+pub fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+/// The scheme and host the client used, from the farthest proxy's view.
+pub fn proto_and_host(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let elements = forwarded_elements(headers);
+    let first_of = |key: &str| {
+        elements
+            .iter()
+            .find_map(|params| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+    };
+    let first_value = |name: &str| {
+        values(headers, name)
+            .first()
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+    };
+    let proto = first_of("proto")
+        .or_else(|| first_value("x-forwarded-proto"))
+        .map(|p| p.to_ascii_lowercase())
+        .filter(|p| p == "http" || p == "https");
+    let host = first_of("host")
+        .or_else(|| first_value("x-forwarded-host"))
+        .filter(|h| plausible_host(h));
+    (proto, host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn proxy(ip: IpAddr) -> bool {
+        ip == IpAddr::from([10, 0, 0, 1]) || ip == IpAddr::from([10, 0, 0, 2])
+    }
+
+    #[test]
+    fn nearest_untrusted_hop_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, 203.0.113.9, 10.0.0.2")]);
+        assert_eq!(client(&h, &proxy).unwrap().ip(), IpAddr::from([203, 0, 113, 9]));
+        let h = headers(&[(
+            "forwarded",
+            "for=198.51.100.7;proto=https;host=prov.example.com, for=\"[2001:db8::1]:4711\"",
+        )]);
+        assert_eq!(client(&h, &proxy).unwrap().to_string(), "[2001:db8::1]:4711");
+        assert_eq!(
+            proto_and_host(&h),
+            (Some("https".into()), Some("prov.example.com".into()))
+        );
+        // Forwarded wins over X-Forwarded-For.
+        let h = headers(&[("forwarded", "for=192.0.2.3"), ("x-forwarded-for", "192.0.2.4")]);
+        assert_eq!(client(&h, &proxy).unwrap().ip(), IpAddr::from([192, 0, 2, 3]));
+        assert!(client(&headers(&[]), &proxy).is_none());
+        assert!(client(&headers(&[("x-forwarded-for", "garbage")]), &proxy).is_none());
+    }
+
+    #[test]
+    fn implausible_hosts_and_schemes_are_ignored() {
+        let h = headers(&[
+            ("x-forwarded-proto", "javascript"),
+            ("x-forwarded-host", "evil.example/x?"),
+        ]);
+        assert_eq!(proto_and_host(&h), (None, None));
+    }
+}
