@@ -51,7 +51,7 @@ fn credentials(vendor: &str, body: &str) -> (String, String) {
         }
         "fanvil" => {
             let kv = key_values(body, ':');
-            (kv["Download Username"].clone(), kv["Download password"].clone())
+            (kv["Default Username"].clone(), kv["Default Password"].clone())
         }
         "grandstream" => (xml_text(body, "P1360"), xml_text(body, "P1361")),
         _ => {
@@ -184,12 +184,25 @@ async fn every_vendor_gets_its_file_under_its_real_name_and_user_agent() {
         addr: service.addr,
         user_agent: "Yealink SIP-T46S 66.86.0.15".into(),
     };
+    // Yealink V81+ asks for <mac>.boot first: it is served for any MAC (it names only the
+    // phone's own file, so it tells a scanner nothing) and includes <mac>.cfg.
     let boot = yealink
-        .fetch(&format!("{PROV}/y000000000000.boot"), &Auth::None, None)
+        .fetch(&format!("{PROV}/805ec0ffffff.boot"), &Auth::None, None)
         .await
         .unwrap();
     assert_eq!(boot.status, 200);
-    assert!(boot.body.starts_with("#!version:1.0.0.1"));
+    assert!(boot.body.starts_with("#!version:1.0.0.1\n"));
+    assert!(
+        boot.body.contains("include:config \"805ec0ffffff.cfg\"\n"),
+        "{}",
+        boot.body
+    );
+    // The generic boot file would include nothing: it is a probe, 404.
+    let generic = yealink
+        .fetch(&format!("{PROV}/y000000000000.boot"), &Auth::None, None)
+        .await
+        .unwrap();
+    assert_eq!(generic.status, 404);
     // A Yealink file name for a Snom MAC, or a Snom User-Agent on a Yealink file: refused.
     let snom_mac = yealink
         .fetch(&format!("{PROV}/000413a1b2c3.cfg"), &Auth::None, None)

@@ -156,8 +156,8 @@ async fn an_admin_pin_and_reopened_window_change_what_a_phone_gets() {
         })
     };
     let creds = Auth::Basic(
-        field("Download Username").unwrap(),
-        field("Download password").unwrap(),
+        field("Default Username").unwrap(),
+        field("Default Password").unwrap(),
     );
     assert_eq!(fanvil.fetch(path, &creds, None).await.unwrap().status, 200);
     assert_eq!(

@@ -8,6 +8,7 @@ mod appws_login;
 mod cli;
 mod devices;
 mod downloads;
+mod handsets;
 mod provisioning;
 mod supervision;
 mod wire_frames;

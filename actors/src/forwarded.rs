@@ -38,7 +38,10 @@ fn forwarded_elements(headers: &HeaderMap) -> Vec<Vec<(String, String)>> {
                 .split(';')
                 .filter_map(|pair| {
                     let (k, v) = pair.split_once('=')?;
-                    Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+                    Some((
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_string(),
+                    ))
                 })
                 .collect()
         })

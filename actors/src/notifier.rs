@@ -79,7 +79,13 @@ pub struct PhoneConfigChanged {
 
 /// Answers a SIP Digest challenge (`WWW-Authenticate` / `Proxy-Authenticate` value) for a
 /// NOTIFY to `uri`; `None` when the challenge is not Digest MD5.
-pub fn digest_authorization(challenge: &str, user: &str, password: &str, uri: &str, cnonce: &str) -> Option<String> {
+pub fn digest_authorization(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<String> {
     use md5::{Digest as _, Md5};
     let md5 = |text: String| hex::encode(Md5::digest(text.as_bytes()));
     let params = challenge.trim().strip_prefix("Digest")?.trim();
@@ -122,7 +128,11 @@ fn uri_user(user: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(*c))
         .collect();
-    if user.is_empty() { "phone".to_string() } else { user }
+    if user.is_empty() {
+        "phone".to_string()
+    } else {
+        user
+    }
 }
 
 fn host_port(a: SocketAddr) -> String {
@@ -175,12 +185,7 @@ pub fn notify_text(
 fn parse_sip_response(raw: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut lines = text.split("\r\n");
-    let status = lines
-        .next()?
-        .strip_prefix("SIP/2.0 ")?
-        .get(..3)?
-        .parse()
-        .ok()?;
+    let status = lines.next()?.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
     let headers = lines
         .take_while(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':'))
@@ -292,21 +297,20 @@ impl Handler<PhoneConfigChanged> for Notifier {
             let password = password.as_ref().map(|p| p.expose());
             send_notify(target, &user, password, &event, &id).await
         };
-        ctx.spawn(
-            send.into_actor(self)
-                .map(move |result: std::io::Result<NotifyOutcome>, _, _| match result {
-                    Ok(NotifyOutcome::Answered(status)) if (200..300).contains(&status) => {
-                        log::info!("phone {mac}: NOTIFY check-sync sent to {target}, accepted ({status})")
-                    }
-                    Ok(NotifyOutcome::Answered(status)) => {
-                        log::warn!("phone {mac}: NOTIFY check-sync sent to {target}, refused ({status})")
-                    }
-                    Ok(NotifyOutcome::Unanswered) => {
-                        log::info!("phone {mac}: NOTIFY check-sync sent to {target}, no answer")
-                    }
-                    Err(e) => log::warn!("phone {mac}: NOTIFY to {target} failed: {e}"),
-                }),
-        );
+        ctx.spawn(send.into_actor(self).map(
+            move |result: std::io::Result<NotifyOutcome>, _, _| match result {
+                Ok(NotifyOutcome::Answered(status)) if (200..300).contains(&status) => {
+                    log::info!("phone {mac}: NOTIFY check-sync sent to {target}, accepted ({status})")
+                }
+                Ok(NotifyOutcome::Answered(status)) => {
+                    log::warn!("phone {mac}: NOTIFY check-sync sent to {target}, refused ({status})")
+                }
+                Ok(NotifyOutcome::Unanswered) => {
+                    log::info!("phone {mac}: NOTIFY check-sync sent to {target}, no answer")
+                }
+                Err(e) => log::warn!("phone {mac}: NOTIFY to {target} failed: {e}"),
+            },
+        ));
     }
 }
 
@@ -339,14 +343,25 @@ mod tests {
         let md5 = |t: &str| hex::encode(Md5::digest(t.as_bytes()));
         let ha1 = md5("Mufasa:testrealm@host.com:Circle Of Life");
         let ha2 = md5("NOTIFY:/dir/index.html");
-        let expected = md5(&format!("{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"));
-        let answer = digest_authorization(challenge, "Mufasa", "Circle Of Life", "/dir/index.html", "0a4f113b").unwrap();
+        let expected = md5(&format!(
+            "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"
+        ));
+        let answer = digest_authorization(
+            challenge,
+            "Mufasa",
+            "Circle Of Life",
+            "/dir/index.html",
+            "0a4f113b",
+        )
+        .unwrap();
         assert!(answer.contains(&format!("response=\"{expected}\"")), "{answer}");
         assert!(answer.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
         // The RFC's own GET vector: the same computation gives its published response.
         let ha2_get = md5("GET:/dir/index.html");
         assert_eq!(
-            md5(&format!("{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2_get}")),
+            md5(&format!(
+                "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2_get}"
+            )),
             "6629fae49393a05397450978507c4ef1"
         );
         assert!(digest_authorization("Basic realm=x", "u", "p", "sip:x", "c").is_none());

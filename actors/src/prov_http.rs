@@ -520,15 +520,25 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         audit(500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    // Atomic: an admin's pin or reopened window written meanwhile is kept.
+    let generation = record.generation;
     if authenticated && !access.enrolled(record) {
-        // Atomic: an admin's pin or reopened window written meanwhile is kept.
-        let generation = record.generation;
         match state
             .store
             .update_access(&mac, &mut |a| a.enrolled_generation = Some(generation))
         {
             Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
             Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
+        }
+    } else if enrolling {
+        // Handed out once: from now on this generation's file needs the credentials it carries.
+        if let Err(e) = state
+            .store
+            .update_access(&mac, &mut |a| a.handed_out_generation = Some(generation))
+        {
+            log::error!("phone {mac}: cannot record the enrolment fetch: {e}");
+            audit(500, "enrolment not recorded");
+            return denied(StatusCode::INTERNAL_SERVER_ERROR);
         }
     }
     if not_modified(req, &rendered.etag) {

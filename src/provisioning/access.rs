@@ -1,9 +1,12 @@
 //! Who may download a phone's files, and the record of every download.
 //!
 //! A phone's files are served without credentials only inside its enrolment window (opened by
-//! ProvisioningPhone, or reopened by an admin) and only until the phone has once fetched with
-//! the provisioning credentials the first file gave it. After that, or once the window has
-//! closed, files carrying secrets need those credentials.
+//! ProvisioningPhone, or reopened by an admin), and only once: the file handed out carries the
+//! phone's own provisioning credentials, and every later request must present them. Phones
+//! that answer a challenge rather than send credentials up front (Yealink, Snom, Grandstream)
+//! get the 401 they need to use them; a second party asking inside the window gets the same
+//! 401, and the audit shows who fetched the file. Once the window has closed, files carrying
+//! secrets need the credentials in any case.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +21,10 @@ pub struct PhoneAccess {
     pub window_reopened_at: Option<u64>,
     /// A vendor an admin pinned the phone to (overrides OUI and User-Agent).
     pub pinned_vendor: Option<String>,
+    /// The record generation whose file was served once without credentials: enrolment for it
+    /// now needs the credentials that file carried.
+    #[serde(default)]
+    pub handed_out_generation: Option<u64>,
 }
 
 /// What to do with a request for a phone's own file.
@@ -48,7 +55,10 @@ impl PhoneAccess {
     pub fn decide(&self, record: &PhoneRecord, now: u64, window_secs: u64, authenticated: bool) -> Decision {
         if authenticated {
             Decision::Serve { enrolling: false }
-        } else if !self.enrolled(record) && self.window_open(record, now, window_secs) {
+        } else if !self.enrolled(record)
+            && self.handed_out_generation != Some(record.generation)
+            && self.window_open(record, now, window_secs)
+        {
             Decision::Serve { enrolling: true }
         } else {
             Decision::Unauthorized

@@ -33,6 +33,7 @@ pub fn reopen_enrolment(store: &dyn Store, mac: &Mac, now: u64) -> Result<(), Ad
     store.update_access(mac, &mut |access| {
         access.window_reopened_at = Some(now);
         access.enrolled_generation = None;
+        access.handed_out_generation = None;
     })?;
     Ok(())
 }

@@ -213,7 +213,9 @@ impl Time {
         };
         time.offset_minutes = Some(parsed.std_offset / 60);
         time.posix_explicit = parsed.to_posix_explicit();
-        time.snom_code = super::timezone::snom_code(&parsed).unwrap_or_default().to_string();
+        time.snom_code = super::timezone::snom_code(&parsed)
+            .unwrap_or_default()
+            .to_string();
         if let Some(dst) = &parsed.dst {
             let point = |t: &super::timezone::Transition| match t.date {
                 TransitionDate::MonthWeekDay { month, week, weekday }
@@ -381,8 +383,11 @@ impl PhoneContext {
                     media.turn_user = checked("MEDIA turnUser", DEVICES, &m.turn_user)?;
                     if let Some(sealed) = item.secrets.get("turnPassword") {
                         let purpose = secret_purpose(&mac, &item.key, "turnPassword");
-                        media.turn_password =
-                            checked("MEDIA turnPassword", DEVICES, sealer.open(sealed, &purpose)?.expose())?;
+                        media.turn_password = checked(
+                            "MEDIA turnPassword",
+                            DEVICES,
+                            sealer.open(sealed, &purpose)?.expose(),
+                        )?;
                     }
                 }
                 DeviceConfig::Ntp(n) => {
@@ -445,11 +450,27 @@ mod tests {
         let berlin = Time::from_posix("CET-1CEST-2,M3.5.0/2,M10.5.0/3");
         assert_eq!(berlin.offset_minutes, Some(60));
         let dst = berlin.dst.unwrap();
-        assert_eq!((dst.shift_minutes, dst.start.month, dst.start.week, dst.start.weekday, dst.start.hour), (60, 3, 5, 0, 2));
+        assert_eq!(
+            (
+                dst.shift_minutes,
+                dst.start.month,
+                dst.start.week,
+                dst.start.weekday,
+                dst.start.hour
+            ),
+            (60, 3, 5, 0, 2)
+        );
         assert_eq!((dst.end.month, dst.end.hour), (10, 3));
         assert_eq!(berlin.snom_code, "GER+1");
         let kolkata = Time::from_posix("IST-5:30");
-        assert_eq!((kolkata.offset_minutes, kolkata.dst.is_none(), kolkata.dst_inexpressible), (Some(330), true, false));
+        assert_eq!(
+            (
+                kolkata.offset_minutes,
+                kolkata.dst.is_none(),
+                kolkata.dst_inexpressible
+            ),
+            (Some(330), true, false)
+        );
         let odd = Time::from_posix("XXX3YYY,J60/2,300");
         assert!(odd.dst.is_none() && odd.dst_inexpressible);
         let bad = Time::from_posix("garbage");

@@ -23,7 +23,7 @@ pub fn check_value(value: &str) -> Result<(), &'static str> {
         return Err("starts or ends with white space, which the phones' parsers trim");
     }
     if value.eq_ignore_ascii_case("%NULL%") {
-        return Err("is Yealink's %NULL% token, which clears a key instead of setting it");
+        return Err("is the token Yealink uses to clear a key instead of setting it");
     }
     let upper = value.to_ascii_uppercase();
     if upper.contains("<<END OF FILE>>") || upper.contains("<<VOIP CONFIG FILE>>") {

@@ -162,7 +162,10 @@ fn snom() {
     );
     assert_eq!(x["settings_refresh_timer"], "3600");
     assert_eq!(x["timezone"], "GER+1");
-    assert_eq!(x["challenge_checksync"], "on", "check-sync only with the line's credentials");
+    assert_eq!(
+        x["challenge_checksync"], "on",
+        "check-sync only with the line's credentials"
+    );
     assert_eq!(x["http_pass"], "WebPass456");
 }
 
@@ -212,7 +215,10 @@ fn fanvil() {
     assert_eq!(kv["Flash Protocol"], "5", "HTTPS");
     assert_eq!(kv["Time Zone"], "4", "UTC+1 in quarter hours");
     assert_eq!(kv["Account1 Password"], "WebPass456");
-    assert!(text.starts_with("<<VOIP CONFIG FILE>>Version:2.1700000000\n"), "version rises with changes");
+    assert!(
+        text.starts_with("<<VOIP CONFIG FILE>>Version:2.1700000000\n"),
+        "version rises with changes"
+    );
 }
 
 #[test]
@@ -316,14 +322,20 @@ fn keys_of(vendor: &str, text: &str) -> Vec<String> {
                     module = line.to_string();
                     continue;
                 }
-                let (key, _) = line.split_once(':').unwrap_or_else(|| panic!("not Key :Value: {line:?}"));
+                let (key, _) = line
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("not Key :Value: {line:?}"));
                 keys.push(format!("{module} {}", key.trim()));
             }
             keys
         }
         _ => {
             let doc = roxmltree::Document::parse(text).unwrap();
-            let parent = if vendor == "snom" { "phone-settings" } else { "config" };
+            let parent = if vendor == "snom" {
+                "phone-settings"
+            } else {
+                "config"
+            };
             doc.descendants()
                 .filter(|n| n.is_element() && n.parent().is_some_and(|p| p.has_tag_name(parent)))
                 .map(|n| n.tag_name().name().to_string())
@@ -368,7 +380,8 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
                 // A phone without a second registrar, codec or frame size.
                 record.configs.retain(|c| c.kind != "PHONE");
             }
-            let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60).unwrap();
+            let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60)
+                .unwrap();
             let text = Renderer::new(&vendors, None)
                 .render_phone(vendors.by_name(vendor).unwrap(), &ctx)
                 .unwrap();
@@ -403,8 +416,24 @@ fn time_zones_in_each_vendors_form() {
     };
     // (zone, Yealink time_zone/summer_time/start/end, Snom code, Fanvil Time Zone/DST Type)
     let cases = [
-        ("CET-1CEST,M3.5.0,M10.5.0/3", "+1", "1", Some(("3/5/7/2", "10/5/7/3")), "GER+1", "4", "2"),
-        ("EST5EDT,M3.2.0,M11.1.0", "-5", "1", Some(("3/2/7/2", "11/1/7/2")), "USA-5", "-20", "2"),
+        (
+            "CET-1CEST,M3.5.0,M10.5.0/3",
+            "+1",
+            "1",
+            Some(("3/5/7/2", "10/5/7/3")),
+            "GER+1",
+            "4",
+            "2",
+        ),
+        (
+            "EST5EDT,M3.2.0,M11.1.0",
+            "-5",
+            "1",
+            Some(("3/2/7/2", "11/1/7/2")),
+            "USA-5",
+            "-20",
+            "2",
+        ),
         ("IST-5:30", "+5:30", "0", None, "IND+5.5", "22", "0"),
         ("JST-9", "+9", "0", None, "JPN+9", "36", "0"),
     ];
@@ -413,7 +442,13 @@ fn time_zones_in_each_vendors_form() {
         assert_eq!(y["local_time.time_zone"], offset, "{tz}");
         assert_eq!(y["local_time.summer_time"], summer, "{tz}");
         if let Some((start, end)) = rules {
-            assert_eq!((y["local_time.start_time"].as_str(), y["local_time.end_time"].as_str()), (start, end));
+            assert_eq!(
+                (
+                    y["local_time.start_time"].as_str(),
+                    y["local_time.end_time"].as_str()
+                ),
+                (start, end)
+            );
             assert_eq!(y["local_time.offset_time"], "60");
         }
         let s = xml_values(&with_zone("snom", "000413a1b2c3", tz));
@@ -426,7 +461,11 @@ fn time_zones_in_each_vendors_form() {
             "Grandstream gets the same zone, explicitly written"
         );
         let f = key_values(&with_zone("fanvil", "0c383e0a0b0c", tz), ':');
-        assert_eq!((f["Time Zone"].as_str(), f["DST Type"].as_str()), (fanvil_zone, fanvil_dst), "{tz}");
+        assert_eq!(
+            (f["Time Zone"].as_str(), f["DST Type"].as_str()),
+            (fanvil_zone, fanvil_dst),
+            "{tz}"
+        );
     }
     // A zone no Snom code matches: the phone keeps its own rather than a wrong one.
     assert!(!with_zone("snom", "000413a1b2c3", "UTC0").contains("<timezone"));

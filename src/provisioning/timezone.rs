@@ -91,7 +91,11 @@ impl<'a> Cursor<'a> {
         if self.eat('<') {
             let end = self.rest.find('>').ok_or("unclosed '<' in a zone name")?;
             let name = &self.rest[..end];
-            if name.len() < 3 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-') {
+            if name.len() < 3
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+            {
                 return Err("a quoted zone name must be 3 or more letters, digits, '+' or '-'");
             }
             self.rest = &self.rest[end + 1..];

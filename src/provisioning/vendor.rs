@@ -193,7 +193,8 @@ impl Vendors {
                 }
                 None => {
                     let name = patch.name.clone();
-                    let missing = |field: &str| VendorError(format!("vendor {name}: a new vendor needs {field}"));
+                    let missing =
+                        |field: &str| VendorError(format!("vendor {name}: a new vendor needs {field}"));
                     if patch.files.is_empty() {
                         return Err(missing("files"));
                     }
@@ -237,14 +238,21 @@ impl Vendors {
                 return Err(VendorError(format!("vendor {}: named twice", v.name)));
             }
             for oui in &v.ouis {
-                if oui.len() != 6 || !oui.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                if oui.len() != 6
+                    || !oui
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
                     return Err(VendorError(format!(
                         "vendor {}: OUI {oui:?} is not 6 lowercase hex digits",
                         v.name
                     )));
                 }
             }
-            if v.user_agents.iter().any(|ua| ua.is_empty() || ua.to_ascii_lowercase() != *ua) {
+            if v.user_agents
+                .iter()
+                .any(|ua| ua.is_empty() || ua.to_ascii_lowercase() != *ua)
+            {
                 return Err(VendorError(format!(
                     "vendor {}: User-Agent patterns are non-empty and lowercase",
                     v.name
@@ -252,8 +260,8 @@ impl Vendors {
             }
             let phone = v.files.iter().map(|p| (true, p));
             for (per_phone, text) in phone.chain(v.common_files.iter().map(|p| (false, p))) {
-                let pattern =
-                    Pattern::parse(text).map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
+                let pattern = Pattern::parse(text)
+                    .map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
                 if per_phone && !pattern.has_mac() {
                     return Err(VendorError(format!(
                         "vendor {}: {text}: a phone's file name needs {{mac}} or {{MAC}}",
@@ -263,12 +271,16 @@ impl Vendors {
                 patterns.push((index, per_phone, pattern));
             }
             for text in &v.probes {
-                let pattern =
-                    Pattern::parse(text).map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
+                let pattern = Pattern::parse(text)
+                    .map_err(|e| VendorError(format!("vendor {}: {text}: {e}", v.name)))?;
                 probes.push((index, pattern));
             }
         }
-        Ok(Vendors { all, patterns, probes })
+        Ok(Vendors {
+            all,
+            patterns,
+            probes,
+        })
     }
 
     /// The vendor whose boot sequence asks for `file` without innoprov serving it, if any.
@@ -480,7 +492,10 @@ mod tests {
             phone(&v.candidates("cfg000b82a1b2c3.xml"), &v),
             [("grandstream".into(), "000b82a1b2c3".into(), None)]
         );
-        assert!(v.candidates("cfg000b82a1b2c3").is_empty(), "the binary file is a probe");
+        assert!(
+            v.candidates("cfg000b82a1b2c3").is_empty(),
+            "the binary file is a probe"
+        );
         assert_eq!(v.probe("cfg000b82a1b2c3").unwrap().name, "grandstream");
         assert_eq!(v.probe("cfg000b82a1b2c3.bin").unwrap().name, "grandstream");
         assert_eq!(v.probe("f0X4hw1.100.cfg").unwrap().name, "fanvil");
@@ -492,7 +507,10 @@ mod tests {
             "<mac>.boot carries no secret: a common file"
         );
         assert!(
-            matches!(&v.candidates("y000000000108.cfg")[0].kind, FileKind::Common { .. }),
+            matches!(
+                &v.candidates("y000000000108.cfg")[0].kind,
+                FileKind::Common { .. }
+            ),
             "3-digit model codes (T46U)"
         );
         assert!(

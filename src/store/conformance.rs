@@ -115,6 +115,7 @@ pub fn access_and_audit(store: &dyn Store) {
         enrolled_generation: Some(5),
         window_reopened_at: Some(9),
         pinned_vendor: Some("snom".into()),
+        handed_out_generation: Some(5),
     };
     let epoch = store.write_epoch();
     let written = store

@@ -11,9 +11,12 @@
 //! - [`users`]: the Users (Profile) service: login and ProvisioningPhone.
 //! - [`devices`]: innovaphone Devices' sysclient endpoint, with fault injection.
 //! - [`phone`]: a SIP phone fetching its files over HTTP (Basic/Digest, ETag).
+//! - [`handset`]: one emulator per vendor walking that vendor's documented boot sequence,
+//!   re-check and NOTIFY resync (docs/vendors).
 
 pub mod client;
 pub mod devices;
+pub mod handset;
 pub mod pbx;
 pub mod phone;
 pub mod users;

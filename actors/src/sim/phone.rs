@@ -51,7 +51,7 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std:
     })
 }
 
-fn parse_response(raw: &[u8]) -> Option<Response> {
+pub(crate) fn parse_response(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");

@@ -184,11 +184,12 @@ impl HttpClient {
         let mut response = self.request(url, &headers).await?;
         if response.status == 401
             && let (Some((user, pass)), AuthStyle::Digest) = (auth, style)
-            && let Some(challenge) = response
-                .headers
-                .get("www-authenticate")
-                .and_then(|all| all.lines().find(|c| c.starts_with("Digest")).map(str::to_string))
-            && let Some(answer) = digest_answer(&challenge, user, pass, &url.path)
+            // Phones speak Digest MD5 (RFC 7616 §3.7 lets the server offer several).
+            && let Some(answer) = response.headers.get("www-authenticate").and_then(|all| {
+                all.lines()
+                    .filter(|c| c.starts_with("Digest"))
+                    .find_map(|c| digest_answer(c, user, pass, &url.path))
+            })
         {
             response = self.request(url, &[format!("Authorization: {answer}")]).await?;
         }
@@ -228,7 +229,9 @@ impl HttpClient {
                 .ok_or_else(|| std::io::Error::other("https URL but no trusted roots"))?;
             let name = rustls_pki_types::ServerName::try_from(url.host.clone())
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
             exchange(tls, head.as_bytes()).await?
         } else {
             exchange(tcp, head.as_bytes()).await?
@@ -243,7 +246,10 @@ impl HttpClient {
     }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -> std::io::Result<Vec<u8>> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+) -> std::io::Result<Vec<u8>> {
     stream.write_all(request).await?;
     let mut raw = Vec::new();
     // A TLS peer may close without close_notify; what was read is the answer.
@@ -301,9 +307,7 @@ impl SipListener {
         self.socket.local_addr().map_or(0, |a| a.port())
     }
 
-    /// The next SIP request within `limit`, answered 200 OK (RFC 3261 §8.2.6: Via, From, To,
-    /// Call-ID, CSeq copied).
-    pub async fn next(&self, limit: Duration) -> std::io::Result<SipRequest> {
+    async fn receive(&self, limit: Duration) -> std::io::Result<(SipRequest, SocketAddr)> {
         let mut buf = vec![0u8; 8192];
         let (n, from) = tokio::time::timeout(limit, self.socket.recv_from(&mut buf))
             .await
@@ -317,16 +321,113 @@ impl SipListener {
                 headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
             }
         }
-        let mut answer = "SIP/2.0 200 OK\r\n".to_string();
+        Ok((
+            SipRequest {
+                request_line,
+                headers,
+            },
+            from,
+        ))
+    }
+
+    async fn answer(
+        &self,
+        to: SocketAddr,
+        request: &SipRequest,
+        status: &str,
+        extra: &str,
+    ) -> std::io::Result<()> {
+        let mut answer = format!("SIP/2.0 {status}\r\n");
         for name in ["via", "from", "to", "call-id", "cseq"] {
-            if let Some(value) = headers.get(name) {
+            if let Some(value) = request.headers.get(name) {
                 answer.push_str(&format!("{name}: {value}\r\n"));
             }
         }
+        answer.push_str(extra);
         answer.push_str("Content-Length: 0\r\n\r\n");
-        self.socket.send_to(answer.as_bytes(), from).await?;
-        Ok(SipRequest { request_line, headers })
+        self.socket.send_to(answer.as_bytes(), to).await?;
+        Ok(())
     }
+
+    /// The next SIP request within `limit`, answered 200 OK (RFC 3261 §8.2.6: Via, From, To,
+    /// Call-ID, CSeq copied).
+    pub async fn next(&self, limit: Duration) -> std::io::Result<SipRequest> {
+        let (request, from) = self.receive(limit).await?;
+        self.answer(from, &request, "200 OK", "").await?;
+        Ok(request)
+    }
+
+    /// The next NOTIFY, challenged first as a phone does when its file says so: `401` with a
+    /// Digest challenge (RFC 3261 §22.4; `qop=auth` when `qop`), then the retry must carry a
+    /// response computed with `credentials` (RFC 2617 §3.2.2, method NOTIFY) or it gets `403`.
+    pub async fn next_challenged(
+        &self,
+        limit: Duration,
+        credentials: Option<&(String, String)>,
+        qop: bool,
+    ) -> Result<SipRequest, HandsetError> {
+        let io = |e: std::io::Error| fault("sip", e.to_string());
+        let Some((user, password)) = credentials else {
+            return self.next(limit).await.map_err(io);
+        };
+        let (first, from) = self.receive(limit).await.map_err(io)?;
+        if first.headers.contains_key("authorization") {
+            return Err(fault("sip", "credentials sent before any challenge"));
+        }
+        let nonce = format!("{:x}", rand_u64());
+        let realm = "handset";
+        let challenge = format!(
+            "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5{}\r\n",
+            if qop { ", qop=\"auth\"" } else { "" }
+        );
+        self.answer(from, &first, "401 Unauthorized", &challenge)
+            .await
+            .map_err(io)?;
+        let (second, from) = self.receive(limit).await.map_err(io)?;
+        let param = |name: &str| -> Option<String> {
+            let header = second.headers.get("authorization")?.strip_prefix("Digest ")?;
+            header.split(',').find_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+            })
+        };
+        let uri = second
+            .request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+        let ha2 = md5_hex(&format!("NOTIFY:{uri}"));
+        let expected = if qop {
+            let (nc, cnonce) = (
+                param("nc").unwrap_or_default(),
+                param("cnonce").unwrap_or_default(),
+            );
+            md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+        } else {
+            md5_hex(&format!("{ha1}:{nonce}:{ha2}"))
+        };
+        let valid = param("username").as_deref() == Some(user.as_str())
+            && param("nonce").as_deref() == Some(nonce.as_str())
+            && param("uri").as_deref() == Some(uri.as_str())
+            && param("response").as_deref() == Some(expected.as_str())
+            && second.headers.get("call-id") == first.headers.get("call-id");
+        if !valid {
+            self.answer(from, &second, "403 Forbidden", "")
+                .await
+                .map_err(io)?;
+            return Err(fault("sip", "the NOTIFY's Digest answer is wrong"));
+        }
+        self.answer(from, &second, "200 OK", "").await.map_err(io)?;
+        Ok(second)
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 /// Why a phone would not come up as configured.
@@ -364,6 +465,115 @@ pub struct Registration {
     pub password: String,
     /// Display name.
     pub display_name: String,
+}
+
+/// Any of the four emulators, driven alike by tests and demos.
+pub enum Handset {
+    /// A Yealink.
+    Yealink(yealink::YealinkPhone),
+    /// A Snom.
+    Snom(snom::SnomPhone),
+    /// A Grandstream.
+    Grandstream(grandstream::GrandstreamPhone),
+    /// A Fanvil.
+    Fanvil(fanvil::FanvilPhone),
+}
+
+impl Handset {
+    /// A factory-fresh phone of `vendor` with `mac`, told `server` (DHCP option 66 or the
+    /// vendor's redirect), speaking through `http`. A typical model per vendor.
+    pub fn new(vendor: &str, mac: &str, server: Url, http: HttpClient) -> Option<Handset> {
+        Some(match vendor {
+            "yealink" => Handset::Yealink(yealink::YealinkPhone::new(
+                mac,
+                "T46U",
+                "108",
+                "108.86.0.90",
+                server,
+                http,
+            )),
+            "snom" => Handset::Snom(snom::SnomPhone::new(mac, "D785", server, http)),
+            "grandstream" => {
+                Handset::Grandstream(grandstream::GrandstreamPhone::new(mac, "GXP2170", server, http))
+            }
+            "fanvil" => Handset::Fanvil(fanvil::FanvilPhone::new(mac, "X4", server, http)),
+            _ => return None,
+        })
+    }
+
+    /// One provisioning run: boot, periodic check, or the fetch after a resync.
+    pub async fn provision(&mut self) -> Result<(), HandsetError> {
+        match self {
+            Handset::Yealink(p) => p.provision().await,
+            Handset::Snom(p) => p.provision().await,
+            Handset::Grandstream(p) => p.provision().await,
+            Handset::Fanvil(p) => p.provision().await,
+        }
+    }
+
+    /// The account the phone would register with.
+    pub fn registration(&self) -> Result<Registration, HandsetError> {
+        match self {
+            Handset::Yealink(p) => p.registration(),
+            Handset::Snom(p) => p.registration(),
+            Handset::Grandstream(p) => p.registration(),
+            Handset::Fanvil(p) => p.registration(),
+        }
+    }
+
+    /// Where its next check goes, and with which credentials.
+    pub fn next_check(&self) -> (&Url, Option<&(String, String)>) {
+        match self {
+            Handset::Yealink(p) => (&p.server, p.credentials.as_ref()),
+            Handset::Snom(p) => (&p.server, p.credentials.as_ref()),
+            Handset::Grandstream(p) => (&p.server, p.credentials.as_ref()),
+            Handset::Fanvil(p) => (&p.server, p.credentials.as_ref()),
+        }
+    }
+
+    /// Its HTTP side (request log, User-Agent).
+    pub fn http(&self) -> &HttpClient {
+        match self {
+            Handset::Yealink(p) => &p.http,
+            Handset::Snom(p) => &p.http,
+            Handset::Grandstream(p) => &p.http,
+            Handset::Fanvil(p) => &p.http,
+        }
+    }
+
+    /// The credentials it challenges a NOTIFY with, if its file makes it challenge, and
+    /// whether its challenge carries `qop=auth`.
+    pub fn notify_challenge(&self) -> (Option<(String, String)>, bool) {
+        match self {
+            Handset::Snom(p) => (p.checksync_challenge(), false),
+            Handset::Grandstream(p) => (p.notify_challenge(), true),
+            Handset::Yealink(_) | Handset::Fanvil(_) => (None, false),
+        }
+    }
+
+    /// Whether an (authenticated, where challenged) NOTIFY makes it fetch again.
+    pub fn accepts(&self, notify: &SipRequest) -> bool {
+        match self {
+            Handset::Yealink(p) => p.accepts(notify),
+            Handset::Snom(p) => p.accepts(notify),
+            Handset::Grandstream(p) => p.accepts(notify),
+            Handset::Fanvil(p) => p.accepts(notify),
+        }
+    }
+
+    /// Waits for the NOTIFY innoprov sends, challenging it as the phone's file says, and
+    /// tells whether the phone would act on it.
+    pub async fn await_resync(&self, sip: &SipListener, limit: Duration) -> Result<SipRequest, HandsetError> {
+        let (credentials, qop) = self.notify_challenge();
+        let notify = sip.next_challenged(limit, credentials.as_ref(), qop).await?;
+        if !self.accepts(&notify) {
+            return Err(fault(
+                "sip",
+                format!("the phone ignores this NOTIFY: {:?}", notify.headers.get("event")),
+            ));
+        }
+        Ok(notify)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,166 @@
+//! A Fanvil X-series on firmware 2.x, as docs/vendors/fanvil.md describes it: the common file
+//! (`f0<Model>hw1.100.cfg`) while `Download CommonConf` is on, then `<mac>.cfg`; a 404 on the
+//! common file does not stop the run. A file is `<<VOIP CONFIG FILE>>Version:<n>`, `<... MODULE>`
+//! sections of `Key :Value` lines, and `<<END OF FILE>>`; it is applied only when its version
+//! is higher than the running one. The `<AUTOUPDATE CONFIG MODULE>` keys drive the next check
+//! (HTTP Basic with `Default Username` / `Default Password`). It resyncs on `check-sync`.
+
+use std::collections::BTreeMap;
+
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+
+const VENDOR: &str = "fanvil";
+
+/// One Fanvil phone.
+pub struct FanvilPhone {
+    /// Its HTTP side.
+    pub http: HttpClient,
+    /// MAC, 12 lowercase hex digits.
+    mac: String,
+    /// Model as in the common file name (`X4`).
+    model: String,
+    /// Where the next check fetches from.
+    pub server: Url,
+    /// Default Username / Default Password.
+    pub credentials: Option<(String, String)>,
+    /// The running configuration version (the version gate).
+    pub version: f64,
+    /// How many files were refused by the version gate.
+    pub refused_by_version: u32,
+    /// Settings as `<MODULE> Key`.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// The module of the auto-provisioning keys.
+const AUTOUPDATE: &str = "<AUTOUPDATE CONFIG MODULE>";
+/// The module of line 1.
+const SIP: &str = "<SIP CONFIG MODULE>";
+
+impl FanvilPhone {
+    /// A factory-fresh phone whose flash holds `server`.
+    pub fn new(mac: &str, model: &str, server: Url, http: HttpClient) -> FanvilPhone {
+        let mac = mac.to_ascii_lowercase();
+        let mut http = http;
+        http.user_agent = format!("Fanvil {model} 2.10.2.6887 {mac}");
+        FanvilPhone {
+            http,
+            mac,
+            model: model.to_string(),
+            server,
+            credentials: None,
+            version: 0.0,
+            refused_by_version: 0,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    fn get(&self, module: &str, key: &str) -> Option<&String> {
+        self.settings.get(&format!("{module} {key}"))
+    }
+
+    /// One provisioning run.
+    pub async fn provision(&mut self) -> Result<(), HandsetError> {
+        let server = self.server.clone();
+        let mut files = Vec::new();
+        if self.get(AUTOUPDATE, "Download CommonConf").map(String::as_str) != Some("0") {
+            files.push(format!("f0{}hw1.100.cfg", self.model));
+        }
+        files.push(format!("{}.cfg", self.mac));
+        for file in files {
+            let url = server.join(&file);
+            let response = self
+                .http
+                .get(&url, self.credentials.as_ref(), AuthStyle::Basic)
+                .await
+                .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
+            match response.status {
+                200 => self.apply(&response.body)?,
+                404 => continue,
+                other => return Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
+            }
+        }
+        let protocol = self.get(AUTOUPDATE, "Flash Protocol").cloned();
+        if let Some(url) = self.get(AUTOUPDATE, "Flash Server IP").cloned() {
+            let url = Url::parse(&url).ok_or_else(|| fault(VENDOR, format!("Flash Server IP {url:?}")))?;
+            let expected = match protocol.as_deref() {
+                Some("4") => "http",
+                Some("5") => "https",
+                other => return Err(fault(VENDOR, format!("Flash Protocol {other:?} is not HTTP(S)"))),
+            };
+            if url.scheme != expected {
+                return Err(fault(VENDOR, "Flash Protocol and the server URL disagree"));
+            }
+            self.server = url;
+        }
+        let user = self.get(AUTOUPDATE, "Default Username").cloned();
+        let pass = self.get(AUTOUPDATE, "Default Password").cloned();
+        if let (Some(user), Some(pass)) = (user, pass) {
+            self.credentials = Some((user, pass));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, body: &str) -> Result<(), HandsetError> {
+        let mut lines = body.lines();
+        let version: f64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("<<VOIP CONFIG FILE>>Version:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| fault(VENDOR, "no <<VOIP CONFIG FILE>>Version: line"))?;
+        let mut module = String::new();
+        let mut settings = BTreeMap::new();
+        let mut ended = false;
+        for line in lines {
+            if line == "<<END OF FILE>>" {
+                ended = true;
+                break;
+            }
+            if line.starts_with('<') && line.ends_with("MODULE>") {
+                module = line.to_string();
+                continue;
+            }
+            let (key, value) = line
+                .split_once(':')
+                .ok_or_else(|| fault(VENDOR, format!("not Key :Value: {line:?}")))?;
+            settings.insert(format!("{module} {}", key.trim()), value.trim().to_string());
+        }
+        if !ended {
+            return Err(fault(VENDOR, "no <<END OF FILE>>"));
+        }
+        if version <= self.version {
+            self.refused_by_version += 1;
+            return Ok(());
+        }
+        self.version = version;
+        self.settings.extend(settings);
+        Ok(())
+    }
+
+    /// Whether a NOTIFY makes it fetch again.
+    pub fn accepts(&self, notify: &SipRequest) -> bool {
+        notify.headers.get("event").map(String::as_str) == Some("check-sync")
+    }
+
+    /// The account it would register with.
+    pub fn registration(&self) -> Result<Registration, HandsetError> {
+        let get = |key: &str| {
+            self.get(SIP, key)
+                .cloned()
+                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
+        };
+        if get("SIP1 Enable Reg")? != "1" {
+            return Err(fault(VENDOR, "line 1 does not register"));
+        }
+        Ok(Registration {
+            server: get("SIP1 Register Addr")?,
+            port: get("SIP1 Register Port")?
+                .parse()
+                .map_err(|_| fault(VENDOR, "bad port"))?,
+            tls: get("SIP1 Transport")? == "3",
+            user: get("SIP1 Phone Number")?,
+            auth_user: get("SIP1 Register User")?,
+            password: get("SIP1 Register Pswd")?,
+            display_name: get("SIP1 Display Name")?,
+        })
+    }
+}

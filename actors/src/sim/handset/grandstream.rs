@@ -1,0 +1,164 @@
+//! A Grandstream GXP21xx/GRP26xx on 1.0.x, as docs/vendors/grandstream.md describes it: from
+//! `P212`://`P237`/ it asks for `cfg<mac>` (the legacy binary file; 404 is normal), then
+//! `cfg<mac>.xml`, and only if that fails `cfg<model>.xml` and `cfg.xml`; the first XML that
+//! downloads is applied. A 401 is answered with `P1360`/`P1361`. A `<mac>` in the file must be
+//! its own. With `P4428 = 0` a NOTIFY is challenged with account 1's credentials.
+
+use std::collections::BTreeMap;
+
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+
+const VENDOR: &str = "grandstream";
+
+/// One Grandstream phone.
+pub struct GrandstreamPhone {
+    /// Its HTTP side.
+    pub http: HttpClient,
+    /// MAC, 12 lowercase hex digits.
+    mac: String,
+    /// Model, lower case (`gxp2170`).
+    model: String,
+    /// Where the next check fetches from.
+    pub server: Url,
+    /// P1360/P1361.
+    pub credentials: Option<(String, String)>,
+    /// P-values applied.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl GrandstreamPhone {
+    /// A factory-fresh phone told `server` by DHCP option 66.
+    pub fn new(mac: &str, model: &str, server: Url, http: HttpClient) -> GrandstreamPhone {
+        let mac = mac.to_ascii_lowercase();
+        let mut http = http;
+        http.user_agent = format!("Grandstream Model HW {model} SW 1.0.11.16 DevId {mac}");
+        GrandstreamPhone {
+            http,
+            mac,
+            model: model.to_ascii_lowercase(),
+            server,
+            credentials: None,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// One provisioning run.
+    pub async fn provision(&mut self) -> Result<(), HandsetError> {
+        let server = self.server.clone();
+        let names = [
+            format!("cfg{}", self.mac),
+            format!("cfg{}.xml", self.mac),
+            format!("cfg{}.xml", self.model),
+            "cfg.xml".to_string(),
+        ];
+        for (n, name) in names.iter().enumerate() {
+            let url = server.join(name);
+            let response = self
+                .http
+                .get(&url, self.credentials.as_ref(), AuthStyle::Digest)
+                .await
+                .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
+            if response.status != 200 {
+                if response.status == 401 {
+                    return Err(fault(
+                        VENDOR,
+                        format!("GET {}: 401 with the stored credentials", url.path),
+                    ));
+                }
+                continue;
+            }
+            if n == 0 {
+                return Err(fault(
+                    VENDOR,
+                    "a binary cfg<mac> was served; innoprov serves XML only",
+                ));
+            }
+            self.apply(&response.body)?;
+            break;
+        }
+        let scheme = match self.settings.get("P212").map(String::as_str) {
+            Some("1") => "http",
+            Some("2") => "https",
+            Some(other) => return Err(fault(VENDOR, format!("P212 = {other} is not HTTP(S)"))),
+            None => return Ok(()),
+        };
+        if let Some(path) = self.settings.get("P237") {
+            if path.contains("://") || path.ends_with('/') {
+                return Err(fault(VENDOR, format!("P237 {path:?} must be host[:port]/path")));
+            }
+            self.server = Url::parse(&format!("{scheme}://{path}"))
+                .ok_or_else(|| fault(VENDOR, format!("P237 {path:?}")))?;
+        }
+        if let (Some(user), Some(pass)) = (self.settings.get("P1360"), self.settings.get("P1361")) {
+            self.credentials = Some((user.clone(), pass.clone()));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, body: &str) -> Result<(), HandsetError> {
+        let doc = roxmltree::Document::parse(body).map_err(|e| fault(VENDOR, format!("not XML: {e}")))?;
+        let root = doc.root_element();
+        if !root.has_tag_name("gs_provision") {
+            return Err(fault(VENDOR, "root is not <gs_provision>"));
+        }
+        if let Some(mac) = root.children().find(|n| n.has_tag_name("mac"))
+            && mac.text().unwrap_or_default() != self.mac
+        {
+            return Err(fault(VENDOR, "the file is for another MAC; rejected"));
+        }
+        let config = root
+            .children()
+            .find(|n| n.has_tag_name("config"))
+            .ok_or_else(|| fault(VENDOR, "no <config>"))?;
+        for p in config.children().filter(|n| n.is_element()) {
+            self.settings.insert(
+                p.tag_name().name().to_string(),
+                p.text().unwrap_or_default().to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The credentials it challenges a NOTIFY with (`P4428 = 0`).
+    pub fn notify_challenge(&self) -> Option<(String, String)> {
+        if self.settings.get("P4428").map(String::as_str) == Some("1") {
+            return None;
+        }
+        Some((
+            self.settings.get("P36")?.clone(),
+            self.settings.get("P34")?.clone(),
+        ))
+    }
+
+    /// Whether a NOTIFY makes it fetch again without a reboot.
+    pub fn accepts(&self, notify: &SipRequest) -> bool {
+        notify.headers.get("event").map(String::as_str) == Some("resync")
+            && self.settings.get("P26015").map(String::as_str) == Some("0")
+    }
+
+    /// The account it would register with.
+    pub fn registration(&self) -> Result<Registration, HandsetError> {
+        let get = |key: &str| {
+            self.settings
+                .get(key)
+                .cloned()
+                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
+        };
+        if get("P271")? != "1" {
+            return Err(fault(VENDOR, "account 1 not active"));
+        }
+        let server = get("P47")?;
+        let (host, port) = server
+            .rsplit_once(':')
+            .ok_or_else(|| fault(VENDOR, "P47 without a port"))?;
+        Ok(Registration {
+            server: host.to_string(),
+            port: port.parse().map_err(|_| fault(VENDOR, "bad port"))?,
+            tls: get("P130")? == "2",
+            user: get("P35")?,
+            auth_user: get("P36")?,
+            password: get("P34")?,
+            display_name: get("P3")?,
+        })
+    }
+}

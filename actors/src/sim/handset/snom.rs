@@ -1,0 +1,157 @@
+//! A Snom D7xx on firmware 10.1, as docs/vendors/snom.md describes it: from a setting server
+//! given as a directory, `snom<Type>.htm` then `snom<Type>-<MAC>.htm` (MAC upper case), each a
+//! `<settings><phone-settings>` document applied in order. The file's `setting_server`,
+//! `http_client_user` / `http_client_pass` and `settings_refresh_timer` drive the next check.
+//! With `challenge_checksync` on, a check-sync NOTIFY is challenged with the line's SIP
+//! password before it counts.
+
+use std::collections::BTreeMap;
+
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+
+const VENDOR: &str = "snom";
+
+/// One Snom phone.
+pub struct SnomPhone {
+    /// Its HTTP side.
+    pub http: HttpClient,
+    /// MAC, 12 uppercase hex digits.
+    mac: String,
+    /// Phone type as in file names (`snomD785`).
+    phone_type: String,
+    /// The setting server (a directory URL).
+    pub server: Url,
+    /// HTTP credentials from the file.
+    pub credentials: Option<(String, String)>,
+    /// Settings by name (per-identity settings as `name#idx`).
+    pub settings: BTreeMap<String, String>,
+}
+
+impl SnomPhone {
+    /// A factory-fresh phone whose setting server is `server`.
+    pub fn new(mac: &str, model: &str, server: Url, http: HttpClient) -> SnomPhone {
+        let mac = mac.to_ascii_uppercase();
+        let mut http = http;
+        http.user_agent = format!(
+            "Mozilla/4.0 (compatible; snom{model}-SIP 10.1.33.33 2010.12-00004-g9ba52f5 {mac} SXM:0 UXM:0)"
+        );
+        SnomPhone {
+            http,
+            mac,
+            phone_type: format!("snom{model}"),
+            server,
+            credentials: None,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// One provisioning run.
+    pub async fn provision(&mut self) -> Result<(), HandsetError> {
+        let server = self.server.clone();
+        for file in [
+            format!("{}.htm", self.phone_type),
+            format!("{}-{}.htm", self.phone_type, self.mac),
+        ] {
+            let url = server.join(&file);
+            let response = self
+                .http
+                .get(&url, self.credentials.as_ref(), AuthStyle::Digest)
+                .await
+                .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
+            match response.status {
+                200 => self.apply(&response.body)?,
+                404 => continue,
+                other => return Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
+            }
+        }
+        if let Some(url) = self.settings.get("setting_server") {
+            let url = Url::parse(url).ok_or_else(|| fault(VENDOR, format!("setting_server {url:?}")))?;
+            if !url.path.ends_with('/') {
+                return Err(fault(
+                    VENDOR,
+                    "setting_server names a file; the phone would not guess names",
+                ));
+            }
+            self.server = url;
+        }
+        let user = self.settings.get("http_client_user");
+        let pass = self.settings.get("http_client_pass");
+        if let (Some(user), Some(pass)) = (user, pass) {
+            self.credentials = Some((user.clone(), pass.clone()));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, body: &str) -> Result<(), HandsetError> {
+        let doc = roxmltree::Document::parse(body).map_err(|e| fault(VENDOR, format!("not XML: {e}")))?;
+        let root = doc.root_element();
+        if !root.has_tag_name("settings") {
+            return Err(fault(VENDOR, "root is not <settings>"));
+        }
+        for section in root.children().filter(|n| n.has_tag_name("phone-settings")) {
+            for setting in section.children().filter(|n| n.is_element()) {
+                let name = match setting.attribute("idx") {
+                    Some(idx) => format!("{}#{idx}", setting.tag_name().name()),
+                    None => setting.tag_name().name().to_string(),
+                };
+                self.settings
+                    .insert(name, setting.text().unwrap_or_default().to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The SIP credentials it challenges a check-sync with, when `challenge_checksync` is on.
+    pub fn checksync_challenge(&self) -> Option<(String, String)> {
+        if self.settings.get("challenge_checksync").map(String::as_str) != Some("on") {
+            return None;
+        }
+        let user = self
+            .settings
+            .get("user_pname#1")
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.settings.get("user_name#1"))?;
+        Some((user.clone(), self.settings.get("user_pass#1")?.clone()))
+    }
+
+    /// Whether a NOTIFY (already authenticated when challenged) makes it fetch again.
+    pub fn accepts(&self, notify: &SipRequest) -> bool {
+        let event = notify
+            .headers
+            .get("event")
+            .map(String::as_str)
+            .unwrap_or_default();
+        event.starts_with("check-sync")
+            && self.settings.get("checksync_action").map(String::as_str) == Some("sync")
+    }
+
+    /// The account it would register with.
+    pub fn registration(&self) -> Result<Registration, HandsetError> {
+        let get = |key: &str| {
+            self.settings
+                .get(key)
+                .cloned()
+                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
+        };
+        if get("user_active#1")? != "on" {
+            return Err(fault(VENDOR, "identity 1 not active"));
+        }
+        let outbound = get("user_outbound#1")?;
+        let (hostport, params) = outbound.split_once(';').unwrap_or((&outbound, ""));
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| fault(VENDOR, "user_outbound without a port"))?;
+        if host != get("user_host#1")? {
+            return Err(fault(VENDOR, "outbound proxy is not the registrar"));
+        }
+        Ok(Registration {
+            server: host.to_string(),
+            port: port.parse().map_err(|_| fault(VENDOR, "bad port"))?,
+            tls: params.split(';').any(|p| p == "transport=tls"),
+            user: get("user_name#1")?,
+            auth_user: get("user_pname#1")?,
+            password: get("user_pass#1")?,
+            display_name: get("user_realname#1")?,
+        })
+    }
+}

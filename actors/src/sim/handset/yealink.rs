@@ -1,0 +1,188 @@
+//! A Yealink T4x/T5x on firmware V81+, as docs/vendors/yealink.md describes it: `<mac>.boot`,
+//! else `y000000000000.boot`, then every `include:config` file in order; with no boot file at
+//! all, the V7x order `y0000000000XX.cfg` then `<mac>.cfg`. A missing `.cfg` is asked for three
+//! times and skipped. Settings are `key = value` lines after `#!version:1.0.0.1`; the file's
+//! `static.auto_provision.server.*` keys say where and as whom the next check fetches. A
+//! NOTIFY `check-sync` makes it check again (`sip.notify_reboot_enable = 0`: no reboot unless
+//! the event says `reboot=true`).
+
+use std::collections::BTreeMap;
+
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+
+const VENDOR: &str = "yealink";
+
+/// One Yealink phone.
+pub struct YealinkPhone {
+    /// Its HTTP side.
+    pub http: HttpClient,
+    /// MAC, 12 lowercase hex digits.
+    mac: String,
+    /// The common-file code of its model (`108` for a T46U).
+    model_code: String,
+    /// Where the next check fetches from (DHCP option 66 at first, then the file's URL).
+    pub server: Url,
+    /// The credentials the files gave it.
+    pub credentials: Option<(String, String)>,
+    /// Every setting applied, by key.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl YealinkPhone {
+    /// A factory-fresh phone told `server` by DHCP.
+    pub fn new(
+        mac: &str,
+        model: &str,
+        model_code: &str,
+        firmware: &str,
+        server: Url,
+        http: HttpClient,
+    ) -> YealinkPhone {
+        let colons: Vec<String> = mac
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let mut http = http;
+        http.user_agent = format!("Yealink SIP-{model} {firmware} {}", colons.join(":"));
+        YealinkPhone {
+            http,
+            mac: mac.to_ascii_lowercase(),
+            model_code: model_code.to_string(),
+            server,
+            credentials: None,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    async fn fetch(&self, url: &Url) -> Result<Option<String>, HandsetError> {
+        let response = self
+            .http
+            .get(url, self.credentials.as_ref(), AuthStyle::Digest)
+            .await
+            .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
+        match response.status {
+            200 => Ok(Some(response.body)),
+            404 => Ok(None),
+            other => Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
+        }
+    }
+
+    /// A `.cfg` as the phone asks for it: three tries, then skipped.
+    async fn fetch_cfg(&self, url: &Url) -> Result<Option<String>, HandsetError> {
+        for _ in 0..3 {
+            if let Some(body) = self.fetch(url).await? {
+                return Ok(Some(body));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One provisioning run (boot, periodic check, or after check-sync).
+    pub async fn provision(&mut self) -> Result<(), HandsetError> {
+        let server = self.server.clone();
+        let boot = match self.fetch(&server.join(&format!("{}.boot", self.mac))).await? {
+            Some(boot) => Some(boot),
+            None => self.fetch(&server.join("y000000000000.boot")).await?,
+        };
+        let files: Vec<String> = match boot {
+            Some(boot) => parse_boot(&boot)?,
+            None => vec![
+                format!("y000000000{:0>3}.cfg", self.model_code),
+                format!("{}.cfg", self.mac),
+            ],
+        };
+        // Settings apply after every download is done (docs: "applied after all downloads").
+        let mut downloaded = Vec::new();
+        for file in files {
+            if let Some(body) = self.fetch_cfg(&server.join(&file)).await? {
+                downloaded.push(parse_cfg(&body)?);
+            }
+        }
+        for settings in downloaded {
+            self.settings.extend(settings);
+        }
+        if let Some(url) = self.settings.get("static.auto_provision.server.url") {
+            self.server = Url::parse(url).ok_or_else(|| fault(VENDOR, format!("server URL {url:?}")))?;
+        }
+        let user = self.settings.get("static.auto_provision.server.username");
+        let pass = self.settings.get("static.auto_provision.server.password");
+        if let (Some(user), Some(pass)) = (user, pass) {
+            self.credentials = Some((user.clone(), pass.clone()));
+        }
+        Ok(())
+    }
+
+    /// Whether a NOTIFY makes it check again (and not reboot).
+    pub fn accepts(&self, notify: &SipRequest) -> bool {
+        let event = notify
+            .headers
+            .get("event")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let reboot_policy = self.settings.get("sip.notify_reboot_enable").map(String::as_str);
+        event.starts_with("check-sync") && reboot_policy == Some("0") && !event.contains("reboot=true")
+    }
+
+    /// The account it would register with, if complete and over TLS.
+    pub fn registration(&self) -> Result<Registration, HandsetError> {
+        let get = |key: &str| {
+            self.settings
+                .get(key)
+                .cloned()
+                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
+        };
+        if get("account.1.enable")? != "1" {
+            return Err(fault(VENDOR, "account 1 disabled"));
+        }
+        Ok(Registration {
+            server: get("account.1.sip_server.1.address")?,
+            port: get("account.1.sip_server.1.port")?
+                .parse()
+                .map_err(|_| fault(VENDOR, "bad port"))?,
+            tls: get("account.1.sip_server.1.transport_type")? == "2",
+            user: get("account.1.user_name")?,
+            auth_user: get("account.1.auth_name")?,
+            password: get("account.1.password")?,
+            display_name: get("account.1.display_name")?,
+        })
+    }
+}
+
+/// The files a boot file includes, in order (`include:config <f>` or `"f"`).
+fn parse_boot(text: &str) -> Result<Vec<String>, HandsetError> {
+    let mut lines = text.lines();
+    if lines.next() != Some("#!version:1.0.0.1") {
+        return Err(fault(VENDOR, "boot file without #!version:1.0.0.1"));
+    }
+    let mut files = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.trim().strip_prefix("include:config") {
+            let name = rest.trim().trim_matches(|c| c == '"' || c == '<' || c == '>');
+            if !name.ends_with(".cfg") {
+                return Err(fault(VENDOR, format!("include of a non-.cfg file {name:?}")));
+            }
+            files.push(name.to_string());
+        }
+    }
+    Ok(files)
+}
+
+/// A `.cfg`: `#!version:1.0.0.1`, then `key = value` lines and `#` comments.
+fn parse_cfg(text: &str) -> Result<BTreeMap<String, String>, HandsetError> {
+    let mut lines = text.lines();
+    if lines.next() != Some("#!version:1.0.0.1") {
+        return Err(fault(VENDOR, "configuration file without #!version:1.0.0.1"));
+    }
+    let mut settings = BTreeMap::new();
+    for line in lines {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| fault(VENDOR, format!("not key = value: {line:?}")))?;
+        settings.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(settings)
+}

@@ -1,0 +1,494 @@
+//! Each vendor's phone emulator (sim::handset, written from docs/vendors) walks its boot
+//! sequence against the real binary over HTTP and HTTPS: enrolment, the credentialed re-check at
+//! the URL the file itself gives, a Devices update, the vendor's NOTIFY (challenged where the
+//! file says so) and the fetch that sees the change. Plus the office behind one address, the
+//! operator's vendor catalogue, and a reverse proxy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use innoprov_actors::sim::devices::DevicesSim;
+use innoprov_actors::sim::handset::{Handset, HttpClient, SipListener, Url};
+use innoprov_actors::sim::phone::{Auth, PhoneSim};
+use innoprov_actors::sim::users::{SimPhone, UsersConnection, UsersSim};
+
+use crate::common::{PASSWORD, Service, devices_config, start_with_devices};
+
+const PROV: &str = "/example.com/innoprov/prov";
+
+fn tls_section() -> String {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    format!(
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        fixtures.join("cert.pem").display(),
+        fixtures.join("key.pem").display()
+    )
+}
+
+fn client(https: bool) -> HttpClient {
+    HttpClient::new(
+        "",
+        https.then(|| HttpClient::tls_trusting(include_bytes!("fixtures/cert.pem"))),
+    )
+}
+
+/// The URL DHCP option 66 would give the phone.
+fn dhcp_url(service: &Service, https: bool) -> Url {
+    let text = match (https, service.https_addr) {
+        (true, Some(addr)) => format!("https://localhost:{}{PROV}/", addr.port()),
+        _ => format!("http://127.0.0.1:{}{PROV}/", service.addr.port()),
+    };
+    Url::parse(&text).expect("url")
+}
+
+async fn provision(sim: &DevicesSim, conn: &mut UsersConnection, mac: &str, n: u32) -> SimPhone {
+    let phone = SimPhone {
+        mac: mac.to_string(),
+        code: sim.issue_code(),
+        ..SimPhone::numbered(n)
+    };
+    let reply = conn.provision(&phone).await.expect("provision");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    phone
+}
+
+fn mac_of(vendor: &str, n: u32) -> String {
+    let oui = match vendor {
+        "yealink" => "805ec0",
+        "snom" => "000413",
+        "grandstream" => "000b82",
+        _ => "0c383e",
+    };
+    format!("{oui}{n:06x}")
+}
+
+async fn walk(vendor: &str, https: bool) {
+    let sip = SipListener::bind().await.expect("sip port");
+    let tls = if https { tls_section() } else { String::new() };
+    let (service, _dir, sim) =
+        start_with_devices(&format!("[provisioning]\nnotify_port = {}\n{tls}", sip.port())).await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = mac_of(vendor, 0x10 + u32::from(https));
+    let user = provision(&sim, &mut conn, &mac, 7).await;
+    let dhcp = dhcp_url(&service, https);
+    let mut phone = Handset::new(vendor, &mac, dhcp.clone(), client(https)).expect("vendor");
+
+    // Boot inside the enrolment window.
+    phone
+        .provision()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
+    let registration = phone.registration().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (registration.server.as_str(), registration.port, registration.tls),
+        ("pbx.example.com", 5061, true),
+        "{vendor}: registrar gk1 over TLS"
+    );
+    assert_eq!(registration.user, user.username);
+    assert_eq!(registration.auth_user, user.username);
+    assert_eq!(
+        registration.password, user.password,
+        "{vendor}: the decrypted user password"
+    );
+    assert_eq!(registration.display_name, user.cn);
+    let boot = phone.http().requests();
+    let version_after_boot = match &phone {
+        Handset::Fanvil(f) => f.version,
+        _ => 0.0,
+    };
+    assert!(
+        boot.iter().all(|(_, status)| *status == 200 || *status == 404),
+        "{vendor}: {boot:?}"
+    );
+
+    // The file keeps the phone on innoprov (same scheme and place) with its own credentials.
+    let (server, credentials) = phone.next_check();
+    assert_eq!(
+        (server.scheme.as_str(), server.port),
+        (dhcp.scheme.as_str(), dhcp.port),
+        "{vendor}"
+    );
+    assert_eq!(server.path.trim_end_matches('/'), PROV, "{vendor}");
+    assert!(credentials.is_some(), "{vendor}: provisioning credentials");
+
+    // The periodic check: at that URL, with those credentials.
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    let recheck = &phone.http().requests()[boot.len()..];
+    assert!(recheck.iter().any(|(_, s)| *s == 200), "{vendor}: {recheck:?}");
+    assert!(
+        recheck.iter().all(|(_, s)| *s == 200 || *s == 404),
+        "{vendor}: {recheck:?}"
+    );
+    // Enrolled: without credentials the phone's file is now refused.
+    let own_file = boot
+        .iter()
+        .rev()
+        .find(|(path, status)| *status == 200 && path.to_ascii_lowercase().contains(&mac))
+        .map(|(path, _)| path.clone())
+        .expect("the phone's own file");
+    let anonymous = client(https)
+        .get(
+            &Url {
+                path: own_file,
+                ..dhcp.clone()
+            },
+            None,
+            innoprov_actors::sim::handset::AuthStyle::Basic,
+        )
+        .await
+        .expect("GET");
+    assert_eq!(
+        anonymous.status, 401,
+        "{vendor}: enrolled phones need their credentials"
+    );
+
+    // Devices changes the registrar: NOTIFY, (challenge,) fetch, new registrar.
+    let update = r#"{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx2.example.com","coder":"G711A","frameSize":20}"#;
+    assert_eq!(sim.push_update(&mac, update), 1);
+    phone
+        .await_resync(&sip, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{vendor}: {e}"));
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        phone.registration().expect("registration").server,
+        "pbx2.example.com",
+        "{vendor}: the update reached the phone"
+    );
+    let log = service.logs();
+    assert!(
+        log.contains("NOTIFY check-sync sent to 127.0.0.1:") && log.contains("accepted (200)"),
+        "{vendor}: {log}"
+    );
+    if let Handset::Fanvil(f) = &phone {
+        assert!(
+            f.version > version_after_boot,
+            "the version rises with every change"
+        );
+        assert!(
+            f.refused_by_version >= 1,
+            "an unchanged file is not applied twice"
+        );
+    }
+}
+
+#[tokio::test]
+async fn yealink_boots_rechecks_and_resyncs_over_http() {
+    walk("yealink", false).await;
+}
+
+#[tokio::test]
+async fn yealink_boots_rechecks_and_resyncs_over_https() {
+    walk("yealink", true).await;
+}
+
+#[tokio::test]
+async fn snom_boots_rechecks_and_resyncs_over_http() {
+    walk("snom", false).await;
+}
+
+#[tokio::test]
+async fn snom_boots_rechecks_and_resyncs_over_https() {
+    walk("snom", true).await;
+}
+
+#[tokio::test]
+async fn grandstream_boots_rechecks_and_resyncs_over_http() {
+    walk("grandstream", false).await;
+}
+
+#[tokio::test]
+async fn grandstream_boots_rechecks_and_resyncs_over_https() {
+    walk("grandstream", true).await;
+}
+
+#[tokio::test]
+async fn fanvil_boots_rechecks_and_resyncs_over_http() {
+    walk("fanvil", false).await;
+}
+
+#[tokio::test]
+async fn fanvil_boots_rechecks_and_resyncs_over_https() {
+    walk("fanvil", true).await;
+}
+
+#[tokio::test]
+async fn fifty_phones_rebooting_behind_one_address_are_never_throttled() {
+    let (service, _dir, sim) = start_with_devices("[provisioning]\nmisses_per_minute = 10\n").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let vendors = ["yealink", "snom", "grandstream", "fanvil"];
+    let mut phones = Vec::new();
+    for n in 0..50u32 {
+        let vendor = vendors[n as usize % 4];
+        let mac = mac_of(vendor, 0x100 + n);
+        provision(&sim, &mut conn, &mac, 200 + n).await;
+        phones.push(Handset::new(vendor, &mac, dhcp_url(&service, false), client(false)).expect("vendor"));
+    }
+    for _reboot in 0..3 {
+        for phone in &mut phones {
+            phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for phone in &phones {
+        for (_, status) in phone.http().requests() {
+            *statuses.entry(status).or_default() += 1;
+        }
+        phone.registration().unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(!statuses.contains_key(&429), "{statuses:?}");
+    assert!(
+        statuses.get(&404).copied().unwrap_or(0) >= 13,
+        "the boot probes were made: {statuses:?}"
+    );
+    // A scanner from that address is still throttled: probes are exempt, guesses are not.
+    let scanner = PhoneSim {
+        addr: service.addr,
+        user_agent: "curl/8".into(),
+    };
+    let mut last = 0;
+    for n in 0..15u32 {
+        last = scanner
+            .fetch(&format!("{PROV}/805ec0{n:06x}.cfg"), &Auth::None, None)
+            .await
+            .expect("GET")
+            .status;
+    }
+    assert_eq!(last, 429);
+}
+
+#[tokio::test]
+async fn the_operators_vendor_catalogue_adds_ouis_and_a_bad_one_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalogue = dir.path().join("vendors.toml");
+    std::fs::write(
+        &catalogue,
+        "[[vendor]]\nname = \"yealink\"\nouis = [\"aabbcc\"]\n",
+    )
+    .expect("write");
+    let sim = DevicesSim::start().await;
+    let service = Service::start_in(
+        dir.path(),
+        &format!(
+            "{}[provisioning]\nvendors_file = \"{}\"\n",
+            devices_config(&sim),
+            catalogue.display()
+        ),
+    );
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    provision(&sim, &mut conn, "aabbcc000001", 300).await;
+    let mut phone = Handset::new(
+        "yealink",
+        "aabbcc000001",
+        dhcp_url(&service, false),
+        client(false),
+    )
+    .expect("vendor");
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    phone.registration().unwrap_or_else(|e| panic!("{e}"));
+    drop(service);
+
+    for (text, needle) in [
+        ("[[vendor]]\nname = \"yealink\"\nouis = [\"XYZ\"]\n", "OUI"),
+        ("[[vendor]]\nname = \"htek\"\nfiles = [\"{mac}.cfg\"]\n", "htek"),
+        ("[[vendor]]\nname = \"yealink\"\ncolour = 1\n", "colour"),
+        (
+            "[[vendor]]\nname = \"yealink\"\nfiles = [\"{serial}.cfg\"]\n",
+            "serial",
+        ),
+    ] {
+        let bad = tempfile::tempdir().expect("tempdir");
+        let file = bad.path().join("vendors.toml");
+        std::fs::write(&file, text).expect("write");
+        let config = bad.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}[provisioning]\nvendors_file = \"{}\"\n",
+                crate::common::config_text(bad.path(), ""),
+                file.display()
+            ),
+        )
+        .expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
+            .args(["--config", config.to_str().expect("utf-8")])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains("vendors_file") && stderr.contains(needle),
+            "{stderr}"
+        );
+        assert!(!bad.path().join("store").exists(), "nothing written");
+    }
+}
+
+/// GET with extra headers over plain HTTP.
+async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    innoprov_actors::sim::phone::get(addr, path, headers)
+        .await
+        .expect("GET")
+        .status
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
+    let sip = tokio::net::UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("127.0.0.2");
+    let port = sip.local_addr().expect("addr").port();
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::common::config_text(
+        dir.path(),
+        &format!(
+            "{}[provisioning]\nmisses_per_minute = 5\nnotify_port = {port}\n",
+            devices_config(&sim)
+        ),
+    )
+    .replace("[http]\n", "[http]\ntrusted_proxies = [\"127.0.0.1/32\"]\n");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).expect("write config");
+    let service = Service::start_with_config_file(&file);
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = mac_of("yealink", 0x500);
+    provision(&sim, &mut conn, &mac, 500).await;
+    let ua = "Yealink SIP-T46U 108.86.0.90 80:5e:c0:00:05:00";
+    // Misses of one forwarded client do not block another behind the same proxy.
+    for n in 0..6u32 {
+        let path = format!("{PROV}/805ec0ff{n:04x}.cfg");
+        get_with(
+            service.addr,
+            &path,
+            &[("X-Forwarded-For", "198.51.100.7"), ("User-Agent", ua)],
+        )
+        .await;
+    }
+    let blocked = get_with(
+        service.addr,
+        &format!("{PROV}/{mac}.cfg"),
+        &[("X-Forwarded-For", "198.51.100.7"), ("User-Agent", ua)],
+    )
+    .await;
+    assert_eq!(blocked, 429);
+    // Another client behind the proxy is served, and its file names the scheme and host the
+    // client used at the proxy.
+    let other = innoprov_actors::sim::phone::get(
+        service.addr,
+        &format!("{PROV}/{mac}.cfg"),
+        &[
+            ("Forwarded", "for=127.0.0.2;proto=https;host=prov.example.com"),
+            ("User-Agent", ua),
+        ],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(other.status, 200, "another client behind the proxy is served");
+    assert!(
+        other.body.contains(
+            "static.auto_provision.server.url = https://prov.example.com/example.com/innoprov/prov/"
+        ),
+        "{}",
+        other.body
+    );
+    // The NOTIFY goes to the forwarded client's address.
+    sim.push_update(&mac, r#"{"id":3,"type":"PHONE","gk1":"pbx3.example.com"}"#);
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(10), sip.recv_from(&mut buf))
+        .await
+        .expect("NOTIFY in time")
+        .expect("recv");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("NOTIFY sip:user500@127.0.0.2:"));
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let (service, _dir, _sim) = start_with_devices("[provisioning]\nmisses_per_minute = 3\n").await;
+    for n in 0..5u32 {
+        // A scanner cannot dodge the limit by inventing a new address for every guess.
+        let forwarded = format!("203.0.113.{n}");
+        get_with(
+            service.addr,
+            &format!("{PROV}/805ec0ee{n:04x}.cfg"),
+            &[("X-Forwarded-For", forwarded.as_str())],
+        )
+        .await;
+    }
+    let status = get_with(
+        service.addr,
+        &format!("{PROV}/805ec0ee0009.cfg"),
+        &[("X-Forwarded-For", "203.0.113.99")],
+    )
+    .await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test]
+async fn a_value_no_phone_file_can_carry_fails_provisioning_and_stores_nothing() {
+    let (service, dir, sim) = start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    for (field, phone) in [
+        (
+            "cn",
+            SimPhone {
+                cn: "Alice\u{2028}Admin".into(),
+                ..SimPhone::numbered(600)
+            },
+        ),
+        (
+            "password",
+            SimPhone {
+                password: "%NULL%".into(),
+                ..SimPhone::numbered(601)
+            },
+        ),
+        (
+            "usename",
+            SimPhone {
+                username: "bob<<END OF FILE>>".into(),
+                ..SimPhone::numbered(602)
+            },
+        ),
+        (
+            "password",
+            SimPhone {
+                password: "secret ".into(),
+                ..SimPhone::numbered(603)
+            },
+        ),
+    ] {
+        let phone = SimPhone {
+            code: sim.issue_code(),
+            ..phone
+        };
+        let reply = conn.provision(&phone).await.expect("reply");
+        assert_eq!(reply["result"], "failed", "{reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(&format!("{field}:")), "{error}");
+        assert!(
+            !error.contains("NULL") || field != "password",
+            "the value is not echoed: {error}"
+        );
+    }
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = crate::common::open_store(dir.path());
+    assert!(innoprov::Store::phones(&store).expect("phones").is_empty());
+}
