@@ -492,3 +492,82 @@ async fn a_value_no_phone_file_can_carry_fails_provisioning_and_stores_nothing()
     let (store, _) = crate::common::open_store(dir.path());
     assert!(innoprov::Store::phones(&store).expect("phones").is_empty());
 }
+
+#[tokio::test]
+async fn the_phones_web_password_is_random_sealed_readable_and_kept_on_reprovisioning() {
+    let (service, dir, sim) = start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = mac_of("yealink", 0x700);
+    let web_password = |body: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix("static.security.user_password = admin:"))
+            .map(str::to_string)
+            .expect("web password in the file")
+    };
+    let mut first = Handset::new("yealink", &mac, dhcp_url(&service, false), client(false)).expect("vendor");
+    provision(&sim, &mut conn, &mac, 700).await;
+    first.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    let Handset::Yealink(phone) = &first else {
+        unreachable!()
+    };
+    let password = phone.settings["static.security.user_password"].clone();
+    assert!(
+        password.starts_with("admin:") && password.len() == "admin:".len() + 16,
+        "{password}"
+    );
+    // Re-provisioned (a new user on the same phone): a new file, the same web password.
+    provision(&sim, &mut conn, &mac, 701).await;
+    let again = innoprov_actors::sim::phone::get(
+        service.addr,
+        &format!("{PROV}/{mac}.cfg"),
+        &[("User-Agent", "Yealink SIP-T46U 108.86.0.90")],
+    )
+    .await
+    .expect("GET");
+    assert_eq!(
+        again.status, 200,
+        "a new ProvisioningPhone hands the file out once more"
+    );
+    assert!(again.body.contains("account.1.user_name = user701"));
+    assert_eq!(format!("admin:{}", web_password(&again.body)), password);
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, sealer) = crate::common::open_store(dir.path());
+    let stored = innoprov::provisioning::admin::web_password(&store, &sealer, &mac.parse().expect("mac"))
+        .expect("admin read")
+        .expect("a web password");
+    assert_eq!(format!("admin:{}", stored.expose()), password);
+    let raw = std::fs::read_dir(dir.path().join("store"))
+        .expect("store dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .any(|e| {
+            std::fs::read(e.path()).is_ok_and(|b| b.windows(16).any(|w| w == stored.expose().as_bytes()))
+        });
+    assert!(!raw, "sealed at rest: the password is in no store file in clear");
+}
+
+#[tokio::test]
+async fn grandstream_phones_holding_the_old_trailing_slash_still_get_their_file() {
+    let (service, _dir, sim) = start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = mac_of("grandstream", 0x800);
+    provision(&sim, &mut conn, &mac, 800).await;
+    let ua = format!("Grandstream Model HW GXP2170 SW 1.0.11.16 DevId {mac}");
+    let old_p237 = get_with(
+        service.addr,
+        &format!("{PROV}//cfg{mac}.xml"),
+        &[("User-Agent", ua.as_str())],
+    )
+    .await;
+    assert_eq!(
+        old_p237, 200,
+        "P237 ending in '/' (innoprov 0.3) makes the phone ask for prov//cfg<mac>.xml"
+    );
+}

@@ -354,10 +354,13 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
         return denied(actix_web::http::StatusCode::METHOD_NOT_ALLOWED);
     }
+    // Grandstream phones provisioned by innoprov 0.3 hold a P237 ending in '/' and ask for
+    // `prov//cfg<mac>.xml`: the empty segment is theirs, not a path trick.
     let file = req
         .path()
         .get(state.path.len() + 1..)
         .unwrap_or_default()
+        .trim_start_matches('/')
         .to_string();
     if file.is_empty() || file.contains('/') {
         let ip = state.client(&req).ip();

@@ -194,6 +194,12 @@ fn checked(field: &'static str, source_name: &'static str, text: &str) -> Result
     Ok(text.to_string())
 }
 
+/// Whether Devices' administrative password can be written into every vendor's file as the
+/// phone's web admin password.
+pub fn usable_admin_password(password: &str) -> bool {
+    (1..=32).contains(&password.len()) && password.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Model names come from the requested file name (letters and digits only).
 fn clean(text: &str) -> String {
     text.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
@@ -336,13 +342,12 @@ impl PhoneContext {
         ctx.changed_at = record.changed_at.max(record.provisioned_at);
         ctx.admin = Admin {
             user: "admin".into(),
-            password: match &record.admin_password {
-                Some(_) => checked(
-                    "admin password",
-                    DEVICES,
-                    &open(&record.admin_password, admin_password_purpose(&mac))?,
-                )?,
-                None => open(&record.web_password, web_password_purpose(&mac))?,
+            // Devices' administrative password when every vendor can carry it (Grandstream P2
+            // takes letters and digits, Yealink's `admin:<password>` no ':'), else the phone's
+            // own random one; admin::web_password tells an admin which.
+            password: match open(&record.admin_password, admin_password_purpose(&mac))? {
+                deployed if usable_admin_password(&deployed) => deployed,
+                _ => open(&record.web_password, web_password_purpose(&mac))?,
             },
         };
         let name = checked(
