@@ -68,15 +68,12 @@ impl FanvilPhone {
         files.push(format!("{}.cfg", self.mac));
         for file in files {
             let url = server.join(&file);
-            let response = self
+            let found = self
                 .http
-                .get(&url, self.credentials.as_ref(), AuthStyle::Basic)
-                .await
-                .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
-            match response.status {
-                200 => self.apply(&response.body)?,
-                404 => continue,
-                other => return Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
+                .fetch_file(VENDOR, &url, self.credentials.as_ref(), AuthStyle::Basic)
+                .await?;
+            if let Some(body) = found {
+                self.apply(&body)?;
             }
         }
         let protocol = self.get(AUTOUPDATE, "Flash Protocol").cloned();

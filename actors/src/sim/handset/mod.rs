@@ -187,8 +187,8 @@ impl HttpClient {
             // Phones speak Digest MD5 (RFC 7616 §3.7 lets the server offer several).
             && let Some(answer) = response.headers.get("www-authenticate").and_then(|all| {
                 all.lines()
-                    .filter(|c| c.starts_with("Digest"))
-                    .find_map(|c| digest_answer(c, user, pass, &url.path))
+                    .filter(|c| c.starts_with("Digest") && c.contains("MD5"))
+                    .find_map(|c| super::phone::digest_authorization(c, user, pass, &url.path))
             })
         {
             response = self.request(url, &[format!("Authorization: {answer}")]).await?;
@@ -240,6 +240,26 @@ impl HttpClient {
             .ok_or_else(|| std::io::Error::other(format!("bad HTTP response from {}", url.authority())))
     }
 
+    /// A file as the phones fetch it: `Some(body)` on 200, `None` on 404 (the phones move on),
+    /// an error naming the file for anything else.
+    pub async fn fetch_file(
+        &self,
+        vendor: &'static str,
+        url: &Url,
+        auth: Option<&(String, String)>,
+        style: AuthStyle,
+    ) -> Result<Option<String>, HandsetError> {
+        let response = self
+            .get(url, auth, style)
+            .await
+            .map_err(|e| fault(vendor, format!("GET {}: {e}", url.path)))?;
+        match response.status {
+            200 => Ok(Some(response.body)),
+            404 => Ok(None),
+            other => Err(fault(vendor, format!("GET {}: status {other}", url.path))),
+        }
+    }
+
     /// The statuses of every request so far, in order.
     pub fn requests(&self) -> Vec<(String, u16)> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -255,28 +275,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     // A TLS peer may close without close_notify; what was read is the answer.
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await?;
     Ok(raw)
-}
-
-/// RFC 7616 Digest (MD5, qop=auth) answering `challenge`.
-fn digest_answer(challenge: &str, user: &str, password: &str, path: &str) -> Option<String> {
-    let params = challenge.strip_prefix("Digest ")?;
-    let value = |key: &str| {
-        params.split(',').find_map(|p| {
-            let (k, v) = p.trim().split_once('=')?;
-            (k == key).then(|| v.trim_matches('"').to_string())
-        })
-    };
-    let (realm, nonce) = (value("realm")?, value("nonce")?);
-    if value("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
-        return None;
-    }
-    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
-    let ha2 = md5_hex(&format!("GET:{path}"));
-    let cnonce = "7b1e9f03";
-    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
-    Some(format!(
-        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{path}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{response}\""
-    ))
 }
 
 /// The phone's SIP port: receives a NOTIFY and answers 200 OK, as a phone does before it acts.

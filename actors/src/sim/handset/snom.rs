@@ -53,15 +53,12 @@ impl SnomPhone {
             format!("{}-{}.htm", self.phone_type, self.mac),
         ] {
             let url = server.join(&file);
-            let response = self
+            let found = self
                 .http
-                .get(&url, self.credentials.as_ref(), AuthStyle::Digest)
-                .await
-                .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
-            match response.status {
-                200 => self.apply(&response.body)?,
-                404 => continue,
-                other => return Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
+                .fetch_file(VENDOR, &url, self.credentials.as_ref(), AuthStyle::Digest)
+                .await?;
+            if let Some(body) = found {
+                self.apply(&body)?;
             }
         }
         if let Some(url) = self.settings.get("setting_server") {

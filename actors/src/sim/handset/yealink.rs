@@ -56,16 +56,9 @@ impl YealinkPhone {
     }
 
     async fn fetch(&self, url: &Url) -> Result<Option<String>, HandsetError> {
-        let response = self
-            .http
-            .get(url, self.credentials.as_ref(), AuthStyle::Digest)
+        self.http
+            .fetch_file(VENDOR, url, self.credentials.as_ref(), AuthStyle::Digest)
             .await
-            .map_err(|e| fault(VENDOR, format!("GET {}: {e}", url.path)))?;
-        match response.status {
-            200 => Ok(Some(response.body)),
-            404 => Ok(None),
-            other => Err(fault(VENDOR, format!("GET {}: status {other}", url.path))),
-        }
     }
 
     /// A `.cfg` as the phone asks for it: three tries, then skipped.
