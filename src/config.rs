@@ -75,6 +75,12 @@ pub struct ProvisioningConfig {
     /// credentials (until it has used its own).
     #[serde(default = "default_enrolment_minutes")]
     pub enrolment_window_minutes: u64,
+    /// Hand a phone's own file out only once without credentials inside the window: every
+    /// later request needs the credentials that file carried (challenge-answering phones then
+    /// enrol at once, and a second party gets 401). Off by default, as interface.md serves the
+    /// whole window until the phone has used its credentials.
+    #[serde(default)]
+    pub enrolment_once: bool,
     /// Minutes between the phones' periodic re-checks, written into their files.
     #[serde(default = "default_recheck_minutes")]
     pub recheck_minutes: u32,
@@ -130,6 +136,7 @@ impl Default for ProvisioningConfig {
             path: None,
             public_url: None,
             enrolment_window_minutes: default_enrolment_minutes(),
+            enrolment_once: false,
             recheck_minutes: default_recheck_minutes(),
             template_dir: None,
             vendors_file: None,

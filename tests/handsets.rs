@@ -65,8 +65,11 @@ fn mac_of(vendor: &str, n: u32) -> String {
 async fn walk(vendor: &str, https: bool) {
     let sip = SipListener::bind().await.expect("sip port");
     let tls = if https { tls_section() } else { String::new() };
-    let (service, _dir, sim) =
-        start_with_devices(&format!("[provisioning]\nnotify_port = {}\n{tls}", sip.port())).await;
+    let (service, _dir, sim) = start_with_devices(&format!(
+        "[provisioning]\nnotify_port = {}\nenrolment_once = true\n{tls}",
+        sip.port()
+    ))
+    .await;
     let mut conn = UsersSim::new("innoprov", PASSWORD)
         .connect(&service.ws_url())
         .await
@@ -569,5 +572,42 @@ async fn grandstream_phones_holding_the_old_trailing_slash_still_get_their_file(
     assert_eq!(
         old_p237, 200,
         "P237 ending in '/' (innoprov 0.3) makes the phone ask for prov//cfg<mac>.xml"
+    );
+}
+
+#[tokio::test]
+async fn by_default_the_window_serves_until_the_phone_uses_its_credentials() {
+    let (service, _dir, sim) = start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = mac_of("yealink", 0x900);
+    provision(&sim, &mut conn, &mac, 900).await;
+    let mut phone = Handset::new("yealink", &mac, dhcp_url(&service, false), client(false)).expect("vendor");
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    // interface.md: inside the window the file is served without credentials until the phone
+    // has used them; a Yealink only sends them when challenged, so its re-check is anonymous.
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        phone.http().requests().iter().all(|(_, s)| *s == 200),
+        "{:?}",
+        phone.http().requests()
+    );
+    let (url, credentials) = phone.next_check();
+    let file = url.join(&format!("{mac}.cfg"));
+    let style = innoprov_actors::sim::handset::AuthStyle::Basic;
+    assert_eq!(
+        client(false)
+            .get(&file, credentials, style)
+            .await
+            .expect("GET")
+            .status,
+        200
+    );
+    assert_eq!(
+        client(false).get(&file, None, style).await.expect("GET").status,
+        401,
+        "enrolled"
     );
 }

@@ -55,6 +55,8 @@ pub struct ProvState {
     pub public_url: Option<String>,
     /// Enrolment window.
     pub window: Duration,
+    /// Hand a phone's file out only once without credentials inside the window.
+    pub enrolment_once: bool,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
     /// Misses per address per minute before 429.
@@ -497,7 +499,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         state.audit.record(mac, entry);
     };
     let window = state.window.as_secs();
-    let enrolling = match access.decide(record, now, window, authenticated) {
+    let enrolling = match access.decide(record, now, window, state.enrolment_once, authenticated) {
         Decision::Unauthorized => {
             log::info!("phone {mac}: {file} from {ip}: credentials required");
             audit(
@@ -533,7 +535,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
             Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
         }
-    } else if enrolling {
+    } else if enrolling && state.enrolment_once {
         // Handed out once: from now on this generation's file needs the credentials it carries.
         if let Err(e) = state
             .store

@@ -230,6 +230,7 @@ impl RunningService {
             path: prov_path.clone(),
             public_url: prov.public_url.clone(),
             window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
+            enrolment_once: prov.enrolment_once,
             recheck_minutes: prov.recheck_minutes,
             audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,

@@ -1,12 +1,13 @@
 //! Who may download a phone's files, and the record of every download.
 //!
 //! A phone's files are served without credentials only inside its enrolment window (opened by
-//! ProvisioningPhone, or reopened by an admin), and only once: the file handed out carries the
-//! phone's own provisioning credentials, and every later request must present them. Phones
-//! that answer a challenge rather than send credentials up front (Yealink, Snom, Grandstream)
-//! get the 401 they need to use them; a second party asking inside the window gets the same
-//! 401, and the audit shows who fetched the file. Once the window has closed, files carrying
-//! secrets need the credentials in any case.
+//! ProvisioningPhone, or reopened by an admin) and only until the phone has fetched with the
+//! provisioning credentials the first file gave it (interface.md). With
+//! `provisioning.enrolment_once`, only once: every later request must present the credentials
+//! the handed-out file carries. Phones that answer a challenge rather than send credentials up
+//! front (Yealink, Snom, Grandstream) then get the 401 they need to use them at once; a second
+//! party asking inside the window gets the same 401, and the audit shows who fetched the file.
+//! Once the window has closed, files carrying secrets need the credentials in any case.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,14 +52,20 @@ impl PhoneAccess {
         now < opened.saturating_add(window_secs)
     }
 
-    /// The decision for a request that is `authenticated` (valid credentials) or not.
-    pub fn decide(&self, record: &PhoneRecord, now: u64, window_secs: u64, authenticated: bool) -> Decision {
+    /// The decision for a request that is `authenticated` (valid credentials) or not; with
+    /// `once`, a file already handed out without credentials is not handed out again.
+    pub fn decide(
+        &self,
+        record: &PhoneRecord,
+        now: u64,
+        window_secs: u64,
+        once: bool,
+        authenticated: bool,
+    ) -> Decision {
+        let handed_out = once && self.handed_out_generation == Some(record.generation);
         if authenticated {
             Decision::Serve { enrolling: false }
-        } else if !self.enrolled(record)
-            && self.handed_out_generation != Some(record.generation)
-            && self.window_open(record, now, window_secs)
-        {
+        } else if !self.enrolled(record) && !handed_out && self.window_open(record, now, window_secs) {
             Decision::Serve { enrolling: true }
         } else {
             Decision::Unauthorized

@@ -114,18 +114,18 @@ mod tests {
             store
                 .get_access(&mac)
                 .unwrap()
-                .decide(&record, later, window, false),
+                .decide(&record, later, window, false, false),
             Decision::Unauthorized
         );
 
         reopen_enrolment(&store, &mac, later).unwrap();
         let access = store.get_access(&mac).unwrap();
         assert_eq!(
-            access.decide(&record, later + 10, window, false),
+            access.decide(&record, later + 10, window, false, false),
             Decision::Serve { enrolling: true }
         );
         assert_eq!(
-            access.decide(&record, later + window, window, false),
+            access.decide(&record, later + window, window, false, false),
             Decision::Unauthorized,
             "closes again"
         );
@@ -151,18 +151,21 @@ mod tests {
         store.put_phone(&record).unwrap();
         let mac = record.mac;
         let now = record.provisioned_at + 1;
-        let first = store.get_access(&mac).unwrap().decide(&record, now, 600, false);
+        let first = store
+            .get_access(&mac)
+            .unwrap()
+            .decide(&record, now, 600, true, false);
         assert_eq!(first, Decision::Serve { enrolling: true });
         store
             .update_access(&mac, &mut |a| a.handed_out_generation = Some(record.generation))
             .unwrap();
         let access = store.get_access(&mac).unwrap();
         assert_eq!(
-            access.decide(&record, now + 1, 600, false),
+            access.decide(&record, now + 1, 600, true, false),
             Decision::Unauthorized
         );
         assert_eq!(
-            access.decide(&record, now + 1, 600, true),
+            access.decide(&record, now + 1, 600, true, true),
             Decision::Serve { enrolling: false }
         );
         // A new ProvisioningPhone (new generation) hands out its file once more.
@@ -171,7 +174,7 @@ mod tests {
             ..record.clone()
         };
         assert_eq!(
-            access.decide(&newer, now + 1, 600, false),
+            access.decide(&newer, now + 1, 600, true, false),
             Decision::Serve { enrolling: true }
         );
         // An admin's reopening does too.
@@ -180,7 +183,7 @@ mod tests {
             store
                 .get_access(&mac)
                 .unwrap()
-                .decide(&record, now + 3, 600, false),
+                .decide(&record, now + 3, 600, true, false),
             Decision::Serve { enrolling: true }
         );
     }
