@@ -200,6 +200,10 @@ pub struct AppConfig {
     /// Title published for `com.innovaphone.provisioning`.
     #[serde(default = "default_title")]
     pub title: String,
+    /// The App object's own SIP name on the PBX: when set, only a login as that object may
+    /// act as the PBX (PbxInfo, Services); unset, any App-object login without `pbxObj` may.
+    #[serde(default)]
+    pub object: Option<String>,
 }
 
 fn default_app_path() -> String {

@@ -274,3 +274,58 @@ async fn connections_that_never_log_in_are_closed() {
         .unwrap();
     assert_eq!(logged_in.client.recv_json().await.unwrap()["src"], "still");
 }
+
+/// A myApps user (appwebsocket.md §3.3b) who sends PbxInfo with Services gets no Services
+/// subscription: only the PBX's App object connection may say where Devices is. With
+/// `app.object` set, even another App object's login is not the PBX.
+#[tokio::test]
+async fn only_the_pbx_login_may_act_as_the_pbx() {
+    let (service, _dir) = Service::start("");
+    let user = Identity {
+        app: "innoprov".into(),
+        domain: "example.com".into(),
+        sip: "eve".into(),
+        guid: "f48b06484a8a61015853009033400109".into(),
+        dn: "Eve".into(),
+        info: Some(r#"{"appobj":"innoprov","appdn":"Third-party phones","pbx":"master","cn":"eve","groups":[],"apps":[]}"#.into()),
+    };
+    let mut eve = AppWsClient::connect(&service.ws_url()).await.unwrap();
+    assert_eq!(eve.login(&user, PASSWORD).await.unwrap()["ok"], true, "logged in");
+    eve.send_raw(r#"{"mt":"PbxInfo","domain":"example.com","pbx":"master","apis":["Services"]}"#)
+        .await
+        .unwrap();
+    eve.timeout = std::time::Duration::from_millis(800);
+    assert!(
+        eve.recv_mt("SubscribeServices").await.is_err(),
+        "no subscription on a user's connection"
+    );
+    assert!(
+        service
+            .wait_for_log("ignoring PbxInfo from \"eve\"", std::time::Duration::from_secs(2))
+            .await
+    );
+    // The PBX's own App object connection is subscribed as before.
+    let mut pbx_conn = pbx(&service).connect(&service.ws_url()).await.expect("PBX login");
+    pbx_conn.send_pbx_info(&["Services"]).await.unwrap();
+    pbx_conn
+        .serve_services(&devices_services(
+            "http://127.0.0.1:9/example.com/devices/innovaphone-devices",
+        ))
+        .await
+        .expect("subscribed");
+    drop(service);
+
+    // app.object names the App object: a login as another App object is not the PBX.
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::common::config_text(dir.path(), "").replace(
+        "title = \"Test phones\"\n",
+        "title = \"Test phones\"\nobject = \"innoprov-app\"\n",
+    );
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).unwrap();
+    let service = Service::start_with_config_file(&file);
+    let mut other = pbx(&service).connect(&service.ws_url()).await.expect("login");
+    other.send_pbx_info(&["Services"]).await.unwrap();
+    other.client.timeout = std::time::Duration::from_millis(800);
+    assert!(other.client.recv_mt("SubscribeServices").await.is_err());
+}

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
 use innoprov::appws::message::{self, Outbound};
-use innoprov::appws::{Inbound, LoginFields, crypto};
+use innoprov::appws::{Inbound, LoginFields, LoginRole, crypto, login_role};
 use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
@@ -107,6 +107,8 @@ pub struct SessionShared {
     pub domain: String,
     /// Title published for com.innovaphone.provisioning.
     pub title: String,
+    /// `app.object`: the App object's own SIP name, when configured.
+    pub own_object: Option<String>,
     /// Seconds between pings.
     pub ping_interval: Duration,
     /// Silence after which the peer is dropped.
@@ -135,6 +137,8 @@ enum Login {
         app: String,
         /// Who logged in (the `sip` of the AppLogin), for logs.
         who: String,
+        /// What kind of peer it is (appwebsocket.md §3.3), deciding what it may send.
+        role: LoginRole,
     },
 }
 
@@ -344,10 +348,13 @@ impl AppSession {
             self.peer
         );
         let own_domain = self.shared.domain.clone();
+        let role = login_role(msg, self.shared.own_object.as_deref());
+        log::debug!("session {} ({}): {sip:?} is a {role:?} login", self.id, self.peer);
         self.login = Login::Done {
             key,
             app: app.clone(),
             who: sip,
+            role,
         };
         self.send(ctx, message::login_result(&app, &own_domain, true));
     }
@@ -377,6 +384,20 @@ impl AppSession {
     }
 
     fn on_pbx_info(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let Login::Done { role, who, .. } = &self.login else {
+            return;
+        };
+        // Only the PBX's own App object connection tells the service about the PBX: a myApps
+        // user or another App Service could otherwise make it subscribe on their connection
+        // and name a Devices of their own.
+        if !role.may_act_as_pbx() {
+            log::warn!(
+                "session {} ({}): ignoring PbxInfo from {who:?}, which did not log in as the PBX's App object",
+                self.id,
+                self.peer
+            );
+            return;
+        }
         let apis: Vec<&str> = msg
             .body
             .get("apis")
@@ -420,7 +441,7 @@ impl AppSession {
 
     fn on_provisioning_phone(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
         let src = msg.src.clone();
-        let Login::Done { key, app, who } = &self.login else {
+        let Login::Done { key, app, who, .. } = &self.login else {
             return;
         };
         let request = match ProvisionRequest::from_message(msg, key.expose()) {

@@ -212,6 +212,7 @@ impl RunningService {
             password: Secret::new(config.app.password.clone()),
             domain: config.app_domain().to_string(),
             title: config.app.title.clone(),
+            own_object: config.app.object.clone(),
             ping_interval: Duration::from_secs(ws.ping_interval_secs),
             idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
             login_timeout: Duration::from_secs(ws.login_timeout_secs),

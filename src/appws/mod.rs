@@ -3,6 +3,8 @@
 
 pub mod crypto;
 pub mod message;
+pub mod role;
 
 pub use crypto::{LoginFields, decrypt, encrypt, login_digest, new_challenge, session_key};
 pub use message::{Inbound, InboundError, Outbound};
+pub use role::{LoginRole, login_role};

@@ -1,0 +1,89 @@
+//! Who a login is (appwebsocket.md §3.3), decided from the fields its digest covers, so that
+//! each connection gets only the messages its kind of peer legitimately sends.
+//!
+//! - (a) the PBX's own App object connection: `sip` is the App object itself, so `sip` equals
+//!   `info.appobj`, and there is no `pbxObj`;
+//! - (b) a myApps user and (c) another App Service (GetServiceLogin) carry `pbxObj`, the App
+//!   object the login was made for; a user's `sip` is the user, not `info.appobj`;
+//! - (d) a password login (AP manager, scripts): `guid` of 32 zeros and no `info`.
+//!
+//! `pbxObj` is not covered by the digest, so its absence alone proves nothing: the PBX role
+//! also needs `sip == info.appobj` (both covered), and with `app.object` configured, that the
+//! `sip` is this App object's own name.
+
+use super::Inbound;
+
+/// The kind of peer a login is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRole {
+    /// The PBX's App object connection (may send PbxInfo and serve Services).
+    Pbx,
+    /// A password login with the App object's password (treated like the PBX: it holds the
+    /// same secret the PBX does).
+    Password,
+    /// A myApps user or another App Service.
+    Peer,
+}
+
+impl LoginRole {
+    /// Whether this login may tell the service about the PBX (PbxInfo → Services, and so
+    /// where Devices is).
+    pub fn may_act_as_pbx(self) -> bool {
+        matches!(self, LoginRole::Pbx | LoginRole::Password)
+    }
+}
+
+/// The role of a verified AppLogin; `own_object` is `app.object` when configured.
+pub fn login_role(login: &Inbound, own_object: Option<&str>) -> LoginRole {
+    let sip = login.text_or_empty("sip");
+    let info = login.body.get("info").filter(|i| i.is_object());
+    if info.is_none() && login.text_or_empty("guid") == "0".repeat(32) {
+        return LoginRole::Password;
+    }
+    let appobj = info
+        .and_then(|i| i.get("appobj"))
+        .and_then(|a| a.as_str())
+        .unwrap_or_default();
+    let has_pbx_obj = login
+        .body
+        .get("pbxObj")
+        .is_some_and(|p| p.as_str().is_some_and(|s| !s.is_empty()));
+    let own = own_object.is_none_or(|own| own == sip);
+    if !sip.is_empty() && sip == appobj && !has_pbx_obj && own {
+        LoginRole::Pbx
+    } else {
+        LoginRole::Peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(json: &str, own: Option<&str>) -> LoginRole {
+        login_role(&Inbound::parse(json).unwrap(), own)
+    }
+
+    #[test]
+    fn the_captured_logins() {
+        // §3.3(a), captured from a real PBX.
+        let pbx = r#"{"mt":"AppLogin","sip":"go-search","guid":"3954ae7854c96301c9dd009033400109","dn":"go-search","digest":"x","domain":"fritz.box","app":"searchapi","info":{"appobj":"go-search","appdn":"go-search","appurl":"http://192.168.178.29:5000/fritz.box/go/instance/searchapi","pbx":"pbx-main","cn":"go-search","unlicensed":true,"apps":[]}}"#;
+        assert_eq!(role(pbx, None), LoginRole::Pbx);
+        assert_eq!(role(pbx, Some("go-search")), LoginRole::Pbx);
+        assert_eq!(role(pbx, Some("innoprov")), LoginRole::Peer, "another App object");
+        // §3.3(b), a myApps user, with and without its (undigested) pbxObj.
+        let user = r#"{"mt":"AppLogin","app":"admin","domain":"fritz.box","sip":"rico","guid":"f48b06484a8a61015853009033400109","dn":"Schulte, Rico","info":{"appobj":"go","appdn":"go","appurl":"http://192.168.178.29:5000/fritz.box/go/instance/admin","pbx":"pbx-main","cn":"rico","unlicensed":true,"groups":[],"apps":[]},"digest":"x","pbxObj":"go"}"#;
+        assert_eq!(role(user, None), LoginRole::Peer);
+        assert_eq!(
+            role(&user.replace(",\"pbxObj\":\"go\"", ""), None),
+            LoginRole::Peer
+        );
+        // §3.3(c), another App Service through GetServiceLogin: carries pbxObj.
+        let service = r#"{"mt":"AppLogin","sip":"acme-prov","guid":"ab","dn":"ACME","pbxObj":"devices","app":"innovaphone-devices","info":{"appobj":"acme-prov"},"digest":"x","domain":"example.com"}"#;
+        assert_eq!(role(service, None), LoginRole::Peer);
+        // §3.3(d), a password login.
+        let password = r#"{"mt":"AppLogin","app":"acme","domain":"","sip":"acme","guid":"00000000000000000000000000000000","dn":"Admin","digest":"x"}"#;
+        assert_eq!(role(password, None), LoginRole::Password);
+        assert!(LoginRole::Password.may_act_as_pbx() && !LoginRole::Peer.may_act_as_pbx());
+    }
+}
