@@ -300,6 +300,13 @@ pub struct WebsocketConfig {
     /// Seconds a connection may stay without logging in.
     #[serde(default = "default_login_timeout")]
     pub login_timeout_secs: u64,
+    /// Connections that have not logged in yet, service-wide (addresses that logged in before
+    /// keep a reserve of 64 beyond it); more are refused with 503 before the upgrade.
+    #[serde(default = "default_max_pending_logins")]
+    pub max_pending_logins: usize,
+    /// Connections that have not logged in yet, per address.
+    #[serde(default = "default_pending_logins_per_address")]
+    pub pending_logins_per_address: usize,
 }
 
 fn default_max_message_bytes() -> usize {
@@ -314,6 +321,12 @@ fn default_idle_timeout() -> u64 {
 fn default_login_timeout() -> u64 {
     30
 }
+fn default_max_pending_logins() -> usize {
+    256
+}
+fn default_pending_logins_per_address() -> usize {
+    16
+}
 
 impl Default for WebsocketConfig {
     fn default() -> Self {
@@ -322,6 +335,8 @@ impl Default for WebsocketConfig {
             ping_interval_secs: default_ping_interval(),
             idle_timeout_secs: default_idle_timeout(),
             login_timeout_secs: default_login_timeout(),
+            max_pending_logins: default_max_pending_logins(),
+            pending_logins_per_address: default_pending_logins_per_address(),
         }
     }
 }
@@ -408,6 +423,12 @@ impl Config {
             && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
         {
             return Err(invalid("devices.sysclient_url", "must be a ws:// or wss:// URL"));
+        }
+        if self.websocket.max_pending_logins == 0 || self.websocket.pending_logins_per_address == 0 {
+            return Err(invalid(
+                "websocket.max_pending_logins",
+                "max_pending_logins and pending_logins_per_address must be at least 1",
+            ));
         }
         if self.websocket.login_timeout_secs == 0 {
             return Err(invalid("websocket.login_timeout_secs", "must be at least 1"));

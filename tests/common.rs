@@ -54,8 +54,41 @@ impl Service {
 
     /// Starts the binary with a config file written by the test.
     pub fn start_with_config_file(config: &Path) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
-            .args(["--config", config.to_str().expect("utf-8 path")])
+        Service::spawn(config, None)
+    }
+
+    /// Starts the binary with its soft limit of open files lowered to `soft` first (as a
+    /// systemd unit would hand it 1024).
+    pub fn start_with_open_files(config: &Path, soft: u64) -> Service {
+        Service::spawn(config, Some(soft))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(config: &Path, soft_nofile: Option<u64>) -> Service {
+        let binary = env!("CARGO_BIN_EXE_innoprov");
+        let config = config.to_str().expect("utf-8 path");
+        let mut command = match soft_nofile {
+            None => {
+                let mut c = Command::new(binary);
+                c.args(["--config", config]);
+                c
+            }
+            Some(soft) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("ulimit -Sn {soft} && exec \"$0\" --config \"$1\""),
+                    binary,
+                    config,
+                ]);
+                c
+            }
+        };
+        let mut child = command
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -9,6 +9,7 @@ mod cli;
 mod devices;
 mod downloads;
 mod handsets;
+mod hostile;
 mod provisioning;
 mod supervision;
 mod wire_frames;

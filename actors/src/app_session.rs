@@ -22,6 +22,7 @@ use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
+use crate::login_guard::{LoginGuard, PendingSlot};
 use crate::registry::{PhoneRegistry, Provision};
 
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
@@ -123,6 +124,8 @@ pub struct SessionShared {
     pub directory: Addr<ServiceDirectory>,
     /// Turns true when the service shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Caps connections not yet logged in and throttles failed logins per address.
+    pub guard: Arc<LoginGuard>,
 }
 
 /// Where the connection is in the login state machine.
@@ -162,6 +165,10 @@ pub struct AppSession {
     closing: bool,
     /// Failed AppCheckLogin checks on this connection.
     failed_checks: u32,
+    /// The peer's address, for per-address limits.
+    ip: std::net::IpAddr,
+    /// This connection's place among those not logged in; given back at login.
+    pending: Option<PendingSlot>,
 }
 
 /// Numbers connections for logs.
@@ -174,8 +181,10 @@ impl AppSession {
         ws: actix_ws::Session,
         stream: actix_ws::AggregatedMessageStream,
         peer: Option<SocketAddr>,
+        slot: PendingSlot,
     ) -> Addr<AppSession> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
         let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
         let (writer, queue) = mpsc::channel(OUTBOUND_QUEUE);
         actix_web::rt::spawn(write_frames(ws, queue));
@@ -191,6 +200,8 @@ impl AppSession {
                 last_heard: Instant::now(),
                 closing: false,
                 failed_checks: 0,
+                ip,
+                pending: Some(slot),
             }
         })
     }
@@ -333,30 +344,45 @@ impl AppSession {
             &challenge,
             password,
         );
-        if !crypto::digest_matches(&expected, &msg.text_or_empty("digest")) {
-            self.send(ctx, message::login_result(&app, "", false));
-            return self.close(
-                ctx,
-                CloseCode::Policy,
-                &format!("login of {sip:?} to {app:?}: wrong digest"),
-            );
+        let ok = crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
+        if !ok {
+            self.shared.guard.failed(self.ip);
         }
-        let key = Secret::new(crypto::session_key(&challenge, password));
-        log::info!(
-            "session {} ({}): {sip:?} logged in to {app:?} (domain {domain:?})",
-            self.id,
-            self.peer
-        );
-        let own_domain = self.shared.domain.clone();
+        // From an address that keeps failing, every answer waits (right or wrong, so the wait
+        // tells nothing); nothing else is taken meanwhile: the challenge is used up.
+        let delay = self.shared.guard.delay(self.ip);
         let role = login_role(msg, self.shared.own_object.as_deref());
-        log::debug!("session {} ({}): {sip:?} is a {role:?} login", self.id, self.peer);
-        self.login = Login::Done {
-            key,
-            app: app.clone(),
-            who: sip,
-            role,
+        let finish = move |act: &mut Self, ctx: &mut Context<Self>| {
+            if !ok {
+                act.send(ctx, message::login_result(&app, "", false));
+                return act.close(
+                    ctx,
+                    CloseCode::Policy,
+                    &format!("login of {sip:?} to {app:?}: wrong digest"),
+                );
+            }
+            let key = Secret::new(crypto::session_key(&challenge, act.shared.password.expose()));
+            log::info!(
+                "session {} ({}): {sip:?} logged in to {app:?} (domain {domain:?}) as {role:?}",
+                act.id,
+                act.peer
+            );
+            act.pending = None;
+            act.shared.guard.logged_in(act.ip);
+            let own_domain = act.shared.domain.clone();
+            act.login = Login::Done {
+                key,
+                app: app.clone(),
+                who: sip,
+                role,
+            };
+            act.send(ctx, message::login_result(&app, &own_domain, true));
         };
-        self.send(ctx, message::login_result(&app, &own_domain, true));
+        if delay.is_zero() {
+            finish(self, ctx);
+        } else {
+            ctx.run_later(delay, finish);
+        }
     }
 
     fn on_check_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
@@ -372,14 +398,23 @@ impl AppSession {
         let mut out = Outbound::reply_to(msg);
         if ok {
             out = out.with("ok", true);
-        }
-        self.send(ctx, out);
-        if !ok {
-            // AppCheckLogin must not become a free password-guessing oracle.
+        } else {
+            // AppCheckLogin must not become a free password-guessing oracle: failures count per
+            // connection and per address.
+            self.shared.guard.failed(self.ip);
             self.failed_checks += 1;
-            if self.failed_checks >= MAX_FAILED_CHECKS {
-                self.close(ctx, CloseCode::Policy, "too many failed AppCheckLogin checks");
+        }
+        let delay = self.shared.guard.delay(self.ip);
+        let answer = move |act: &mut Self, ctx: &mut Context<Self>| {
+            act.send(ctx, out);
+            if act.failed_checks >= MAX_FAILED_CHECKS {
+                act.close(ctx, CloseCode::Policy, "too many failed AppCheckLogin checks");
             }
+        };
+        if delay.is_zero() {
+            answer(self, ctx);
+        } else {
+            ctx.run_later(delay, answer);
         }
     }
 

@@ -42,11 +42,25 @@ async fn upgrade(
     body: web::Payload,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // Counted before the upgrade: a peer that never logs in holds one of a bounded number of
+    // places, per address and service-wide.
+    let ip = req
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    let slot = match state.sessions.guard.admit(ip) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            log::debug!("websocket from {ip} refused: {refused}");
+            return Ok(HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .finish());
+        }
+    };
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(state.max_message_bytes)
         .aggregate_continuations()
         .max_continuation_size(state.max_message_bytes);
-    AppSession::start(Arc::clone(&state.sessions), ws, stream, req.peer_addr());
+    AppSession::start(Arc::clone(&state.sessions), ws, stream, req.peer_addr(), slot);
     Ok(response)
 }

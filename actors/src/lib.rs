@@ -11,6 +11,7 @@
 //! - [`forwarded`]: a trusted reverse proxy's `Forwarded` / `X-Forwarded-*` headers.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
+//! - [`login_guard`]: caps on connections not yet logged in, and per-address login throttling.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
@@ -30,6 +31,7 @@ pub mod devices_link;
 pub mod directory;
 pub mod forwarded;
 pub mod http;
+pub mod login_guard;
 pub mod notifier;
 pub mod persistence;
 pub mod phone_job;

@@ -77,11 +77,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard one: a service that inherited 1024 from
+/// systemd would otherwise run out of descriptors for sockets, Devices links and the store.
+fn raise_open_files_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
+    match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+        (Ok((soft, hard)), Ok(now)) => {
+            log::info!("open files: soft limit {soft} raised to {now} (hard limit {hard})")
+        }
+        (_, Err(e)) => log::warn!("open files: cannot raise the soft limit: {e}"),
+        (Err(e), Ok(now)) => log::info!("open files: soft limit now {now} ({e} before)"),
+    }
+}
+
 fn serve(config: Config) -> ExitCode {
     let system = actix::System::new();
     let outcome = system.block_on(async move {
         let signals = ShutdownSignals::install().map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
         let service = RunningService::start(&config).await.map_err(|e| e.to_string())?;
+        // After the start: a failed start prints its one line and nothing else.
+        raise_open_files_limit();
         service.run_until_signal(signals).await
     });
     match outcome {

@@ -220,6 +220,10 @@ impl RunningService {
             registry: registry.clone(),
             directory,
             shutdown: shutdown_rx,
+            guard: crate::login_guard::LoginGuard::new(crate::login_guard::LoginLimits {
+                max_pending: ws.max_pending_logins,
+                per_address: ws.pending_logins_per_address,
+            }),
         });
         let prov_path = config.prov_path();
         let prov_state = web::Data::new(ProvState {

@@ -1,0 +1,216 @@
+//! `LoginGuard`: what an unauthenticated AppWebsocket peer may cost. Connections that have not
+//! logged in are capped service-wide and per address (with a reserve for addresses that have
+//! logged in before, such as the PBX's), and failed logins are counted per address across
+//! connections: past a few a minute, every answer to that address (right or wrong) is delayed,
+//! doubling up to a bound, so guessing the App password from one address runs at a few tries a
+//! second at most, while a correct login is still accepted, only later.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Failed logins one address may make in a minute before its answers are delayed.
+const FREE_FAILURES: u32 = 5;
+/// The first delay once throttled; it doubles with every further failure.
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+/// The longest delay.
+const MAX_DELAY: Duration = Duration::from_secs(8);
+/// Pending connections beyond the cap kept for addresses that have logged in before.
+const RESERVE: usize = 64;
+/// Most addresses remembered (failures, good logins); beyond, the oldest minute is forgotten.
+const MAX_ADDRESSES: usize = 50_000;
+
+/// Settings of the guard.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// Connections not yet logged in, service-wide.
+    pub max_pending: usize,
+    /// Connections not yet logged in, per address.
+    pub per_address: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Connections not yet logged in, by address.
+    pending: HashMap<IpAddr, usize>,
+    /// Their total.
+    total: usize,
+    /// Failed logins by address in the current minute.
+    failures: HashMap<IpAddr, (Instant, u32)>,
+    /// Addresses that have logged in (they keep a reserve when the cap is reached).
+    known: HashSet<IpAddr>,
+}
+
+/// The guard, shared by every session.
+pub struct LoginGuard {
+    /// Caps.
+    limits: LoginLimits,
+    /// Counters.
+    inner: Mutex<Inner>,
+}
+
+/// A connection's place among those not yet logged in; given back when dropped.
+pub struct PendingSlot {
+    /// The guard to give it back to.
+    guard: Arc<LoginGuard>,
+    /// The address it counts against.
+    ip: IpAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut inner = self.guard.lock();
+        inner.total = inner.total.saturating_sub(1);
+        if let Some(n) = inner.pending.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.pending.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Too many connections from this address have not logged in.
+    #[error("too many connections from this address have not logged in")]
+    PerAddress,
+    /// Too many connections service-wide have not logged in.
+    #[error("too many connections have not logged in")]
+    Total,
+}
+
+impl LoginGuard {
+    /// A guard with these limits.
+    pub fn new(limits: LoginLimits) -> Arc<LoginGuard> {
+        Arc::new(LoginGuard {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a new connection from `ip`, if the caps allow.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, Refused> {
+        let mut inner = self.lock();
+        let from_ip = inner.pending.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.limits.per_address {
+            return Err(Refused::PerAddress);
+        }
+        let cap = if inner.known.contains(&ip) {
+            self.limits.max_pending + RESERVE
+        } else {
+            self.limits.max_pending
+        };
+        if inner.total >= cap {
+            return Err(Refused::Total);
+        }
+        inner.total += 1;
+        *inner.pending.entry(ip).or_insert(0) += 1;
+        Ok(PendingSlot {
+            guard: Arc::clone(self),
+            ip,
+        })
+    }
+
+    /// `ip` logged in: it keeps a reserve from now on.
+    pub fn logged_in(&self, ip: IpAddr) {
+        let mut inner = self.lock();
+        if inner.known.len() >= MAX_ADDRESSES {
+            inner.known.clear();
+        }
+        inner.known.insert(ip);
+    }
+
+    /// Records a failed login (or AppCheckLogin) from `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        let mut inner = self.lock();
+        if inner.failures.len() >= MAX_ADDRESSES {
+            inner
+                .failures
+                .retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+            if inner.failures.len() >= MAX_ADDRESSES {
+                inner.failures.clear();
+            }
+        }
+        let entry = inner.failures.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        if entry.1 == FREE_FAILURES + 1 {
+            log::warn!("logins from {ip}: too many failures; answers are delayed");
+        }
+    }
+
+    /// How long to wait before answering a login check from `ip`.
+    pub fn delay(&self, ip: IpAddr) -> Duration {
+        let inner = self.lock();
+        let failures = inner
+            .failures
+            .get(&ip)
+            .filter(|(since, _)| since.elapsed() < Duration::from_secs(60))
+            .map_or(0, |(_, n)| *n);
+        if failures < FREE_FAILURES {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - FREE_FAILURES).min(16);
+        FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_address_and_total_with_a_reserve_for_known_addresses() {
+        let guard = LoginGuard::new(LoginLimits {
+            max_pending: 3,
+            per_address: 2,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let pbx: IpAddr = "192.0.2.9".parse().unwrap();
+        let a1 = guard.admit(a).unwrap();
+        let _a2 = guard.admit(a).unwrap();
+        assert_eq!(guard.admit(a).err(), Some(Refused::PerAddress));
+        let _b1 = guard.admit(b).unwrap();
+        assert_eq!(guard.admit(b).err(), Some(Refused::Total));
+        guard.logged_in(pbx);
+        let p = guard.admit(pbx).expect("the reserve");
+        drop(a1);
+        drop(p);
+        assert!(guard.admit(a).is_ok(), "a slot comes back when dropped");
+    }
+
+    #[test]
+    fn failures_delay_answers_doubling_to_a_bound() {
+        let guard = LoginGuard::new(LoginLimits {
+            max_pending: 10,
+            per_address: 10,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(guard.delay(a), Duration::ZERO);
+            guard.failed(a);
+        }
+        assert_eq!(guard.delay(a), FIRST_DELAY);
+        guard.failed(a);
+        assert_eq!(guard.delay(a), FIRST_DELAY * 2);
+        for _ in 0..20 {
+            guard.failed(a);
+        }
+        assert_eq!(guard.delay(a), MAX_DELAY);
+        assert_eq!(
+            guard.delay("192.0.2.2".parse().unwrap()),
+            Duration::ZERO,
+            "per address"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! A hostile peer against the release binary, over loopback: password guessing from one
+//! address, connections that never log in, and the open-files limit.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use innoprov_actors::sim::client::AppWsClient;
+use innoprov_actors::sim::pbx::PbxSim;
+use innoprov_actors::sim::users::UsersSim;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{APP_PATH, PASSWORD, Service, config_text};
+
+/// Opens a websocket upgrade from `local` (a loopback address) and returns the HTTP status and
+/// the open socket (kept idle: it never logs in).
+async fn idle_upgrade(server: SocketAddr, local: &str) -> (u16, tokio::net::TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{local}:0").parse().expect("local address"))
+        .expect("bind");
+    let mut tcp = socket.connect(server).await.expect("connect");
+    let request = format!(
+        "GET {APP_PATH} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, tcp)
+}
+
+#[tokio::test]
+async fn password_guessing_from_one_address_is_slowed_and_a_correct_login_still_works() {
+    let (service, _dir) = Service::start("");
+    let url = service.ws_url();
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, identity, answered) = (url.clone(), users.identity.clone(), answered.clone());
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < Duration::from_secs(3) {
+                let Ok(mut c) = AppWsClient::connect(&url).await else {
+                    continue;
+                };
+                c.timeout = Duration::from_secs(10);
+                if let Ok(reply) = c.login(&identity, "guess").await
+                    && reply.get("ok").is_none()
+                {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let guesses = answered.load(std::sync::atomic::Ordering::Relaxed);
+    // Unthrottled, eight connections answer thousands of guesses in three seconds.
+    assert!(guesses < 60, "{guesses} guesses answered in ~3 s");
+    assert!(
+        service
+            .wait_for_log("logins from 127.0.0.1: too many failures", Duration::from_secs(1))
+            .await
+    );
+    // The right password from that very address is accepted (after the same wait).
+    let mut good = AppWsClient::connect(&url).await.expect("connect");
+    good.timeout = Duration::from_secs(15);
+    assert_eq!(
+        good.login(&users.identity, PASSWORD).await.expect("login")["ok"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn connections_that_never_log_in_are_capped_with_a_reserve_for_the_pbx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_text(dir.path(), "").replace(
+        "[store]",
+        "[websocket]\nmax_pending_logins = 4\npending_logins_per_address = 3\n[store]",
+    );
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).expect("config");
+    let service = Service::start_with_config_file(&file);
+    // The PBX (127.0.0.1) has logged in once.
+    let pbx = PbxSim::new(
+        "innoprov",
+        &format!("http://{}{APP_PATH}", service.addr),
+        PASSWORD,
+    );
+    let first = pbx.connect(&service.ws_url()).await.expect("PBX login");
+    // One address may hold three idle connections, not four.
+    let mut idle = Vec::new();
+    for n in 0..3 {
+        let (status, tcp) = idle_upgrade(service.addr, "127.0.0.2").await;
+        assert_eq!(status, 101, "idle connection {n}");
+        idle.push(tcp);
+    }
+    assert_eq!(
+        idle_upgrade(service.addr, "127.0.0.2").await.0,
+        503,
+        "per address"
+    );
+    let (status, tcp) = idle_upgrade(service.addr, "127.0.0.3").await;
+    assert_eq!(status, 101);
+    idle.push(tcp);
+    assert_eq!(
+        idle_upgrade(service.addr, "127.0.0.4").await.0,
+        503,
+        "service-wide"
+    );
+    // The PBX reconnecting still gets in, from the reserve.
+    drop(first);
+    pbx.connect(&service.ws_url())
+        .await
+        .expect("the PBX logs in while the cap is reached");
+    // Downloads are not websocket logins: unaffected.
+    let download = innoprov_actors::sim::phone::get(service.addr, "/example.com/innoprov/prov/x.cfg", &[])
+        .await
+        .expect("GET");
+    assert_eq!(download.status, 404);
+    // A closed idle connection gives its place back.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(idle_upgrade(service.addr, "127.0.0.4").await.0, 101);
+}
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config_text(dir.path(), "")).expect("config");
+    let service = Service::start_with_open_files(&file, 256);
+    assert!(
+        service
+            .wait_for_log("open files: soft limit", Duration::from_secs(5))
+            .await
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", service.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {line}");
+    assert_ne!(numbers[0], "256");
+    assert!(
+        service.logs().contains("open files: soft limit 256 raised to"),
+        "{}",
+        service.logs()
+    );
+}
