@@ -107,6 +107,9 @@ pub struct ProvisioningConfig {
     pub notify_per_second: u32,
 }
 
+/// The longest enrolment window: a window that never closes is no window.
+const MAX_ENROLMENT_WINDOW_MINUTES: u64 = 30 * 24 * 60;
+
 /// interface.md: "default 60 minutes after ProvisioningPhone or an admin's reopening".
 fn default_enrolment_minutes() -> u64 {
     60
@@ -449,12 +452,34 @@ impl Config {
             ));
         }
         let prov = &self.provisioning;
-        if let Some(path) = &prov.path
-            && (!path.starts_with('/') || path.ends_with('/') || path.contains("//"))
-        {
+        if let Some(path) = &prov.path {
+            if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+                return Err(invalid(
+                    "provisioning.path",
+                    "must start with '/' and not end with '/'",
+                ));
+            }
+            if path.split('/').skip(1).any(|seg| seg == "." || seg == "..")
+                || path
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#' || c == '%')
+            {
+                return Err(invalid(
+                    "provisioning.path",
+                    "has a '.' or '..' segment, white space, '?', '#' or '%'",
+                ));
+            }
+            if path == &self.app.path || path == self.app_parent() {
+                return Err(invalid(
+                    "provisioning.path",
+                    "must differ from app.path and its parent (the websocket paths)",
+                ));
+            }
+        }
+        if prov.enrolment_window_minutes > MAX_ENROLMENT_WINDOW_MINUTES {
             return Err(invalid(
-                "provisioning.path",
-                "must start with '/' and not end with '/'",
+                "provisioning.enrolment_window_minutes",
+                "must be at most 43200 (30 days); reopen a phone's window instead",
             ));
         }
         if let Some(url) = &prov.public_url
@@ -689,6 +714,26 @@ mod tests {
             (
                 "[app]\npassword = \"pw\"\n[provisioning]\nrecheck_minutes = 0\n",
                 "provisioning.recheck_minutes",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\nenrolment_window_minutes = 18446744073709551615\n",
+                "provisioning.enrolment_window_minutes",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npath = \"/example.com/innoprov/innoprov\"\n",
+                "provisioning.path",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npath = \"/example.com/innoprov\"\n",
+                "provisioning.path",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npath = \"/a/../prov\"\n",
+                "provisioning.path",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npath = \"/prov?x\"\n",
+                "provisioning.path",
             ),
             (
                 "[app]\npassword = \"pw\"\n[devices]\nconnects_per_second = 0\n",

@@ -161,3 +161,111 @@ async fn the_open_files_limit_is_raised_to_the_hard_limit() {
         service.logs()
     );
 }
+
+async fn provision_one(service: &Service, sim: &innoprov_actors::sim::devices::DevicesSim, mac: &str) {
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let phone = innoprov_actors::sim::users::SimPhone {
+        mac: mac.to_string(),
+        code: sim.issue_code(),
+        ..innoprov_actors::sim::users::SimPhone::numbered(40)
+    };
+    assert_eq!(conn.provision(&phone).await.expect("reply")["result"], "ok");
+}
+
+#[tokio::test]
+async fn a_phone_with_its_credentials_is_served_behind_an_address_over_its_miss_limit() {
+    use innoprov_actors::sim::phone::{Auth, PhoneSim};
+    let (service, _dir, sim) =
+        crate::common::start_with_devices("[provisioning]\nmisses_per_minute = 3\n").await;
+    provision_one(&service, &sim, "805ec0000040").await;
+    let phone = PhoneSim {
+        addr: service.addr,
+        user_agent: "Yealink SIP-T46U 108.86.0.90 80:5e:c0:00:00:40".into(),
+    };
+    let path = "/example.com/innoprov/prov/805ec0000040.cfg";
+    let first = phone.fetch(path, &Auth::None, None).await.expect("GET");
+    assert_eq!(first.status, 200);
+    let value = |key: &str| {
+        first
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .expect("key")
+            .to_string()
+    };
+    let credentials = Auth::Basic(
+        value("static.auto_provision.server.username"),
+        value("static.auto_provision.server.password"),
+    );
+    // Someone else behind the same address scans.
+    for n in 0..5u32 {
+        phone
+            .fetch(
+                &format!("/example.com/innoprov/prov/805ec0ff{n:04x}.cfg"),
+                &Auth::None,
+                None,
+            )
+            .await
+            .expect("GET");
+    }
+    assert_eq!(
+        phone.fetch(path, &Auth::None, None).await.expect("GET").status,
+        429
+    );
+    assert_eq!(
+        phone.fetch(path, &credentials, None).await.expect("GET").status,
+        200
+    );
+    let wrong = Auth::Basic(value("static.auto_provision.server.username"), "guess".into());
+    assert_eq!(phone.fetch(path, &wrong, None).await.expect("GET").status, 429);
+}
+
+#[tokio::test]
+async fn refused_downloads_of_a_phone_are_logged_once_a_minute() {
+    use innoprov_actors::sim::phone::{Auth, PhoneSim};
+    let (service, _dir, sim) = crate::common::start_with_devices(
+        "[provisioning]\nenrolment_window_minutes = 0\nmisses_per_minute = 1000\n",
+    )
+    .await;
+    provision_one(&service, &sim, "805ec0000041").await;
+    let phone = PhoneSim {
+        addr: service.addr,
+        user_agent: "Yealink SIP-T46U".into(),
+    };
+    for _ in 0..200 {
+        let r = phone
+            .fetch("/example.com/innoprov/prov/805ec0000041.cfg", &Auth::None, None)
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 401);
+    }
+    let logs = service.logs();
+    let info_lines = logs
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("credentials required"))
+        .count();
+    assert_eq!(info_lines, 1, "200 refusals, one info line");
+}
+
+#[tokio::test]
+async fn the_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (service, dir) = Service::start("");
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let store = dir.path().join("store");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&store), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&store).expect("store") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            files += 1;
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(files >= 2, "sled's files and seal.key");
+}

@@ -90,6 +90,8 @@ pub struct PhoneView {
     checked: Mutex<(u64, innoprov::provisioning::PhoneAccess)>,
     /// The configuration version last logged as served, to log once per version.
     logged_version: std::sync::atomic::AtomicU64,
+    /// When (Unix seconds) a refused request for this phone was last logged at info level.
+    denial_logged: std::sync::atomic::AtomicU64,
 }
 
 /// A rendered file and its ETag.
@@ -246,6 +248,7 @@ impl ProvState {
             basic_header,
             renders: Mutex::new(HashMap::new()),
             logged_version: std::sync::atomic::AtomicU64::new(u64::MAX),
+            denial_logged: std::sync::atomic::AtomicU64::new(0),
             checked: Mutex::new((u64::MAX, Default::default())),
         });
         let mut views = lock(&self.views);
@@ -382,9 +385,21 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
     use actix_web::http::StatusCode;
     let peer = state.client(req);
     let ip = peer.ip();
-    if state.blocked(ip) {
+    // An address over its miss limit is refused at once, unless the request carries
+    // credentials: a phone that proves itself is served even behind a noisy NAT.
+    let blocked = state.blocked(ip);
+    if blocked && !req.headers().contains_key(header::AUTHORIZATION) {
         return denied(StatusCode::TOO_MANY_REQUESTS);
     }
+    // A miss: 404 and counted, or 429 for an address already over its limit.
+    let miss = || {
+        if blocked {
+            denied(StatusCode::TOO_MANY_REQUESTS)
+        } else {
+            state.miss(ip);
+            denied(StatusCode::NOT_FOUND)
+        }
+    };
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -395,10 +410,9 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         // A file the vendor's own boot sequence asks for is not a scan: no miss.
         if let Some(vendor) = state.vendors.probe(file) {
             log::debug!("{file} from {ip}: a {} boot probe, not served", vendor.name);
-        } else {
-            state.miss(ip);
+            return denied(StatusCode::NOT_FOUND);
         }
-        return denied(StatusCode::NOT_FOUND);
+        return miss();
     };
     let (mac, model) = match &first.kind {
         FileKind::Common { model, mac } => {
@@ -410,8 +424,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         Ok(Some(found)) => found,
         Ok(None) => {
             log::debug!("download of {file} from {ip}: no phone {mac}");
-            state.miss(ip);
-            return denied(StatusCode::NOT_FOUND);
+            return miss();
         }
         Err(e) => {
             log::error!("phone {mac}: download of {file}: {e}");
@@ -437,16 +450,14 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         });
     let Some(vendor_index) = chosen.map(|c| c.vendor) else {
         log::info!("phone {mac}: {file} from {ip} does not fit the phone's vendor; denied");
-        state.miss(ip);
-        return denied(StatusCode::NOT_FOUND);
+        return miss();
     };
     let vendor = &vendors[vendor_index];
     // The User-Agent is a hint, never an identity: it can only make us refuse.
     let ua_lower = user_agent.to_ascii_lowercase();
     if !vendor.named_in_lowercase(&ua_lower) && vendors.iter().any(|v| v.named_in_lowercase(&ua_lower)) {
         log::info!("phone {mac}: {file} from {ip} with another vendor's User-Agent; denied");
-        state.miss(ip);
-        return denied(StatusCode::NOT_FOUND);
+        return miss();
     }
     let now = now_unix();
     let authorization = req
@@ -476,6 +487,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
                     password.expose(),
                     &state.nonces,
                     now,
+                    ip,
                 )
             });
             if !ok {
@@ -498,10 +510,21 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         };
         state.audit.record(mac, entry);
     };
+    if blocked && !authenticated {
+        return denied(StatusCode::TOO_MANY_REQUESTS);
+    }
     let window = state.window.as_secs();
     let enrolling = match access.decide(record, now, window, state.enrolment_once, authenticated) {
         Decision::Unauthorized => {
-            log::info!("phone {mac}: {file} from {ip}: credentials required");
+            // One info line per phone a minute: a client asking in a loop must not fill the log.
+            let last = view.denial_logged.load(std::sync::atomic::Ordering::Relaxed);
+            if now.saturating_sub(last) >= 60 {
+                view.denial_logged
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                log::info!("phone {mac}: {file} from {ip}: credentials required");
+            } else {
+                log::debug!("phone {mac}: {file} from {ip}: credentials required");
+            }
             audit(
                 401,
                 if credentials.is_some() {
@@ -510,7 +533,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
                     "credentials required"
                 },
             );
-            let nonce = state.nonces.issue(now);
+            let nonce = state.nonces.issue(now, ip);
             let mut response = denied(StatusCode::UNAUTHORIZED);
             for challenge in auth::challenges(&nonce) {
                 if let Ok(value) = HeaderValue::from_str(&challenge) {

@@ -60,6 +60,22 @@ pub enum StartError {
     },
 }
 
+/// Makes `dir` and everything in it readable by the owner only (directories 0700, files 0600).
+fn restrict_to_owner(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            restrict_to_owner(&path)?;
+        } else if meta.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// The built-in vendor catalogue with the operator's merged over it, and the templates; checked
 /// before anything binds or writes.
 fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartError> {
@@ -161,6 +177,9 @@ impl RunningService {
             Some(sealer) => sealer,
             None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
         };
+        // The store holds every phone's sealed secrets and the seal key: owner only.
+        restrict_to_owner(&config.store.path)
+            .map_err(|e| store_error(format!("cannot restrict permissions: {e}")))?;
         let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
         log::info!("store {store_path}: {} phones", phones.len());
 

@@ -2,6 +2,8 @@
 //! phones implement it), with stateless nonces that expire.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use md5::{Digest as _, Md5};
@@ -95,9 +97,20 @@ fn parse_params(text: &str) -> HashMap<String, String> {
     out
 }
 
-/// Issues and checks Digest nonces without server state: `time:hmac(time)`.
+/// Most nonces whose highest nonce-count is remembered (replays of older counts are refused).
+const MAX_TRACKED_NONCES: usize = 100_000;
+
+/// Issues and checks Digest nonces: `time ‖ mac(time, client)`, so a nonce is good only for
+/// the address it was issued to and for [`NONCE_LIFETIME_SECS`]; with `qop=auth`, each
+/// nonce-count is accepted once and only rising (RFC 7616 §3.4: the server may refuse a
+/// repeated `nc`).
 #[derive(Clone)]
-pub struct NonceKey([u8; 32]);
+pub struct NonceKey {
+    /// The MAC key.
+    key: [u8; 32],
+    /// The highest `nc` accepted per nonce.
+    counts: Arc<Mutex<HashMap<String, u64>>>,
+}
 
 impl std::fmt::Debug for NonceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,33 +123,70 @@ impl NonceKey {
     pub fn random() -> NonceKey {
         let mut key = [0u8; 32];
         let _ = getrandom::fill(&mut key);
-        NonceKey(key)
+        NonceKey {
+            key,
+            counts: Arc::default(),
+        }
     }
 
-    fn tag(&self, time: u64) -> String {
+    fn tag(&self, time: u64, salt: u32, client: IpAddr) -> String {
         let mut h = Sha256::new();
-        h.update(self.0);
+        h.update(self.key);
         h.update(time.to_be_bytes());
+        h.update(salt.to_be_bytes());
+        match client {
+            IpAddr::V4(ip) => h.update(ip.to_ipv6_mapped().octets()),
+            IpAddr::V6(ip) => h.update(ip.octets()),
+        }
         hex::encode(&h.finalize()[..12])
     }
 
-    /// A nonce issued at `now` (Unix seconds).
-    pub fn issue(&self, now: u64) -> String {
-        format!("{now:x}{}", self.tag(now))
+    /// A nonce issued at `now` (Unix seconds) to `client`; a random salt makes every nonce
+    /// different, so nonce-counts of two challenges never collide.
+    pub fn issue(&self, now: u64, client: IpAddr) -> String {
+        let mut salt = [0u8; 4];
+        let _ = getrandom::fill(&mut salt);
+        let salt = u32::from_be_bytes(salt);
+        format!("{now:x}{salt:08x}{}", self.tag(now, salt, client))
     }
 
-    /// Whether `nonce` was issued by this key less than [`NONCE_LIFETIME_SECS`] ago.
-    pub fn valid(&self, nonce: &str, now: u64) -> bool {
-        if nonce.len() <= 24 {
+    /// Whether `nonce` was issued by this key to `client` less than [`NONCE_LIFETIME_SECS`] ago.
+    pub fn valid(&self, nonce: &str, now: u64, client: IpAddr) -> bool {
+        if nonce.len() <= 32 || nonce.len() > 32 + 16 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return false;
         }
-        let (time, tag) = nonce.split_at(nonce.len() - 24);
-        let Ok(time) = u64::from_str_radix(time, 16) else {
+        let (time_salt, tag) = nonce.split_at(nonce.len() - 24);
+        let (time, salt) = time_salt.split_at(time_salt.len() - 8);
+        let (Ok(time), Ok(salt)) = (u64::from_str_radix(time, 16), u32::from_str_radix(salt, 16)) else {
             return false;
         };
         time <= now
             && now - time < NONCE_LIFETIME_SECS
-            && crate::appws::crypto::digest_matches(&self.tag(time), tag)
+            && crate::appws::crypto::digest_matches(&self.tag(time, salt, client), tag)
+    }
+
+    /// Accepts `nc` (8 hex digits) for `nonce` only if it is higher than every count accepted
+    /// for it before.
+    fn fresh_count(&self, nonce: &str, nc: &str) -> bool {
+        if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let Ok(count) = u64::from_str_radix(nc, 16) else {
+            return false;
+        };
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() >= MAX_TRACKED_NONCES && !counts.contains_key(nonce) {
+            // Nonces live five minutes: forgetting them all at this size costs a phone at most
+            // one more challenge.
+            counts.clear();
+        }
+        match counts.get(nonce) {
+            Some(&seen) if count <= seen => false,
+            _ => {
+                counts.insert(nonce.to_string(), count);
+                true
+            }
+        }
     }
 }
 
@@ -157,7 +207,9 @@ fn hash_hex(algorithm: &str, text: &str) -> Option<String> {
     }
 }
 
-/// Whether `credentials` prove knowledge of `user`/`password` for a `method` request of `path`.
+/// Whether `credentials` prove knowledge of `user`/`password` for a `method` request of `path`
+/// from `client`.
+#[allow(clippy::too_many_arguments)]
 pub fn verify(
     credentials: &Credentials,
     method: &str,
@@ -166,13 +218,17 @@ pub fn verify(
     password: &str,
     nonces: &NonceKey,
     now: u64,
+    client: IpAddr,
 ) -> bool {
     let same = crate::appws::crypto::digest_matches;
     match credentials {
         Credentials::Basic { user: u, password: p } => same(u, user) & same(p, password),
         Credentials::Digest(f) => {
             let get = |k: &str| f.get(k).map_or("", String::as_str);
-            if !same(get("username"), user) || get("realm") != REALM || !nonces.valid(get("nonce"), now) {
+            if !same(get("username"), user)
+                || get("realm") != REALM
+                || !nonces.valid(get("nonce"), now, client)
+            {
                 return false;
             }
             // The uri must be this request's (with or without a query).
@@ -200,7 +256,9 @@ pub fn verify(
                 ),
                 _ => None,
             };
+            // The nonce-count is checked last, so a wrong response cannot use up a count.
             expected.is_some_and(|e| same(&e, &get("response").to_ascii_lowercase()))
+                && (get("qop").is_empty() || nonces.fresh_count(get("nonce"), get("nc")))
         }
     }
 }
@@ -236,10 +294,12 @@ mod tests {
                 password: "pass:word".into()
             }
         );
-        assert!(verify(&basic, "GET", "/p", "user", "pass:word", &keys, 100));
-        assert!(!verify(&basic, "GET", "/p", "user", "other", &keys, 100));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other_ip: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(verify(&basic, "GET", "/p", "user", "pass:word", &keys, 100, ip));
+        assert!(!verify(&basic, "GET", "/p", "user", "other", &keys, 100, ip));
 
-        let nonce = keys.issue(1000);
+        let nonce = keys.issue(1000, ip);
         let ha1 = hash_hex("MD5", &format!("u:{REALM}:pw")).unwrap();
         let ha2 = hash_hex("MD5", "GET:/prov/x.cfg").unwrap();
         let response = hash_hex("MD5", &format!("{ha1}:{nonce}:00000001:abc:auth:{ha2}")).unwrap();
@@ -247,39 +307,96 @@ mod tests {
             "Digest username=\"u\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/prov/x.cfg\", qop=auth, nc=00000001, cnonce=\"abc\", response=\"{response}\", algorithm=MD5"
         );
         let digest = parse_authorization(&header).unwrap();
-        assert!(verify(&digest, "GET", "/prov/x.cfg", "u", "pw", &keys, 1010));
         assert!(
-            !verify(&digest, "GET", "/prov/y.cfg", "u", "pw", &keys, 1010),
-            "other uri"
+            !verify(&digest, "GET", "/prov/x.cfg", "u", "pw", &keys, 1010, other_ip),
+            "a nonce is good only for the address it was issued to"
         );
+        assert!(verify(&digest, "GET", "/prov/x.cfg", "u", "pw", &keys, 1010, ip));
         assert!(
-            !verify(&digest, "GET", "/prov/x.cfg", "u", "pw2", &keys, 1010),
-            "other password"
+            !verify(&digest, "GET", "/prov/x.cfg", "u", "pw", &keys, 1011, ip),
+            "the same nonce-count again is a replay"
         );
+        let next = |nc: &str| {
+            let response = hash_hex("MD5", &format!("{ha1}:{nonce}:{nc}:abc:auth:{ha2}")).unwrap();
+            parse_authorization(&format!(
+                "Digest username=\"u\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/prov/x.cfg\", qop=auth, nc={nc}, cnonce=\"abc\", response=\"{response}\", algorithm=MD5"
+            ))
+            .unwrap()
+        };
         assert!(
-            !verify(
-                &digest,
+            verify(
+                &next("00000002"),
                 "GET",
                 "/prov/x.cfg",
                 "u",
                 "pw",
                 &keys,
-                1000 + NONCE_LIFETIME_SECS
+                1012,
+                ip
+            ),
+            "rising counts"
+        );
+        assert!(
+            !verify(
+                &next("+0000003"),
+                "GET",
+                "/prov/x.cfg",
+                "u",
+                "pw",
+                &keys,
+                1012,
+                ip
+            ),
+            "nc is 8 hex digits"
+        );
+        assert!(
+            !verify(&digest, "GET", "/prov/y.cfg", "u", "pw", &keys, 1010, ip),
+            "other uri"
+        );
+        assert!(
+            !verify(
+                &next("00000005"),
+                "GET",
+                "/prov/x.cfg",
+                "u",
+                "pw2",
+                &keys,
+                1010,
+                ip
+            ),
+            "other password"
+        );
+        assert!(
+            !verify(
+                &next("00000006"),
+                "GET",
+                "/prov/x.cfg",
+                "u",
+                "pw",
+                &keys,
+                1000 + NONCE_LIFETIME_SECS,
+                ip
             ),
             "expired"
         );
         assert!(
             !verify(
-                &digest,
+                &next("00000007"),
                 "GET",
                 "/prov/x.cfg",
                 "u",
                 "pw",
                 &NonceKey::random(),
-                1010
+                1010,
+                ip
             ),
             "foreign nonce"
         );
+        assert!(
+            !keys.valid(&format!("+{nonce}"), 1010, ip),
+            "a '+' sign is not hex"
+        );
+        assert_ne!(keys.issue(1010, ip), keys.issue(1010, ip), "every nonce differs");
     }
 
     #[test]
