@@ -269,3 +269,51 @@ async fn the_store_is_readable_by_its_owner_only() {
     }
     assert!(files >= 2, "sled's files and seal.key");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A peer that never logs in announces a 1 GiB frame and streams data after it: the service
+/// closes with 1009 at the header and its memory does not grow with what was sent.
+#[tokio::test]
+async fn a_huge_frame_header_closes_at_once_with_1009_and_costs_no_memory() {
+    let (service, _dir) = Service::start("");
+    let before = rss_kib(service.pid());
+    let (status, mut tcp) = idle_upgrade(service.addr, "127.0.0.1").await;
+    assert_eq!(status, 101);
+    // FIN + text, masked, 64-bit length 2^30.
+    let mut header = vec![0x81u8, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&header).await.expect("header");
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut sent = 0usize;
+    for _ in 0..64 {
+        match tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&chunk)).await {
+            Ok(Ok(())) => sent += chunk.len(),
+            _ => break,
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    // A close frame (0x88) whose status is 1009 (0x03f1).
+    assert!(
+        answer
+            .windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xf1),
+        "close 1009 expected, got {:02x?}",
+        &answer[..answer.len().min(16)]
+    );
+    let after = rss_kib(service.pid());
+    assert!(
+        after < before + 16 * 1024,
+        "RSS {before} KiB -> {after} KiB after {} MiB sent",
+        sent >> 20
+    );
+}

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
 use crate::login_guard::{LoginGuard, PendingSlot};
 use crate::registry::{PhoneRegistry, Provision};
+use crate::ws_reader::{LimitedMessages, LoggedIn};
 
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
@@ -169,6 +170,8 @@ pub struct AppSession {
     ip: std::net::IpAddr,
     /// This connection's place among those not logged in; given back at login.
     pending: Option<PendingSlot>,
+    /// Tells the reader the pre-login limits are over.
+    logged_in: LoggedIn,
 }
 
 /// Numbers connections for logs.
@@ -179,9 +182,10 @@ impl AppSession {
     pub fn start(
         shared: Arc<SessionShared>,
         ws: actix_ws::Session,
-        stream: actix_ws::AggregatedMessageStream,
+        stream: LimitedMessages,
         peer: Option<SocketAddr>,
         slot: PendingSlot,
+        logged_in: LoggedIn,
     ) -> Addr<AppSession> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
@@ -202,6 +206,7 @@ impl AppSession {
                 failed_checks: 0,
                 ip,
                 pending: Some(slot),
+                logged_in,
             }
         })
     }
@@ -368,6 +373,7 @@ impl AppSession {
                 act.peer
             );
             act.pending = None;
+            act.logged_in.set();
             act.shared.guard.logged_in(act.ip);
             let own_domain = act.shared.domain.clone();
             act.login = Login::Done {

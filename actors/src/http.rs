@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::app_session::{AppSession, SessionShared};
+use crate::ws_reader::{LimitedMessages, LoggedIn};
 
 /// Per-worker state of the HTTP surface.
 pub struct HttpState {
@@ -56,11 +57,20 @@ async fn upgrade(
                 .finish());
         }
     };
-    let (response, ws, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream
-        .max_frame_size(state.max_message_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(state.max_message_bytes);
-    AppSession::start(Arc::clone(&state.sessions), ws, stream, req.peer_addr(), slot);
+    // actix-ws makes the handshake response and the writing session; its reader would buffer
+    // unboundedly (ws_reader.rs), so it gets no bytes: ours reads the connection.
+    let mut none = actix_web::dev::Payload::None;
+    let unused = <web::Payload as actix_web::FromRequest>::from_request(&req, &mut none).await?;
+    let (response, ws, _unused_reader) = actix_ws::handle(&req, unused)?;
+    let logged_in = LoggedIn::default();
+    let stream = LimitedMessages::new(body.into_inner(), state.max_message_bytes, logged_in.clone());
+    AppSession::start(
+        Arc::clone(&state.sessions),
+        ws,
+        stream,
+        req.peer_addr(),
+        slot,
+        logged_in,
+    );
     Ok(response)
 }

@@ -19,6 +19,8 @@
 //! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
 //! - [`devices_link`]: `DevicesLink`, one phone's sysclient websocket to Devices.
 //! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
+//! - [`ws_reader`]: inbound AppWebsocket messages with every size bound holding before the
+//!   data is read (pre-login budget, frame and fragment limits).
 //! - [`sim`]: simulators of the PBX, the Users service and Devices, written from the specs, shared by
 //!   the tests, the benches and demos.
 
@@ -39,3 +41,4 @@ pub mod prov_http;
 pub mod registry;
 pub mod service;
 pub mod sim;
+pub mod ws_reader;
