@@ -207,6 +207,10 @@ pub struct AppConfig {
     /// act as the PBX (PbxInfo, Services); unset, any App-object login without `pbxObj` may.
     #[serde(default)]
     pub object: Option<String>,
+    /// SIP names of the App Services that may send ProvisioningPhone (the Users service's App
+    /// object); unset, any login but a myApps user's may.
+    #[serde(default)]
+    pub provisioners: Option<Vec<String>>,
 }
 
 fn default_app_path() -> String {

@@ -329,3 +329,55 @@ async fn only_the_pbx_login_may_act_as_the_pbx() {
     other.client.timeout = std::time::Duration::from_millis(800);
     assert!(other.client.recv_mt("SubscribeServices").await.is_err());
 }
+
+/// ProvisioningPhone from a myApps user's login is refused and stores nothing; with
+/// `app.provisioners`, only the App Services listed there may send it.
+#[tokio::test]
+async fn only_provisioning_services_may_send_provisioning_phone() {
+    let (service, dir) = Service::start("");
+    let user = Identity {
+        app: "innoprov".into(),
+        domain: "example.com".into(),
+        sip: "eve".into(),
+        guid: "f48b06484a8a61015853009033400109".into(),
+        dn: "Eve".into(),
+        info: Some(r#"{"appobj":"innoprov","cn":"eve","apps":[]}"#.into()),
+    };
+    let mut eve = AppWsClient::connect(&service.ws_url()).await.unwrap();
+    assert_eq!(eve.login(&user, PASSWORD).await.unwrap()["ok"], true);
+    eve.send_raw(r#"{"mt":"ProvisioningPhone","src":"p","mac":"001565000099","code":"123456789012","usename":"eve","seed1":"","password":"","domain":"example.com","dns":"evil.example.com"}"#)
+        .await
+        .unwrap();
+    let reply = eve.recv_mt("ProvisioningPhoneResult").await.unwrap();
+    assert_eq!(reply["result"], "failed", "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not allowed")
+    );
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = open_store(dir.path());
+    assert!(
+        innoprov::Store::phones(&store).unwrap().is_empty(),
+        "nothing stored"
+    );
+
+    // app.provisioners lists the Users service's App object under another name: refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::common::config_text(dir.path(), "").replace(
+        "title = \"Test phones\"\n",
+        "title = \"Test phones\"\nprovisioners = [\"profile\"]\n",
+    );
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).unwrap();
+    let service = Service::start_with_config_file(&file);
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .unwrap();
+    let phone = innoprov_actors::sim::users::SimPhone::numbered(98);
+    let reply = users.provision(&phone).await.unwrap();
+    assert_eq!(reply["result"], "failed", "{reply}");
+}

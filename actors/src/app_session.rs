@@ -111,6 +111,8 @@ pub struct SessionShared {
     pub title: String,
     /// `app.object`: the App object's own SIP name, when configured.
     pub own_object: Option<String>,
+    /// `app.provisioners`: who may send ProvisioningPhone, when configured.
+    pub provisioners: Option<Vec<String>>,
     /// Seconds between pings.
     pub ping_interval: Duration,
     /// Silence after which the peer is dropped.
@@ -482,9 +484,18 @@ impl AppSession {
 
     fn on_provisioning_phone(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
         let src = msg.src.clone();
-        let Login::Done { key, app, who, .. } = &self.login else {
+        let Login::Done { key, app, who, role } = &self.login else {
             return;
         };
+        if !role.may_provision(who, self.shared.provisioners.as_deref()) {
+            log::warn!(
+                "session {} ({}): ProvisioningPhone from {who:?} ({role:?}) refused: not a provisioning service",
+                self.id,
+                self.peer
+            );
+            let outcome = Err("not allowed: this login may not provision phones".to_string());
+            return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
+        }
         let request = match ProvisionRequest::from_message(msg, key.expose()) {
             Ok(request) => request,
             Err(e) => {

@@ -232,6 +232,7 @@ impl RunningService {
             domain: config.app_domain().to_string(),
             title: config.app.title.clone(),
             own_object: config.app.object.clone(),
+            provisioners: config.app.provisioners.clone(),
             ping_interval: Duration::from_secs(ws.ping_interval_secs),
             idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
             login_timeout: Duration::from_secs(ws.login_timeout_secs),

@@ -21,7 +21,9 @@ pub enum LoginRole {
     /// A password login with the App object's password (treated like the PBX: it holds the
     /// same secret the PBX does).
     Password,
-    /// A myApps user or another App Service.
+    /// A myApps user: `info.appobj` names an App object that is not the login's own `sip`.
+    User,
+    /// Another App Service (GetServiceLogin), or a login that does not say.
     Peer,
 }
 
@@ -30,6 +32,15 @@ impl LoginRole {
     /// where Devices is).
     pub fn may_act_as_pbx(self) -> bool {
         matches!(self, LoginRole::Pbx | LoginRole::Password)
+    }
+
+    /// Whether a login `sip` of this role may send ProvisioningPhone: only the App Services in
+    /// `provisioners` when that list is configured, else any login but a myApps user's.
+    pub fn may_provision(self, sip: &str, provisioners: Option<&[String]>) -> bool {
+        match provisioners {
+            Some(list) => self != LoginRole::User && list.iter().any(|p| p == sip),
+            None => self != LoginRole::User,
+        }
     }
 }
 
@@ -51,6 +62,8 @@ pub fn login_role(login: &Inbound, own_object: Option<&str>) -> LoginRole {
     let own = own_object.is_none_or(|own| own == sip);
     if !sip.is_empty() && sip == appobj && !has_pbx_obj && own {
         LoginRole::Pbx
+    } else if !appobj.is_empty() && appobj != sip {
+        LoginRole::User
     } else {
         LoginRole::Peer
     }
@@ -71,16 +84,29 @@ mod tests {
         assert_eq!(role(pbx, None), LoginRole::Pbx);
         assert_eq!(role(pbx, Some("go-search")), LoginRole::Pbx);
         assert_eq!(role(pbx, Some("innoprov")), LoginRole::Peer, "another App object");
+        assert!(LoginRole::Peer.may_provision("go-search", None));
         // §3.3(b), a myApps user, with and without its (undigested) pbxObj.
         let user = r#"{"mt":"AppLogin","app":"admin","domain":"fritz.box","sip":"rico","guid":"f48b06484a8a61015853009033400109","dn":"Schulte, Rico","info":{"appobj":"go","appdn":"go","appurl":"http://192.168.178.29:5000/fritz.box/go/instance/admin","pbx":"pbx-main","cn":"rico","unlicensed":true,"groups":[],"apps":[]},"digest":"x","pbxObj":"go"}"#;
-        assert_eq!(role(user, None), LoginRole::Peer);
+        assert_eq!(role(user, None), LoginRole::User);
         assert_eq!(
             role(&user.replace(",\"pbxObj\":\"go\"", ""), None),
-            LoginRole::Peer
+            LoginRole::User
         );
+        assert!(
+            !LoginRole::User.may_provision("rico", None),
+            "a user never provisions"
+        );
+        assert!(!LoginRole::User.may_provision("users", Some(&["users".to_string()])));
         // §3.3(c), another App Service through GetServiceLogin: carries pbxObj.
         let service = r#"{"mt":"AppLogin","sip":"acme-prov","guid":"ab","dn":"ACME","pbxObj":"devices","app":"innovaphone-devices","info":{"appobj":"acme-prov"},"digest":"x","domain":"example.com"}"#;
         assert_eq!(role(service, None), LoginRole::Peer);
+        assert!(LoginRole::Peer.may_provision("acme-prov", None));
+        let list = ["users".to_string()];
+        assert!(
+            !LoginRole::Peer.may_provision("acme-prov", Some(&list)),
+            "not in app.provisioners"
+        );
+        assert!(LoginRole::Peer.may_provision("users", Some(&list)));
         // §3.3(d), a password login.
         let password = r#"{"mt":"AppLogin","app":"acme","domain":"","sip":"acme","guid":"00000000000000000000000000000000","dn":"Admin","digest":"x"}"#;
         assert_eq!(role(password, None), LoginRole::Password);
