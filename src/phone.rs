@@ -178,6 +178,11 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String, getrandom::Error> 
     Ok(out)
 }
 
+/// Purpose string binding a sealed Devices provisioning code to its phone.
+pub fn provisioning_code_purpose(mac: &Mac) -> String {
+    format!("provisioning-code/{mac}")
+}
+
 /// Purpose string binding a sealed web admin password to its phone.
 pub fn web_password_purpose(mac: &Mac) -> String {
     format!("web-password/{mac}")
@@ -193,8 +198,14 @@ pub fn admin_password_purpose(mac: &Mac) -> String {
 pub struct PhoneRecord {
     /// The phone; also the store key.
     pub mac: Mac,
-    /// Devices provisioning code of the latest ProvisioningPhone.
+    /// Devices provisioning code in clear: only in records written before 0.4, which sealed
+    /// nothing of it; new records keep it empty.
+    #[serde(default)]
     pub code: String,
+    /// Devices provisioning code of the latest ProvisioningPhone, sealed for
+    /// `provisioning-code/<mac>` (whoever holds it can claim the phone at Devices).
+    #[serde(default)]
+    pub sealed_code: Option<Sealed>,
     /// Hardware id on the PBX device.
     pub hwid: String,
     /// SIP user name.
@@ -248,6 +259,16 @@ pub struct PhoneRecord {
 }
 
 impl PhoneRecord {
+    /// The Devices provisioning code, if the record has one (sealed, or in clear from before
+    /// 0.4).
+    pub fn provisioning_code(&self, sealer: &crate::seal::Sealer) -> Result<Option<Secret>, SealError> {
+        match &self.sealed_code {
+            Some(sealed) => Ok(Some(sealer.open(sealed, &provisioning_code_purpose(&self.mac))?)),
+            None if !self.code.is_empty() => Ok(Some(Secret::new(self.code.clone()))),
+            None => Ok(None),
+        }
+    }
+
     /// The record a validated request becomes, its password sealed.
     pub fn from_request(
         request: &ProvisionRequest,
@@ -260,7 +281,11 @@ impl PhoneRecord {
         };
         Ok(PhoneRecord {
             mac: request.mac,
-            code: request.code.clone(),
+            code: String::new(),
+            sealed_code: Some(sealer.seal(
+                &Secret::new(request.code.clone()),
+                &provisioning_code_purpose(&request.mac),
+            )?),
             hwid: request.hwid.clone(),
             username: request.username.clone(),
             cn: request.cn.clone(),

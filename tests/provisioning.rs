@@ -34,7 +34,11 @@ async fn non_ascii_password_is_stored_decrypted_exactly_and_sealed() {
     let record = stored_phone(&store, "0015651a2b3c").expect("stored");
     assert_eq!(record.username, "jürgen");
     assert_eq!(record.cn, "Jürgen Müller");
-    assert_eq!(record.code, "500000000000");
+    assert_eq!(record.code, "", "the code is not kept in clear");
+    assert_eq!(
+        record.provisioning_code(&sealer).unwrap().unwrap().expose(),
+        "500000000000"
+    );
     let sealed = record.password.expect("password stored");
     let opened = sealer
         .open(&sealed, &innoprov::phone::user_password_purpose(&record.mac))
@@ -46,6 +50,11 @@ async fn non_ascii_password_is_stored_decrypted_exactly_and_sealed() {
         assert!(
             !contains(&bytes, phone.password.as_bytes()),
             "plaintext in {}",
+            entry.display()
+        );
+        assert!(
+            !contains(&bytes, b"500000000000"),
+            "the provisioning code in clear in {}",
             entry.display()
         );
     }
@@ -181,11 +190,14 @@ async fn reprovisioning_replaces_and_many_in_flight_on_one_connection() {
     );
     let (status, _) = service.terminate();
     assert!(status.success());
-    let (store, _) = open_store(dir.path());
+    let (store, sealer) = open_store(dir.path());
     assert_eq!(innoprov::Store::phones(&store).unwrap().len(), 50);
     let record = stored_phone(&store, "001565000007").unwrap();
     assert_eq!(
-        (record.username.as_str(), record.code.as_str()),
+        (
+            record.username.as_str(),
+            record.provisioning_code(&sealer).unwrap().unwrap().expose()
+        ),
         ("newowner", code.as_str())
     );
     assert_eq!(record.configs.len(), 4);

@@ -173,8 +173,16 @@ impl PhoneJob {
         };
         // The code goes with a new ProvisioningPhone (its answer is pending), and with any phone
         // that never got a sysclient password; a known phone otherwise answers the challenge.
-        let code = (!self.record.code.is_empty() && (self.reply.is_some() || password.is_none()))
-            .then(|| self.record.code.clone());
+        let stored_code = match self.record.provisioning_code(&self.shared.sealer) {
+            Ok(code) => code,
+            Err(e) => {
+                log::error!("phone {mac}: stored provisioning code unusable: {e}");
+                None
+            }
+        };
+        let code = stored_code
+            .filter(|_| self.reply.is_some() || password.is_none())
+            .map(|code| code.expose().to_string());
         if password.is_none() && code.is_none() {
             log::warn!("phone {mac}: neither a sysclient password nor a code; cannot link to Devices");
             return;

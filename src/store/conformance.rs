@@ -28,6 +28,7 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
         configs: Vec::new(),
         config_version: n * 2,
         changed_at: 0,
+        sealed_code: None,
         configured_at: None,
         prov_username: format!("p{n}"),
         prov_password: None,
