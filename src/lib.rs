@@ -29,6 +29,9 @@ pub mod services;
 pub mod store;
 pub mod sysclient;
 
+#[cfg(test)]
+mod decoder_props;
+
 pub use config::Config;
 pub use mac::Mac;
 pub use phone::{PhoneRecord, ProvisionRequest};

@@ -151,6 +151,20 @@ mod tests {
         assert!(client(&headers(&[("x-forwarded-for", "garbage")]), &proxy).is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_forwarding_headers_never_panic(value in "[ -~]{0,120}") {
+            for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    let mut map = HeaderMap::new();
+                    map.append(HeaderName::from_static(name), v);
+                    let _ = client(&map, &proxy);
+                    let _ = proto_and_host(&map);
+                }
+            }
+        }
+    }
+
     #[test]
     fn implausible_hosts_and_schemes_are_ignored() {
         let h = headers(&[

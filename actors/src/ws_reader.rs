@@ -362,6 +362,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        /// Arbitrary bytes in arbitrary chunks, before and after login: never a panic, never
+        /// a message above the limit.
+        #[test]
+        fn arbitrary_input_never_panics_or_exceeds_the_limit(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..40),
+            logged_in in proptest::prelude::any::<bool>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(async {
+                let (mut messages, _) = reader(chunks, 256, logged_in);
+                while let Some(item) = messages.next().await {
+                    if let Ok(AggregatedMessage::Text(t)) = &item {
+                        assert!(t.len() <= 256);
+                    }
+                    if let Ok(AggregatedMessage::Binary(b)) = &item {
+                        assert!(b.len() <= 256);
+                    }
+                }
+            });
+        }
+    }
+
     #[tokio::test]
     async fn invalid_utf8_and_stray_continuations_are_errors() {
         let (mut messages, _) = reader(vec![frame(true, 1, &[0xff, 0xfe], None)], 1024, true);
