@@ -81,6 +81,10 @@ pub struct ProvisioningConfig {
     /// whole window until the phone has used its credentials.
     #[serde(default)]
     pub enrolment_once: bool,
+    /// Networks (CIDR blocks or addresses) to which a phone's file may be served without
+    /// credentials; empty, any. Requests from elsewhere are refused and counted as misses.
+    #[serde(default)]
+    pub enrol_from: Vec<String>,
     /// Minutes between the phones' periodic re-checks, written into their files.
     #[serde(default = "default_recheck_minutes")]
     pub recheck_minutes: u32,
@@ -140,6 +144,7 @@ impl Default for ProvisioningConfig {
             public_url: None,
             enrolment_window_minutes: default_enrolment_minutes(),
             enrolment_once: false,
+            enrol_from: Vec::new(),
             recheck_minutes: default_recheck_minutes(),
             template_dir: None,
             vendors_file: None,
@@ -394,6 +399,8 @@ impl Config {
         self.listen_addr().map_err(|r| invalid("http.listen", &r))?;
         self.trusted_proxies()
             .map_err(|r| invalid("http.trusted_proxies", &r))?;
+        self.enrol_from()
+            .map_err(|r| invalid("provisioning.enrol_from", &r))?;
         let path = &self.app.path;
         if !path.starts_with('/') || path.ends_with('/') || path.len() < 2 {
             return Err(invalid(
@@ -535,6 +542,15 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| format!("{:?} is not an ip:port address", self.http.listen))
+    }
+
+    /// The networks enrolment is allowed from (empty: any).
+    pub fn enrol_from(&self) -> Result<Vec<IpNet>, String> {
+        self.provisioning
+            .enrol_from
+            .iter()
+            .map(|text| text.parse::<IpNet>())
+            .collect()
     }
 
     /// The proxies whose forwarding headers are believed.

@@ -317,3 +317,126 @@ async fn a_huge_frame_header_closes_at_once_with_1009_and_costs_no_memory() {
         sent >> 20
     );
 }
+
+/// Starts the service behind a "proxy" at 127.0.0.1, so tests can speak as any client address.
+async fn behind_proxy(
+    extra_provisioning: &str,
+) -> (
+    Service,
+    tempfile::TempDir,
+    innoprov_actors::sim::devices::DevicesSim,
+) {
+    let sim = innoprov_actors::sim::devices::DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_text(
+        dir.path(),
+        &format!(
+            "{}[provisioning]\n{extra_provisioning}",
+            crate::common::devices_config(&sim)
+        ),
+    )
+    .replace("[http]\n", "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).expect("config");
+    (Service::start_with_config_file(&file), dir, sim)
+}
+
+async fn fetch_as(
+    service: &Service,
+    client: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> innoprov_actors::sim::phone::Response {
+    let mut headers = vec![
+        ("X-Forwarded-For", client),
+        ("User-Agent", "Yealink SIP-T46U 108.86.0.90"),
+    ];
+    if let Some(a) = authorization {
+        headers.push(("Authorization", a));
+    }
+    innoprov_actors::sim::phone::get(service.addr, path, &headers)
+        .await
+        .expect("GET")
+}
+
+fn basic(body: &str) -> String {
+    use base64::Engine;
+    let value = |key: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .expect("key")
+            .to_string()
+    };
+    let token = format!(
+        "{}:{}",
+        value("static.auto_provision.server.username"),
+        value("static.auto_provision.server.password")
+    );
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
+}
+
+#[tokio::test]
+async fn who_got_a_phones_secrets_stays_in_the_audit_and_a_foreign_enrolment_is_flagged() {
+    let (service, dir, sim) = behind_proxy("enrolment_once = true\nmisses_per_minute = 1000\n").await;
+    provision_one(&service, &sim, "805ec0000042").await;
+    let path = "/example.com/innoprov/prov/805ec0000042.cfg";
+    // A thief on 198.51.100.66 takes the file inside the window...
+    let stolen = fetch_as(&service, "198.51.100.66", path, None).await;
+    assert_eq!(stolen.status, 200);
+    // ...then buries it under 150 refused requests.
+    for _ in 0..150 {
+        assert_eq!(fetch_as(&service, "198.51.100.66", path, None).await.status, 401);
+    }
+    // The real phone on 10.1.2.3 uses the credentials: enrolled, flagged.
+    let authorization = basic(&stolen.body);
+    assert_eq!(
+        fetch_as(&service, "10.1.2.3", path, Some(&authorization))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        service
+            .wait_for_log(
+                "phone 805ec0000042: enrolled from 10.1.2.3, but its file was handed out to 198.51.100.66",
+                Duration::from_secs(2)
+            )
+            .await
+    );
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = crate::common::open_store(dir.path());
+    let audit = innoprov::Store::audit(&store, &"805ec0000042".parse().expect("mac"), 1000).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.outcome == "served for enrolment" && e.client.starts_with("198.51.100.66")),
+        "the theft is still in the audit"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.outcome == "enrolled (file was handed out to 198.51.100.66)")
+    );
+    assert!(audit.len() <= 100 + innoprov::provisioning::ENROLMENT_ENTRIES);
+}
+
+#[tokio::test]
+async fn secrets_without_credentials_only_to_the_phone_networks() {
+    let (service, _dir, sim) = behind_proxy("enrol_from = [\"10.0.0.0/8\"]\nmisses_per_minute = 3\n").await;
+    provision_one(&service, &sim, "805ec0000043").await;
+    let path = "/example.com/innoprov/prov/805ec0000043.cfg";
+    assert_eq!(fetch_as(&service, "198.51.100.66", path, None).await.status, 404);
+    for _ in 0..3 {
+        fetch_as(&service, "198.51.100.66", path, None).await;
+    }
+    assert_eq!(
+        fetch_as(&service, "198.51.100.66", path, None).await.status,
+        429,
+        "refused enrolments count as misses"
+    );
+    assert_eq!(fetch_as(&service, "10.9.8.7", path, None).await.status, 200);
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use innoprov::provisioning::AuditEntry;
+use innoprov::provisioning::{AuditEntry, ENROLMENT_ENTRIES, trim_audit};
 use innoprov::{Mac, Store, StoreError};
 
 /// How often pending entries are written.
@@ -79,9 +79,8 @@ impl AuditLog {
         }
         let entries = pending.entries.entry(mac).or_default();
         entries.push(entry);
-        if entries.len() > self.keep {
-            let excess = entries.len() - self.keep;
-            entries.drain(..excess);
+        if entries.len() > self.keep + ENROLMENT_ENTRIES {
+            trim_audit(entries, self.keep);
         }
     }
 
@@ -117,10 +116,10 @@ impl AuditLog {
             if self.store.get_phone_bytes(&mac)?.is_none() {
                 continue;
             }
-            let mut entries = self.store.audit(&mac, self.keep)?;
+            let mut entries = self.store.audit(&mac, self.keep + ENROLMENT_ENTRIES)?;
             entries.extend(new);
-            let skip = entries.len().saturating_sub(self.keep);
-            self.store.put_audit(&mac, &entries[skip..])?;
+            trim_audit(&mut entries, self.keep);
+            self.store.put_audit(&mac, &entries)?;
         }
         Ok(())
     }

@@ -70,6 +70,8 @@ pub struct ProvState {
     pub views: Mutex<HashMap<Mac, Arc<PhoneView>>>,
     /// Reverse proxies whose forwarding headers name the client, its scheme and host.
     pub trusted_proxies: Vec<innoprov::config::IpNet>,
+    /// Networks a phone's file may be served to without credentials (empty: any).
+    pub enrol_from: Vec<innoprov::config::IpNet>,
 }
 
 /// A phone as last read from the store, with what is derived from it.
@@ -542,6 +544,15 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             }
             return response;
         }
+        Decision::Serve { enrolling: true }
+            if !state.enrol_from.is_empty() && !state.enrol_from.iter().any(|net| net.contains(ip)) =>
+        {
+            // Secrets without credentials only to the phone networks: anyone else is refused
+            // like a miss.
+            log::info!("phone {mac}: {file} from {ip}: enrolment refused outside provisioning.enrol_from");
+            audit(401, "enrolment refused: address outside enrol_from");
+            return miss();
+        }
         Decision::Serve { enrolling } => enrolling,
     };
     let Some(rendered) = state.render(req, &view, file, vendor_index, model.as_deref()) else {
@@ -550,6 +561,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
     };
     // Atomic: an admin's pin or reopened window written meanwhile is kept.
     let generation = record.generation;
+    let mut enrolled_note = None;
     if authenticated && !access.enrolled(record) {
         match state
             .store
@@ -558,12 +570,27 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
             Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
         }
-    } else if enrolling && state.enrolment_once {
-        // Handed out once: from now on this generation's file needs the credentials it carries.
-        if let Err(e) = state
-            .store
-            .update_access(&mac, &mut |a| a.handed_out_generation = Some(generation))
-        {
+        // The file carrying these credentials went to another address: someone else may hold
+        // the phone's secrets, or the phone moved. Flagged, not refused.
+        let handed_to = access
+            .handed_out_to
+            .as_deref()
+            .filter(|_| access.handed_out_generation == Some(generation));
+        enrolled_note = Some(match handed_to {
+            Some(other) if other != ip.to_string() => {
+                log::warn!("phone {mac}: enrolled from {ip}, but its file was handed out to {other}");
+                format!("enrolled (file was handed out to {other})")
+            }
+            _ => "enrolled".to_string(),
+        });
+    } else if enrolling && access.handed_out_generation != Some(generation) {
+        // The first credential-less serve of this generation: remembered, and with
+        // enrolment_once the last.
+        let to = ip.to_string();
+        if let Err(e) = state.store.update_access(&mac, &mut |a| {
+            a.handed_out_generation = Some(generation);
+            a.handed_out_to = Some(to.clone());
+        }) {
             log::error!("phone {mac}: cannot record the enrolment fetch: {e}");
             audit(500, "enrolment not recorded");
             return denied(StatusCode::INTERNAL_SERVER_ERROR);
@@ -575,10 +602,10 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
             .insert_header((header::ETAG, rendered.etag))
             .finish();
     }
-    let outcome = if enrolling {
-        "served for enrolment"
-    } else {
-        "served"
+    let outcome = match (&enrolled_note, enrolling) {
+        (Some(note), _) => note.as_str(),
+        (None, true) => "served for enrolment",
+        (None, false) => "served",
     };
     // One info line per phone and version (and per enrolment fetch): periodic re-checks of an
     // unchanged file are debug, or thousands of phones would drown the log.

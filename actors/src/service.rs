@@ -262,6 +262,7 @@ impl RunningService {
             misses: Default::default(),
             views: Default::default(),
             trusted_proxies: config.trusted_proxies().unwrap_or_default(),
+            enrol_from: config.enrol_from().unwrap_or_default(),
         });
         let state = web::Data::new(HttpState {
             sessions: shared,

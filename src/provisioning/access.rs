@@ -26,6 +26,10 @@ pub struct PhoneAccess {
     /// now needs the credentials that file carried.
     #[serde(default)]
     pub handed_out_generation: Option<u64>,
+    /// The address the file of `handed_out_generation` was first served to without
+    /// credentials (compared with the address that later enrols with its credentials).
+    #[serde(default)]
+    pub handed_out_to: Option<String>,
 }
 
 /// What to do with a request for a phone's own file.
@@ -73,6 +77,43 @@ impl PhoneAccess {
     }
 }
 
+/// Enrolment entries kept per phone besides the ring of ordinary downloads.
+pub const ENROLMENT_ENTRIES: usize = 16;
+
+/// Trims a phone's audit (oldest first) to the newest `keep` ordinary downloads plus the newest
+/// [`ENROLMENT_ENTRIES`] enrolment entries, in order: a client asking in a loop cannot push
+/// out who was handed the phone's secrets.
+pub fn trim_audit(entries: &mut Vec<AuditEntry>, keep: usize) {
+    let (mut ordinary, mut enrolment) = (0usize, 0usize);
+    let mut kept: Vec<bool> = vec![false; entries.len()];
+    for (i, entry) in entries.iter().enumerate().rev() {
+        let count = if entry.is_enrolment() {
+            &mut enrolment
+        } else {
+            &mut ordinary
+        };
+        let limit = if entry.is_enrolment() {
+            ENROLMENT_ENTRIES
+        } else {
+            keep
+        };
+        if *count < limit {
+            *count += 1;
+            kept[i] = true;
+        }
+    }
+    let mut flags = kept.into_iter();
+    entries.retain(|_| flags.next().unwrap_or(false));
+}
+
+impl AuditEntry {
+    /// Whether this entry is part of enrolment: the phone's secrets served without
+    /// credentials, or its first fetch with them.
+    pub fn is_enrolment(&self) -> bool {
+        self.outcome.starts_with("served for enrolment") || self.outcome.starts_with("enrolled")
+    }
+}
+
 /// One download, as the audit keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -95,4 +136,38 @@ pub struct AuditEntry {
     pub outcome: String,
     /// The configuration version served.
     pub config_version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            seq: n,
+            at: n,
+            client: String::new(),
+            user_agent: String::new(),
+            file: String::new(),
+            vendor: String::new(),
+            status: 200,
+            outcome: outcome.into(),
+            config_version: 1,
+        }
+    }
+
+    #[test]
+    fn noise_cannot_push_enrolment_out_of_the_audit() {
+        let mut entries = vec![entry(0, "served for enrolment"), entry(1, "enrolled")];
+        entries.extend((2..300).map(|n| entry(n, "credentials required")));
+        trim_audit(&mut entries, 100);
+        assert_eq!(entries.len(), 102);
+        assert_eq!(entries[0].seq, 0, "the theft stays");
+        assert_eq!(entries[1].seq, 1);
+        assert_eq!(entries[2].seq, 200, "the newest 100 of the rest");
+        let mut many: Vec<AuditEntry> = (0..40).map(|n| entry(n, "served for enrolment")).collect();
+        trim_audit(&mut many, 100);
+        assert_eq!(many.len(), ENROLMENT_ENTRIES);
+        assert_eq!(many[0].seq, 40 - ENROLMENT_ENTRIES as u64);
+    }
 }

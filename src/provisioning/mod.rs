@@ -11,7 +11,7 @@ pub mod safety;
 pub mod timezone;
 pub mod vendor;
 
-pub use access::{AuditEntry, Decision, PhoneAccess};
+pub use access::{AuditEntry, Decision, ENROLMENT_ENTRIES, PhoneAccess, trim_audit};
 pub use context::{ContextError, PhoneContext};
 pub use render::Renderer;
 pub use vendor::{FileKind, VendorDescriptor, Vendors};

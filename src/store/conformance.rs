@@ -117,6 +117,7 @@ pub fn access_and_audit(store: &dyn Store) {
         window_reopened_at: Some(9),
         pinned_vendor: Some("snom".into()),
         handed_out_generation: Some(5),
+        handed_out_to: Some("192.0.2.1".into()),
     };
     let epoch = store.write_epoch();
     let written = store
