@@ -440,3 +440,78 @@ async fn secrets_without_credentials_only_to_the_phone_networks() {
     );
     assert_eq!(fetch_as(&service, "10.9.8.7", path, None).await.status, 200);
 }
+
+/// Re-provisioning a working phone with a code Devices rejects (a stolen or mistyped one)
+/// leaves the phone as it was: its file, its credentials, its Devices link.
+#[tokio::test]
+async fn a_rejected_reprovisioning_leaves_the_working_phone_alone() {
+    use innoprov_actors::sim::users::SimPhone;
+    let (service, _dir, sim) = crate::common::start_with_devices("").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mac = "805ec0000044";
+    let owner = SimPhone {
+        mac: mac.into(),
+        code: sim.issue_code(),
+        ..SimPhone::numbered(44)
+    };
+    assert_eq!(conn.provision(&owner).await.expect("reply")["result"], "ok");
+    let path = format!("/example.com/innoprov/prov/{mac}.cfg");
+    let ua = [("User-Agent", "Yealink SIP-T46U 108.86.0.90")];
+    let before = innoprov_actors::sim::phone::get(service.addr, &path, &ua)
+        .await
+        .expect("GET");
+    assert_eq!(before.status, 200);
+    let attacker = SimPhone {
+        mac: mac.into(),
+        code: "111111111111".into(),
+        username: "mallory".into(),
+        password: "stolen-line".into(),
+        ..SimPhone::numbered(45)
+    };
+    let reply = conn.provision(&attacker).await.expect("reply");
+    assert_eq!(reply["result"], "failed", "{reply}");
+    let after = innoprov_actors::sim::phone::get(service.addr, &path, &ua)
+        .await
+        .expect("GET");
+    assert_eq!(after.status, 200);
+    assert!(
+        after
+            .body
+            .contains(&format!("account.1.user_name = {}", owner.username)),
+        "{}",
+        after.body
+    );
+    assert!(
+        after
+            .body
+            .contains(&format!("account.1.password = {}", owner.password))
+    );
+    assert!(!after.body.contains("mallory"));
+    // The stored phone is linked again with its own credentials and takes updates.
+    assert!(
+        service
+            .wait_for_log(
+                &format!("phone {mac}: re-provisioning failed"),
+                Duration::from_secs(5)
+            )
+            .await
+    );
+    let update = r#"{"id":3,"type":"PHONE","gk1":"pbx9.example.com"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.push_update(mac, update) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        service
+            .wait_for_log(
+                &format!("phone {mac}: configuration stored (4 items, version 2)"),
+                Duration::from_secs(10)
+            )
+            .await,
+        "{}",
+        service.logs()
+    );
+}

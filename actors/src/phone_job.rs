@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, MAX_CONFIG_ITEMS, SetDevicesUrl};
 use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
-use crate::registry::{JobEnded, PhoneRegistry};
+use crate::registry::{JobEnded, JobGenerationChanged, PhoneRegistry};
 
 /// Where a phone is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -85,6 +85,10 @@ pub struct PhoneJob {
     retired: bool,
     /// The change being stored should reach the phone (NOTIFY) once stored.
     notify_pending: bool,
+    /// Re-provisioning a stored phone: the record as stored, which stays in the store (and
+    /// keeps serving the phone's file) until Devices has accepted the new code; restored if it
+    /// does not.
+    previous: Option<PhoneRecord>,
 }
 
 fn now_unix() -> u64 {
@@ -114,7 +118,49 @@ impl PhoneJob {
             registry,
             retired: false,
             notify_pending: false,
+            previous: None,
         }
+    }
+
+    /// The write mode of the next store: the first write of a re-provisioning replaces the
+    /// stored phone (and is its commit point), every other one updates this generation.
+    fn write_mode(&mut self) -> WriteMode {
+        if self.previous.take().is_some() {
+            log::info!(
+                "phone {}: Devices accepted the new code; the new record replaces the stored one",
+                self.record.mac
+            );
+            WriteMode::Provision
+        } else {
+            WriteMode::Update
+        }
+    }
+
+    /// A re-provisioning that failed before its commit point: the stored phone goes on as it
+    /// was, linked with its stored credentials, and this job becomes its job again.
+    fn revert(&mut self, ctx: &mut Context<Self>) {
+        let Some(old) = self.previous.take() else {
+            return;
+        };
+        let mac = old.mac;
+        log::warn!("phone {mac}: re-provisioning failed; the stored phone stays as it was");
+        if let Some(link) = self.link.take() {
+            link.do_send(CloseLink);
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.do_send(JobGenerationChanged {
+                mac,
+                from: self.record.generation,
+                to: old.generation,
+            });
+        }
+        self.phase = if old.configured_at.is_some() {
+            Phase::Configured
+        } else {
+            Phase::Stored
+        };
+        self.record = old;
+        self.start_link(ctx);
     }
 
     fn answer(&mut self, outcome: Result<(), String>) {
@@ -216,6 +262,19 @@ impl PhoneJob {
         self.start_link(ctx);
     }
 
+    fn after_staged(&mut self, ctx: &mut Context<Self>) {
+        log::info!(
+            "phone {}: re-provisioning (generation {}); the stored record stays until Devices accepts the code",
+            self.record.mac,
+            self.record.generation
+        );
+        if self.devices_url.is_none() {
+            self.answer(Err("Devices Service not found: no Devices URL is known yet (PBX Services or devices.sysclient_url)".into()));
+            return self.revert(ctx);
+        }
+        self.start_link(ctx);
+    }
+
     fn after_config_stored(&mut self, _ctx: &mut Context<Self>) {
         self.phase = Phase::Configured;
         log::info!(
@@ -263,7 +322,7 @@ impl Actor for PhoneJob {
             Some(JobStart::Provision(reply)) => {
                 self.reply = Some(reply);
                 let timeout = self.shared.provisioning_timeout;
-                ctx.run_later(timeout, move |act, _| {
+                ctx.run_later(timeout, move |act, ctx| {
                     if act.reply.is_some() {
                         log::warn!(
                             "phone {}: no complete configuration from Devices within {timeout:?}",
@@ -273,6 +332,7 @@ impl Actor for PhoneJob {
                             "no complete configuration from Devices within {} s",
                             timeout.as_secs()
                         )));
+                        act.revert(ctx);
                     }
                 });
                 // A phone Devices already knows keeps its sysclient password: Devices challenges
@@ -280,14 +340,18 @@ impl Actor for PhoneJob {
                 let previous = self.shared.persistence.send(GetPhone(self.record.mac));
                 ctx.wait(previous.into_actor(self).map(|result, act, ctx| {
                     if let Ok(Ok(Some(old))) = result {
-                        act.record.sysclient_password = old.sysclient_password;
-                        act.record.admin_password = old.admin_password;
+                        act.record.sysclient_password = old.sysclient_password.clone();
+                        act.record.admin_password = old.admin_password.clone();
                         // The phone's web password stays what an admin may have read; the file
                         // version keeps rising so the phone applies the new file.
                         if old.web_password.is_some() {
-                            act.record.web_password = old.web_password;
+                            act.record.web_password = old.web_password.clone();
                         }
                         act.record.changed_at = act.record.changed_at.max(old.changed_at + 1);
+                        // Nothing is stored before Devices accepts the new code: a rejected or
+                        // unanswered code leaves the working phone as it was.
+                        act.previous = Some(old);
+                        return act.after_staged(ctx);
                     }
                     act.persist(ctx, WriteMode::Provision, Self::after_initial_store);
                 }));
@@ -332,12 +396,14 @@ impl Handler<LinkEvent> for PhoneJob {
             }
             LinkEvent::SysclientPassword(password) => {
                 self.record.sysclient_password = self.seal(&password, &sysclient_password_purpose(&mac));
-                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
+                let mode = self.write_mode();
+                self.persist(ctx, mode, Self::after_secret_stored);
             }
             LinkEvent::AdminPassword(password) => {
                 log::info!("phone {mac}: admin password deployed by Devices");
                 self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
-                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
+                let mode = self.write_mode();
+                self.persist(ctx, mode, Self::after_secret_stored);
             }
             LinkEvent::ConfigComplete(items) => {
                 // Devices sends the whole set after every identify; only a different set is a
@@ -357,7 +423,8 @@ impl Handler<LinkEvent> for PhoneJob {
                 }
                 self.phase = Phase::Updating;
                 self.record.configured_at = Some(now_unix());
-                self.persist(ctx, WriteMode::Update, Self::after_config_stored);
+                let mode = self.write_mode();
+                self.persist(ctx, mode, Self::after_config_stored);
             }
             LinkEvent::ConfigUpdate(item) => {
                 log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
@@ -382,7 +449,8 @@ impl Handler<LinkEvent> for PhoneJob {
                     self.record.changed_at = now_unix().max(self.record.changed_at + 1);
                     self.notify_pending = true;
                 }
-                self.persist(ctx, WriteMode::Update, Self::after_config_stored);
+                let mode = self.write_mode();
+                self.persist(ctx, mode, Self::after_config_stored);
             }
             LinkEvent::Down(_) => {
                 self.link_down_since.get_or_insert_with(now_unix);
@@ -392,11 +460,13 @@ impl Handler<LinkEvent> for PhoneJob {
             }
             LinkEvent::CodeRefused(why) => {
                 self.answer(Err(format!("Devices rejected the phone: {why}")));
+                self.revert(ctx);
             }
             LinkEvent::Rejected(why) => {
                 self.link = None;
                 self.phase = Phase::Stored;
                 self.answer(Err(format!("Devices rejected the phone: {why}")));
+                self.revert(ctx);
             }
         }
     }

@@ -233,6 +233,30 @@ impl Handler<JobEnded> for PhoneRegistry {
     }
 }
 
+/// A job went back to the stored record of an older generation (a failed re-provisioning).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobGenerationChanged {
+    /// The phone.
+    pub mac: Mac,
+    /// The generation the job was started for.
+    pub from: u64,
+    /// The generation it now runs.
+    pub to: u64,
+}
+
+impl Handler<JobGenerationChanged> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobGenerationChanged, _ctx: &mut Context<Self>) {
+        if let Some(entry) = self.jobs.get_mut(&msg.mac)
+            && entry.generation == msg.from
+        {
+            entry.generation = msg.to;
+        }
+    }
+}
+
 /// Deletes a phone: ends its job and link, removes its record.
 #[derive(Message)]
 #[rtype(result = "Result<bool, PersistError>")]
