@@ -334,10 +334,10 @@ fn default_login_timeout() -> u64 {
     30
 }
 fn default_max_pending_logins() -> usize {
-    256
+    1024
 }
 fn default_pending_logins_per_address() -> usize {
-    16
+    256
 }
 
 impl Default for WebsocketConfig {

@@ -515,3 +515,65 @@ async fn a_rejected_reprovisioning_leaves_the_working_phone_alone() {
         service.logs()
     );
 }
+
+/// A Digest answer is good once, and only from the address its nonce was issued to.
+#[tokio::test]
+async fn digest_answers_cannot_be_replayed_or_used_from_elsewhere() {
+    let (service, _dir, sim) = behind_proxy("").await;
+    provision_one(&service, &sim, "805ec0000046").await;
+    let path = "/example.com/innoprov/prov/805ec0000046.cfg";
+    let first = fetch_as(&service, "10.0.0.5", path, None).await;
+    assert_eq!(first.status, 200);
+    let value = |key: &str| {
+        first
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .expect("key")
+            .to_string()
+    };
+    let (user, password) = (
+        value("static.auto_provision.server.username"),
+        value("static.auto_provision.server.password"),
+    );
+    // Enrol with Basic, so that credential-less requests are challenged from now on.
+    let basic = basic(&first.body);
+    assert_eq!(
+        fetch_as(&service, "10.0.0.5", path, Some(&basic)).await.status,
+        200
+    );
+    let challenge = |client: &'static str| {
+        let service = &service;
+        async move {
+            let r = fetch_as(service, client, path, None).await;
+            assert_eq!(r.status, 401);
+            r.headers["www-authenticate"]
+                .lines()
+                .find(|c| c.starts_with("Digest") && c.contains("MD5"))
+                .expect("an MD5 challenge")
+                .to_string()
+        }
+    };
+    let answer = |c: &str| {
+        innoprov_actors::sim::phone::digest_authorization(c, &user, &password, path).expect("answer")
+    };
+    // Issued to 10.0.0.5, answered from 10.0.0.6: refused.
+    let elsewhere = answer(&challenge("10.0.0.5").await);
+    assert_eq!(
+        fetch_as(&service, "10.0.0.6", path, Some(&elsewhere))
+            .await
+            .status,
+        401
+    );
+    // Answered from the right address: served once; the same answer again is a replay.
+    let good = answer(&challenge("10.0.0.5").await);
+    assert_eq!(
+        fetch_as(&service, "10.0.0.5", path, Some(&good)).await.status,
+        200
+    );
+    assert_eq!(
+        fetch_as(&service, "10.0.0.5", path, Some(&good)).await.status,
+        401,
+        "replay"
+    );
+}

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub struct LoginGuard {
     limits: LoginLimits,
     /// Counters.
     inner: Mutex<Inner>,
+    /// Whether any login has failed since start: until then no answer waits and the common
+    /// path takes no lock for the delay.
+    any_failure: AtomicBool,
 }
 
 /// A connection's place among those not yet logged in; given back when dropped.
@@ -88,6 +92,7 @@ impl LoginGuard {
         Arc::new(LoginGuard {
             limits,
             inner: Mutex::new(Inner::default()),
+            any_failure: AtomicBool::new(false),
         })
     }
 
@@ -121,6 +126,9 @@ impl LoginGuard {
     /// `ip` logged in: it keeps a reserve from now on.
     pub fn logged_in(&self, ip: IpAddr) {
         let mut inner = self.lock();
+        if inner.known.contains(&ip) {
+            return;
+        }
         if inner.known.len() >= MAX_ADDRESSES {
             inner.known.clear();
         }
@@ -129,6 +137,7 @@ impl LoginGuard {
 
     /// Records a failed login (or AppCheckLogin) from `ip`.
     pub fn failed(&self, ip: IpAddr) {
+        self.any_failure.store(true, Ordering::Relaxed);
         let mut inner = self.lock();
         if inner.failures.len() >= MAX_ADDRESSES {
             inner
@@ -150,6 +159,9 @@ impl LoginGuard {
 
     /// How long to wait before answering a login check from `ip`.
     pub fn delay(&self, ip: IpAddr) -> Duration {
+        if !self.any_failure.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         let inner = self.lock();
         let failures = inner
             .failures
