@@ -61,6 +61,19 @@ pub struct Config {
     /// HTTPS listener.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// The admin doors.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: who may administer (interface.md "Operating").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token of the REST API and `/metrics`; unset, those answer 404.
+    pub token: Option<String>,
+    /// App object name whose AppWebsocket logins may administer.
+    pub app: Option<String>,
 }
 
 /// `[provisioning]`: phone downloads.
@@ -510,6 +523,12 @@ impl Config {
                 "misses_per_minute, notify_per_second and audit_entries must be at least 1",
             ));
         }
+        if self.admin.token.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(
+                "admin.token",
+                "must not be empty (leave it out to switch the REST API off)",
+            ));
+        }
         let tls = &self.tls;
         match (&tls.listen, &tls.cert, &tls.key) {
             (None, None, None) => {}
@@ -579,6 +598,11 @@ impl Config {
     /// The instance's own domain: the first segment of `app.path`.
     pub fn app_domain(&self) -> &str {
         self.app.path.split('/').nth(1).unwrap_or_default()
+    }
+
+    /// The REST API's path (`<parent of app.path>/api/v1`).
+    pub fn api_path(&self) -> String {
+        format!("{}/api/v1", self.app_parent())
     }
 
     /// The URL path phones fetch under.

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin;
 mod appws_login;
 mod cli;
 mod devices;

@@ -487,7 +487,10 @@ impl AppSession {
         let Login::Done { key, app, who, role } = &self.login else {
             return;
         };
+        let started = Instant::now();
+        let count = crate::metrics::provisioning;
         if !role.may_provision(who, self.shared.provisioners.as_deref()) {
+            count("failed");
             log::warn!(
                 "session {} ({}): ProvisioningPhone from {who:?} ({role:?}) refused: not a provisioning service",
                 self.id,
@@ -499,6 +502,7 @@ impl AppSession {
         let request = match ProvisionRequest::from_message(msg, key.expose()) {
             Ok(request) => request,
             Err(e) => {
+                count("failed");
                 log::warn!(
                     "session {} ({}): ProvisioningPhone from {who:?} rejected: {e}",
                     self.id,
@@ -533,13 +537,21 @@ impl AppSession {
             let outcome = match result {
                 Ok(Ok(())) => {
                     log::info!("phone {mac}: ProvisioningPhone ok");
+                    crate::metrics::provisioning("ok");
+                    crate::metrics::metrics()
+                        .time_to_ok
+                        .observe(started.elapsed().as_secs_f64());
                     Ok(())
                 }
                 Ok(Err(e)) => {
                     log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
+                    crate::metrics::provisioning("failed");
                     Err(e)
                 }
-                Err(_) => Err("the phone's provisioning job ended without an answer".to_string()),
+                Err(_) => {
+                    crate::metrics::provisioning("failed");
+                    Err("the phone's provisioning job ended without an answer".to_string())
+                }
             };
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         }));

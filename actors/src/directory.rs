@@ -5,7 +5,8 @@
 //! Devices: the phones' links stay where they are (a PBX restart must not drop every link and
 //! make them all reconnect at once); only a different URL moves them.
 //!
-//! Messages it takes: [`DevicesUrlLearned`], [`PbxSessionClosed`]; it tells the registry
+//! Messages it takes: [`DevicesUrlLearned`], [`PbxSessionClosed`], [`CurrentDevicesUrl`]; it
+//! tells the registry
 //! [`DevicesUrlChanged`].
 
 use std::collections::BTreeMap;
@@ -96,5 +97,18 @@ impl Handler<PbxSessionClosed> for ServiceDirectory {
     fn handle(&mut self, msg: PbxSessionClosed, _ctx: &mut Context<Self>) {
         self.learnt.remove(&msg.0);
         self.update();
+    }
+}
+
+/// The Devices URL in use, if any (readiness).
+#[derive(Message)]
+#[rtype(result = "Option<String>")]
+pub struct CurrentDevicesUrl;
+
+impl Handler<CurrentDevicesUrl> for ServiceDirectory {
+    type Result = Option<String>;
+
+    fn handle(&mut self, _msg: CurrentDevicesUrl, _ctx: &mut Context<Self>) -> Option<String> {
+        self.current.clone()
     }
 }

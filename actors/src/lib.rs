@@ -11,7 +11,12 @@
 //! - [`forwarded`]: a trusted reverse proxy's `Forwarded` / `X-Forwarded-*` headers.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
+//! - [`metrics`]: the Prometheus metrics of the process.
 //! - [`login_guard`]: caps on connections not yet logged in, and per-address login throttling.
+//! - [`admin_core`]: `AdminCore`, the one set of admin operations (list, detail, audit,
+//!   resync, reopen enrolment, pin vendor, delete) over the live system.
+//! - [`admin_http`]: its REST door under `<parent>/api/v1/` (bearer token, OpenAPI derived
+//!   from the handlers), `/healthz` and `/readyz`.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
@@ -26,6 +31,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin_core;
+pub mod admin_http;
 pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;
@@ -34,6 +41,7 @@ pub mod directory;
 pub mod forwarded;
 pub mod http;
 pub mod login_guard;
+pub mod metrics;
 pub mod notifier;
 pub mod persistence;
 pub mod phone_job;

@@ -137,6 +137,7 @@ impl LoginGuard {
 
     /// Records a failed login (or AppCheckLogin) from `ip`.
     pub fn failed(&self, ip: IpAddr) {
+        crate::metrics::metrics().login_failures.inc();
         self.any_failure.store(true, Ordering::Relaxed);
         let mut inner = self.lock();
         if inner.failures.len() >= MAX_ADDRESSES {

@@ -103,7 +103,12 @@ impl Persistence {
         let target = self.written;
         let store = Arc::clone(&self.store);
         let flush = async move {
-            tokio::task::spawn_blocking(move || store.flush())
+            let started = std::time::Instant::now();
+            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+            crate::metrics::metrics()
+                .store_flush
+                .observe(started.elapsed().as_secs_f64());
+            std::future::ready(flushed)
                 .await
                 .map_err(|e| StoreError::Backend(format!("flush task: {e}")))?
         };
@@ -255,7 +260,12 @@ impl Handler<Flush> for Persistence {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
         let store = Arc::clone(&self.store);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.flush())
+            let started = std::time::Instant::now();
+            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+            crate::metrics::metrics()
+                .store_flush
+                .observe(started.elapsed().as_secs_f64());
+            std::future::ready(flushed)
                 .await
                 .map_err(|e| PersistError::Flush(e.to_string()))?
                 .map_err(|e| PersistError::Flush(e.to_string()))

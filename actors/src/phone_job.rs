@@ -388,6 +388,7 @@ impl Handler<LinkEvent> for PhoneJob {
         match event {
             LinkEvent::Connected => {
                 if let Some(since) = self.link_down_since.take() {
+                    crate::metrics::metrics().link_reconnects.inc();
                     log::info!(
                         "phone {mac}: link back after {} s down",
                         now_unix().saturating_sub(since)

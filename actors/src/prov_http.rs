@@ -72,6 +72,9 @@ pub struct ProvState {
     pub trusted_proxies: Vec<innoprov::config::IpNet>,
     /// Networks a phone's file may be served to without credentials (empty: any).
     pub enrol_from: Vec<innoprov::config::IpNet>,
+    /// The vendors' names as fixed strings, by vendor index (metric labels without an
+    /// allocation per download).
+    pub vendor_names: Vec<&'static str>,
 }
 
 /// A phone as last read from the store, with what is derived from it.
@@ -335,6 +338,14 @@ impl ProvState {
     }
 }
 
+/// Counts an answer of the provisioning path by status (`innoprov_download_responses`).
+fn count_status(status: actix_web::http::StatusCode) {
+    crate::metrics::metrics()
+        .download_statuses
+        .get_or_create(&[("status", crate::metrics::status_kind(status.as_u16()))])
+        .inc();
+}
+
 fn etag_of(body: &[u8]) -> String {
     format!("\"{}\"", &innoprov::appws::crypto::sha256_hex(body)[..20])
 }
@@ -371,16 +382,21 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         .to_string();
     if file.is_empty() || file.contains('/') {
         let ip = state.client(&req).ip();
-        if state.blocked(ip) {
-            return denied(actix_web::http::StatusCode::TOO_MANY_REQUESTS);
-        }
-        state.miss(ip);
-        return denied(actix_web::http::StatusCode::NOT_FOUND);
+        let status = if state.blocked(ip) {
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS
+        } else {
+            state.miss(ip);
+            actix_web::http::StatusCode::NOT_FOUND
+        };
+        count_status(status);
+        return denied(status);
     }
     // Served inline: the store's reads and its audit insert hit sled's page cache and never
     // fsync, and rendered files are cached, so a request costs microseconds; a thread-pool hop
     // would cost more than it saves.
-    serve(&req, &file, &state)
+    let response = serve(&req, &file, &state);
+    count_status(response.status());
+    response
 }
 
 fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
@@ -499,6 +515,13 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
         }
     };
     let audit = |status: u16, outcome: &str| {
+        crate::metrics::metrics()
+            .downloads
+            .get_or_create(&[
+                ("vendor", state.vendor_names[vendor_index]),
+                ("outcome", crate::metrics::outcome_kind(outcome)),
+            ])
+            .inc();
         let entry = AuditEntry {
             seq: 0,
             at: now,

@@ -293,6 +293,30 @@ impl Handler<PhoneStatusOf> for PhoneRegistry {
     }
 }
 
+/// Every running job's status (the admin surface's phone list).
+#[derive(Message)]
+#[rtype(result = "std::collections::HashMap<Mac, PhoneStatus>")]
+pub struct AllStatuses;
+
+impl Handler<AllStatuses> for PhoneRegistry {
+    type Result = ResponseFuture<std::collections::HashMap<Mac, PhoneStatus>>;
+
+    fn handle(&mut self, _msg: AllStatuses, _ctx: &mut Context<Self>) -> Self::Result {
+        let jobs: Vec<(Mac, Addr<PhoneJob>)> =
+            self.jobs.iter().map(|(mac, e)| (*mac, e.addr.clone())).collect();
+        Box::pin(async move {
+            let asks = jobs.into_iter().map(|(mac, addr)| async move {
+                addr.send(GetPhoneStatus).await.ok().map(|status| (mac, status))
+            });
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
+    }
+}
+
 /// The job of a phone (tests inject faults through it).
 #[derive(Message)]
 #[rtype(result = "Option<Addr<PhoneJob>>")]

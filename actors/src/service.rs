@@ -13,6 +13,8 @@ use innoprov::store::SledStore;
 use innoprov::{Config, Sealer, Secret, Store};
 use tokio::sync::watch;
 
+use crate::admin_core::AdminCore;
+use crate::admin_http::{self, AdminHttp};
 use crate::app_session::SessionShared;
 use crate::audit_log::AuditLog;
 use crate::connect_gate::ConnectGate;
@@ -216,7 +218,7 @@ impl RunningService {
             sealer: sealer.clone(),
             link,
             provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
-            notifier,
+            notifier: notifier.clone(),
         });
         let registry = PhoneRegistry::new(jobs).start();
         let directory =
@@ -238,7 +240,7 @@ impl RunningService {
             login_timeout: Duration::from_secs(ws.login_timeout_secs),
             sealer,
             registry: registry.clone(),
-            directory,
+            directory: directory.clone(),
             shutdown: shutdown_rx,
             guard: crate::login_guard::LoginGuard::new(crate::login_guard::LoginLimits {
                 max_pending: ws.max_pending_logins,
@@ -246,6 +248,24 @@ impl RunningService {
             }),
         });
         let prov_path = config.prov_path();
+        let admin_state = web::Data::new(AdminHttp {
+            core: Arc::new(AdminCore {
+                store: Arc::clone(&store),
+                sealer: shared.sealer.clone(),
+                vendors: vendors.clone(),
+                registry: registry.clone(),
+                audit: Arc::clone(&audit),
+                notifier,
+                directory,
+            }),
+            token: config.admin.token.clone(),
+        });
+        let api_path = config.api_path();
+        let vendor_names: Vec<&'static str> = vendors
+            .all()
+            .iter()
+            .map(|v| &*Box::leak(v.name.clone().into_boxed_str()))
+            .collect();
         let prov_state = web::Data::new(ProvState {
             store: Arc::clone(&store),
             sealer: shared.sealer.clone(),
@@ -263,6 +283,8 @@ impl RunningService {
             views: Default::default(),
             trusted_proxies: config.trusted_proxies().unwrap_or_default(),
             enrol_from: config.enrol_from().unwrap_or_default(),
+            // Leaked once per vendor at start: a handful of names, for the process's lifetime.
+            vendor_names: vendor_names.clone(),
         });
         let state = web::Data::new(HttpState {
             sessions: shared,
@@ -274,6 +296,8 @@ impl RunningService {
             App::new()
                 .app_data(state.clone())
                 .app_data(prov_state.clone())
+                .app_data(admin_state.clone())
+                .configure(|cfg| admin_http::configure(cfg, &api_path))
                 .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
                 .configure(|cfg| http::configure(cfg, &app_path, &app_parent))
         })

@@ -1,0 +1,404 @@
+//! `AdminCore`: the one set of admin operations over the live system (interface.md
+//! "Operating"): list and search phones with their state, one phone's detail and audit, and the
+//! actions (resync, reopen enrolment, pin a vendor, delete). The REST door (`admin_http`) calls
+//! it; it re-implements nothing of the store, the registry or the download path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use innoprov::provisioning::{AuditEntry, Vendors, admin};
+use innoprov::{Mac, PhoneRecord, Sealer, Store};
+use serde::Serialize;
+
+use crate::audit_log::AuditLog;
+use crate::directory::{CurrentDevicesUrl, ServiceDirectory};
+use crate::notifier::PhoneConfigChanged;
+use crate::phone_job::{Phase, PhoneStatus};
+use crate::registry::{AllStatuses, DeletePhone, PhoneRegistry, PhoneStatusOf};
+
+/// Entries returned by an audit request.
+const AUDIT_LIMIT: usize = 1000;
+
+/// What a phone is doing, as the admin sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneState {
+    /// Stored; not linked (no Devices URL yet, or Devices refused it).
+    Stored,
+    /// Linking to Devices or waiting for its complete configuration.
+    Linking,
+    /// Configured; the link is up.
+    Configured,
+    /// An update from Devices is being stored.
+    Updating,
+    /// Configured before, the link is down and reconnecting.
+    LinkDown,
+    /// No job runs for the phone (it ended and waits for its restart).
+    Failed,
+}
+
+impl PhoneState {
+    /// Parses the `?state=` value.
+    pub fn parse(text: &str) -> Option<PhoneState> {
+        Some(match text {
+            "stored" => PhoneState::Stored,
+            "linking" => PhoneState::Linking,
+            "configured" => PhoneState::Configured,
+            "updating" => PhoneState::Updating,
+            "link_down" => PhoneState::LinkDown,
+            "failed" => PhoneState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The phone's Devices link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Connected.
+    Up,
+    /// Reconnecting.
+    Down,
+    /// No link.
+    None,
+}
+
+/// One phone in a list (interface.md PHONE).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PhoneSummary {
+    /// 12 lowercase hex digits.
+    pub mac: String,
+    /// SIP user name.
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// The vendor it fetched as last (or its pinned vendor), if any.
+    pub vendor: Option<String>,
+    /// What it is doing.
+    pub state: PhoneState,
+    /// The stored configuration version.
+    pub config_version: u64,
+    /// Its Devices link.
+    pub link: LinkState,
+    /// When it last fetched a file successfully (Unix seconds).
+    pub last_fetch: Option<u64>,
+    /// Since when the link is down (Unix seconds).
+    pub link_down_since: Option<u64>,
+}
+
+/// One configuration item as Devices sent it (secrets are never shown).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConfigSummary {
+    /// Item key (Devices id or `type:<type>`).
+    pub key: String,
+    /// Item type (`PHONE`, `NTP`, ...).
+    pub kind: String,
+    /// The item's fields, less its secrets.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One phone in detail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PhoneDetail {
+    /// The list fields.
+    #[serde(flatten)]
+    pub summary: PhoneSummary,
+    /// PBX DNS name from Users.
+    pub dns: String,
+    /// The vendor an admin pinned, if any.
+    pub pinned_vendor: Option<String>,
+    /// When the latest ProvisioningPhone arrived (Unix seconds).
+    pub provisioned_at: u64,
+    /// When the configuration was last complete (Unix seconds).
+    pub configured_at: Option<u64>,
+    /// The configuration version the phone last fetched.
+    pub served_version: Option<u64>,
+    /// Address the phone last fetched from.
+    pub last_fetch_from: Option<String>,
+    /// User-Agent of its last fetch.
+    pub last_user_agent: Option<String>,
+    /// Whether it has enrolled with its provisioning credentials.
+    pub enrolled: bool,
+    /// Its Devices configuration.
+    pub configuration: Vec<ConfigSummary>,
+}
+
+/// Why an admin operation failed: an HTTP status and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminFailure {
+    /// HTTP status.
+    pub status: u16,
+    /// Reason, shown to the admin.
+    pub reason: String,
+}
+
+fn failure(status: u16, reason: impl Into<String>) -> AdminFailure {
+    AdminFailure {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// Everything the admin operations need.
+pub struct AdminCore {
+    /// Records, download states, audits.
+    pub store: Arc<dyn Store>,
+    /// Opens the line password for a NOTIFY's challenge.
+    pub sealer: Sealer,
+    /// Known vendors (pins).
+    pub vendors: Vendors,
+    /// The phones' jobs.
+    pub registry: Addr<PhoneRegistry>,
+    /// Downloads, pending ones included.
+    pub audit: Arc<AuditLog>,
+    /// Sends resync NOTIFYs; `None` when switched off.
+    pub notifier: Option<Recipient<PhoneConfigChanged>>,
+    /// Where Devices is.
+    pub directory: Addr<ServiceDirectory>,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn state_of(status: Option<&PhoneStatus>) -> (PhoneState, LinkState) {
+    match status {
+        None => (PhoneState::Failed, LinkState::None),
+        Some(s) if s.link_down_since.is_some() => (PhoneState::LinkDown, LinkState::Down),
+        Some(s) => match s.phase {
+            Phase::Stored => (PhoneState::Stored, LinkState::None),
+            Phase::Linking => (PhoneState::Linking, LinkState::Down),
+            Phase::Configured => (PhoneState::Configured, LinkState::Up),
+            Phase::Updating => (PhoneState::Updating, LinkState::Up),
+        },
+    }
+}
+
+impl AdminCore {
+    fn store_failure(e: impl std::fmt::Display) -> AdminFailure {
+        log::error!("admin: store: {e}");
+        failure(500, "the store failed")
+    }
+
+    fn summary(&self, record: &PhoneRecord, status: Option<&PhoneStatus>) -> PhoneSummary {
+        let (state, link) = state_of(status);
+        let recent = self.audit.recent(&record.mac, AUDIT_LIMIT).unwrap_or_default();
+        let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
+        let pinned = self
+            .store
+            .get_access(&record.mac)
+            .ok()
+            .and_then(|a| a.pinned_vendor);
+        PhoneSummary {
+            mac: record.mac.to_string(),
+            user: record.username.clone(),
+            name: record.cn.clone(),
+            vendor: last_ok.map(|e| e.vendor.clone()).or(pinned),
+            state,
+            config_version: record.config_version,
+            link,
+            last_fetch: last_ok.map(|e| e.at),
+            link_down_since: status.and_then(|s| s.link_down_since),
+        }
+    }
+
+    /// Every phone, filtered by `q` (MAC, user or name, case-insensitive) and `state`.
+    pub async fn list(
+        &self,
+        q: Option<&str>,
+        state: Option<PhoneState>,
+    ) -> Result<Vec<PhoneSummary>, AdminFailure> {
+        let records = self.store.phones().map_err(Self::store_failure)?;
+        let statuses: HashMap<Mac, PhoneStatus> = self
+            .registry
+            .send(AllStatuses)
+            .await
+            .map_err(|_| failure(503, "the phone registry is not running"))?;
+        let q = q.map(|q| {
+            q.to_ascii_lowercase()
+                .chars()
+                .filter(|c| !matches!(c, ':' | '-' | '.'))
+                .collect::<String>()
+        });
+        let mut out: Vec<PhoneSummary> = records
+            .iter()
+            .map(|r| self.summary(r, statuses.get(&r.mac)))
+            .filter(|p| state.is_none_or(|s| p.state == s))
+            .filter(|p| {
+                q.as_deref().is_none_or(|q| {
+                    p.mac.contains(q)
+                        || p.user.to_lowercase().contains(q)
+                        || p.name.to_lowercase().contains(q)
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.mac.cmp(&b.mac));
+        Ok(out)
+    }
+
+    async fn record(&self, mac: &Mac) -> Result<PhoneRecord, AdminFailure> {
+        self.store
+            .get_phone(mac)
+            .map_err(Self::store_failure)?
+            .ok_or_else(|| failure(404, format!("no phone {mac}")))
+    }
+
+    /// One phone in detail.
+    pub async fn detail(&self, mac: &Mac) -> Result<PhoneDetail, AdminFailure> {
+        let record = self.record(mac).await?;
+        let status = self.registry.send(PhoneStatusOf(*mac)).await.ok().flatten();
+        let access = self.store.get_access(mac).map_err(Self::store_failure)?;
+        let recent = self.audit.recent(mac, AUDIT_LIMIT).unwrap_or_default();
+        let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
+        Ok(PhoneDetail {
+            summary: self.summary(&record, status.as_ref()),
+            dns: record.dns.clone(),
+            pinned_vendor: access.pinned_vendor.clone(),
+            provisioned_at: record.provisioned_at,
+            configured_at: record.configured_at,
+            served_version: last_ok.map(|e| e.config_version),
+            last_fetch_from: last_ok.map(|e| e.client.clone()),
+            last_user_agent: last_ok.map(|e| e.user_agent.clone()),
+            enrolled: access.enrolled(&record),
+            configuration: record
+                .configs
+                .iter()
+                .map(|c| ConfigSummary {
+                    key: c.key.clone(),
+                    kind: c.kind.clone(),
+                    body: c.body.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The phone's downloads, oldest first, pending ones included.
+    pub async fn audit(&self, mac: &Mac) -> Result<Vec<AuditEntry>, AdminFailure> {
+        self.record(mac).await?;
+        self.audit.recent(mac, AUDIT_LIMIT).map_err(Self::store_failure)
+    }
+
+    /// Queues a resync NOTIFY to the phone.
+    pub async fn resync(&self, mac: &Mac) -> Result<(), AdminFailure> {
+        let record = self.record(mac).await?;
+        let Some(notifier) = &self.notifier else {
+            return Err(failure(
+                409,
+                "NOTIFY is switched off (provisioning.notify = false)",
+            ));
+        };
+        let password = record.password.as_ref().and_then(|sealed| {
+            self.sealer
+                .open(sealed, &innoprov::phone::user_password_purpose(mac))
+                .ok()
+        });
+        notifier
+            .try_send(PhoneConfigChanged {
+                mac: *mac,
+                user: record.username.clone(),
+                password,
+            })
+            .map_err(|_| failure(503, "the notifier is busy"))?;
+        log::info!("phone {mac}: resync requested by an admin");
+        Ok(())
+    }
+
+    /// Reopens the phone's enrolment window from now.
+    pub async fn reopen_enrolment(&self, mac: &Mac) -> Result<(), AdminFailure> {
+        admin::reopen_enrolment(self.store.as_ref(), mac, now_unix()).map_err(|e| match e {
+            admin::AdminError::UnknownPhone(_) => failure(404, format!("no phone {mac}")),
+            other => Self::store_failure(other),
+        })?;
+        log::info!("phone {mac}: enrolment window reopened by an admin");
+        Ok(())
+    }
+
+    /// Pins the phone to `vendor`, or unpins it.
+    pub async fn pin_vendor(&self, mac: &Mac, vendor: Option<&str>) -> Result<(), AdminFailure> {
+        admin::pin_vendor(self.store.as_ref(), &self.vendors, mac, vendor).map_err(|e| match e {
+            admin::AdminError::UnknownPhone(_) => failure(404, format!("no phone {mac}")),
+            admin::AdminError::UnknownVendor(name) => failure(400, format!("no vendor named {name:?}")),
+            other => Self::store_failure(other),
+        })?;
+        log::info!("phone {mac}: vendor pinned to {vendor:?} by an admin");
+        Ok(())
+    }
+
+    /// Deletes the phone: its job and link end, its data is gone.
+    pub async fn delete(&self, mac: &Mac) -> Result<(), AdminFailure> {
+        match self.registry.send(DeletePhone(*mac)).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(failure(404, format!("no phone {mac}"))),
+            Ok(Err(e)) => Err(Self::store_failure(e)),
+            Err(_) => Err(failure(503, "the phone registry is not running")),
+        }
+    }
+
+    /// The phones and links by state, in the Prometheus text format (gauges of `/metrics`).
+    pub async fn state_gauges(&self) -> Result<String, AdminFailure> {
+        let records = self.store.phones().map_err(Self::store_failure)?;
+        let statuses: HashMap<Mac, PhoneStatus> = self
+            .registry
+            .send(AllStatuses)
+            .await
+            .map_err(|_| failure(503, "the phone registry is not running"))?;
+        let mut phones: std::collections::BTreeMap<&'static str, u64> = [
+            "stored",
+            "linking",
+            "configured",
+            "updating",
+            "link_down",
+            "failed",
+        ]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+        let mut links: std::collections::BTreeMap<&'static str, u64> =
+            ["up", "down", "none"].into_iter().map(|s| (s, 0)).collect();
+        for record in &records {
+            let (state, link) = state_of(statuses.get(&record.mac));
+            let state = match state {
+                PhoneState::Stored => "stored",
+                PhoneState::Linking => "linking",
+                PhoneState::Configured => "configured",
+                PhoneState::Updating => "updating",
+                PhoneState::LinkDown => "link_down",
+                PhoneState::Failed => "failed",
+            };
+            let link = match link {
+                LinkState::Up => "up",
+                LinkState::Down => "down",
+                LinkState::None => "none",
+            };
+            *phones.entry(state).or_default() += 1;
+            *links.entry(link).or_default() += 1;
+        }
+        let mut text =
+            String::from("# HELP innoprov_phones Phones by state.\n# TYPE innoprov_phones gauge\n");
+        for (state, n) in phones {
+            text.push_str(&format!("innoprov_phones{{state=\"{state}\"}} {n}\n"));
+        }
+        text.push_str("# HELP innoprov_links Devices links by state.\n# TYPE innoprov_links gauge\n");
+        for (link, n) in links {
+            text.push_str(&format!("innoprov_links{{state=\"{link}\"}} {n}\n"));
+        }
+        Ok(text)
+    }
+
+    /// Why the service is not ready, if it is not (`/readyz`).
+    pub async fn not_ready(&self) -> Option<String> {
+        if let Err(e) = self.store.get_access(&Mac::from_bytes([0; 6])) {
+            return Some(format!("the store is not usable: {e}"));
+        }
+        match self.directory.send(CurrentDevicesUrl).await {
+            Ok(Some(_)) => None,
+            Ok(None) => Some("no Devices sysclient URL is known yet".into()),
+            Err(_) => Some("the service directory is not running".into()),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The REST door to [`AdminCore`](crate::admin_core::AdminCore), and the health endpoints
+//! (interface.md "Operating"): JSON under `<parent of app.path>/api/v1/`, bearer token from
+//! `admin.token` on every call (missing or wrong: 401 and nothing else; no token configured:
+//! 404), errors as `{"error":"reason"}`. The OpenAPI document is derived from the handlers'
+//! annotations (utoipa), so it cannot drift from them.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use innoprov::Mac;
+use innoprov::provisioning::AuditEntry;
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+use crate::admin_core::{AdminCore, AdminFailure, PhoneDetail, PhoneState, PhoneSummary};
+
+/// What the REST door needs.
+pub struct AdminHttp {
+    /// The operations.
+    pub core: Arc<AdminCore>,
+    /// `admin.token`; `None` switches the REST API and `/metrics` off (404).
+    pub token: Option<String>,
+}
+
+/// `{"error": reason}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// `GET phones` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PhoneList {
+    /// The phones, by MAC.
+    pub phones: Vec<PhoneSummary>,
+}
+
+/// `GET phones/{mac}/audit` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditList {
+    /// Downloads, newest last, pending ones included.
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `PUT phones/{mac}/vendor` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VendorPin {
+    /// A vendor name (`snom`), or null to unpin.
+    pub vendor: Option<String>,
+}
+
+/// `GET phones` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Text searched in MAC, user and name.
+    pub q: Option<String>,
+    /// Only phones in this state (`stored`, `linking`, `configured`, `updating`, `link_down`,
+    /// `failed`).
+    pub state: Option<String>,
+}
+
+fn json_error(status: u16, reason: &str) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)).json(
+        ErrorBody {
+            error: reason.to_string(),
+        },
+    )
+}
+
+impl From<AdminFailure> for HttpResponse {
+    fn from(f: AdminFailure) -> HttpResponse {
+        json_error(f.status, &f.reason)
+    }
+}
+
+/// The token check: `Some(response)` when the request may not go on.
+fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
+    let Some(token) = &state.token else {
+        return Some(json_error(404, "not found"));
+    };
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if innoprov::appws::crypto::digest_matches(token, presented) {
+        None
+    } else {
+        Some(
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer realm=\"innoprov\""))
+                .json(ErrorBody {
+                    error: "unauthorized".into(),
+                }),
+        )
+    }
+}
+
+fn parse_mac(text: &str) -> Result<Mac, Box<HttpResponse>> {
+    text.parse::<Mac>()
+        .map_err(|e| Box::new(json_error(400, &format!("malformed MAC {text:?}: {e}"))))
+}
+
+/// Lists phones.
+#[utoipa::path(get, path = "/phones", params(ListQuery),
+    responses((status = 200, body = PhoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_phones(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    query: web::Query<ListQuery>,
+) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let wanted = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(text) => match PhoneState::parse(text) {
+            Some(s) => Some(s),
+            None => return json_error(400, &format!("unknown state {text:?}")),
+        },
+    };
+    match state.core.list(query.q.as_deref(), wanted).await {
+        Ok(phones) => HttpResponse::Ok().json(PhoneList { phones }),
+        Err(f) => f.into(),
+    }
+}
+
+/// One phone in detail.
+#[utoipa::path(get, path = "/phones/{mac}", params(("mac" = String, Path, description = "MAC in any usual spelling")),
+    responses((status = 200, body = PhoneDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    match state.core.detail(&mac).await {
+        Ok(detail) => HttpResponse::Ok().json(detail),
+        Err(f) => f.into(),
+    }
+}
+
+/// The phone's downloads.
+#[utoipa::path(get, path = "/phones/{mac}/audit", params(("mac" = String, Path, description = "MAC")),
+    responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_audit(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    match state.core.audit(&mac).await {
+        Ok(entries) => HttpResponse::Ok().json(AuditList { entries }),
+        Err(f) => f.into(),
+    }
+}
+
+/// Queues a resync NOTIFY.
+#[utoipa::path(post, path = "/phones/{mac}/resync", params(("mac" = String, Path, description = "MAC")),
+    responses((status = 202, description = "NOTIFY queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn resync(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    match state.core.resync(&mac).await {
+        Ok(()) => HttpResponse::Accepted().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
+/// Reopens the enrolment window.
+#[utoipa::path(post, path = "/phones/{mac}/enrolment", params(("mac" = String, Path, description = "MAC")),
+    responses((status = 200, description = "window reopened"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn reopen(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    match state.core.reopen_enrolment(&mac).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
+/// Pins or unpins the phone's vendor.
+#[utoipa::path(put, path = "/phones/{mac}/vendor", params(("mac" = String, Path, description = "MAC")), request_body = VendorPin,
+    responses((status = 200, description = "pinned"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn pin_vendor(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    mac: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    let pin: VendorPin = match serde_json::from_slice(&body) {
+        Ok(pin) => pin,
+        Err(e) => return json_error(400, &format!("body must be {{\"vendor\": name or null}}: {e}")),
+    };
+    match state.core.pin_vendor(&mac, pin.vendor.as_deref()).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
+/// Deletes the phone.
+#[utoipa::path(delete, path = "/phones/{mac}", params(("mac" = String, Path, description = "MAC")),
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    let mac = match parse_mac(&mac) {
+        Ok(mac) => mac,
+        Err(r) => return *r,
+    };
+    match state.core.delete(&mac).await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(f) => f.into(),
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")),
+    security(("bearer" = [])))]
+async fn openapi(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST door.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
+    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, openapi),
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody)),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+/// `GET /metrics`: Prometheus text exposition, bearer token as the REST API.
+async fn metrics(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state) {
+        return refused;
+    }
+    match state.core.state_gauges().await {
+        Ok(gauges) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(crate::metrics::metrics().encode(&gauges)),
+        Err(f) => f.into(),
+    }
+}
+
+/// `GET /healthz`: 200 while the process serves.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 once the store is open and a Devices URL is known, else 503.
+async fn readyz(state: web::Data<AdminHttp>) -> HttpResponse {
+    match state.core.not_ready().await {
+        None => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Some(reason) => json_error(503, &reason),
+    }
+}
+
+/// Registers the REST routes under `api_path` and the health endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig, api_path: &str) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope(api_path)
+                .route("/phones", web::get().to(list_phones))
+                .route("/phones/{mac}", web::get().to(get_phone))
+                .route("/phones/{mac}", web::delete().to(delete_phone))
+                .route("/phones/{mac}/audit", web::get().to(get_audit))
+                .route("/phones/{mac}/resync", web::post().to(resync))
+                .route("/phones/{mac}/enrolment", web::post().to(reopen))
+                .route("/phones/{mac}/vendor", web::put().to(pin_vendor))
+                .route("/openapi.json", web::get().to(openapi))
+                .default_service(web::to(
+                    |req: HttpRequest, state: web::Data<AdminHttp>| async move {
+                        refuse(&req, &state).unwrap_or_else(|| json_error(404, "no such call"))
+                    },
+                )),
+        );
+}

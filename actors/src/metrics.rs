@@ -1,0 +1,150 @@
+//! Prometheus metrics (prometheus-client), all named `innoprov_`: what happened is counted where
+//! it happens (logins, provisioning, links, downloads, store flushes); what the phones are doing
+//! now is computed at each scrape from the registry. One set per process, like the process
+//! itself; `/metrics` (admin_http) encodes it with the bearer token.
+
+use std::sync::OnceLock;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// One label: a name and a value, both fixed strings (no allocation per event).
+pub type Label = (&'static str, &'static str);
+
+/// Every counter and histogram of the process.
+pub struct Metrics {
+    /// Their registry (encoded at each scrape).
+    registry: Registry,
+    /// ProvisioningPhone answers, by outcome (`ok`, `failed`).
+    pub provisioning: Family<[Label; 1], Counter>,
+    /// Seconds from ProvisioningPhone to its `ok`.
+    pub time_to_ok: Histogram,
+    /// Phone downloads, by vendor and outcome.
+    pub downloads: Family<[Label; 2], Counter>,
+    /// Download answers by HTTP status.
+    pub download_statuses: Family<[Label; 1], Counter>,
+    /// Failed AppLogins and AppCheckLogins.
+    pub login_failures: Counter,
+    /// Devices links back up after being down.
+    pub link_reconnects: Counter,
+    /// Seconds one store flush (group commit) took.
+    pub store_flush: Histogram,
+}
+
+fn build() -> Metrics {
+    let mut registry = Registry::with_prefix("innoprov");
+    let provisioning = Family::<[Label; 1], Counter>::default();
+    registry.register(
+        "provisioning",
+        "ProvisioningPhone answers by outcome",
+        provisioning.clone(),
+    );
+    let time_to_ok = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]);
+    registry.register(
+        "provisioning_time_to_ok_seconds",
+        "Seconds from ProvisioningPhone to ok (record and complete Devices configuration stored)",
+        time_to_ok.clone(),
+    );
+    let downloads = Family::<[Label; 2], Counter>::default();
+    registry.register(
+        "downloads",
+        "Phone file downloads by vendor and outcome",
+        downloads.clone(),
+    );
+    let download_statuses = Family::<[Label; 1], Counter>::default();
+    registry.register(
+        "download_responses",
+        "Answers on the provisioning path by HTTP status (401, 404, 429, ...)",
+        download_statuses.clone(),
+    );
+    let login_failures = Counter::default();
+    registry.register(
+        "login_failures",
+        "Failed AppLogin and AppCheckLogin checks",
+        login_failures.clone(),
+    );
+    let link_reconnects = Counter::default();
+    registry.register(
+        "link_reconnects",
+        "Devices links back up after being down",
+        link_reconnects.clone(),
+    );
+    let store_flush = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]);
+    registry.register(
+        "store_flush_seconds",
+        "Seconds one store flush (group commit) took",
+        store_flush.clone(),
+    );
+    Metrics {
+        registry,
+        provisioning,
+        time_to_ok,
+        downloads,
+        download_statuses,
+        login_failures,
+        link_reconnects,
+        store_flush,
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(build)
+}
+
+/// Counts a ProvisioningPhone answer (`ok` or `failed`).
+pub fn provisioning(outcome: &'static str) {
+    metrics()
+        .provisioning
+        .get_or_create(&[("outcome", outcome)])
+        .inc();
+}
+
+/// The fixed name of a download outcome (audit outcomes may carry an address).
+pub fn outcome_kind(outcome: &str) -> &'static str {
+    const KINDS: [&str; 8] = [
+        "served for enrolment",
+        "served",
+        "enrolled",
+        "not modified",
+        "credentials required",
+        "bad credentials",
+        "render failed",
+        "enrolment refused",
+    ];
+    KINDS
+        .into_iter()
+        .find(|k| outcome.starts_with(k))
+        .unwrap_or("other")
+}
+
+/// The fixed text of an HTTP status of the provisioning path.
+pub fn status_kind(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        304 => "304",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        429 => "429",
+        500 => "500",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    /// The text exposition of the counters and histograms, followed by `gauges` (already in
+    /// the text format, computed by the caller at scrape time).
+    pub fn encode(&self, gauges: &str) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text.push_str(gauges);
+        text.push_str("# EOF\n");
+        text
+    }
+}

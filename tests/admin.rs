@@ -1,0 +1,516 @@
+//! The REST door and the health endpoints against the release binary (interface.md
+//! "Operating"): every call, its errors, the token, and the OpenAPI document checked against
+//! the routes that serve it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use innoprov_actors::sim::phone::{Auth, PhoneSim};
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
+
+use crate::common::{PASSWORD, Service, start_with_devices};
+
+const TOKEN: &str = "change-me-admin";
+const API: &str = "/example.com/innoprov/api/v1";
+
+/// One HTTP/1.1 request; (status, JSON body or Null).
+async fn call(
+    service: &Service,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut tcp = tokio::net::TcpStream::connect(service.addr)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        service.addr
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "PUT" || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn setup(
+    extra: &str,
+) -> (
+    Service,
+    tempfile::TempDir,
+    innoprov_actors::sim::devices::DevicesSim,
+    Vec<SimPhone>,
+) {
+    let (service, dir, sim) = start_with_devices(&format!("[admin]\ntoken = \"{TOKEN}\"\n{extra}")).await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mut phones = Vec::new();
+    for n in [61u32, 62] {
+        let phone = SimPhone {
+            mac: format!("805ec0{n:06x}"),
+            code: sim.issue_code(),
+            ..SimPhone::numbered(n)
+        };
+        assert_eq!(conn.provision(&phone).await.expect("reply")["result"], "ok");
+        phones.push(phone);
+    }
+    (service, dir, sim, phones)
+}
+
+#[tokio::test]
+async fn the_token_guards_every_call_and_says_nothing_else() {
+    let (service, _dir, _sim, _phones) = setup("").await;
+    for (method, path) in [
+        ("GET", format!("{API}/phones")),
+        ("GET", format!("{API}/phones/805ec000003d")),
+        ("DELETE", format!("{API}/phones/805ec000003d")),
+        ("GET", format!("{API}/openapi.json")),
+        ("GET", format!("{API}/nothing")),
+    ] {
+        for token in [None, Some("wrong-token-value")] {
+            let (status, body) = call(&service, method, &path, token, None).await;
+            assert_eq!(
+                (status, body.clone()),
+                (401, serde_json::json!({"error": "unauthorized"})),
+                "{method} {path}"
+            );
+        }
+    }
+    // Without admin.token the API does not exist.
+    let (plain, _dir) = Service::start("");
+    assert_eq!(
+        call(&plain, "GET", &format!("{API}/phones"), Some(TOKEN), None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn every_call_of_the_spec_works() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let port = udp.local_addr().expect("addr").port();
+    let (service, _dir, _sim, phones) = setup(&format!("[provisioning]\nnotify_port = {port}\n")).await;
+    let token = Some(TOKEN);
+    // The first phone fetches its file.
+    let device = PhoneSim {
+        addr: service.addr,
+        user_agent: "Yealink SIP-T46U 108.86.0.90".into(),
+    };
+    let fetched = device
+        .fetch(
+            &format!("/example.com/innoprov/prov/{}.cfg", phones[0].mac),
+            &Auth::None,
+            None,
+        )
+        .await
+        .expect("GET");
+    assert_eq!(fetched.status, 200);
+
+    let (status, list) = call(&service, "GET", &format!("{API}/phones"), token, None).await;
+    assert_eq!(status, 200, "{list}");
+    let all = list["phones"].as_array().expect("phones");
+    assert_eq!(all.len(), 2);
+    let first = &all[0];
+    assert_eq!(first["mac"], phones[0].mac.as_str());
+    assert_eq!(first["user"], phones[0].username.as_str());
+    assert_eq!(first["name"], phones[0].cn.as_str());
+    assert_eq!(first["vendor"], "yealink");
+    assert_eq!(first["state"], "configured");
+    assert_eq!(first["link"], "up");
+    assert_eq!(first["config_version"], 1);
+    assert!(first["last_fetch"].as_u64().is_some());
+    assert_eq!(all[1]["last_fetch"], Value::Null);
+    assert_eq!(all[1]["vendor"], Value::Null);
+
+    let (_, found) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones?q={}", phones[1].username),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(found["phones"].as_array().map(Vec::len), Some(1));
+    let (_, found) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones?q=80:5E:C0:00:00:3D"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(found["phones"][0]["mac"], phones[0].mac.as_str(), "MAC spellings");
+    let (_, configured) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones?state=configured"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(configured["phones"].as_array().map(Vec::len), Some(2));
+    let (_, none) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones?state=failed"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(none["phones"].as_array().map(Vec::len), Some(0));
+    let (status, error) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones?state=sleeping"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("sleeping")));
+
+    let mac_upper = "80-5E-C0-00-00-3D";
+    let (status, detail) = call(&service, "GET", &format!("{API}/phones/{mac_upper}"), token, None).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["mac"], phones[0].mac.as_str());
+    assert_eq!(detail["served_version"], 1);
+    assert!(detail["configuration"].as_array().is_some_and(|c| !c.is_empty()));
+    assert!(
+        !detail.to_string().contains(&phones[0].password),
+        "no secret in the detail"
+    );
+    assert_eq!(
+        call(&service, "GET", &format!("{API}/phones/nonsense"), token, None)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &service,
+            "GET",
+            &format!("{API}/phones/805ec0aaaaaa"),
+            token,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    let (status, audit) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones/{}/audit", phones[0].mac),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        audit["entries"][0]["outcome"], "served for enrolment",
+        "pending entries included"
+    );
+
+    let (status, _) = call(
+        &service,
+        "POST",
+        &format!("{API}/phones/{}/resync", phones[0].mac),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(10), udp.recv_from(&mut buf))
+        .await
+        .expect("NOTIFY in time")
+        .expect("recv");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("Event: check-sync;reboot=false"));
+
+    let vendor = format!("{API}/phones/{}/vendor", phones[1].mac);
+    assert_eq!(
+        call(&service, "PUT", &vendor, token, Some(r#"{"vendor":"snom"}"#))
+            .await
+            .0,
+        200
+    );
+    let (_, detail) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones/{}", phones[1].mac),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(detail["pinned_vendor"], "snom");
+    let (status, error) = call(&service, "PUT", &vendor, token, Some(r#"{"vendor":"nokia"}"#)).await;
+    assert_eq!((status, error["error"].as_str().is_some()), (400, true));
+    assert_eq!(
+        call(&service, "PUT", &vendor, token, Some("not json")).await.0,
+        400
+    );
+    assert_eq!(
+        call(&service, "PUT", &vendor, token, Some(r#"{"vendor":null}"#))
+            .await
+            .0,
+        200
+    );
+
+    assert_eq!(
+        call(
+            &service,
+            "POST",
+            &format!("{API}/phones/{}/enrolment", phones[0].mac),
+            token,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+
+    assert_eq!(
+        call(
+            &service,
+            "DELETE",
+            &format!("{API}/phones/{}", phones[1].mac),
+            token,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &service,
+            "GET",
+            &format!("{API}/phones/{}", phones[1].mac),
+            token,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &service,
+            "DELETE",
+            &format!("{API}/phones/{}", phones[1].mac),
+            token,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+/// Every path and method the OpenAPI document names is served (a document derived from the
+/// handlers, checked against the router).
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let (service, _dir, _sim, phones) = setup("").await;
+    let (status, doc) = call(&service, "GET", &format!("{API}/openapi.json"), Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    for expected in [
+        "/phones",
+        "/phones/{mac}",
+        "/phones/{mac}/audit",
+        "/phones/{mac}/resync",
+        "/phones/{mac}/enrolment",
+        "/phones/{mac}/vendor",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} documented");
+    }
+    let mut calls = 0;
+    for (path, methods) in paths {
+        for method in methods.as_object().expect("methods").keys() {
+            let concrete = path.replace("{mac}", &phones[0].mac);
+            let body = (method == "put").then_some(r#"{"vendor":null}"#);
+            let (status, _) = call(
+                &service,
+                &method.to_uppercase(),
+                &format!("{API}{concrete}"),
+                Some(TOKEN),
+                body,
+            )
+            .await;
+            let documented: Vec<u16> = methods[method]["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .filter_map(|k| k.parse().ok())
+                .collect();
+            assert!(
+                documented.contains(&status),
+                "{method} {path}: {status} not in {documented:?}"
+            );
+            calls += 1;
+        }
+    }
+    assert_eq!(calls, 8);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (ready, _dir, _sim, _phones) = setup("").await;
+    assert_eq!(call(&ready, "GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(call(&ready, "GET", "/readyz", None, None).await.0, 200);
+    // No Devices URL known yet: alive, not ready, and it says why.
+    let (waiting, _dir) = Service::start("");
+    assert_eq!(call(&waiting, "GET", "/healthz", None, None).await.0, 200);
+    let (status, body) = call(&waiting, "GET", "/readyz", None, None).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("Devices")),
+        "{body}"
+    );
+}
+
+/// A scrape parsed with a Prometheus text-format parser: (metric name, labels) → value.
+async fn scrape(service: &Service) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    let mut tcp = tokio::net::TcpStream::connect(service.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
+        service.addr
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            (
+                s.metric,
+                s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                value,
+            )
+        })
+        .collect()
+}
+
+fn value(
+    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_move_with_real_events() {
+    let (service, _dir, _sim, phones) = setup("").await;
+    assert_eq!(
+        call(&service, "GET", "/metrics", None, None).await.0,
+        401,
+        "token required"
+    );
+    let before = scrape(&service).await;
+    assert_eq!(
+        value(&before, "innoprov_provisioning_total", &[("outcome", "ok")]),
+        2.0
+    );
+    assert_eq!(value(&before, "innoprov_phones", &[("state", "configured")]), 2.0);
+    assert_eq!(value(&before, "innoprov_links", &[("state", "up")]), 2.0);
+    assert!(value(&before, "innoprov_provisioning_time_to_ok_seconds_count", &[]) >= 2.0);
+    assert!(value(&before, "innoprov_store_flush_seconds_count", &[]) >= 1.0);
+    // A download, a miss, a failed login.
+    let device = PhoneSim {
+        addr: service.addr,
+        user_agent: "Yealink SIP-T46U 108.86.0.90".into(),
+    };
+    let prov = "/example.com/innoprov/prov";
+    assert_eq!(
+        device
+            .fetch(&format!("{prov}/{}.cfg", phones[0].mac), &Auth::None, None)
+            .await
+            .expect("GET")
+            .status,
+        200
+    );
+    assert_eq!(
+        device
+            .fetch(&format!("{prov}/805ec0abcdef.cfg"), &Auth::None, None)
+            .await
+            .expect("GET")
+            .status,
+        404
+    );
+    let mut bad = innoprov_actors::sim::client::AppWsClient::connect(&service.ws_url())
+        .await
+        .expect("connect");
+    let _ = bad
+        .login(&UsersSim::new("innoprov", PASSWORD).identity, "wrong")
+        .await;
+    let after = scrape(&service).await;
+    assert_eq!(
+        value(
+            &after,
+            "innoprov_downloads_total",
+            &[("vendor", "yealink"), ("outcome", "served for enrolment")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "innoprov_download_responses_total", &[("status", "404")]),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "innoprov_download_responses_total", &[("status", "200")]),
+        1.0
+    );
+    assert_eq!(value(&after, "innoprov_login_failures_total", &[]), 1.0);
+}
