@@ -125,3 +125,28 @@ fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
         assert!(status.success(), "{status:?}: {logs}");
     }
 }
+
+#[test]
+fn the_demo_provisions_its_phones_and_they_fetch_their_files() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(["demo", "--phones", "8"])
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("demo: 8 phones: 8 provisioned, 8 configured, 8 fetched"),
+        "{last}"
+    );
+    assert!(stdout.contains("REST API  http://127.0.0.1:"), "{stdout}");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(["demo", "--phones", "0"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -23,6 +23,7 @@
 //! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails.
 //! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
 //! - [`devices_link`]: `DevicesLink`, one phone's sysclient websocket to Devices.
+//! - [`demo`]: `innoprov demo --phones N`, the whole chain with simulators in one process.
 //! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
 //! - [`ws_reader`]: inbound AppWebsocket messages with every size bound holding before the
 //!   data is read (pre-login budget, frame and fragment limits).
@@ -36,6 +37,7 @@ pub mod admin_http;
 pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;
+pub mod demo;
 pub mod devices_link;
 pub mod directory;
 pub mod forwarded;

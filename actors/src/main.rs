@@ -31,6 +31,16 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve,
+    /// Run the service with a simulated PBX, Users service, Devices and N phones on a temporary
+    /// store, provision the phones, let them fetch their files, and print a summary.
+    Demo {
+        /// How many phones.
+        #[arg(long, default_value_t = 20)]
+        phones: u32,
+        /// Keep serving after the summary, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
 }
 
 fn load_config(named: Option<&PathBuf>) -> Result<Config, String> {
@@ -67,14 +77,21 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The demo talks to a person on a terminal: only warnings, unless RUST_LOG asks for more.
+    let default_level = if matches!(cli.command, Some(Command::Demo { .. })) {
+        "warn"
+    } else {
+        "info"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    if let Some(Command::Demo { phones, keep_running }) = cli.command {
+        return demo(phones, keep_running);
+    }
     let config = match load_config(cli.config.as_ref()) {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    match cli.command {
-        None | Some(Command::Serve) => serve(config),
-    }
+    serve(config)
 }
 
 /// Raises the soft limit on open files to the hard one: a service that inherited 1024 from
@@ -87,6 +104,28 @@ fn raise_open_files_limit() {
         }
         (_, Err(e)) => log::warn!("open files: cannot raise the soft limit: {e}"),
         (Err(e), Ok(now)) => log::info!("open files: soft limit now {now} ({e} before)"),
+    }
+}
+
+fn demo(phones: u32, keep_running: bool) -> ExitCode {
+    if phones == 0 || phones > 100_000 {
+        return fail("demo: --phones must be between 1 and 100000");
+    }
+    let system = actix::System::new();
+    let outcome = system.block_on(async move {
+        let signals = ShutdownSignals::install().map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
+        innoprov_actors::demo::run(phones, keep_running, signals).await
+    });
+    match outcome {
+        Ok(summary) => {
+            println!("{}", summary.render());
+            if summary.provisioned == phones && summary.fetched == phones {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(&e),
     }
 }
 
