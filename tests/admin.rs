@@ -90,7 +90,7 @@ async fn the_token_guards_every_call_and_says_nothing_else() {
         ("GET", format!("{API}/openapi.json")),
         ("GET", format!("{API}/nothing")),
     ] {
-        for token in [None, Some("wrong-token-value")] {
+        for token in [None, Some("wrong-token-value"), Some("change-me-admi")] {
             let (status, body) = call(&service, method, &path, token, None).await;
             assert_eq!(
                 (status, body.clone()),
@@ -272,6 +272,17 @@ async fn every_call_of_the_spec_works() {
     assert_eq!((status, error["error"].as_str().is_some()), (400, true));
     assert_eq!(
         call(&service, "PUT", &vendor, token, Some("not json")).await.0,
+        400
+    );
+    assert_eq!(
+        call(&service, "PUT", &vendor, token, Some("{}")).await.0,
+        400,
+        "a typo must not unpin"
+    );
+    assert_eq!(
+        call(&service, "PUT", &vendor, token, Some(r#"{"vendr":"snom"}"#))
+            .await
+            .0,
         400
     );
     assert_eq!(

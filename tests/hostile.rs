@@ -52,6 +52,7 @@ async fn password_guessing_from_one_address_is_slowed_and_a_correct_login_still_
         tasks.push(tokio::spawn(async move {
             while started.elapsed() < Duration::from_secs(3) {
                 let Ok(mut c) = AppWsClient::connect(&url).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 c.timeout = Duration::from_secs(10);
@@ -130,10 +131,18 @@ async fn connections_that_never_log_in_are_capped_with_a_reserve_for_the_pbx() {
         .await
         .expect("GET");
     assert_eq!(download.status, 404);
-    // A closed idle connection gives its place back.
+    // A closed idle connection gives its place back (once the service has seen it close).
     drop(idle);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(idle_upgrade(service.addr, "127.0.0.4").await.0, 101);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, tcp) = idle_upgrade(service.addr, "127.0.0.4").await;
+        if status == 101 {
+            drop(tcp);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the places did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -429,7 +438,13 @@ async fn secrets_without_credentials_only_to_the_phone_networks() {
     let (service, _dir, sim) = behind_proxy("enrol_from = [\"10.0.0.0/8\"]\nmisses_per_minute = 3\n").await;
     provision_one(&service, &sim, "805ec0000043").await;
     let path = "/example.com/innoprov/prov/805ec0000043.cfg";
-    assert_eq!(fetch_as(&service, "198.51.100.66", path, None).await.status, 404);
+    let refused = fetch_as(&service, "198.51.100.66", path, None).await;
+    assert_eq!(
+        refused.status, 401,
+        "a known phone: credentials required, with a challenge"
+    );
+    assert!(refused.headers.contains_key("www-authenticate"));
+    assert!(!refused.body.contains("account.1.password"));
     for _ in 0..3 {
         fetch_as(&service, "198.51.100.66", path, None).await;
     }
@@ -499,21 +514,18 @@ async fn a_rejected_reprovisioning_leaves_the_working_phone_alone() {
             )
             .await
     );
+    // An update pushed while the relinked phone is still collecting its configuration is
+    // overwritten by it (Devices sends the whole set): push until it is stored.
     let update = r#"{"id":3,"type":"PHONE","gk1":"pbx9.example.com"}"#;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.push_update(mac, update) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let stored = format!("phone {mac}: configuration stored (4 items, version 2)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        sim.push_update(mac, update);
+        if service.wait_for_log(&stored, Duration::from_secs(1)).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", service.logs());
     }
-    assert!(
-        service
-            .wait_for_log(
-                &format!("phone {mac}: configuration stored (4 items, version 2)"),
-                Duration::from_secs(10)
-            )
-            .await,
-        "{}",
-        service.logs()
-    );
 }
 
 /// A Digest answer is good once, and only from the address its nonce was issued to.
@@ -576,4 +588,22 @@ async fn digest_answers_cannot_be_replayed_or_used_from_elsewhere() {
         401,
         "replay"
     );
+}
+
+/// Behind a trusted proxy, a request whose forwarding headers name no usable client is refused
+/// (400) and counted against nobody, rather than against the proxy.
+#[tokio::test]
+async fn unusable_forwarding_headers_are_refused_not_blamed_on_the_proxy() {
+    let (service, _dir, _sim) = behind_proxy("misses_per_minute = 2\n").await;
+    let path = "/example.com/innoprov/prov/805ec0ffff01.cfg";
+    let long = format!("192.0.2.1{}", ", 192.0.2.1".repeat(300));
+    for bad in ["unknown", "198.51.100.1, _hidden", long.as_str()] {
+        let r = innoprov_actors::sim::phone::get(service.addr, path, &[("X-Forwarded-For", bad)])
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 400, "{bad:.40}");
+    }
+    // The proxy's own address was not pushed over the miss limit by them.
+    let r = fetch_as(&service, "198.51.100.9", path, None).await;
+    assert_eq!(r.status, 404);
 }

@@ -85,9 +85,12 @@ fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if innoprov::appws::crypto::digest_matches(token, presented) {
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
+    // Hashes compared in constant time: neither the token nor its length leaks.
+    let hash = |t: &str| innoprov::appws::crypto::sha256_hex(t.as_bytes());
+    if innoprov::appws::crypto::digest_matches(&hash(token), &hash(presented)) {
         None
     } else {
         Some(
@@ -109,14 +112,15 @@ fn parse_mac(text: &str) -> Result<Mac, Box<HttpResponse>> {
 #[utoipa::path(get, path = "/phones", params(ListQuery),
     responses((status = 200, body = PhoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_phones(
-    req: HttpRequest,
-    state: web::Data<AdminHttp>,
-    query: web::Query<ListQuery>,
-) -> HttpResponse {
+async fn list_phones(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
     if let Some(refused) = refuse(&req, &state) {
         return refused;
     }
+    // Parsed only after the token check: a bad query from a stranger gets 401, not 400.
+    let query = match web::Query::<ListQuery>::from_query(req.query_string()) {
+        Ok(query) => query,
+        Err(e) => return json_error(400, &format!("bad query: {e}")),
+    };
     let wanted = match query.state.as_deref() {
         None | Some("") => None,
         Some(text) => match PhoneState::parse(text) {
@@ -219,11 +223,16 @@ async fn pin_vendor(
         Ok(mac) => mac,
         Err(r) => return *r,
     };
-    let pin: VendorPin = match serde_json::from_slice(&body) {
-        Ok(pin) => pin,
-        Err(e) => return json_error(400, &format!("body must be {{\"vendor\": name or null}}: {e}")),
+    // Exactly {"vendor": name} or {"vendor": null}: a typo must not unpin.
+    let vendor = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(map)) if map.len() == 1 => match map.get("vendor") {
+            Some(serde_json::Value::String(name)) => Some(name.clone()),
+            Some(serde_json::Value::Null) => None,
+            _ => return json_error(400, "body must be {\"vendor\": name or null}"),
+        },
+        _ => return json_error(400, "body must be {\"vendor\": name or null}"),
     };
-    match state.core.pin_vendor(&mac, pin.vendor.as_deref()).await {
+    match state.core.pin_vendor(&mac, vendor.as_deref()).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
         Err(f) => f.into(),
     }

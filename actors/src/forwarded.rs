@@ -49,34 +49,49 @@ fn forwarded_elements(headers: &HeaderMap) -> Vec<Vec<(String, String)>> {
 }
 
 /// The client as the proxies saw it: walking from the nearest hop back, the first address that
-/// is not itself a trusted proxy. `None` when the headers name nothing usable.
-pub fn client(headers: &HeaderMap, trusted: &dyn Fn(IpAddr) -> bool) -> Option<SocketAddr> {
-    let mut chain: Vec<SocketAddr> = forwarded_elements(headers)
-        .iter()
-        .filter_map(|params| {
-            params
-                .iter()
-                .find(|(k, _)| k == "for")
-                .and_then(|(_, v)| parse_node(v))
-        })
-        .collect();
-    if chain.is_empty() {
-        chain = values(headers, "x-forwarded-for")
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .filter_map(parse_node)
-            .collect();
+/// is not itself a trusted proxy. One header family is read: `X-Forwarded-For` when present
+/// (what common proxies set, appending to whatever the client sent), else `Forwarded`; a hop
+/// that does not parse ends the walk. `Err` when the headers name no usable client (missing,
+/// too long, or unparseable where it matters): the caller refuses the request rather than
+/// count it against the proxy.
+pub fn client(headers: &HeaderMap, trusted: &dyn Fn(IpAddr) -> bool) -> Result<SocketAddr, NoClient> {
+    let too_long = |name: &str| headers.get_all(name).any(|v| v.len() > MAX_HEADER_BYTES);
+    if too_long("x-forwarded-for") || too_long("forwarded") {
+        return Err(NoClient);
     }
+    let xff = values(headers, "x-forwarded-for");
+    let hops: Vec<Option<SocketAddr>> = if !xff.is_empty() {
+        xff.into_iter()
+            .flat_map(|v| v.split(','))
+            .map(parse_node)
+            .collect()
+    } else {
+        forwarded_elements(headers)
+            .iter()
+            .map(|params| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == "for")
+                    .and_then(|(_, v)| parse_node(v))
+            })
+            .collect()
+    };
     let mut last = None;
-    for hop in chain.into_iter().rev() {
+    for hop in hops.into_iter().rev() {
+        let hop = hop.ok_or(NoClient)?;
         if !trusted(hop.ip()) {
-            return Some(hop);
+            return Ok(hop);
         }
         last = Some(hop);
     }
     // Every hop is a trusted proxy: the farthest one is the best we know.
-    last
+    last.ok_or(NoClient)
 }
+
+/// A trusted proxy's headers name no usable client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the forwarding headers name no usable client")]
+pub struct NoClient;
 
 /// Whether `host` can go into a URL as its authority (letters, digits, `.-:[]`).
 pub fn plausible_host(host: &str) -> bool {
@@ -135,6 +150,11 @@ mod tests {
     fn nearest_untrusted_hop_is_the_client() {
         let h = headers(&[("x-forwarded-for", "198.51.100.7, 203.0.113.9, 10.0.0.2")]);
         assert_eq!(client(&h, &proxy).unwrap().ip(), IpAddr::from([203, 0, 113, 9]));
+        // An unparseable hop nearer than any usable one ends the walk: no guessing.
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.2")]);
+        assert!(client(&h, &proxy).is_err());
+        let long = format!("192.0.2.1{}", ", 192.0.2.1".repeat(300));
+        assert!(client(&headers(&[("x-forwarded-for", long.as_str())]), &proxy).is_err());
         let h = headers(&[(
             "forwarded",
             "for=198.51.100.7;proto=https;host=prov.example.com, for=\"[2001:db8::1]:4711\"",
@@ -144,11 +164,11 @@ mod tests {
             proto_and_host(&h),
             (Some("https".into()), Some("prov.example.com".into()))
         );
-        // Forwarded wins over X-Forwarded-For.
+        // X-Forwarded-For wins: a proxy that sets it passes the client's own Forwarded on.
         let h = headers(&[("forwarded", "for=192.0.2.3"), ("x-forwarded-for", "192.0.2.4")]);
-        assert_eq!(client(&h, &proxy).unwrap().ip(), IpAddr::from([192, 0, 2, 3]));
-        assert!(client(&headers(&[]), &proxy).is_none());
-        assert!(client(&headers(&[("x-forwarded-for", "garbage")]), &proxy).is_none());
+        assert_eq!(client(&h, &proxy).unwrap().ip(), IpAddr::from([192, 0, 2, 4]));
+        assert!(client(&headers(&[]), &proxy).is_err());
+        assert!(client(&headers(&[("x-forwarded-for", "garbage")]), &proxy).is_err());
     }
 
     proptest::proptest! {

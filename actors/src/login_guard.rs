@@ -21,6 +21,23 @@ const MAX_DELAY: Duration = Duration::from_secs(8);
 const RESERVE: usize = 64;
 /// Most addresses remembered (failures, good logins); beyond, the oldest minute is forgotten.
 const MAX_ADDRESSES: usize = 50_000;
+/// Connections not yet logged in one throttled address may hold: with answers delayed up to
+/// 8 s, about one guess a second.
+const THROTTLED_PER_ADDRESS: usize = 8;
+
+/// The key an address is counted under: IPv4 as is, IPv6 by its /64 (one host's addresses).
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & (u128::MAX << 64);
+                IpAddr::V6(prefix.into())
+            }
+        },
+        v4 => v4,
+    }
+}
 
 /// Settings of the guard.
 #[derive(Debug, Clone, Copy)]
@@ -102,9 +119,16 @@ impl LoginGuard {
 
     /// A place for a new connection from `ip`, if the caps allow.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, Refused> {
+        let ip = key(ip);
+        let throttled = !self.delay(ip).is_zero();
         let mut inner = self.lock();
         let from_ip = inner.pending.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.limits.per_address {
+        let per_address = if throttled {
+            self.limits.per_address.min(THROTTLED_PER_ADDRESS)
+        } else {
+            self.limits.per_address
+        };
+        if from_ip >= per_address {
             return Err(Refused::PerAddress);
         }
         let cap = if inner.known.contains(&ip) {
@@ -125,6 +149,7 @@ impl LoginGuard {
 
     /// `ip` logged in: it keeps a reserve from now on.
     pub fn logged_in(&self, ip: IpAddr) {
+        let ip = key(ip);
         let mut inner = self.lock();
         if inner.known.contains(&ip) {
             return;
@@ -137,6 +162,7 @@ impl LoginGuard {
 
     /// Records a failed login (or AppCheckLogin) from `ip`.
     pub fn failed(&self, ip: IpAddr) {
+        let ip = key(ip);
         crate::metrics::metrics().login_failures.inc();
         self.any_failure.store(true, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -163,6 +189,7 @@ impl LoginGuard {
         if !self.any_failure.load(Ordering::Relaxed) {
             return Duration::ZERO;
         }
+        let ip = key(ip);
         let inner = self.lock();
         let failures = inner
             .failures
@@ -225,5 +252,28 @@ mod tests {
             Duration::ZERO,
             "per address"
         );
+        // IPv6: one /64 is one address.
+        for n in 1..=FREE_FAILURES as u16 + 1 {
+            guard.failed(IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, n]));
+        }
+        assert!(!guard.delay("2001:db8::ffff".parse().unwrap()).is_zero());
+        assert!(guard.delay("2001:db8:0:1::1".parse().unwrap()).is_zero());
+    }
+
+    #[test]
+    fn a_throttled_address_holds_fewer_pending_connections() {
+        let guard = LoginGuard::new(LoginLimits {
+            max_pending: 100,
+            per_address: 50,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..=FREE_FAILURES {
+            guard.failed(a);
+        }
+        let slots: Vec<_> = (0..THROTTLED_PER_ADDRESS)
+            .map(|_| guard.admit(a).unwrap())
+            .collect();
+        assert_eq!(guard.admit(a).err(), Some(Refused::PerAddress));
+        drop(slots);
     }
 }

@@ -126,6 +126,7 @@ pub fn status_kind(status: u16) -> &'static str {
     match status {
         200 => "200",
         304 => "304",
+        400 => "400",
         401 => "401",
         404 => "404",
         405 => "405",

@@ -89,6 +89,8 @@ pub struct PhoneJob {
     /// keeps serving the phone's file) until Devices has accepted the new code; restored if it
     /// does not.
     previous: Option<PhoneRecord>,
+    /// Devices deployed an administrative password while a re-provisioning was staged.
+    admin_password_staged: bool,
 }
 
 fn now_unix() -> u64 {
@@ -119,6 +121,7 @@ impl PhoneJob {
             retired: false,
             notify_pending: false,
             previous: None,
+            admin_password_staged: false,
         }
     }
 
@@ -126,6 +129,7 @@ impl PhoneJob {
     /// stored phone (and is its commit point), every other one updates this generation.
     fn write_mode(&mut self) -> WriteMode {
         if self.previous.take().is_some() {
+            self.admin_password_staged = false;
             log::info!(
                 "phone {}: Devices accepted the new code; the new record replaces the stored one",
                 self.record.mac
@@ -160,7 +164,12 @@ impl PhoneJob {
             Phase::Stored
         };
         self.record = old;
-        self.start_link(ctx);
+        if std::mem::take(&mut self.admin_password_staged) {
+            // Devices deployed an administrative password meanwhile: the stored phone keeps it.
+            self.persist(ctx, WriteMode::Update, Self::start_link);
+        } else {
+            self.start_link(ctx);
+        }
     }
 
     fn answer(&mut self, outcome: Result<(), String>) {
@@ -403,8 +412,15 @@ impl Handler<LinkEvent> for PhoneJob {
             LinkEvent::AdminPassword(password) => {
                 log::info!("phone {mac}: admin password deployed by Devices");
                 self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
-                let mode = self.write_mode();
-                self.persist(ctx, mode, Self::after_secret_stored);
+                if let Some(previous) = &mut self.previous {
+                    // Not a sign that Devices accepted the new code (it comes after the
+                    // challenge, before the configuration): kept for whichever record wins,
+                    // stored with it.
+                    previous.admin_password = self.record.admin_password.clone();
+                    self.admin_password_staged = true;
+                    return;
+                }
+                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
             }
             LinkEvent::ConfigComplete(items) => {
                 // Devices sends the whole set after every identify; only a different set is a

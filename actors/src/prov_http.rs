@@ -156,16 +156,16 @@ impl ProvState {
     }
 
     /// The client: the TCP peer, or, behind a trusted proxy, the address the proxy forwarded
-    /// for (the nearest untrusted hop of `Forwarded`, else of `X-Forwarded-For`).
-    fn client(&self, req: &HttpRequest) -> SocketAddr {
+    /// for (forwarded.rs); `None` when a trusted proxy's headers name no usable client.
+    fn client(&self, req: &HttpRequest) -> Option<SocketAddr> {
         let peer = req
             .peer_addr()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         if !self.via_trusted_proxy(req) {
-            return peer;
+            return Some(peer);
         }
         let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
-        forwarded::client(req.headers(), &trusted).unwrap_or(peer)
+        forwarded::client(req.headers(), &trusted).ok()
     }
 
     fn prov_url(&self, req: &HttpRequest) -> String {
@@ -338,6 +338,18 @@ impl ProvState {
     }
 }
 
+/// A 401 with the Digest and Basic challenges, the nonce bound to `ip`.
+fn challenge_response(state: &ProvState, now: u64, ip: IpAddr) -> HttpResponse {
+    let nonce = state.nonces.issue(now, ip);
+    let mut response = denied(actix_web::http::StatusCode::UNAUTHORIZED);
+    for challenge in auth::challenges(&nonce) {
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().append(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
 /// Counts an answer of the provisioning path by status (`innoprov_download_responses`).
 fn count_status(status: actix_web::http::StatusCode) {
     crate::metrics::metrics()
@@ -380,8 +392,13 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         .unwrap_or_default()
         .trim_start_matches('/')
         .to_string();
+    let Some(client) = state.client(&req) else {
+        // Counted against nobody, served to nobody: the proxy's headers must name the client.
+        count_status(actix_web::http::StatusCode::BAD_REQUEST);
+        return denied(actix_web::http::StatusCode::BAD_REQUEST);
+    };
     if file.is_empty() || file.contains('/') {
-        let ip = state.client(&req).ip();
+        let ip = client.ip();
         let status = if state.blocked(ip) {
             actix_web::http::StatusCode::TOO_MANY_REQUESTS
         } else {
@@ -394,14 +411,13 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
     // Served inline: the store's reads and its audit insert hit sled's page cache and never
     // fsync, and rendered files are cached, so a request costs microseconds; a thread-pool hop
     // would cost more than it saves.
-    let response = serve(&req, &file, &state);
+    let response = serve(&req, &file, &state, client);
     count_status(response.status());
     response
 }
 
-fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
+fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let peer = state.client(req);
     let ip = peer.ip();
     // An address over its miss limit is refused at once, unless the request carries
     // credentials: a phone that proves itself is served even behind a noisy NAT.
@@ -558,23 +574,18 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState) -> HttpResponse {
                     "credentials required"
                 },
             );
-            let nonce = state.nonces.issue(now, ip);
-            let mut response = denied(StatusCode::UNAUTHORIZED);
-            for challenge in auth::challenges(&nonce) {
-                if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    response.headers_mut().append(header::WWW_AUTHENTICATE, value);
-                }
-            }
-            return response;
+            return challenge_response(state, now, ip);
         }
         Decision::Serve { enrolling: true }
             if !state.enrol_from.is_empty() && !state.enrol_from.iter().any(|net| net.contains(ip)) =>
         {
-            // Secrets without credentials only to the phone networks: anyone else is refused
-            // like a miss.
+            // Secrets without credentials only to the phone networks: anyone else must
+            // authenticate (401 with a challenge, as interface.md answers a request that needs
+            // credentials), and the refusal counts as a miss.
             log::info!("phone {mac}: {file} from {ip}: enrolment refused outside provisioning.enrol_from");
             audit(401, "enrolment refused: address outside enrol_from");
-            return miss();
+            state.miss(ip);
+            return challenge_response(state, now, ip);
         }
         Decision::Serve { enrolling } => enrolling,
     };

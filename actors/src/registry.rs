@@ -111,11 +111,20 @@ impl PhoneRegistry {
             }
             let load = persistence.send(GetPhone(mac));
             ctx.spawn(load.into_actor(act).map(move |result, act, ctx| match result {
-                Ok(Ok(Some(record))) if record.generation == generation && !act.jobs.contains_key(&mac) => {
-                    log::info!("phone {mac}: restarting its job");
+                // The stored record of this generation, or of an older one when a
+                // re-provisioning died before its commit point: the working phone goes on.
+                Ok(Ok(Some(record))) if record.generation <= generation && !act.jobs.contains_key(&mac) => {
+                    log::info!(
+                        "phone {mac}: restarting its job (generation {})",
+                        record.generation
+                    );
                     act.spawn(ctx, record, JobStart::Resume);
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(Some(record))) => log::info!(
+                    "phone {mac}: not restarting generation {generation}: generation {} is stored or running",
+                    record.generation
+                ),
+                Ok(Ok(None)) => log::info!("phone {mac}: not restarting: no longer stored"),
                 Ok(Err(e)) => log::error!("phone {mac}: cannot reload for restart: {e}"),
                 Err(e) => log::error!("phone {mac}: cannot reload for restart: {e}"),
             }));

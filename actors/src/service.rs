@@ -225,6 +225,11 @@ impl RunningService {
             ServiceDirectory::new(devices.sysclient_url.clone(), registry.clone().recipient()).start();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
+        if config.app.object.is_none() {
+            log::warn!(
+                "app.object is unset: any App object login without pbxObj may act as the PBX; set it to this App object's name"
+            );
+        }
         if config.app.password == "change-me" {
             log::warn!("app.password is the default \"change-me\": set the App object's real password");
         }

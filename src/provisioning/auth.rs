@@ -256,9 +256,12 @@ pub fn verify(
                 ),
                 _ => None,
             };
-            // The nonce-count is checked last, so a wrong response cannot use up a count.
-            expected.is_some_and(|e| same(&e, &get("response").to_ascii_lowercase()))
-                && (get("qop").is_empty() || nonces.fresh_count(get("nonce"), get("nc")))
+            // The nonce-count is checked last, so a wrong response cannot use up a count. Every
+            // challenge offers qop=auth; an answer without it (RFC 2069) has no count and could
+            // be replayed, so it is refused.
+            get("qop") == "auth"
+                && expected.is_some_and(|e| same(&e, &get("response").to_ascii_lowercase()))
+                && nonces.fresh_count(get("nonce"), get("nc"))
         }
     }
 }
@@ -397,6 +400,23 @@ mod tests {
             "a '+' sign is not hex"
         );
         assert_ne!(keys.issue(1010, ip), keys.issue(1010, ip), "every nonce differs");
+        // RFC 2069 (no qop, no count): replayable, refused.
+        let bare = keys.issue(1010, ip);
+        let response = hash_hex("MD5", &format!("{ha1}:{bare}:{ha2}")).unwrap();
+        let rfc2069 = parse_authorization(&format!(
+            "Digest username=\"u\", realm=\"{REALM}\", nonce=\"{bare}\", uri=\"/prov/x.cfg\", response=\"{response}\""
+        ))
+        .unwrap();
+        assert!(!verify(
+            &rfc2069,
+            "GET",
+            "/prov/x.cfg",
+            "u",
+            "pw",
+            &keys,
+            1011,
+            ip
+        ));
     }
 
     #[test]
