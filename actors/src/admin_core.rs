@@ -187,8 +187,8 @@ impl AdminCore {
 
     fn summary(&self, record: &PhoneRecord, status: Option<&PhoneStatus>) -> PhoneSummary {
         let (state, link) = state_of(status);
-        let recent = self.audit.recent(&record.mac, AUDIT_LIMIT).unwrap_or_default();
-        let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
+        // From memory once seen since start: listing thousands of phones reads no audits.
+        let last = self.audit.last_fetch(&record.mac);
         let pinned = self
             .store
             .get_access(&record.mac)
@@ -198,11 +198,11 @@ impl AdminCore {
             mac: record.mac.to_string(),
             user: record.username.clone(),
             name: record.cn.clone(),
-            vendor: last_ok.map(|e| e.vendor.clone()).or(pinned),
+            vendor: last.as_ref().map(|l| l.vendor.clone()).or(pinned),
             state,
             config_version: record.config_version,
             link,
-            last_fetch: last_ok.map(|e| e.at),
+            last_fetch: last.map(|l| l.at),
             link_down_since: status.and_then(|s| s.link_down_since),
         }
     }

@@ -20,8 +20,19 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 struct Pending {
     /// Entries not yet in the store, per phone, oldest first.
     entries: HashMap<Mac, Vec<AuditEntry>>,
-    /// Where each phone last fetched a file from successfully, and as which vendor.
-    last_fetch: HashMap<Mac, (SocketAddr, String)>,
+    /// Where each phone last fetched a file from successfully, as which vendor, and when.
+    last_fetch: HashMap<Mac, LastFetch>,
+}
+
+/// A phone's last successful fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFetch {
+    /// Where from.
+    pub client: SocketAddr,
+    /// As which vendor.
+    pub vendor: String,
+    /// When (Unix seconds).
+    pub at: u64,
 }
 
 /// The audit of every phone's downloads.
@@ -75,7 +86,14 @@ impl AuditLog {
         if (entry.status == 200 || entry.status == 304)
             && let Ok(client) = entry.client.parse::<SocketAddr>()
         {
-            pending.last_fetch.insert(mac, (client, entry.vendor.clone()));
+            pending.last_fetch.insert(
+                mac,
+                LastFetch {
+                    client,
+                    vendor: entry.vendor.clone(),
+                    at: entry.at,
+                },
+            );
         }
         let entries = pending.entries.entry(mac).or_default();
         entries.push(entry);
@@ -95,17 +113,24 @@ impl AuditLog {
         Ok(entries)
     }
 
-    /// Where the phone last fetched from, and as which vendor.
-    pub fn last_fetch(&self, mac: &Mac) -> Option<(SocketAddr, String)> {
+    /// Where the phone last fetched from, as which vendor, and when: from memory once seen
+    /// since start, else from its stored audit.
+    pub fn last_fetch(&self, mac: &Mac) -> Option<LastFetch> {
         if let Some(found) = lock(&self.pending).last_fetch.get(mac) {
             return Some(found.clone());
         }
-        let entries = self.store.audit(mac, self.keep).ok()?;
+        let entries = self.store.audit(mac, self.keep + ENROLMENT_ENTRIES).ok()?;
         let last = entries
             .into_iter()
             .rev()
             .find(|e| e.status == 200 || e.status == 304)?;
-        Some((last.client.parse().ok()?, last.vendor))
+        let found = LastFetch {
+            client: last.client.parse().ok()?,
+            vendor: last.vendor,
+            at: last.at,
+        };
+        lock(&self.pending).last_fetch.insert(*mac, found.clone());
+        Some(found)
     }
 
     /// Writes everything pending (the writer thread, and shutdown).
@@ -164,7 +189,7 @@ mod tests {
         log.flush().unwrap();
         let stored: Vec<u64> = store.audit(&mac, 100).unwrap().iter().map(|e| e.at).collect();
         assert_eq!(stored, [3, 4, 5, 6, 7], "bounded to 5");
-        assert_eq!(log.last_fetch(&mac).unwrap().0.port(), 1007);
+        assert_eq!(log.last_fetch(&mac).unwrap().client.port(), 1007);
         // A deleted phone's pending entries are not written back.
         log.record(mac, entry(9));
         store.delete_phone(&mac).unwrap();

@@ -276,7 +276,7 @@ impl Handler<PhoneConfigChanged> for Notifier {
             log::info!("phone {mac}: NOTIFY skipped (sent less than {PER_PHONE_INTERVAL:?} ago)");
             return;
         }
-        let Some((client, vendor)) = self.audit.last_fetch(&mac) else {
+        let Some(crate::audit_log::LastFetch { client, vendor, .. }) = self.audit.last_fetch(&mac) else {
             log::info!("phone {mac}: no NOTIFY: it has not fetched its files yet");
             return;
         };
