@@ -213,12 +213,7 @@ impl AdminCore {
         q: Option<&str>,
         state: Option<PhoneState>,
     ) -> Result<Vec<PhoneSummary>, AdminFailure> {
-        let records = self.store.phones().map_err(Self::store_failure)?;
-        let statuses: HashMap<Mac, PhoneStatus> = self
-            .registry
-            .send(AllStatuses)
-            .await
-            .map_err(|_| failure(503, "the phone registry is not running"))?;
+        let (records, statuses) = self.phones_and_statuses().await?;
         let q = q.map(|q| {
             q.to_ascii_lowercase()
                 .chars()
@@ -239,6 +234,19 @@ impl AdminCore {
             .collect();
         out.sort_by(|a, b| a.mac.cmp(&b.mac));
         Ok(out)
+    }
+
+    /// Every stored phone and every running job's status.
+    async fn phones_and_statuses(
+        &self,
+    ) -> Result<(Vec<PhoneRecord>, HashMap<Mac, PhoneStatus>), AdminFailure> {
+        let records = self.store.phones().map_err(Self::store_failure)?;
+        let statuses = self
+            .registry
+            .send(AllStatuses)
+            .await
+            .map_err(|_| failure(503, "the phone registry is not running"))?;
+        Ok((records, statuses))
     }
 
     async fn record(&self, mac: &Mac) -> Result<PhoneRecord, AdminFailure> {
@@ -341,12 +349,7 @@ impl AdminCore {
 
     /// The phones and links by state, in the Prometheus text format (gauges of `/metrics`).
     pub async fn state_gauges(&self) -> Result<String, AdminFailure> {
-        let records = self.store.phones().map_err(Self::store_failure)?;
-        let statuses: HashMap<Mac, PhoneStatus> = self
-            .registry
-            .send(AllStatuses)
-            .await
-            .map_err(|_| failure(503, "the phone registry is not running"))?;
+        let (records, statuses) = self.phones_and_statuses().await?;
         let mut phones: std::collections::BTreeMap<&'static str, u64> = [
             "stored",
             "linking",

@@ -103,12 +103,7 @@ impl Persistence {
         let target = self.written;
         let store = Arc::clone(&self.store);
         let flush = async move {
-            let started = std::time::Instant::now();
-            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-            crate::metrics::metrics()
-                .store_flush
-                .observe(started.elapsed().as_secs_f64());
-            std::future::ready(flushed)
+            timed_flush(store)
                 .await
                 .map_err(|e| StoreError::Backend(format!("flush task: {e}")))?
         };
@@ -150,6 +145,19 @@ pub enum WriteMode {
     /// A job's update: only onto the stored record of the same generation, so a late write of
     /// a replaced or deleted phone's job changes nothing.
     Update,
+}
+
+/// Flushes the store on the blocking pool, recording how long it took
+/// (`innoprov_store_flush_seconds`).
+async fn timed_flush(
+    store: Arc<dyn Store>,
+) -> Result<Result<(), innoprov::StoreError>, tokio::task::JoinError> {
+    let started = std::time::Instant::now();
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    crate::metrics::metrics()
+        .store_flush
+        .observe(started.elapsed().as_secs_f64());
+    flushed
 }
 
 /// Stores (inserting or replacing atomically) a phone record; answers once it is durable.
@@ -260,12 +268,7 @@ impl Handler<Flush> for Persistence {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
         let store = Arc::clone(&self.store);
         Box::pin(async move {
-            let started = std::time::Instant::now();
-            let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-            crate::metrics::metrics()
-                .store_flush
-                .observe(started.elapsed().as_secs_f64());
-            std::future::ready(flushed)
+            timed_flush(store)
                 .await
                 .map_err(|e| PersistError::Flush(e.to_string()))?
                 .map_err(|e| PersistError::Flush(e.to_string()))
