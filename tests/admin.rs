@@ -525,3 +525,91 @@ async fn metrics_move_with_real_events() {
     );
     assert_eq!(value(&after, "innoprov_login_failures_total", &[]), 1.0);
 }
+
+/// The myApps door's server side: a login made for the admin App object (`info.appobj` =
+/// `admin.app`) gets the admin messages and live state changes; the Users service's login for
+/// the provisioning App object gets "not allowed".
+#[tokio::test]
+async fn admin_logins_administer_over_the_websocket_and_see_changes_live() {
+    use innoprov_actors::sim::client::{AppWsClient, Identity};
+    let (service, _dir, sim, phones) = setup("app = \"innoprov-admin\"\n").await;
+    let admin = Identity {
+        app: "innoprov-admin".into(),
+        domain: "example.com".into(),
+        sip: "alice".into(),
+        guid: "f48b06484a8a61015853009033400109".into(),
+        dn: "Alice Admin".into(),
+        info: Some(r#"{"appobj":"innoprov-admin","appdn":"Phones admin","cn":"alice","apps":[]}"#.into()),
+    };
+    let url = format!("ws://{}/example.com/innoprov/innoprov-admin", service.addr);
+    let mut client = AppWsClient::connect(&url).await.expect("connect");
+    assert_eq!(client.login(&admin, PASSWORD).await.expect("login")["ok"], true);
+    client
+        .send_raw(r#"{"mt":"AdminListPhones","src":"l"}"#)
+        .await
+        .expect("send");
+    let list = client.recv_mt("AdminListPhonesResult").await.expect("list");
+    assert_eq!(list["src"], "l");
+    assert_eq!(list["phones"].as_array().map(Vec::len), Some(2), "{list}");
+    client
+        .send_raw(&format!(
+            r#"{{"mt":"AdminGetPhone","mac":"{}"}}"#,
+            phones[0].mac.to_uppercase()
+        ))
+        .await
+        .expect("send");
+    let detail = client.recv_mt("AdminGetPhoneResult").await.expect("detail");
+    assert_eq!(detail["phone"]["user"], phones[0].username.as_str());
+    client
+        .send_raw(r#"{"mt":"AdminGetPhone","mac":"zz"}"#)
+        .await
+        .expect("send");
+    assert!(client.recv_mt("AdminGetPhoneResult").await.expect("reply")["error"].is_string());
+
+    // Live: a phone provisioned now shows up without asking.
+    client.send_raw(r#"{"mt":"AdminSubscribe"}"#).await.expect("send");
+    client.recv_mt("AdminSubscribeResult").await.expect("subscribed");
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let newcomer = SimPhone {
+        mac: "805ec0000063".into(),
+        code: sim.issue_code(),
+        ..SimPhone::numbered(63)
+    };
+    assert_eq!(users.provision(&newcomer).await.expect("reply")["result"], "ok");
+    let mut states = Vec::new();
+    while !states.contains(&"configured".to_string()) {
+        let change = client
+            .recv_mt("AdminPhoneChanged")
+            .await
+            .expect("a pushed change");
+        if change["mac"] == "805ec0000063" {
+            states.push(change["phone"]["state"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    // An action, then its effect pushed.
+    client
+        .send_raw(r#"{"mt":"AdminAction","mac":"805ec0000063","action":"delete"}"#)
+        .await
+        .expect("send");
+    assert_eq!(
+        client.recv_mt("AdminActionResult").await.expect("reply")["ok"],
+        true
+    );
+
+    // The Users service's login (for the provisioning App object) may not administer.
+    users
+        .client
+        .send_raw(r#"{"mt":"AdminListPhones","src":"x"}"#)
+        .await
+        .expect("send");
+    let refused = users
+        .client
+        .recv_mt("AdminListPhonesResult")
+        .await
+        .expect("reply");
+    assert_eq!(refused["error"], "not allowed");
+    assert!(refused.get("phones").is_none());
+}

@@ -129,6 +129,12 @@ pub struct SessionShared {
     pub shutdown: watch::Receiver<bool>,
     /// Caps connections not yet logged in and throttles failed logins per address.
     pub guard: Arc<LoginGuard>,
+    /// The admin operations, for logins made for the admin App object.
+    pub admin: Arc<crate::admin_core::AdminCore>,
+    /// `admin.app`: the App object whose logins may administer.
+    pub admin_app: Option<String>,
+    /// Announcements of phone state changes (pushed to subscribed admin sessions).
+    pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
 }
 
 /// Where the connection is in the login state machine.
@@ -145,6 +151,8 @@ enum Login {
         who: String,
         /// What kind of peer it is (appwebsocket.md §3.3), deciding what it may send.
         role: LoginRole,
+        /// Made for the admin App object (`admin.app`): may use the admin messages.
+        admin: bool,
     },
 }
 
@@ -172,6 +180,8 @@ pub struct AppSession {
     ip: std::net::IpAddr,
     /// This connection's place among those not logged in; given back at login.
     pending: Option<PendingSlot>,
+    /// Whether this admin session receives phone state changes.
+    subscribed: bool,
     /// Tells the reader the pre-login limits are over.
     logged_in: LoggedIn,
 }
@@ -208,6 +218,7 @@ impl AppSession {
                 failed_checks: 0,
                 ip,
                 pending: Some(slot),
+                subscribed: false,
                 logged_in,
             }
         })
@@ -288,6 +299,7 @@ impl AppSession {
             }
             (None, "PbxInfo") => self.on_pbx_info(ctx, &msg),
             (None, "ProvisioningPhone") => self.on_provisioning_phone(ctx, &msg),
+            (None, mt) if mt.starts_with("Admin") => self.on_admin(ctx, &msg),
             (Some("Services"), "ServicesInfo") => self.on_services_info(&msg),
             (Some("Services"), "SubscribeServicesResult") => {}
             (api, mt) => log::info!(
@@ -359,6 +371,21 @@ impl AppSession {
         // tells nothing); nothing else is taken meanwhile: the challenge is used up.
         let delay = self.shared.guard.delay(self.ip);
         let role = login_role(msg, self.shared.own_object.as_deref());
+        // Which App object the login was made for is `info.appobj` (under the digest); only
+        // logins for the admin App object administer, never the PBX's or Users' logins for
+        // this provisioning App object.
+        let appobj = msg
+            .body
+            .get("info")
+            .and_then(|i| i.get("appobj"))
+            .and_then(|a| a.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let admin = self
+            .shared
+            .admin_app
+            .as_deref()
+            .is_some_and(|a| !a.is_empty() && a == appobj);
         let finish = move |act: &mut Self, ctx: &mut Context<Self>| {
             if !ok {
                 act.send(ctx, message::login_result(&app, "", false));
@@ -383,6 +410,7 @@ impl AppSession {
                 app: app.clone(),
                 who: sip,
                 role,
+                admin,
             };
             act.send(ctx, message::login_result(&app, &own_domain, true));
         };
@@ -484,7 +512,10 @@ impl AppSession {
 
     fn on_provisioning_phone(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
         let src = msg.src.clone();
-        let Login::Done { key, app, who, role } = &self.login else {
+        let Login::Done {
+            key, app, who, role, ..
+        } = &self.login
+        else {
             return;
         };
         let started = Instant::now();
@@ -557,6 +588,134 @@ impl AppSession {
         }));
     }
 
+    /// The admin door (interface.md "Operating"): the same operations as the REST API, for
+    /// logins made for `admin.app`; everyone else gets "not allowed".
+    fn on_admin(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let result_mt = format!("{}Result", msg.mt);
+        let reply = |out: Result<serde_json::Value, String>| {
+            let mut reply = Outbound::new(&result_mt).with_src(msg.src.as_deref());
+            match out {
+                Ok(value) => {
+                    if let serde_json::Value::Object(map) = value {
+                        for (k, v) in map {
+                            reply = reply.with(&k, v);
+                        }
+                    }
+                }
+                Err(e) => reply = reply.with("error", e),
+            }
+            reply
+        };
+        let Login::Done { admin: true, who, .. } = &self.login else {
+            log::warn!(
+                "session {} ({}): {} refused: not an admin login",
+                self.id,
+                self.peer,
+                msg.mt
+            );
+            let out = reply(Err("not allowed".into()));
+            return self.send(ctx, out);
+        };
+        log::info!("session {} ({}): {} by {who:?}", self.id, self.peer, msg.mt);
+        let core = Arc::clone(&self.shared.admin);
+        let mac_field = msg.text_or_empty("mac");
+        let parse_mac = || {
+            mac_field
+                .parse::<innoprov::Mac>()
+                .map_err(|e| format!("malformed MAC: {e}"))
+        };
+        let failure = |f: crate::admin_core::AdminFailure| f.reason;
+        let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+        let mt = msg.mt.clone();
+        let action = msg.text_or_empty("action");
+        let vendor = msg.text("vendor").ok().flatten();
+        let query = msg.text("q").ok().flatten();
+        if mt == "AdminSubscribe" {
+            self.subscribe_changes(ctx);
+            let out = reply(Ok(serde_json::json!({})));
+            return self.send(ctx, out);
+        }
+        let mac = parse_mac();
+        let work = async move {
+            match mt.as_str() {
+                "AdminListPhones" => {
+                    core.list(query.as_deref(), None)
+                        .await
+                        .map_err(failure)
+                        .and_then(|phones| {
+                            to_json(serde_json::to_value(&phones)).map(|p| serde_json::json!({"phones": p}))
+                        })
+                }
+                "AdminGetPhone" => match mac {
+                    Ok(mac) => core.detail(&mac).await.map_err(failure).and_then(|d| {
+                        to_json(serde_json::to_value(&d)).map(|d| serde_json::json!({"phone": d}))
+                    }),
+                    Err(e) => Err(e),
+                },
+                "AdminAudit" => match mac {
+                    Ok(mac) => core.audit(&mac).await.map_err(failure).and_then(|e| {
+                        to_json(serde_json::to_value(&e)).map(|e| serde_json::json!({"entries": e}))
+                    }),
+                    Err(e) => Err(e),
+                },
+                "AdminAction" => match mac {
+                    Ok(mac) => match action.as_str() {
+                        "resync" => core.resync(&mac).await,
+                        "enrolment" => core.reopen_enrolment(&mac).await,
+                        "vendor" => core.pin_vendor(&mac, vendor.as_deref()).await,
+                        "delete" => core.delete(&mac).await,
+                        other => Err(crate::admin_core::AdminFailure {
+                            status: 400,
+                            reason: format!("unknown action {other:?}"),
+                        }),
+                    }
+                    .map(|()| serde_json::json!({"ok": true}))
+                    .map_err(failure),
+                    Err(e) => Err(e),
+                },
+                other => Err(format!("unknown admin message {other}")),
+            }
+        };
+        let src = msg.src.clone();
+        let result_mt = format!("{}Result", msg.mt);
+        ctx.spawn(work.into_actor(self).map(move |out, act, ctx| {
+            let mut reply = Outbound::new(&result_mt).with_src(src.as_deref());
+            match out {
+                Ok(serde_json::Value::Object(map)) => {
+                    for (k, v) in map {
+                        reply = reply.with(&k, v);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => reply = reply.with("error", e),
+            }
+            act.send(ctx, reply);
+        }));
+    }
+
+    /// Pushes `AdminPhoneChanged` with the phone's summary whenever a phone's state changes.
+    fn subscribe_changes(&mut self, ctx: &mut Context<Self>) {
+        if self.subscribed {
+            return;
+        }
+        self.subscribed = true;
+        let mut changes = self.shared.changes.subscribe();
+        let addr = ctx.address();
+        actix_web::rt::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(mac) => {
+                        if addr.try_send(PhoneChanged(mac)).is_err() && !addr.connected() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.last_heard.elapsed() > self.shared.idle_timeout {
             return self.close(ctx, CloseCode::Away, "peer silent for too long");
@@ -594,6 +753,29 @@ impl Actor for AppSession {
             self.shared.directory.do_send(PbxSessionClosed(self.id));
         }
         log::debug!("session {} ({}): ended", self.id, self.peer);
+    }
+}
+
+/// A phone's state changed (from the jobs' announcements), for a subscribed admin session.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PhoneChanged(innoprov::Mac);
+
+impl Handler<PhoneChanged> for AppSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: PhoneChanged, ctx: &mut Context<Self>) {
+        let core = Arc::clone(&self.shared.admin);
+        let mac = msg.0;
+        let work = async move { core.detail(&mac).await };
+        ctx.spawn(work.into_actor(self).map(move |detail, act, ctx| {
+            let out = Outbound::new("AdminPhoneChanged").with("mac", mac.to_string());
+            let out = match detail.ok().and_then(|d| serde_json::to_value(&d).ok()) {
+                Some(phone) => out.with("phone", phone),
+                None => out.with("deleted", true),
+            };
+            act.send(ctx, out);
+        }));
     }
 }
 

@@ -29,9 +29,18 @@ pub fn websocket_paths(app_path: &str, app_parent: &str) -> Vec<String> {
     paths
 }
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig, app_path: &str, app_parent: &str) {
-    for path in websocket_paths(app_path, app_parent) {
+/// Registers the routes; `admin_app` adds `<parent>/<admin.app>`, the URL of the admin App
+/// object (its logins are told apart by `info.appobj`, not by the path).
+pub fn configure(cfg: &mut web::ServiceConfig, app_path: &str, app_parent: &str, admin_app: Option<&str>) {
+    let mut paths = websocket_paths(app_path, app_parent);
+    if let Some(admin) = admin_app.filter(|a| !a.is_empty() && !a.contains('/')) {
+        let admin_path = format!("{app_parent}/{admin}");
+        if admin_path != app_path {
+            paths.push(admin_path.clone());
+            paths.push(format!("{admin_path}/"));
+        }
+    }
+    for path in paths {
         cfg.route(&path, web::get().to(upgrade));
     }
 }

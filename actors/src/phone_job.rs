@@ -59,6 +59,9 @@ pub struct JobShared {
     pub provisioning_timeout: Duration,
     /// Told when a configured phone's configuration changes (NOTIFY); `None` when switched off.
     pub notifier: Option<Recipient<PhoneConfigChanged>>,
+    /// Where jobs announce that a phone's state changed (the admin door's live list); a
+    /// receiver that lags loses announcements, never blocks a job.
+    pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
 }
 
 /// One phone's job.
@@ -91,6 +94,8 @@ pub struct PhoneJob {
     previous: Option<PhoneRecord>,
     /// Devices deployed an administrative password while a re-provisioning was staged.
     admin_password_staged: bool,
+    /// The state last announced on `changes` (phase, link down, configuration version).
+    announced: Option<(Phase, bool, u64)>,
 }
 
 fn now_unix() -> u64 {
@@ -122,6 +127,7 @@ impl PhoneJob {
             notify_pending: false,
             previous: None,
             admin_password_staged: false,
+            announced: None,
         }
     }
 
@@ -169,6 +175,20 @@ impl PhoneJob {
             self.persist(ctx, WriteMode::Update, Self::start_link);
         } else {
             self.start_link(ctx);
+        }
+    }
+
+    /// Announces the phone's state when it differs from the last announcement.
+    fn announce(&mut self) {
+        let now = (
+            self.phase,
+            self.link_down_since.is_some(),
+            self.record.config_version,
+        );
+        if self.announced != Some(now) {
+            self.announced = Some(now);
+            // No receiver (no admin watching) is not an error.
+            let _ = self.shared.changes.send(self.record.mac);
         }
     }
 
@@ -247,6 +267,7 @@ impl PhoneJob {
             return;
         }
         self.phase = Phase::Linking;
+        self.announce();
         let recipient = ctx.address().recipient::<LinkEvent>().downgrade();
         let link = DevicesLink::new(
             mac,
@@ -286,6 +307,7 @@ impl PhoneJob {
 
     fn after_config_stored(&mut self, _ctx: &mut Context<Self>) {
         self.phase = Phase::Configured;
+        self.announce();
         log::info!(
             "phone {}: configuration stored ({} items, version {})",
             self.record.mac,
@@ -375,6 +397,7 @@ impl Actor for PhoneJob {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let _ = self.shared.changes.send(self.record.mac);
         if let Some(link) = self.link.take() {
             link.do_send(CloseLink);
         }
@@ -393,6 +416,13 @@ impl Handler<LinkEvent> for PhoneJob {
     type Result = ();
 
     fn handle(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
+        self.on_link_event(event, ctx);
+        self.announce();
+    }
+}
+
+impl PhoneJob {
+    fn on_link_event(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
         let mac = self.record.mac;
         match event {
             LinkEvent::Connected => {

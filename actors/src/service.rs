@@ -213,12 +213,14 @@ impl RunningService {
             max_backoff: Duration::from_secs(devices.reconnect_max_secs),
             tls: devices_tls,
         });
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
         let jobs = Arc::new(JobShared {
             persistence: persistence.clone(),
             sealer: sealer.clone(),
             link,
             provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
             notifier: notifier.clone(),
+            changes: changes.clone(),
         });
         let registry = PhoneRegistry::new(jobs).start();
         let directory =
@@ -233,8 +235,20 @@ impl RunningService {
         if config.app.password == "change-me" {
             log::warn!("app.password is the default \"change-me\": set the App object's real password");
         }
+        let admin_core = Arc::new(AdminCore {
+            store: Arc::clone(&store),
+            sealer: sealer.clone(),
+            vendors: vendors.clone(),
+            registry: registry.clone(),
+            audit: Arc::clone(&audit),
+            notifier,
+            directory: directory.clone(),
+        });
         let ws = &config.websocket;
         let shared = Arc::new(SessionShared {
+            admin: Arc::clone(&admin_core),
+            admin_app: config.admin.app.clone(),
+            changes: changes.clone(),
             password: Secret::new(config.app.password.clone()),
             domain: config.app_domain().to_string(),
             title: config.app.title.clone(),
@@ -245,7 +259,7 @@ impl RunningService {
             login_timeout: Duration::from_secs(ws.login_timeout_secs),
             sealer,
             registry: registry.clone(),
-            directory: directory.clone(),
+            directory,
             shutdown: shutdown_rx,
             guard: crate::login_guard::LoginGuard::new(crate::login_guard::LoginLimits {
                 max_pending: ws.max_pending_logins,
@@ -254,15 +268,7 @@ impl RunningService {
         });
         let prov_path = config.prov_path();
         let admin_state = web::Data::new(AdminHttp {
-            core: Arc::new(AdminCore {
-                store: Arc::clone(&store),
-                sealer: shared.sealer.clone(),
-                vendors: vendors.clone(),
-                registry: registry.clone(),
-                audit: Arc::clone(&audit),
-                notifier,
-                directory,
-            }),
+            core: Arc::clone(&admin_core),
             token: config.admin.token.clone(),
         });
         let api_path = config.api_path();
@@ -297,6 +303,7 @@ impl RunningService {
         });
         let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
         let routes_prov_path = prov_path.clone();
+        let admin_app = config.admin.app.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -304,7 +311,7 @@ impl RunningService {
                 .app_data(admin_state.clone())
                 .configure(|cfg| admin_http::configure(cfg, &api_path))
                 .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
-                .configure(|cfg| http::configure(cfg, &app_path, &app_parent))
+                .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_app.as_deref()))
         })
         .workers(2)
         .disable_signals()
