@@ -565,20 +565,12 @@ impl Config {
 
     /// The networks enrolment is allowed from (empty: any).
     pub fn enrol_from(&self) -> Result<Vec<IpNet>, String> {
-        self.provisioning
-            .enrol_from
-            .iter()
-            .map(|text| text.parse::<IpNet>())
-            .collect()
+        parse_nets(&self.provisioning.enrol_from)
     }
 
     /// The proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, String> {
-        self.http
-            .trusted_proxies
-            .iter()
-            .map(|text| text.parse::<IpNet>())
-            .collect()
+        parse_nets(&self.http.trusted_proxies)
     }
 
     /// The app name: the last segment of `app.path`, as the PBX sends it in AppLogin.
@@ -617,6 +609,11 @@ impl Config {
     pub fn seal_key_path(&self) -> PathBuf {
         self.store.path.join("seal.key")
     }
+}
+
+/// A list of address blocks as written in the config.
+fn parse_nets(texts: &[String]) -> Result<Vec<IpNet>, String> {
+    texts.iter().map(|text| text.parse::<IpNet>()).collect()
 }
 
 /// An address block (`10.0.0.0/8`, `2001:db8::/32`, or one address).

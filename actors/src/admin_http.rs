@@ -103,7 +103,11 @@ fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
     }
 }
 
-fn parse_mac(text: &str) -> Result<Mac, Box<HttpResponse>> {
+/// The token check, then the `{mac}` of the path (any usual spelling; malformed: 400).
+fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Result<Mac, Box<HttpResponse>> {
+    if let Some(refused) = refuse(req, state) {
+        return Err(Box::new(refused));
+    }
     text.parse::<Mac>()
         .map_err(|e| Box::new(json_error(400, &format!("malformed MAC {text:?}: {e}"))))
 }
@@ -139,12 +143,9 @@ async fn list_phones(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpRespo
     responses((status = 200, body = PhoneDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     match state.core.detail(&mac).await {
         Ok(detail) => HttpResponse::Ok().json(detail),
@@ -157,12 +158,9 @@ async fn get_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_audit(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     match state.core.audit(&mac).await {
         Ok(entries) => HttpResponse::Ok().json(AuditList { entries }),
@@ -175,12 +173,9 @@ async fn get_audit(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path
     responses((status = 202, description = "NOTIFY queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn resync(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     match state.core.resync(&mac).await {
         Ok(()) => HttpResponse::Accepted().json(serde_json::json!({})),
@@ -193,12 +188,9 @@ async fn resync(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<St
     responses((status = 200, description = "window reopened"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn reopen(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     match state.core.reopen_enrolment(&mac).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
@@ -216,12 +208,9 @@ async fn pin_vendor(
     mac: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     // Exactly {"vendor": name} or {"vendor": null}: a typo must not unpin.
     let vendor = match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -243,12 +232,9 @@ async fn pin_vendor(
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn delete_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
-        return refused;
-    }
-    let mac = match parse_mac(&mac) {
+    let mac = match authorized_mac(&req, &state, &mac) {
         Ok(mac) => mac,
-        Err(r) => return *r,
+        Err(refused) => return *refused,
     };
     match state.core.delete(&mac).await {
         Ok(()) => HttpResponse::NoContent().finish(),

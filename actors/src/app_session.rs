@@ -591,105 +591,64 @@ impl AppSession {
     /// The admin door (interface.md "Operating"): the same operations as the REST API, for
     /// logins made for `admin.app`; everyone else gets "not allowed".
     fn on_admin(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
-        let result_mt = format!("{}Result", msg.mt);
-        let reply = |out: Result<serde_json::Value, String>| {
-            let mut reply = Outbound::new(&result_mt).with_src(msg.src.as_deref());
-            match out {
-                Ok(value) => {
-                    if let serde_json::Value::Object(map) = value {
-                        for (k, v) in map {
-                            reply = reply.with(&k, v);
-                        }
-                    }
-                }
-                Err(e) => reply = reply.with("error", e),
-            }
-            reply
-        };
+        let (mt, src) = (msg.mt.clone(), msg.src.clone());
         let Login::Done { admin: true, who, .. } = &self.login else {
             log::warn!(
-                "session {} ({}): {} refused: not an admin login",
+                "session {} ({}): {mt} refused: not an admin login",
                 self.id,
-                self.peer,
-                msg.mt
+                self.peer
             );
-            let out = reply(Err("not allowed".into()));
+            let out = admin_reply(&mt, src.as_deref(), Err("not allowed".into()));
             return self.send(ctx, out);
         };
-        log::info!("session {} ({}): {} by {who:?}", self.id, self.peer, msg.mt);
+        log::info!("session {} ({}): {mt} by {who:?}", self.id, self.peer);
+        if mt == "AdminSubscribe" {
+            self.subscribe_changes(ctx);
+            let out = admin_reply(&mt, src.as_deref(), Ok(serde_json::json!({})));
+            return self.send(ctx, out);
+        }
         let core = Arc::clone(&self.shared.admin);
-        let mac_field = msg.text_or_empty("mac");
-        let parse_mac = || {
-            mac_field
-                .parse::<innoprov::Mac>()
-                .map_err(|e| format!("malformed MAC: {e}"))
-        };
-        let failure = |f: crate::admin_core::AdminFailure| f.reason;
-        let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
-        let mt = msg.mt.clone();
+        let mac = msg
+            .text_or_empty("mac")
+            .parse::<innoprov::Mac>()
+            .map_err(|e| format!("malformed MAC: {e}"));
         let action = msg.text_or_empty("action");
         let vendor = msg.text("vendor").ok().flatten();
         let query = msg.text("q").ok().flatten();
-        if mt == "AdminSubscribe" {
-            self.subscribe_changes(ctx);
-            let out = reply(Ok(serde_json::json!({})));
-            return self.send(ctx, out);
-        }
-        let mac = parse_mac();
+        let kind = mt.clone();
         let work = async move {
-            match mt.as_str() {
+            let failure = |f: crate::admin_core::AdminFailure| f.reason;
+            let json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+            Ok(match kind.as_str() {
                 "AdminListPhones" => {
-                    core.list(query.as_deref(), None)
-                        .await
-                        .map_err(failure)
-                        .and_then(|phones| {
-                            to_json(serde_json::to_value(&phones)).map(|p| serde_json::json!({"phones": p}))
-                        })
+                    let phones = core.list(query.as_deref(), None).await.map_err(failure)?;
+                    serde_json::json!({ "phones": json(serde_json::to_value(&phones))? })
                 }
-                "AdminGetPhone" => match mac {
-                    Ok(mac) => core.detail(&mac).await.map_err(failure).and_then(|d| {
-                        to_json(serde_json::to_value(&d)).map(|d| serde_json::json!({"phone": d}))
-                    }),
-                    Err(e) => Err(e),
-                },
-                "AdminAudit" => match mac {
-                    Ok(mac) => core.audit(&mac).await.map_err(failure).and_then(|e| {
-                        to_json(serde_json::to_value(&e)).map(|e| serde_json::json!({"entries": e}))
-                    }),
-                    Err(e) => Err(e),
-                },
-                "AdminAction" => match mac {
-                    Ok(mac) => match action.as_str() {
+                "AdminGetPhone" => {
+                    let phone = core.detail(&mac?).await.map_err(failure)?;
+                    serde_json::json!({ "phone": json(serde_json::to_value(&phone))? })
+                }
+                "AdminAudit" => {
+                    let entries = core.audit(&mac?).await.map_err(failure)?;
+                    serde_json::json!({ "entries": json(serde_json::to_value(&entries))? })
+                }
+                "AdminAction" => {
+                    let mac = mac?;
+                    match action.as_str() {
                         "resync" => core.resync(&mac).await,
                         "enrolment" => core.reopen_enrolment(&mac).await,
                         "vendor" => core.pin_vendor(&mac, vendor.as_deref()).await,
                         "delete" => core.delete(&mac).await,
-                        other => Err(crate::admin_core::AdminFailure {
-                            status: 400,
-                            reason: format!("unknown action {other:?}"),
-                        }),
+                        other => return Err(format!("unknown action {other:?}")),
                     }
-                    .map(|()| serde_json::json!({"ok": true}))
-                    .map_err(failure),
-                    Err(e) => Err(e),
-                },
-                other => Err(format!("unknown admin message {other}")),
-            }
-        };
-        let src = msg.src.clone();
-        let result_mt = format!("{}Result", msg.mt);
-        ctx.spawn(work.into_actor(self).map(move |out, act, ctx| {
-            let mut reply = Outbound::new(&result_mt).with_src(src.as_deref());
-            match out {
-                Ok(serde_json::Value::Object(map)) => {
-                    for (k, v) in map {
-                        reply = reply.with(&k, v);
-                    }
+                    .map_err(failure)?;
+                    serde_json::json!({ "ok": true })
                 }
-                Ok(_) => {}
-                Err(e) => reply = reply.with("error", e),
-            }
-            act.send(ctx, reply);
+                other => return Err(format!("unknown admin message {other}")),
+            })
+        };
+        ctx.spawn(work.into_actor(self).map(move |out, act, ctx| {
+            act.send(ctx, admin_reply(&mt, src.as_deref(), out));
         }));
     }
 
@@ -754,6 +713,21 @@ impl Actor for AppSession {
         }
         log::debug!("session {} ({}): ended", self.id, self.peer);
     }
+}
+
+/// The `<mt>Result` of an admin message: the members of `out`, or its `error`.
+fn admin_reply(mt: &str, src: Option<&str>, out: Result<serde_json::Value, String>) -> Outbound {
+    let mut reply = Outbound::new(&format!("{mt}Result")).with_src(src);
+    match out {
+        Ok(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                reply = reply.with(&k, v);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => reply = reply.with("error", e),
+    }
+    reply
 }
 
 /// A phone's state changed (from the jobs' announcements), for a subscribed admin session.

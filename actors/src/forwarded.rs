@@ -1,5 +1,6 @@
-//! Reading a reverse proxy's forwarding headers: `Forwarded` (RFC 7239) first, else the de
-//! facto `X-Forwarded-For` / `-Proto` / `-Host`. Only called for requests whose TCP peer is in
+//! Reading a reverse proxy's forwarding headers: the client from `X-Forwarded-For` when present
+//! (what common proxies set), else from `Forwarded` (RFC 7239); scheme and host from
+//! `Forwarded`, else `X-Forwarded-Proto` / `-Host`. Only called for requests whose TCP peer is in
 //! `http.trusted_proxies`; anyone else's headers are ignored, since they would let a client
 //! pick the address its misses are counted against or the URL written into its file.
 

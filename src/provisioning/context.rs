@@ -281,6 +281,7 @@ pub fn utc_offset(tz: &str) -> String {
 impl PhoneContext {
     /// The context of a model-wide file: no phone, no secrets.
     pub fn common(vendor: &str, model: Option<&str>, prov_url: &str, recheck_minutes: u32) -> PhoneContext {
+        let without_scheme = prov_url.split_once("://").map_or(prov_url, |(_, r)| r);
         PhoneContext {
             mac: String::new(),
             mac_upper: String::new(),
@@ -301,15 +302,8 @@ impl PhoneContext {
             time: Time::default(),
             prov: Prov {
                 url: prov_url.to_string(),
-                url_without_scheme: prov_url
-                    .split_once("://")
-                    .map_or(prov_url, |(_, r)| r)
-                    .to_string(),
-                server_path: prov_url
-                    .split_once("://")
-                    .map_or(prov_url, |(_, r)| r)
-                    .trim_end_matches('/')
-                    .to_string(),
+                url_without_scheme: without_scheme.to_string(),
+                server_path: without_scheme.trim_end_matches('/').to_string(),
                 https: prov_url.starts_with("https://"),
                 recheck_minutes,
                 ..Prov::default()

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
 
 const VENDOR: &str = "fanvil";
 
@@ -140,11 +140,7 @@ impl FanvilPhone {
 
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
-        let get = |key: &str| {
-            self.get(SIP, key)
-                .cloned()
-                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
-        };
+        let get = |key: &str| setting(&self.settings, VENDOR, &format!("{SIP} {key}"));
         if get("SIP1 Enable Reg")? != "1" {
             return Err(fault(VENDOR, "line 1 does not register"));
         }

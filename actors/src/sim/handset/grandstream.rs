@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
 
 const VENDOR: &str = "grandstream";
 
@@ -138,12 +138,7 @@ impl GrandstreamPhone {
 
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
-        let get = |key: &str| {
-            self.settings
-                .get(key)
-                .cloned()
-                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
-        };
+        let get = |key: &str| setting(&self.settings, VENDOR, key);
         if get("P271")? != "1" {
             return Err(fault(VENDOR, "account 1 not active"));
         }

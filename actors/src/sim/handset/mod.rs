@@ -446,6 +446,18 @@ pub fn fault(vendor: &'static str, reason: impl Into<String>) -> HandsetError {
     }
 }
 
+/// An applied setting the phone needs, or why it would not come up.
+pub fn setting(
+    settings: &std::collections::BTreeMap<String, String>,
+    vendor: &'static str,
+    key: &str,
+) -> Result<String, HandsetError> {
+    settings
+        .get(key)
+        .cloned()
+        .ok_or_else(|| fault(vendor, format!("{key} not set")))
+}
+
 /// The SIP account a phone ends up with, as read from its applied settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registration {

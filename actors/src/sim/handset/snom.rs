@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
 
 const VENDOR: &str = "snom";
 
@@ -124,12 +124,7 @@ impl SnomPhone {
 
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
-        let get = |key: &str| {
-            self.settings
-                .get(key)
-                .cloned()
-                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
-        };
+        let get = |key: &str| setting(&self.settings, VENDOR, key);
         if get("user_active#1")? != "on" {
             return Err(fault(VENDOR, "identity 1 not active"));
         }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault};
+use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
 
 const VENDOR: &str = "yealink";
 
@@ -119,12 +119,7 @@ impl YealinkPhone {
 
     /// The account it would register with, if complete and over TLS.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
-        let get = |key: &str| {
-            self.settings
-                .get(key)
-                .cloned()
-                .ok_or_else(|| fault(VENDOR, format!("{key} not set")))
-        };
+        let get = |key: &str| setting(&self.settings, VENDOR, key);
         if get("account.1.enable")? != "1" {
             return Err(fault(VENDOR, "account 1 disabled"));
         }
