@@ -16,7 +16,7 @@ const TOKEN: &str = "change-me-admin";
 const API: &str = "/example.com/innoprov/api/v1";
 
 /// One HTTP/1.1 request; (status, JSON body or Null).
-async fn call(
+pub async fn call(
     service: &Service,
     method: &str,
     path: &str,
@@ -231,9 +231,24 @@ async fn every_call_of_the_spec_works() {
     )
     .await;
     assert_eq!(status, 200);
+    let entries = audit["entries"].as_array().expect("entries");
+    let fetches: Vec<&Value> = entries.iter().filter(|e| e.get("state").is_none()).collect();
     assert_eq!(
-        audit["entries"][0]["outcome"], "served for enrolment",
+        fetches[0]["outcome"], "served for enrolment",
         "pending entries included"
+    );
+    // The state changes are in the same timeline, before the fetch they made possible.
+    let states: Vec<&str> = entries.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states.first(), Some(&"linking"), "{audit}");
+    assert_eq!(states.last(), Some(&"configured"), "{audit}");
+    let position = |want: &str| {
+        entries
+            .iter()
+            .position(|e| e["state"] == want || e["outcome"] == want)
+    };
+    assert!(
+        position("configured") < position("served for enrolment"),
+        "{audit}"
     );
 
     let (status, _) = call(
@@ -612,4 +627,124 @@ async fn admin_logins_administer_over_the_websocket_and_see_changes_live() {
         .expect("reply");
     assert_eq!(refused["error"], "not allowed");
     assert!(refused.get("phones").is_none());
+}
+
+#[tokio::test]
+async fn the_admin_token_logs_in_an_operator_who_may_only_administer() {
+    use innoprov_actors::sim::client::{AppWsClient, Identity};
+    let (service, _dir, _sim, phones) = setup("").await;
+    // The standalone page's login: a password login whose digest is made with admin.token.
+    let operator = Identity {
+        app: "innoprov-admin".into(),
+        domain: String::new(),
+        sip: "innoprov-admin".into(),
+        guid: "0".repeat(32),
+        dn: "Admin".into(),
+        info: None,
+    };
+    let mut client = AppWsClient::connect(&service.ws_url()).await.expect("connect");
+    assert_eq!(client.login(&operator, TOKEN).await.expect("reply")["ok"], true);
+    client
+        .send_raw(r#"{"mt":"AdminListPhones","src":"a"}"#)
+        .await
+        .expect("send");
+    let list = client.recv_mt("AdminListPhonesResult").await.expect("reply");
+    assert_eq!(list["phones"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(list["phones"][0]["mac"], phones[0].mac.as_str());
+    // The token is no App object password: no ProvisioningPhone, no PbxInfo.
+    client
+        .send_raw(r#"{"mt":"ProvisioningPhone","src":"p","mac":"805ec0000077","code":"123456789012","usename":"x","cn":"x","seed1":"1","password":"00","domain":"example.com","dns":"pbx.example.com"}"#)
+        .await
+        .expect("send");
+    let refused = client.recv_mt("ProvisioningPhoneResult").await.expect("reply");
+    assert_eq!(refused["result"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("not allowed")),
+        "{refused}"
+    );
+    let (status, _) = call(
+        &service,
+        "GET",
+        &format!("{API}/phones/805ec0000077"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing was stored");
+
+    // A wrong token is a wrong digest, counted like any other failed login.
+    let mut wrong = AppWsClient::connect(&service.ws_url()).await.expect("connect");
+    assert_ne!(
+        wrong.login(&operator, "not-the-token").await.expect("reply")["ok"],
+        true
+    );
+    assert!(wrong.closed_by_service().await);
+
+    // Without admin.token, the same login is just a wrong password.
+    let (plain, _dir) = Service::start("[admin]\napp = \"innoprov-admin\"\n");
+    let mut client = AppWsClient::connect(&plain.ws_url()).await.expect("connect");
+    assert_ne!(client.login(&operator, TOKEN).await.expect("reply")["ok"], true);
+}
+
+#[tokio::test]
+async fn the_admin_page_is_served_where_myapps_loads_it_and_locked_to_its_origin() {
+    let (service, _dir, _sim, _phones) = setup("app = \"innoprov-admin\"\n").await;
+    let raw = |path: &'static str| {
+        let addr = service.addr;
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            tcp.write_all(request.as_bytes()).await.expect("write");
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+                .await
+                .expect("in time")
+                .expect("read");
+            out
+        }
+    };
+    for (file, kind) in [
+        ("innoprov-admin.htm", "text/html"),
+        ("innoprov-admin.js", "text/javascript"),
+        ("innoprov-admin.css", "text/css"),
+        ("innoprov-admin.png", "image/png"),
+    ] {
+        let path: &'static str = Box::leak(format!("/example.com/innoprov/{file}").into_boxed_str());
+        let out = raw(path).await;
+        let text = String::from_utf8_lossy(&out).to_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{file}: {text}");
+        assert!(text.contains(&format!("content-type: {kind}")), "{file}");
+        assert!(
+            text.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{file}"
+        );
+        assert!(text.contains("x-content-type-options: nosniff"), "{file}");
+        if file.ends_with(".htm") {
+            assert!(
+                text.contains("src=\"innoprov-admin.js\""),
+                "the page loads its own script"
+            );
+            assert!(
+                !text.contains("<script>"),
+                "no inline script (the policy forbids it)"
+            );
+        }
+        if file.ends_with(".png") {
+            let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").expect("body") + 4..];
+            assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG icon");
+        }
+    }
+    // Without admin.app and admin.token there is no page.
+    let (plain, _dir) = Service::start("");
+    let mut tcp = tokio::net::TcpStream::connect(plain.addr).await.expect("connect");
+    tcp.write_all(
+        b"GET /example.com/innoprov/innoprov-admin.htm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
 }

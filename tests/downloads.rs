@@ -374,7 +374,14 @@ async fn a_devices_update_changes_the_etag_and_sends_notify() {
     assert!(status.success());
     let (store, _) = open_store(dir.path());
     let mac = "001565000300".parse().unwrap();
-    let audit = innoprov::Store::audit(&store, &mac, 100).unwrap();
+    let timeline = innoprov::Store::audit(&store, &mac, 100).unwrap();
+    // The state changes are stored in the same timeline as the downloads.
+    let states: Vec<(&str, u64)> = timeline
+        .iter()
+        .filter_map(|e| Some((e.state.as_deref()?, e.config_version)))
+        .collect();
+    assert_eq!(states.last(), Some(&("configured", 2)), "{timeline:?}");
+    let audit: Vec<_> = timeline.into_iter().filter(|e| e.state.is_none()).collect();
     let seen: Vec<(u16, &str, u64)> = audit
         .iter()
         .map(|e| (e.status, e.outcome.as_str(), e.config_version))

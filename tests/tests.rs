@@ -2,9 +2,11 @@
 //! port, driven by the simulators in `innoprov_actors::sim` over real websockets.
 //! One test binary with modules keeps link time low (ripgrep's layout).
 
+mod cdp;
 mod common;
 
 mod admin;
+mod admin_page;
 mod appws_login;
 mod cli;
 mod devices;

@@ -39,17 +39,43 @@ pub enum PhoneState {
 }
 
 impl PhoneState {
+    /// The state and link of a running job in `phase`, its link down or not.
+    pub fn of(phase: Phase, link_down: bool) -> (PhoneState, LinkState) {
+        if link_down {
+            return (PhoneState::LinkDown, LinkState::Down);
+        }
+        match phase {
+            Phase::Stored => (PhoneState::Stored, LinkState::None),
+            Phase::Linking => (PhoneState::Linking, LinkState::Down),
+            Phase::Configured => (PhoneState::Configured, LinkState::Up),
+            Phase::Updating => (PhoneState::Updating, LinkState::Up),
+        }
+    }
+
+    /// The name used on the wire (`?state=`, PHONE `state`, the audit's state changes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneState::Stored => "stored",
+            PhoneState::Linking => "linking",
+            PhoneState::Configured => "configured",
+            PhoneState::Updating => "updating",
+            PhoneState::LinkDown => "link_down",
+            PhoneState::Failed => "failed",
+        }
+    }
+
     /// Parses the `?state=` value.
     pub fn parse(text: &str) -> Option<PhoneState> {
-        Some(match text {
-            "stored" => PhoneState::Stored,
-            "linking" => PhoneState::Linking,
-            "configured" => PhoneState::Configured,
-            "updating" => PhoneState::Updating,
-            "link_down" => PhoneState::LinkDown,
-            "failed" => PhoneState::Failed,
-            _ => return None,
-        })
+        [
+            PhoneState::Stored,
+            PhoneState::Linking,
+            PhoneState::Configured,
+            PhoneState::Updating,
+            PhoneState::LinkDown,
+            PhoneState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -169,13 +195,7 @@ fn now_unix() -> u64 {
 fn state_of(status: Option<&PhoneStatus>) -> (PhoneState, LinkState) {
     match status {
         None => (PhoneState::Failed, LinkState::None),
-        Some(s) if s.link_down_since.is_some() => (PhoneState::LinkDown, LinkState::Down),
-        Some(s) => match s.phase {
-            Phase::Stored => (PhoneState::Stored, LinkState::None),
-            Phase::Linking => (PhoneState::Linking, LinkState::Down),
-            Phase::Configured => (PhoneState::Configured, LinkState::Up),
-            Phase::Updating => (PhoneState::Updating, LinkState::Up),
-        },
+        Some(s) => PhoneState::of(s.phase, s.link_down_since.is_some()),
     }
 }
 

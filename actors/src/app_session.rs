@@ -133,6 +133,9 @@ pub struct SessionShared {
     pub admin: Arc<crate::admin_core::AdminCore>,
     /// `admin.app`: the App object whose logins may administer.
     pub admin_app: Option<String>,
+    /// `admin.token`: a login whose digest is made with it administers (the standalone admin
+    /// page), and nothing else.
+    pub admin_token: Option<Secret>,
     /// Announcements of phone state changes (pushed to subscribed admin sessions).
     pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
 }
@@ -363,14 +366,31 @@ impl AppSession {
             &challenge,
             password,
         );
-        let ok = crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
+        let digest = msg.text_or_empty("digest");
+        let mut ok = crypto::digest_matches(&expected, &digest);
+        // Not the App object's password: maybe an operator's page with the admin token.
+        let operator = !ok
+            && self.shared.admin_token.as_ref().is_some_and(|token| {
+                let expected = crypto::login_digest(
+                    &fields,
+                    msg.body.get("info").filter(|i| i.is_object()),
+                    &challenge,
+                    token.expose(),
+                );
+                crypto::digest_matches(&expected, &digest)
+            });
+        ok |= operator;
         if !ok {
             self.shared.guard.failed(self.ip);
         }
         // From an address that keeps failing, every answer waits (right or wrong, so the wait
         // tells nothing); nothing else is taken meanwhile: the challenge is used up.
         let delay = self.shared.guard.delay(self.ip);
-        let role = login_role(msg, self.shared.own_object.as_deref());
+        let role = if operator {
+            LoginRole::Operator
+        } else {
+            login_role(msg, self.shared.own_object.as_deref())
+        };
         // Which App object the login was made for is `info.appobj` (under the digest); only
         // logins for the admin App object administer, never the PBX's or Users' logins for
         // this provisioning App object.
@@ -381,11 +401,12 @@ impl AppSession {
             .and_then(|a| a.as_str())
             .unwrap_or_default()
             .to_string();
-        let admin = self
-            .shared
-            .admin_app
-            .as_deref()
-            .is_some_and(|a| !a.is_empty() && a == appobj);
+        let admin = operator
+            || self
+                .shared
+                .admin_app
+                .as_deref()
+                .is_some_and(|a| !a.is_empty() && a == appobj);
         let finish = move |act: &mut Self, ctx: &mut Context<Self>| {
             if !ok {
                 act.send(ctx, message::login_result(&app, "", false));
@@ -395,7 +416,11 @@ impl AppSession {
                     &format!("login of {sip:?} to {app:?}: wrong digest"),
                 );
             }
-            let key = Secret::new(crypto::session_key(&challenge, act.shared.password.expose()));
+            let secret = match (&act.shared.admin_token, operator) {
+                (Some(token), true) => token.expose(),
+                _ => act.shared.password.expose(),
+            };
+            let key = Secret::new(crypto::session_key(&challenge, secret));
             log::info!(
                 "session {} ({}): {sip:?} logged in to {app:?} (domain {domain:?}) as {role:?}",
                 act.id,

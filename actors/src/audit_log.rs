@@ -167,6 +167,7 @@ mod tests {
             status: 200,
             outcome: "served".into(),
             config_version: 1,
+            state: None,
         }
     }
 

@@ -2,8 +2,8 @@
 //! The service runs on a temporary store; the simulated PBX logs in and names the simulated
 //! Devices through Services; the simulated Users service provisions N phones of the four
 //! vendors; each phone's emulator then boots as its vendor documents it. A progress bar shows
-//! it on a terminal; the REST API's URL and token are printed while it runs; a summary table
-//! ends it, and the last line names N.
+//! it on a terminal; the admin page's URL (with its token) and the REST API's are printed while
+//! it runs; a summary table ends it, and the last line names N.
 
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
     let password = random_hex(12);
     let token = random_hex(16);
     let config_text = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npassword = \"{password}\"\ntitle = \"Demo phones\"\n[store]\npath = \"{}\"\n[provisioning]\nnotify = false\n[admin]\ntoken = \"{token}\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npassword = \"{password}\"\ntitle = \"Demo phones\"\n[store]\npath = \"{}\"\n[provisioning]\nnotify = false\n[admin]\ntoken = \"{token}\"\napp = \"innoprov-admin\"\n",
         dir.path().join("store").display()
     );
     let config = Config::parse(&config_text, "demo").map_err(|e| e.to_string())?;
@@ -93,6 +93,10 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
     println!(
         "innoprov demo: {phones} phones, store in {}",
         dir.path().display()
+    );
+    println!(
+        "  admin     {base}{}/innoprov-admin.htm#token={token}   (open it in a browser)",
+        config.app_parent()
     );
     println!("  REST API  {api}phones   (Authorization: Bearer {token})");
     println!("  metrics   {base}/metrics  (same token)");

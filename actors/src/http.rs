@@ -29,11 +29,11 @@ pub fn websocket_paths(app_path: &str, app_parent: &str) -> Vec<String> {
     paths
 }
 
-/// Registers the routes; `admin_app` adds `<parent>/<admin.app>`, the URL of the admin App
-/// object (its logins are told apart by `info.appobj`, not by the path).
-pub fn configure(cfg: &mut web::ServiceConfig, app_path: &str, app_parent: &str, admin_app: Option<&str>) {
+/// Registers the routes; `admin_page` adds `<parent>/<admin page>`, the URL of the admin App
+/// object (its logins are told apart by `info.appobj` or the token, not by the path).
+pub fn configure(cfg: &mut web::ServiceConfig, app_path: &str, app_parent: &str, admin_page: Option<&str>) {
     let mut paths = websocket_paths(app_path, app_parent);
-    if let Some(admin) = admin_app.filter(|a| !a.is_empty() && !a.contains('/')) {
+    if let Some(admin) = admin_page {
         let admin_path = format!("{app_parent}/{admin}");
         if admin_path != app_path {
             paths.push(admin_path.clone());

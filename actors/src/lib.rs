@@ -17,6 +17,8 @@
 //!   resync, reopen enrolment, pin vendor, delete) over the live system.
 //! - [`admin_http`]: its REST door under `<parent>/api/v1/` (bearer token, OpenAPI derived
 //!   from the handlers), `/healthz` and `/readyz`.
+//! - [`admin_page`]: the admin page (`<parent>/<admin.app>.htm`), a client of the admin door
+//!   that logs in through myApps or with the admin token.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
@@ -34,6 +36,7 @@
 
 pub mod admin_core;
 pub mod admin_http;
+pub mod admin_page;
 pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;

@@ -14,9 +14,12 @@ use actix::WeakAddr;
 use actix::prelude::*;
 use innoprov::devices;
 use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
+use innoprov::provisioning::AuditEntry;
 use innoprov::{PhoneRecord, Sealer, Secret};
 use tokio::sync::oneshot;
 
+use crate::admin_core::PhoneState;
+use crate::audit_log::AuditLog;
 use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, MAX_CONFIG_ITEMS, SetDevicesUrl};
 use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
@@ -62,6 +65,8 @@ pub struct JobShared {
     /// Where jobs announce that a phone's state changed (the admin door's live list); a
     /// receiver that lags loses announcements, never blocks a job.
     pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
+    /// Where each state change is written, for the admin's per-phone timeline.
+    pub audit: Arc<AuditLog>,
 }
 
 /// One phone's job.
@@ -187,6 +192,11 @@ impl PhoneJob {
         );
         if self.announced != Some(now) {
             self.announced = Some(now);
+            let (state, _) = PhoneState::of(self.phase, self.link_down_since.is_some());
+            self.shared.audit.record(
+                self.record.mac,
+                AuditEntry::state_change(now_unix(), state.as_str(), self.record.config_version),
+            );
             // No receiver (no admin watching) is not an error.
             let _ = self.shared.changes.send(self.record.mac);
         }

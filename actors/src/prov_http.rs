@@ -543,6 +543,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
             status,
             outcome: outcome.to_string(),
             config_version: record.config_version,
+            state: None,
         };
         state.audit.record(mac, entry);
     };

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::admin_core::AdminCore;
 use crate::admin_http::{self, AdminHttp};
+use crate::admin_page;
 use crate::app_session::SessionShared;
 use crate::audit_log::AuditLog;
 use crate::connect_gate::ConnectGate;
@@ -221,6 +222,7 @@ impl RunningService {
             provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
             notifier: notifier.clone(),
             changes: changes.clone(),
+            audit: Arc::clone(&audit),
         });
         let registry = PhoneRegistry::new(jobs).start();
         let directory =
@@ -230,6 +232,11 @@ impl RunningService {
         if config.app.object.is_none() {
             log::warn!(
                 "app.object is unset: any App object login without pbxObj may act as the PBX; set it to this App object's name"
+            );
+        }
+        if config.admin.token.as_deref() == Some(config.app.password.as_str()) {
+            log::warn!(
+                "admin.token equals app.password: the standalone admin page cannot log in; give it its own value"
             );
         }
         if config.app.password == "change-me" {
@@ -248,6 +255,7 @@ impl RunningService {
         let shared = Arc::new(SessionShared {
             admin: Arc::clone(&admin_core),
             admin_app: config.admin.app.clone(),
+            admin_token: config.admin.token.clone().map(Secret::new),
             changes: changes.clone(),
             password: Secret::new(config.app.password.clone()),
             domain: config.app_domain().to_string(),
@@ -303,7 +311,20 @@ impl RunningService {
         });
         let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
         let routes_prov_path = prov_path.clone();
-        let admin_app = config.admin.app.clone();
+        // The admin page and its websocket path: named after admin.app (myApps opens it
+        // there), or the default name when only the token login is configured.
+        let admin_page_name = match (&config.admin.app, &config.admin.token) {
+            (Some(app), _) if admin_page::valid_name(app) => Some(app.clone()),
+            (Some(app), _) => {
+                log::warn!(
+                    "admin.app {app:?} cannot name a page (letters, digits, '-', '_', '.'): no admin page is served"
+                );
+                None
+            }
+            (None, Some(_)) => Some(admin_page::DEFAULT_NAME.to_string()),
+            (None, None) => None,
+        };
+        let admin_page_html = admin_page_name.as_deref().map(admin_page::page_html);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -311,7 +332,12 @@ impl RunningService {
                 .app_data(admin_state.clone())
                 .configure(|cfg| admin_http::configure(cfg, &api_path))
                 .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
-                .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_app.as_deref()))
+                .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
+                .configure(|cfg| {
+                    if let (Some(name), Some(html)) = (&admin_page_name, &admin_page_html) {
+                        admin_page::configure(cfg, &app_parent, name, html);
+                    }
+                })
         })
         .workers(2)
         .disable_signals()

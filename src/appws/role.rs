@@ -25,6 +25,9 @@ pub enum LoginRole {
     User,
     /// Another App Service (GetServiceLogin), or a login that does not say.
     Peer,
+    /// An operator without myApps: the digest was made with `admin.token` instead of the App
+    /// object's password (the standalone admin page). Admin messages only.
+    Operator,
 }
 
 impl LoginRole {
@@ -37,9 +40,10 @@ impl LoginRole {
     /// Whether a login `sip` of this role may send ProvisioningPhone: only the App Services in
     /// `provisioners` when that list is configured, else any login but a myApps user's.
     pub fn may_provision(self, sip: &str, provisioners: Option<&[String]>) -> bool {
+        let may = !matches!(self, LoginRole::User | LoginRole::Operator);
         match provisioners {
-            Some(list) => self != LoginRole::User && list.iter().any(|p| p == sip),
-            None => self != LoginRole::User,
+            Some(list) => may && list.iter().any(|p| p == sip),
+            None => may,
         }
     }
 }

@@ -112,9 +112,25 @@ impl AuditEntry {
     pub fn is_enrolment(&self) -> bool {
         self.outcome.starts_with("served for enrolment") || self.outcome.starts_with("enrolled")
     }
+
+    /// An entry saying the phone entered `state` at `at` with configuration `config_version`.
+    pub fn state_change(at: u64, state: &str, config_version: u64) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at,
+            client: String::new(),
+            user_agent: String::new(),
+            file: String::new(),
+            vendor: String::new(),
+            status: 0,
+            outcome: format!("state {state}"),
+            config_version,
+            state: Some(state.to_string()),
+        }
+    }
 }
 
-/// One download, as the audit keeps it.
+/// One download, or one change of the phone's state, as the audit keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Order of the entry among all downloads since start (set by the audit log).
@@ -134,8 +150,12 @@ pub struct AuditEntry {
     pub status: u16,
     /// What happened, in words (`served`, `enrolment`, `unauthorized`, `not modified`, ...).
     pub outcome: String,
-    /// The configuration version served.
+    /// The configuration version served (or stored, for a state change).
     pub config_version: u64,
+    /// For a state change (`linking`, `configured`, `link_down`, ...) instead of a download:
+    /// the new state; the admin's per-phone timeline interleaves both. Older entries lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 #[cfg(test)]
@@ -153,6 +173,7 @@ mod tests {
             status: 200,
             outcome: outcome.into(),
             config_version: 1,
+            state: None,
         }
     }
 

@@ -152,6 +152,7 @@ pub fn access_and_audit(store: &dyn Store) {
         status: 200,
         outcome: "served".into(),
         config_version: n,
+        state: None,
     };
     let entries: Vec<AuditEntry> = (0..20).map(entry).collect();
     store.put_audit(&mac, &entries).expect("put audit");

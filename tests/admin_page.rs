@@ -1,0 +1,484 @@
+//! The admin page in a real browser (Debian's headless Chromium over the DevTools protocol),
+//! against the release binary: outside myApps with the admin token, and inside a test double
+//! of the myApps client that answers the page's `getLogin` by computing the login digest as
+//! appwebsocket.md §3.3 (b) and §3.4 say (the double's code is its own, not the page's).
+//! Screenshots go to `target/tmp/admin-page/`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
+
+use crate::admin::call;
+use crate::cdp::{Browser, screenshot_path};
+use crate::common::{PASSWORD, Service, start_with_devices};
+
+const TOKEN: &str = "page-admin-token-1";
+const API: &str = "/example.com/innoprov/api/v1";
+const PAGE: &str = "/example.com/innoprov/innoprov-admin.htm";
+const WAIT: Duration = Duration::from_secs(20);
+const ROWS: &str = "document.querySelectorAll('#phones tbody tr').length";
+
+struct Setup {
+    service: Service,
+    _dir: tempfile::TempDir,
+    sim: innoprov_actors::sim::devices::DevicesSim,
+    users: innoprov_actors::sim::users::UsersConnection,
+    phones: Vec<SimPhone>,
+}
+
+async fn setup() -> Setup {
+    let (service, dir, sim) = start_with_devices(&format!(
+        "[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\n"
+    ))
+    .await;
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mut phones = Vec::new();
+    for n in [71u32, 72] {
+        let phone = SimPhone {
+            mac: format!("000413{n:06x}"),
+            code: sim.issue_code(),
+            ..SimPhone::numbered(n)
+        };
+        assert_eq!(users.provision(&phone).await.expect("reply")["result"], "ok");
+        phones.push(phone);
+    }
+    Setup {
+        service,
+        _dir: dir,
+        sim,
+        users,
+        phones,
+    }
+}
+
+fn row(mac: &str, column: usize) -> String {
+    format!("document.querySelector('#phones tr[data-mac=\"{mac}\"]').children[{column}].textContent")
+}
+
+#[tokio::test]
+async fn outside_myapps_the_token_page_lists_phones_live_and_runs_actions() {
+    let mut s = setup().await;
+    let base = format!("http://{}", s.service.addr);
+    let mut browser = Browser::launch().await;
+    let page = browser.open(&format!("{base}{PAGE}#token={TOKEN}")).await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 2"), WAIT)
+        .await;
+    assert_eq!(
+        browser
+            .eval(&page, None, "document.getElementById('status').dataset.state")
+            .await,
+        "connected"
+    );
+    assert_eq!(
+        browser.eval(&page, None, "location.hash").await,
+        "",
+        "the token is taken out of the address bar"
+    );
+    // The page's own SHA-256 (used for the token digest) against FIPS 180-4's vectors and a
+    // long multi-byte text digested here.
+    let long = "Ünï-".repeat(300);
+    let expected_long = hex::encode(Sha256::digest(long.as_bytes()));
+    let hashes = browser
+        .eval(
+            &page,
+            None,
+            &format!(
+                "[innoprovSha256('abc'), innoprovSha256(''), innoprovSha256('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq'), innoprovSha256({})]",
+                json!(long)
+            ),
+        )
+        .await;
+    assert_eq!(
+        hashes,
+        json!([
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+            expected_long
+        ])
+    );
+    let (mac1, mac2) = (s.phones[0].mac.clone(), s.phones[1].mac.clone());
+    assert_eq!(
+        browser.eval(&page, None, &row(&mac1, 1)).await,
+        s.phones[0].username.as_str()
+    );
+    assert_eq!(browser.eval(&page, None, &row(&mac1, 4)).await, "configured");
+    browser.screenshot(&page, &screenshot_path("token-list")).await;
+
+    // Live, without reloading: a new phone appears, a Devices update moves a version.
+    browser.eval(&page, None, "window.notReloaded = true").await;
+    let third = SimPhone {
+        mac: "00041300004a".to_string(),
+        code: s.sim.issue_code(),
+        ..SimPhone::numbered(74)
+    };
+    assert_eq!(s.users.provision(&third).await.expect("reply")["result"], "ok");
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 3"), WAIT)
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("{} === 'configured'", row(&third.mac, 4)),
+            WAIT,
+        )
+        .await;
+    let update = r#"{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx2.example.com","coder":"OPUS-WB","frameSize":40}"#;
+    assert_eq!(s.sim.push_update(&mac1, update), 1);
+    browser
+        .wait_for(&page, None, &format!("{} === '2'", row(&mac1, 6)), WAIT)
+        .await;
+    assert_eq!(browser.eval(&page, None, "window.notReloaded").await, true);
+
+    // Filtering by text and by state.
+    browser
+        .eval(
+            &page,
+            None,
+            &format!(
+                "(() => {{ const f = document.getElementById('filter'); f.value = {}; f.dispatchEvent(new Event('input')); return true; }})()",
+                json!(third.username)
+            ),
+        )
+        .await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 1"), WAIT)
+        .await;
+    browser
+        .eval(
+            &page,
+            None,
+            "(() => { const f = document.getElementById('filter'); f.value = '00:04:13'; f.dispatchEvent(new Event('input')); const s = document.getElementById('state-filter'); s.value = 'link_down'; s.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 0"), WAIT)
+        .await;
+    browser
+        .eval(
+            &page,
+            None,
+            "(() => { const s = document.getElementById('state-filter'); s.value = 'configured'; s.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 3"), WAIT)
+        .await;
+
+    // One phone's detail and timeline: its state changes and its Devices update.
+    browser
+        .eval(
+            &page,
+            None,
+            &format!("document.querySelector('#phones tr[data-mac=\"{mac1}\"]').click()"),
+        )
+        .await;
+    browser
+        .wait_for(&page, None, "!document.getElementById('detail').hidden", WAIT)
+        .await;
+    let timeline = browser
+        .wait_for(
+            &page,
+            None,
+            "(() => { const t = document.getElementById('timeline').textContent; return t.includes('state linking') && t.includes('configuration v2') ? t : null; })()",
+            WAIT,
+        )
+        .await;
+    assert!(
+        timeline.as_str().is_some_and(|t| t.contains("state configured")),
+        "{timeline}"
+    );
+    assert!(
+        browser
+            .eval(
+                &page,
+                None,
+                "document.getElementById('detail-fields').textContent"
+            )
+            .await
+            .as_str()
+            .is_some_and(|t| t.contains(s.phones[0].username.as_str())),
+    );
+    browser.screenshot(&page, &screenshot_path("token-detail")).await;
+
+    // Actions: pin a vendor, then delete the second phone (two clicks).
+    browser
+        .eval(
+            &page,
+            None,
+            "(() => { document.getElementById('act-vendor-choice').value = 'snom'; document.getElementById('act-vendor').click(); return true; })()",
+        )
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('message').textContent.includes('vendor done')",
+            WAIT,
+        )
+        .await;
+    let (status, detail) = call(
+        &s.service,
+        "GET",
+        &format!("{API}/phones/{mac1}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!((status, detail["pinned_vendor"].clone()), (200, json!("snom")));
+    browser
+        .eval(
+            &page,
+            None,
+            &format!("document.querySelector('#phones tr[data-mac=\"{mac2}\"]').click()"),
+        )
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("document.getElementById('detail-title').textContent.includes('{mac2}')"),
+            WAIT,
+        )
+        .await;
+    browser
+        .eval(&page, None, "document.getElementById('act-delete').click()")
+        .await;
+    assert_eq!(
+        browser.eval(&page, None, ROWS).await,
+        3,
+        "one click only arms the delete"
+    );
+    browser
+        .eval(&page, None, "document.getElementById('act-delete').click()")
+        .await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 2"), WAIT)
+        .await;
+    let (status, _) = call(
+        &s.service,
+        "GET",
+        &format!("{API}/phones/{mac2}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    browser
+        .screenshot(&page, &screenshot_path("token-after-actions"))
+        .await;
+
+    // A wrong token is refused and asked for again; the right one then logs in.
+    let other = browser.open(&format!("{base}{PAGE}#token=wrong-token")).await;
+    browser
+        .wait_for(
+            &other,
+            None,
+            "document.getElementById('status').dataset.state === 'failed'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(&other, None, "document.getElementById('login').hidden")
+            .await,
+        false
+    );
+    assert_eq!(browser.eval(&other, None, ROWS).await, 0);
+    browser
+        .eval(
+            &other,
+            None,
+            &format!(
+                "(() => {{ document.getElementById('token').value = {}; document.getElementById('token-go').click(); return true; }})()",
+                json!(TOKEN)
+            ),
+        )
+        .await;
+    browser
+        .wait_for(&other, None, &format!("{ROWS} === 2"), WAIT)
+        .await;
+}
+
+/// Serves the myApps double on a loopback port: every GET gets the parent page, which frames
+/// the admin page and answers its getLogin as the myApps client would, with the App object
+/// password `password` and `info.appobj` = `appobj`.
+async fn myapps_double(
+    page_url: String,
+    password: &'static str,
+    appobj: &'static str,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = json!({
+        "page": page_url,
+        "name": "innoprov-admin",
+        "app": "innoprov-admin",
+        "appobj": appobj,
+        "appurl": page_url.trim_end_matches(".htm"),
+        "password": password,
+    });
+    let html = format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>myApps double</title></head>
+<body style="margin:0"><iframe id="app" style="width:1260px;height:780px;border:0"></iframe>
+<script>
+const cfg = {config};
+const toHex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+window.getLogins = [];
+window.addEventListener("message", async (event) => {{
+  let m;
+  try {{ m = JSON.parse(event.data); }} catch (e) {{ return; }}
+  if (!m || m.mt !== "getLogin") return;
+  window.getLogins.push(m);
+  // What the PBX puts into AppGetLoginResult for a user of this App object.
+  const info = {{ appobj: cfg.appobj, appdn: "innoprov admin", appurl: cfg.appurl, pbx: "pbx-main", cn: "olga", unlicensed: true, groups: [], apps: [] }};
+  const who = {{ app: cfg.app, domain: "example.com", sip: "olga", guid: "f48b06484a8a61015853009033400109", dn: "Ops, Olga" }};
+  const text = [who.app, who.domain, who.sip, who.guid, who.dn, JSON.stringify(info), m.challenge, cfg.password].join(":");
+  const digest = toHex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  event.source.postMessage(JSON.stringify({{ mt: "Login", app: who.app, domain: who.domain, sip: who.sip, guid: who.guid, dn: who.dn, info: info, digest: digest, pbxObj: m.app, salt: "0011", key: "00" }}), "*");
+}});
+document.getElementById("app").src = cfg.page + "?name=" + encodeURIComponent(cfg.name) + "&lang=en&scheme=light";
+</script></body></html>"#
+    );
+    tokio::spawn(async move {
+        // Bounded: the test ends long before; each connection gets one answer.
+        for _ in 0..64 {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn inside_myapps_the_page_logs_in_through_the_client_and_only_for_the_admin_object() {
+    let s = setup().await;
+    let page_url = format!("http://{}{PAGE}", s.service.addr);
+    let mut browser = Browser::launch().await;
+
+    // A user of the admin App object.
+    let parent = myapps_double(page_url.clone(), PASSWORD, "innoprov-admin").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(&top, Some(frame), &format!("{ROWS} === 2"), WAIT)
+        .await;
+    let asked: Value = browser.eval(&top, None, "window.getLogins").await;
+    assert_eq!(
+        asked[0]["app"], "innoprov-admin",
+        "getLogin names the App object: {asked}"
+    );
+    assert!(
+        asked[0]["challenge"].as_str().is_some_and(|c| c.len() == 16),
+        "{asked}"
+    );
+    assert_eq!(
+        browser
+            .eval(&top, Some(frame), "document.getElementById('login').hidden")
+            .await,
+        true,
+        "no token asked for inside myApps"
+    );
+    assert_eq!(
+        browser
+            .eval(&top, Some(frame), "document.documentElement.dataset.scheme")
+            .await,
+        "light"
+    );
+    browser.screenshot(&top, &screenshot_path("myapps-list")).await;
+
+    // A login made for the provisioning App object (what the PBX and Users hold) gets no
+    // admin messages.
+    let parent = myapps_double(page_url.clone(), PASSWORD, "innoprov").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    let message = browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.getElementById('status').textContent === 'not allowed' && document.getElementById('message').textContent",
+            WAIT,
+        )
+        .await;
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("not allowed")),
+        "{message}"
+    );
+    assert_eq!(browser.eval(&top, Some(frame), ROWS).await, 0);
+    browser
+        .screenshot(&top, &screenshot_path("myapps-not-allowed"))
+        .await;
+
+    // A myApps that computes the digest with another password is refused.
+    let parent = myapps_double(page_url, "not-the-password", "innoprov-admin").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.getElementById('status').textContent === 'login refused'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(browser.eval(&top, Some(frame), ROWS).await, 0);
+}
+
+#[tokio::test]
+async fn the_demo_prints_an_admin_page_where_its_phones_appear() {
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(["demo", "--phones", "12", "--keep-running"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let url = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("http://")
+                && line.contains("innoprov-admin.htm#token=")
+            {
+                return line[at..].split_whitespace().next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("the demo prints the admin page's URL");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut browser = Browser::launch().await;
+    let page = browser.open(&url).await;
+    browser.wait_for(&page, None, &format!("{ROWS} === 12"), WAIT).await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.querySelectorAll('#phones td.state-configured').length === 12",
+            WAIT,
+        )
+        .await;
+    browser.screenshot(&page, &screenshot_path("demo")).await;
+    let _ = demo.start_kill();
+}
