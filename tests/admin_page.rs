@@ -470,7 +470,9 @@ async fn the_demo_prints_an_admin_page_where_its_phones_appear() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let mut browser = Browser::launch().await;
     let page = browser.open(&url).await;
-    browser.wait_for(&page, None, &format!("{ROWS} === 12"), WAIT).await;
+    browser
+        .wait_for(&page, None, &format!("{ROWS} === 12"), WAIT)
+        .await;
     browser
         .wait_for(
             &page,

@@ -192,11 +192,15 @@ impl PhoneJob {
         );
         if self.announced != Some(now) {
             self.announced = Some(now);
+            // `updating` lasts as long as one store write: announced live, not kept in the
+            // timeline (the `configured` with the new version that follows says it all).
             let (state, _) = PhoneState::of(self.phase, self.link_down_since.is_some());
-            self.shared.audit.record(
-                self.record.mac,
-                AuditEntry::state_change(now_unix(), state.as_str(), self.record.config_version),
-            );
+            if state != PhoneState::Updating {
+                self.shared.audit.record(
+                    self.record.mac,
+                    AuditEntry::state_change(now_unix(), state.as_str(), self.record.config_version),
+                );
+            }
             // No receiver (no admin watching) is not an error.
             let _ = self.shared.changes.send(self.record.mac);
         }

@@ -116,4 +116,14 @@ mod tests {
         assert_eq!(role(password, None), LoginRole::Password);
         assert!(LoginRole::Password.may_act_as_pbx() && !LoginRole::Peer.may_act_as_pbx());
     }
+
+    #[test]
+    fn an_operator_may_neither_provision_nor_act_as_the_pbx() {
+        let op = LoginRole::Operator;
+        assert!(!op.may_act_as_pbx());
+        assert!(!op.may_provision("innoprov-admin", None));
+        let listed = ["innoprov-admin".to_string()];
+        assert!(!op.may_provision("innoprov-admin", Some(&listed)));
+        assert!(LoginRole::Peer.may_provision("users", None));
+    }
 }
