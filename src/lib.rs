@@ -8,6 +8,8 @@
 //! - [`appws`]: AppWebsocket messages, login digest, session key, RC4 Encrypt/Decrypt/Hash.
 //! - [`services`]: finding Devices' sysclient URL in the PBX's ServicesInfo.
 //! - [`sysclient`]: the binary sysclient protocol to innovaphone Devices.
+//! - [`sysclient_session`]: one phone's side of that protocol as a sans-IO state machine
+//!   (events in, actions out), driven by the phone's job in the runtime.
 //! - [`devices`]: Devices configuration items (PHONE, MEDIA, NTP, ...).
 //! - [`mac`]: the phone's MAC address.
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
@@ -28,6 +30,7 @@ pub mod seal;
 pub mod services;
 pub mod store;
 pub mod sysclient;
+pub mod sysclient_session;
 
 #[cfg(test)]
 mod decoder_props;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use innoprov::{Config, Mac};
 use innoprov_actors::persistence::GetPhone;
-use innoprov_actors::phone_job::{InjectFault, Phase};
+use innoprov_actors::phone_job::{InjectFault, InjectSocketFault, Phase};
 use innoprov_actors::registry::{DeletePhone, JobOf, PhoneStatusOf};
 use innoprov_actors::service::RunningService;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
@@ -82,6 +82,79 @@ async fn a_panicking_job_is_restarted_and_its_phone_recovers() {
         !sim.events()
             .iter()
             .any(|e| format!("{e:?}").contains(&bystander.to_string()))
+    );
+    service.shutdown().await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_panicking_socket_task_is_restarted_by_its_job_which_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = DevicesSim::start().await;
+    let service = start(&sim, dir.path()).await;
+    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
+    for n in [42, 43] {
+        assert_eq!(conn.provision(&phone(&sim, n)).await.unwrap()["result"], "ok");
+    }
+    let victim: Mac = "00156500002a".parse().unwrap();
+    let bystander: Mac = "00156500002b".parse().unwrap();
+    let job = service.registry.send(JobOf(victim)).await.unwrap().expect("job");
+    sim.clear_events();
+    assert!(
+        job.send(InjectSocketFault).await.unwrap(),
+        "the fault reached the socket task"
+    );
+
+    // The task dies; its job hears it (the guard reports while unwinding), reconnects, and
+    // answers Devices' challenge with the stored password. The job itself is not restarted.
+    assert!(
+        sim.wait_until(Duration::from_secs(10), |s| {
+            s.events().contains(&DevicesEvent::ChallengeAnswered {
+                mac: victim.to_string(),
+                ok: true,
+            }) && s.events().contains(&DevicesEvent::ConfigSent {
+                mac: victim.to_string(),
+            }) && s
+                .connected_macs()
+                .iter()
+                .filter(|m| **m == victim.to_string())
+                .count()
+                == 1
+        })
+        .await,
+        "{:?}",
+        sim.events()
+    );
+    let recovered = wait_for(Duration::from_secs(10), async || {
+        service
+            .registry
+            .send(PhoneStatusOf(victim))
+            .await
+            .unwrap()
+            .is_some_and(|s| s.phase == Phase::Configured && s.link_down_since.is_none())
+    })
+    .await;
+    assert!(recovered);
+    assert_eq!(
+        service.registry.send(JobOf(victim)).await.unwrap(),
+        Some(job),
+        "the same job drives the phone"
+    );
+    let status = service
+        .registry
+        .send(PhoneStatusOf(victim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.config_version, 1,
+        "the same configuration is no new version"
+    );
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| format!("{e:?}").contains(&bystander.to_string())),
+        "the other phone's link was not touched"
     );
     service.shutdown().await.unwrap();
 }

@@ -24,7 +24,8 @@
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
 //! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails.
 //! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
-//! - [`devices_link`]: `DevicesLink`, one phone's sysclient websocket to Devices.
+//! - [`devices_socket`]: one phone's websocket to Devices as a plain task that moves bytes for
+//!   its job (the protocol is the core's `SysclientSession`, driven by the job).
 //! - [`demo`]: `innoprov demo --phones N`, the whole chain with simulators in one process.
 //! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
 //! - [`ws_reader`]: inbound AppWebsocket messages with every size bound holding before the
@@ -41,7 +42,7 @@ pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;
 pub mod demo;
-pub mod devices_link;
+pub mod devices_socket;
 pub mod directory;
 pub mod forwarded;
 pub mod http;

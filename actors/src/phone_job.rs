@@ -1,11 +1,19 @@
 //! `PhoneJob`: one phone's provisioning job, started by the [`PhoneRegistry`]. It owns the
-//! phone's record in memory and its [`DevicesLink`], persists every change before acting on it,
+//! phone's record in memory and drives the phone's side of the Devices protocol, a
+//! [`SysclientSession`] (sans-IO, in the core), over a websocket owned by a plain socket task
+//! ([`devices_socket`](crate::devices_socket)). It persists every change before acting on it,
 //! and answers the pending ProvisioningPhone once the complete configuration is durable.
 //!
 //! Phases: stored → linking → configured → updating (and back), with "link down since".
 //!
-//! Messages it takes: [`LinkEvent`] (from its link), [`SetJobDevicesUrl`], [`Retire`],
-//! [`GetPhoneStatus`] (from the registry), [`InjectFault`] (tests only).
+//! Supervision: the registry restarts a job that ends without being retired (a panic
+//! included: actix runs `stopped` while the dead context is dropped, and `stopped` tells the
+//! registry). The job restarts its socket task: a task that ends, by a panic too, reports
+//! [`SocketClosed`](crate::devices_socket::SocketClosed) and the session reconnects.
+//!
+//! Messages it takes: [`FromDevices`] and [`SocketClosed`] (from its socket task),
+//! [`SetJobDevicesUrl`], [`Retire`], [`GetPhoneStatus`] (from the registry), [`InjectFault`]
+//! and [`InjectSocketFault`] (tests only).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,12 +23,13 @@ use actix::prelude::*;
 use innoprov::devices;
 use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::provisioning::AuditEntry;
+use innoprov::sysclient_session::{Backoff, MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
 use innoprov::{PhoneRecord, Sealer, Secret};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::admin_core::PhoneState;
 use crate::audit_log::AuditLog;
-use crate::devices_link::{CloseLink, DevicesLink, LinkEvent, LinkShared, MAX_CONFIG_ITEMS, SetDevicesUrl};
+use crate::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed};
 use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
 use crate::registry::{JobEnded, JobGenerationChanged, PhoneRegistry};
@@ -79,8 +88,17 @@ pub struct PhoneJob {
     phase: Phase,
     /// Since when the link is down (Unix seconds); `None` while up or never started.
     link_down_since: Option<u64>,
-    /// The phone's Devices link.
-    link: Option<Addr<DevicesLink>>,
+    /// The phone's side of the Devices protocol; `None` while not linking.
+    session: Option<SysclientSession>,
+    /// Changes whenever the session is replaced or dropped, so that a late connection attempt
+    /// or reconnect timer of the old one does nothing.
+    session_epoch: u64,
+    /// Number of the current connection (a socket task's late messages carry an older one).
+    conn: u64,
+    /// Queue to the current connection's socket task; `None` while disconnected.
+    writer: Option<mpsc::Sender<Outgoing>>,
+    /// Whether a connection attempt or a reconnect timer is under way.
+    connecting: bool,
     /// The pending ProvisioningPhone answer.
     reply: Option<ProvisionReply>,
     /// Devices' sysclient URL as last told.
@@ -123,7 +141,11 @@ impl PhoneJob {
             start: Some(start),
             phase: Phase::Stored,
             link_down_since: None,
-            link: None,
+            session: None,
+            session_epoch: 0,
+            conn: 0,
+            writer: None,
+            connecting: false,
             reply: None,
             devices_url,
             shared,
@@ -159,9 +181,7 @@ impl PhoneJob {
         };
         let mac = old.mac;
         log::warn!("phone {mac}: re-provisioning failed; the stored phone stays as it was");
-        if let Some(link) = self.link.take() {
-            link.do_send(CloseLink);
-        }
+        self.close_link();
         if let Some(registry) = self.registry.upgrade() {
             registry.do_send(JobGenerationChanged {
                 mac,
@@ -246,7 +266,7 @@ impl PhoneJob {
     }
 
     fn start_link(&mut self, ctx: &mut Context<Self>) {
-        if self.link.is_some() {
+        if self.session.is_some() {
             return;
         }
         let mac = self.record.mac;
@@ -282,16 +302,85 @@ impl PhoneJob {
         }
         self.phase = Phase::Linking;
         self.announce();
-        let recipient = ctx.address().recipient::<LinkEvent>().downgrade();
-        let link = DevicesLink::new(
-            mac,
-            self.devices_url.clone(),
-            code,
-            password,
-            recipient,
-            Arc::clone(&self.shared.link),
-        );
-        self.link = Some(link.start());
+        let backoff = Backoff {
+            min: self.shared.link.min_backoff,
+            max: self.shared.link.max_backoff,
+        };
+        self.session = Some(SysclientSession::new(mac, code, password, backoff));
+        self.connect(ctx);
+    }
+
+    /// Ends the session and its connection (the socket task closes the websocket when its
+    /// queue is dropped).
+    fn close_link(&mut self) {
+        self.session = None;
+        self.session_epoch += 1;
+        self.writer = None;
+        self.conn += 1;
+        self.connecting = false;
+    }
+
+    /// Opens a connection for the session, unless one is open or under way.
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.writer.is_some() || !self.session.as_ref().is_some_and(|s| s.can_link()) {
+            return;
+        }
+        let Some(url) = self.devices_url.clone() else {
+            return;
+        };
+        self.connecting = true;
+        let epoch = self.session_epoch;
+        let shared = Arc::clone(&self.shared.link);
+        let attempted = url.clone();
+        let attempt = async move { devices_socket::connect(url, &shared).await };
+        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
+            if act.session_epoch != epoch {
+                return; // that session is gone; its successor connects by itself
+            }
+            act.connecting = false;
+            if act.devices_url.as_deref() != Some(attempted.as_str()) {
+                // The URL changed while connecting: this connection goes to the old place.
+                return act.connect(ctx);
+            }
+            match result {
+                Ok(ws) => {
+                    act.conn += 1;
+                    act.writer = Some(devices_socket::spawn(ws, ctx.address(), act.conn));
+                    if let Some(since) = act.link_down_since.take() {
+                        crate::metrics::metrics().link_reconnects.inc();
+                        log::info!(
+                            "phone {}: link back after {} s down",
+                            act.record.mac,
+                            now_unix().saturating_sub(since)
+                        );
+                    }
+                    act.drive(ctx, SessionEvent::Connected);
+                }
+                Err(reason) => act.drive(ctx, SessionEvent::Closed(&reason)),
+            }
+        }));
+    }
+
+    /// Feeds one event to the session and carries out what it asks, in order; stops when an
+    /// action replaced the session (a revert).
+    fn drive(&mut self, ctx: &mut Context<Self>, event: SessionEvent<'_>) {
+        let Some(session) = &mut self.session else { return };
+        let actions = session.handle(event, &self.shared.sealer);
+        let epoch = self.session_epoch;
+        for action in actions {
+            if self.session_epoch != epoch {
+                break;
+            }
+            self.apply(ctx, action);
+        }
+        self.announce();
+    }
+
+    /// Gives the current connection up (not Devices' doing) and lets the session reconnect.
+    fn abandon(&mut self, ctx: &mut Context<Self>, why: &str) {
+        self.writer = None;
+        self.conn += 1;
+        self.drive(ctx, SessionEvent::Abandoned(why));
     }
 
     fn after_initial_store(&mut self, ctx: &mut Context<Self>) {
@@ -412,9 +501,7 @@ impl Actor for PhoneJob {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         let _ = self.shared.changes.send(self.record.mac);
-        if let Some(link) = self.link.take() {
-            link.do_send(CloseLink);
-        }
+        self.close_link();
         self.answer(Err("the phone's provisioning job ended".into()));
         if let Some(registry) = self.registry.upgrade() {
             registry.do_send(JobEnded {
@@ -426,34 +513,26 @@ impl Actor for PhoneJob {
     }
 }
 
-impl Handler<LinkEvent> for PhoneJob {
-    type Result = ();
-
-    fn handle(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
-        self.on_link_event(event, ctx);
-        self.announce();
-    }
-}
-
 impl PhoneJob {
-    fn on_link_event(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
+    fn apply(&mut self, ctx: &mut Context<Self>, action: SessionAction) {
         let mac = self.record.mac;
-        match event {
-            LinkEvent::Connected => {
-                if let Some(since) = self.link_down_since.take() {
-                    crate::metrics::metrics().link_reconnects.inc();
-                    log::info!(
-                        "phone {mac}: link back after {} s down",
-                        now_unix().saturating_sub(since)
-                    );
+        match action {
+            SessionAction::Send(frame) => {
+                let queued = self
+                    .writer
+                    .as_ref()
+                    .is_some_and(|w| w.try_send(Outgoing::Frame(frame.encode())).is_ok());
+                if !queued && self.writer.is_some() {
+                    self.abandon(ctx, "outbound queue full or closed");
                 }
             }
-            LinkEvent::SysclientPassword(password) => {
+            SessionAction::Accepted => {}
+            SessionAction::StorePassword(password) => {
                 self.record.sysclient_password = self.seal(&password, &sysclient_password_purpose(&mac));
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_secret_stored);
             }
-            LinkEvent::AdminPassword(password) => {
+            SessionAction::AdminPassword(password) => {
                 log::info!("phone {mac}: admin password deployed by Devices");
                 self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
                 if let Some(previous) = &mut self.previous {
@@ -466,7 +545,7 @@ impl PhoneJob {
                 }
                 self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
             }
-            LinkEvent::ConfigComplete(items) => {
+            SessionAction::ConfigComplete(items) => {
                 // Devices sends the whole set after every identify; only a different set is a
                 // new version (and a reason to make the phone fetch again).
                 let changed = self.record.configured_at.is_none()
@@ -487,9 +566,8 @@ impl PhoneJob {
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_config_stored);
             }
-            LinkEvent::ConfigUpdate(item) => {
+            SessionAction::ConfigUpdate(item) => {
                 log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
-                self.phase = Phase::Updating;
                 if self.record.configs.len() >= MAX_CONFIG_ITEMS
                     && !self.record.configs.iter().any(|c| c.key == item.key)
                 {
@@ -498,6 +576,7 @@ impl PhoneJob {
                     );
                     return;
                 }
+                self.phase = Phase::Updating;
                 let before = self.record.configs.clone();
                 devices::upsert(&mut self.record.configs, item);
                 if !devices::same_content(
@@ -513,22 +592,63 @@ impl PhoneJob {
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_config_stored);
             }
-            LinkEvent::Down(_) => {
+            SessionAction::Reconnect { after, .. } => {
+                self.writer = None;
                 self.link_down_since.get_or_insert_with(now_unix);
                 if self.phase != Phase::Configured {
                     self.phase = Phase::Linking;
                 }
+                self.connecting = true;
+                let epoch = self.session_epoch;
+                ctx.run_later(after, move |act, ctx| {
+                    if act.session_epoch == epoch {
+                        act.connecting = false;
+                        act.connect(ctx);
+                    }
+                });
             }
-            LinkEvent::CodeRefused(why) => {
+            SessionAction::CodeRefused(why) => {
                 self.answer(Err(format!("Devices rejected the phone: {why}")));
                 self.revert(ctx);
             }
-            LinkEvent::Rejected(why) => {
-                self.link = None;
+            SessionAction::Rejected(why) => {
+                self.close_link();
                 self.phase = Phase::Stored;
                 self.answer(Err(format!("Devices rejected the phone: {why}")));
                 self.revert(ctx);
             }
+        }
+    }
+}
+
+impl Handler<FromDevices> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromDevices, ctx: &mut Context<Self>) {
+        if msg.conn == self.conn {
+            self.drive(ctx, SessionEvent::Frame(&msg.bytes));
+        }
+    }
+}
+
+impl Handler<SocketClosed> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketClosed, ctx: &mut Context<Self>) {
+        if msg.conn != self.conn {
+            return;
+        }
+        self.writer = None;
+        if msg.panicked {
+            // Our failure, not Devices' answer: reconnect like after any drop.
+            log::error!(
+                "phone {}: the socket task failed ({}); reconnecting",
+                self.record.mac,
+                msg.reason
+            );
+            self.drive(ctx, SessionEvent::Abandoned(&msg.reason));
+        } else {
+            self.drive(ctx, SessionEvent::Closed(&msg.reason));
         }
     }
 }
@@ -542,10 +662,19 @@ impl Handler<SetJobDevicesUrl> for PhoneJob {
     type Result = ();
 
     fn handle(&mut self, msg: SetJobDevicesUrl, ctx: &mut Context<Self>) {
+        if self.session.is_none() {
+            self.devices_url = msg.0;
+            return self.start_link(ctx);
+        }
+        // No URL is no reason to leave a working Devices.
+        if msg.0.is_none() || msg.0 == self.devices_url {
+            return;
+        }
         self.devices_url = msg.0;
-        match &self.link {
-            Some(link) => link.do_send(SetDevicesUrl(self.devices_url.clone())),
-            None => self.start_link(ctx),
+        if self.writer.is_some() {
+            self.abandon(ctx, "Devices URL changed");
+        } else {
+            self.connect(ctx);
         }
     }
 }
@@ -609,5 +738,21 @@ impl Handler<InjectFault> for PhoneJob {
 
     fn handle(&mut self, _msg: InjectFault, _ctx: &mut Context<Self>) {
         panic!("fault injected into the job of phone {}", self.record.mac);
+    }
+}
+
+/// Fault injection for the supervision tests: the job's socket task panics.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct InjectSocketFault;
+
+impl Handler<InjectSocketFault> for PhoneJob {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: InjectSocketFault, _ctx: &mut Context<Self>) -> bool {
+        self.writer
+            .as_ref()
+            .is_some_and(|w| w.try_send(Outgoing::Panic).is_ok())
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use innoprov::{Mac, PhoneRecord};
 
 use crate::persistence::{self, GetPhone, ListPhones, PersistError};
@@ -18,8 +19,6 @@ use crate::phone_job::{
     GetPhoneStatus, JobShared, JobStart, PhoneJob, PhoneStatus, ProvisionReply, Retire, SetJobDevicesUrl,
 };
 
-/// How often jobs are checked for having died without saying so (a panic).
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// Restarts of one phone's job within this window count towards its backoff.
 const RESTART_WINDOW: Duration = Duration::from_secs(300);
 
@@ -97,9 +96,15 @@ impl PhoneRegistry {
         }
         *count += 1;
         *last = Instant::now();
-        // 0.5 s, 1 s, 2 s, ... up to 60 s, with ±25 % jitter.
-        let base = Duration::from_millis(500) * 2u32.saturating_pow((*count - 1).min(7));
-        let delay = jitter(base.min(Duration::from_secs(60)));
+        // 0.5 s, 1 s, 2 s, ... up to 60 s, jittered: the n-th delay of one backon policy.
+        let delay = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(60))
+            .without_max_times()
+            .build()
+            .nth((*count - 1) as usize)
+            .unwrap_or(Duration::from_secs(60));
         log::warn!(
             "phone {mac}: job ended unexpectedly; restarting in {:.1} s",
             delay.as_secs_f64()
@@ -130,26 +135,6 @@ impl PhoneRegistry {
             }));
         });
     }
-
-    fn watch(&mut self, ctx: &mut Context<Self>) {
-        let dead: Vec<(Mac, u64)> = self
-            .jobs
-            .iter()
-            .filter(|(_, e)| !e.addr.connected())
-            .map(|(mac, e)| (*mac, e.generation))
-            .collect();
-        for (mac, generation) in dead {
-            self.jobs.remove(&mac);
-            self.schedule_restart(ctx, mac, generation);
-        }
-    }
-}
-
-/// `base` scaled by a random factor in [0.75, 1.25].
-fn jitter(base: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = getrandom::fill(&mut byte);
-    base.mul_f64(0.75 + f64::from(byte[0]) / 510.0)
 }
 
 impl Actor for PhoneRegistry {
@@ -157,7 +142,6 @@ impl Actor for PhoneRegistry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(WATCH_INTERVAL, Self::watch);
         // Resume every stored phone before taking any other message.
         let load = self.shared.persistence.send(ListPhones);
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {

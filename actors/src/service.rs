@@ -19,7 +19,7 @@ use crate::admin_page;
 use crate::app_session::SessionShared;
 use crate::audit_log::AuditLog;
 use crate::connect_gate::ConnectGate;
-use crate::devices_link::LinkShared;
+use crate::devices_socket::LinkShared;
 use crate::directory::ServiceDirectory;
 use crate::http::{self, HttpState};
 use crate::notifier::Notifier;
