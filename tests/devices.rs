@@ -22,7 +22,7 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
     let (service, dir) = Service::start("[devices]\nreconnect_min_ms = 100\n");
     let users = UsersSim::new("innoprov", PASSWORD);
 
-    // Before the PBX said where Devices is: a clear failure, the record kept.
+    // Before the PBX said where Devices is: a clear failure, and nothing kept.
     let mut conn = users.connect(&service.ws_url()).await.unwrap();
     let early = conn.provision(&phone(&sim, 1)).await.unwrap();
     assert_eq!(early["result"], "failed");
@@ -57,12 +57,14 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
     let p = phone(&sim, 2);
     let reply = conn.provision(&p).await.unwrap();
     assert_eq!(reply["result"], "ok", "{reply}");
-    // The early phone links as soon as the URL is known (its code is still valid).
+    // The early phone, answered "failed", was not kept: it does not link once the URL is known.
     assert!(
-        sim.wait_until(WAIT, |s| s.connected_macs().len() == 2).await,
+        sim.wait_until(WAIT, |s| s.connected_macs().len() == 1).await,
         "{:?}",
         sim.events()
     );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.connected_macs(), ["001565000002"]);
 
     let (status, logs) = service.terminate();
     assert!(status.success());
@@ -77,6 +79,7 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
     );
 
     let (store, sealer) = open_store(dir.path());
+    assert!(stored_phone(&store, "001565000001").is_none(), "the failed phone left nothing");
     let record = stored_phone(&store, "001565000002").unwrap();
     let mac = record.mac;
     let stored_password = sealer.open(
@@ -126,7 +129,10 @@ async fn rejected_code_and_stalled_devices_fail_with_reasons() {
         mac: "001565000003".into()
     }));
     drop(conn);
-    drop(service);
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = open_store(_dir.path());
+    assert!(stored_phone(&store, "001565000003").is_none(), "a refused code leaves nothing");
 
     // A Devices that accepts but never answers: failed after the configured timeout.
     let stalled = DevicesSim::start().await;
@@ -137,7 +143,14 @@ async fn rejected_code_and_stalled_devices_fail_with_reasons() {
     let mut conn = users.connect(&service.ws_url()).await.unwrap();
     let reply = conn.provision(&phone(&stalled, 4)).await.unwrap();
     assert_eq!(reply["result"], "failed");
-    assert!(reply["error"].as_str().unwrap().contains("within 1 s"), "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains("within 1 s"), "{reply}");
+    // The stalled Devices never took the code: nothing is kept, and the answer says so.
+    assert!(error.contains("nothing of it is kept"), "{reply}");
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = open_store(_dir.path());
+    assert!(stored_phone(&store, "001565000004").is_none());
 }
 
 #[tokio::test]

@@ -59,6 +59,19 @@ pub enum JobStart {
     Resume,
 }
 
+/// A ProvisioningPhone before its commit point (Devices accepted the code: the sysclient
+/// password, or the complete configuration, arrived).
+enum Staged {
+    /// Nothing staged: the record is the stored one.
+    Nothing,
+    /// A phone not stored before: on failure the job ends and nothing is kept.
+    New,
+    /// Re-provisioning a stored phone: the record as stored, which stays in the store (and
+    /// keeps serving the phone's file) until Devices accepts the new code; restored if it
+    /// does not.
+    Replacing(Box<PhoneRecord>),
+}
+
 /// What every job shares.
 pub struct JobShared {
     /// The store's actor.
@@ -111,10 +124,9 @@ pub struct PhoneJob {
     retired: bool,
     /// The change being stored should reach the phone (NOTIFY) once stored.
     notify_pending: bool,
-    /// Re-provisioning a stored phone: the record as stored, which stays in the store (and
-    /// keeps serving the phone's file) until Devices has accepted the new code; restored if it
-    /// does not.
-    previous: Option<PhoneRecord>,
+    /// A ProvisioningPhone not yet accepted by Devices: nothing of it is stored before then,
+    /// so a failed one leaves the store as it was.
+    staged: Staged,
     /// Devices deployed an administrative password while a re-provisioning was staged.
     admin_password_staged: bool,
     /// The state last announced on `changes` (phase, link down, configuration version).
@@ -152,32 +164,49 @@ impl PhoneJob {
             registry,
             retired: false,
             notify_pending: false,
-            previous: None,
+            staged: Staged::Nothing,
             admin_password_staged: false,
             announced: None,
         }
     }
 
-    /// The write mode of the next store: the first write of a re-provisioning replaces the
-    /// stored phone (and is its commit point), every other one updates this generation.
+    /// The write mode of the next store: the first write of a ProvisioningPhone stores (or
+    /// replaces) the phone and is its commit point; every other one updates this generation.
     fn write_mode(&mut self) -> WriteMode {
-        if self.previous.take().is_some() {
-            self.admin_password_staged = false;
-            log::info!(
-                "phone {}: Devices accepted the new code; the new record replaces the stored one",
-                self.record.mac
-            );
-            WriteMode::Provision
-        } else {
-            WriteMode::Update
+        match std::mem::replace(&mut self.staged, Staged::Nothing) {
+            Staged::Nothing => WriteMode::Update,
+            staged => {
+                self.admin_password_staged = false;
+                log::info!(
+                    "phone {}: Devices accepted the code; the record is stored{}",
+                    self.record.mac,
+                    if matches!(staged, Staged::Replacing(_)) {
+                        ", replacing the stored one"
+                    } else {
+                        ""
+                    }
+                );
+                WriteMode::Provision
+            }
         }
     }
 
-    /// A re-provisioning that failed before its commit point: the stored phone goes on as it
-    /// was, linked with its stored credentials, and this job becomes its job again.
+    /// A ProvisioningPhone that failed before its commit point. A new phone: the job ends and
+    /// nothing was stored. A re-provisioning: the stored phone goes on as it was, linked with
+    /// its stored credentials, and this job becomes its job again.
     fn revert(&mut self, ctx: &mut Context<Self>) {
-        let Some(old) = self.previous.take() else {
-            return;
+        let old = match std::mem::replace(&mut self.staged, Staged::Nothing) {
+            Staged::Nothing => return,
+            Staged::New => {
+                log::warn!(
+                    "phone {}: provisioning failed; nothing of it is kept",
+                    self.record.mac
+                );
+                self.close_link();
+                self.retired = true;
+                return ctx.stop();
+            }
+            Staged::Replacing(old) => *old,
         };
         let mac = old.mac;
         log::warn!("phone {mac}: re-provisioning failed; the stored phone stays as it was");
@@ -383,21 +412,9 @@ impl PhoneJob {
         self.drive(ctx, SessionEvent::Abandoned(why));
     }
 
-    fn after_initial_store(&mut self, ctx: &mut Context<Self>) {
-        log::info!(
-            "phone {}: record stored (generation {})",
-            self.record.mac,
-            self.record.generation
-        );
-        if self.devices_url.is_none() {
-            self.answer(Err("Devices Service not found: no Devices URL is known yet (PBX Services or devices.sysclient_url)".into()));
-        }
-        self.start_link(ctx);
-    }
-
     fn after_staged(&mut self, ctx: &mut Context<Self>) {
         log::info!(
-            "phone {}: re-provisioning (generation {}); the stored record stays until Devices accepts the code",
+            "phone {}: provisioning (generation {}); nothing is stored until Devices accepts the code",
             self.record.mac,
             self.record.generation
         );
@@ -462,8 +479,16 @@ impl Actor for PhoneJob {
                             "phone {}: no complete configuration from Devices within {timeout:?}",
                             act.record.mac
                         );
+                        // Before the commit point nothing is kept; after it (Devices took the
+                        // code and gave the phone its password) the phone is Devices' and stays:
+                        // the answer says which.
+                        let what = if matches!(act.staged, Staged::Nothing) {
+                            "; the phone is stored and will be configured when Devices sends its configuration"
+                        } else {
+                            "; nothing of it is kept"
+                        };
                         act.answer(Err(format!(
-                            "no complete configuration from Devices within {} s",
+                            "no complete configuration from Devices within {} s{what}",
                             timeout.as_secs()
                         )));
                         act.revert(ctx);
@@ -484,10 +509,11 @@ impl Actor for PhoneJob {
                         act.record.changed_at = act.record.changed_at.max(old.changed_at + 1);
                         // Nothing is stored before Devices accepts the new code: a rejected or
                         // unanswered code leaves the working phone as it was.
-                        act.previous = Some(old);
-                        return act.after_staged(ctx);
+                        act.staged = Staged::Replacing(Box::new(old));
+                    } else {
+                        act.staged = Staged::New;
                     }
-                    act.persist(ctx, WriteMode::Provision, Self::after_initial_store);
+                    act.after_staged(ctx);
                 }));
             }
             Some(JobStart::Resume) | None => {
@@ -535,13 +561,17 @@ impl PhoneJob {
             SessionAction::AdminPassword(password) => {
                 log::info!("phone {mac}: admin password deployed by Devices");
                 self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
-                if let Some(previous) = &mut self.previous {
+                match &mut self.staged {
                     // Not a sign that Devices accepted the new code (it comes after the
                     // challenge, before the configuration): kept for whichever record wins,
                     // stored with it.
-                    previous.admin_password = self.record.admin_password.clone();
-                    self.admin_password_staged = true;
-                    return;
+                    Staged::Replacing(previous) => {
+                        previous.admin_password = self.record.admin_password.clone();
+                        self.admin_password_staged = true;
+                        return;
+                    }
+                    Staged::New => return,
+                    Staged::Nothing => {}
                 }
                 self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
             }
