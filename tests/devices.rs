@@ -79,7 +79,10 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
     );
 
     let (store, sealer) = open_store(dir.path());
-    assert!(stored_phone(&store, "001565000001").is_none(), "the failed phone left nothing");
+    assert!(
+        stored_phone(&store, "001565000001").is_none(),
+        "the failed phone left nothing"
+    );
     let record = stored_phone(&store, "001565000002").unwrap();
     let mac = record.mac;
     let stored_password = sealer.open(
@@ -132,7 +135,10 @@ async fn rejected_code_and_stalled_devices_fail_with_reasons() {
     let (status, _) = service.terminate();
     assert!(status.success());
     let (store, _) = open_store(_dir.path());
-    assert!(stored_phone(&store, "001565000003").is_none(), "a refused code leaves nothing");
+    assert!(
+        stored_phone(&store, "001565000003").is_none(),
+        "a refused code leaves nothing"
+    );
 
     // A Devices that accepts but never answers: failed after the configured timeout.
     let stalled = DevicesSim::start().await;

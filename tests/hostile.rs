@@ -590,3 +590,129 @@ async fn unusable_forwarding_headers_are_refused_not_blamed_on_the_proxy() {
     let r = fetch_as(&service, "198.51.100.9", path, None).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn a_flood_of_provisioning_phone_is_answered_busy_past_the_bound_and_keeps_nothing() {
+    // A Devices that takes connections and never answers: every ProvisioningPhone stays in
+    // progress until the provisioning timeout, holding its place.
+    let stalled = innoprov_actors::sim::devices::DevicesSim::start().await;
+    stalled.set_stall(true);
+    let config = crate::common::devices_config(&stalled)
+        .replace("provisioning_timeout_secs = 10", "provisioning_timeout_secs = 3");
+    let (service, dir) = Service::start(&config);
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let total = 600u32;
+    for n in 0..total {
+        let phone = innoprov_actors::sim::users::SimPhone {
+            code: stalled.issue_code(),
+            ..innoprov_actors::sim::users::SimPhone::numbered(0x4000 + n)
+        };
+        let text = conn
+            .provisioning_text(&phone, Some(&n.to_string()))
+            .expect("text");
+        conn.client.send_raw(&text).await.expect("send");
+    }
+    // Past 512 in progress on one connection, at once: busy. The rest fail at the timeout.
+    let (mut busy, mut timed_out) = (0, 0);
+    conn.client.timeout = Duration::from_secs(15);
+    for _ in 0..total {
+        let reply = conn
+            .client
+            .recv_mt("ProvisioningPhoneResult")
+            .await
+            .expect("every message answered");
+        assert_eq!(reply["result"], "failed", "{reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        if error.starts_with("busy: too many phones in progress on this connection") {
+            assert_eq!(timed_out, 0, "busy answers come first, at once");
+            busy += 1;
+        } else {
+            assert!(error.contains("nothing of it is kept"), "{reply}");
+            timed_out += 1;
+        }
+    }
+    assert_eq!((busy, timed_out), (total - 512, 512));
+    // The connection is usable again: its places were given back.
+    let again = innoprov_actors::sim::users::SimPhone {
+        code: stalled.issue_code(),
+        ..innoprov_actors::sim::users::SimPhone::numbered(0x5000)
+    };
+    let text = conn.provisioning_text(&again, Some("again")).expect("text");
+    conn.client.send_raw(&text).await.expect("send");
+    let reply = conn
+        .client
+        .recv_mt("ProvisioningPhoneResult")
+        .await
+        .expect("reply");
+    assert!(
+        reply["error"].as_str().is_some_and(|e| e.contains("within 3 s")),
+        "not busy: {reply}"
+    );
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let (store, _) = crate::common::open_store(dir.path());
+    assert!(
+        innoprov::Store::phones(&store).expect("phones").is_empty(),
+        "nothing kept"
+    );
+}
+
+#[tokio::test]
+async fn the_service_wide_bound_holds_and_every_message_taken_is_answered_even_all_at_once() {
+    // 10 connections × 450 ProvisioningPhone to a Devices that never answers: 4,096 are taken
+    // (the service-wide bound), 404 are answered busy at once, and the 4,096 all time out
+    // together: every answer reaches its connection (none is dropped for a full queue).
+    let stalled = innoprov_actors::sim::devices::DevicesSim::start().await;
+    stalled.set_stall(true);
+    let config = crate::common::devices_config(&stalled)
+        .replace("provisioning_timeout_secs = 10", "provisioning_timeout_secs = 4");
+    let (service, _dir) = Service::start(&config);
+    let per_connection = 450u32;
+    let mut conns = Vec::new();
+    for c in 0..10u32 {
+        let mut conn = UsersSim::new("innoprov", PASSWORD)
+            .connect(&service.ws_url())
+            .await
+            .expect("users");
+        for n in 0..per_connection {
+            let phone = innoprov_actors::sim::users::SimPhone {
+                code: stalled.issue_code(),
+                ..innoprov_actors::sim::users::SimPhone::numbered(0x10000 + c * 1000 + n)
+            };
+            let text = conn
+                .provisioning_text(&phone, Some(&n.to_string()))
+                .expect("text");
+            conn.client.send_raw(&text).await.expect("send");
+        }
+        conns.push(conn);
+    }
+    let (mut busy, mut timed_out) = (0, 0);
+    for conn in &mut conns {
+        conn.client.timeout = Duration::from_secs(20);
+        for _ in 0..per_connection {
+            let reply = conn
+                .client
+                .recv_mt("ProvisioningPhoneResult")
+                .await
+                .expect("every message answered on a live connection");
+            let error = reply["error"].as_str().unwrap_or_default();
+            if error.starts_with("busy: too many phones in progress;") {
+                busy += 1;
+            } else {
+                assert!(error.contains("within 4 s; nothing of it is kept"), "{reply}");
+                timed_out += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (timed_out, busy),
+        (
+            innoprov_actors::app_session::MAX_PROVISIONINGS_IN_FLIGHT,
+            4500 - 4096
+        )
+    );
+    assert!(!service.logs().contains("dropping the connection"));
+}

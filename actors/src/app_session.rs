@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -32,8 +32,10 @@ pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
 /// Failed AppCheckLogin checks one connection may make before it is closed.
 const MAX_FAILED_CHECKS: u32 = 5;
 
-/// Frames that may wait for a slow peer before the connection is given up.
-const OUTBOUND_QUEUE: usize = 64;
+/// Frames that may wait for a slow peer before the connection is given up: room for the
+/// answers of every ProvisioningPhone a connection may have in progress (they can all come at
+/// once, at a common timeout), and some more.
+const OUTBOUND_QUEUE: usize = MAX_PROVISIONINGS_PER_SESSION + 64;
 
 /// `src` this service puts on its own SubscribeServices.
 const SERVICES_SRC: &str = "innoprov-services";
@@ -103,6 +105,10 @@ async fn write_text(ws: &mut actix_ws::Session, text: String) -> Result<(), acti
 
 /// What every session shares: settings and the actors it talks to.
 pub struct SessionShared {
+    /// ProvisioningPhone messages taken and not yet answered, service-wide: each holds a job
+    /// and a Devices connection attempt, so past [`MAX_PROVISIONINGS_IN_FLIGHT`] a new one is
+    /// answered "busy" instead of growing memory.
+    pub provisionings_in_flight: Arc<AtomicUsize>,
     /// The App object's password.
     pub password: Secret,
     /// The instance domain sent in AppLoginResult.
@@ -179,6 +185,8 @@ pub struct AppSession {
     closing: bool,
     /// Failed AppCheckLogin checks on this connection.
     failed_checks: u32,
+    /// ProvisioningPhone messages of this connection not yet answered.
+    provisionings: usize,
     /// The peer's address, for per-address limits.
     ip: std::net::IpAddr,
     /// This connection's place among those not logged in; given back at login.
@@ -219,6 +227,7 @@ impl AppSession {
                 last_heard: Instant::now(),
                 closing: false,
                 failed_checks: 0,
+                provisionings: 0,
                 ip,
                 pending: Some(slot),
                 subscribed: false,
@@ -587,9 +596,37 @@ impl AppSession {
                 return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
             }
         };
+        // Bounded before anything is queued: per connection, and service-wide.
+        let busy = |act: &mut Self, ctx: &mut Context<Self>, what: &str| {
+            count("busy");
+            // A flood must not become a flood of log lines: one line per 10 s says how many.
+            log::debug!("phone {mac}: ProvisioningPhone refused: {what}");
+            if let Some(refused) = BUSY_LOG.note() {
+                log::warn!(
+                    "ProvisioningPhone refused as busy {refused} times in the last 10 s (latest: phone {mac}: {what})"
+                );
+            }
+            let outcome = Err(format!("busy: {what}; try again shortly"));
+            act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
+        };
+        if self.provisionings >= MAX_PROVISIONINGS_PER_SESSION {
+            return busy(self, ctx, "too many phones in progress on this connection");
+        }
+        let Some(slot) = InFlight::reserve(&self.shared.provisionings_in_flight) else {
+            return busy(self, ctx, "too many phones in progress");
+        };
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        self.shared.registry.do_send(Provision { record, reply });
+        if let Err(e) = self.shared.registry.try_send(Provision { record, reply }) {
+            let why = match e {
+                SendError::Full(_) => "the phone registry's queue is full",
+                SendError::Closed(_) => "the phone registry is gone",
+            };
+            return busy(self, ctx, why);
+        }
+        self.provisionings += 1;
         ctx.spawn(outcome.into_actor(self).map(move |result, act, ctx| {
+            drop(slot);
+            act.provisionings -= 1;
             let outcome = match result {
                 Ok(Ok(())) => {
                     log::info!("phone {mac}: ProvisioningPhone ok");
@@ -811,5 +848,84 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for AppSession {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+/// Most ProvisioningPhone messages in progress service-wide (see `provisionings_in_flight`).
+pub const MAX_PROVISIONINGS_IN_FLIGHT: usize = 4096;
+/// Most ProvisioningPhone messages in progress on one connection.
+pub const MAX_PROVISIONINGS_PER_SESSION: usize = 512;
+
+/// Counts "busy" refusals and lets one log line through per 10 s.
+struct ThrottledCount {
+    /// Refusals since the last line.
+    count: AtomicU64,
+    /// When the last line was written (seconds since the Unix epoch).
+    last: AtomicU64,
+}
+
+/// The busy refusals of ProvisioningPhone.
+static BUSY_LOG: ThrottledCount = ThrottledCount {
+    count: AtomicU64::new(0),
+    last: AtomicU64::new(0),
+};
+
+impl ThrottledCount {
+    /// Counts one; `Some(n)` when a line is due, `n` the refusals it reports.
+    fn note(&self) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(Ordering::Relaxed);
+        if now < last + 10 {
+            return None;
+        }
+        self.last
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(self.count.swap(0, Ordering::AcqRel))
+    }
+}
+
+/// One place among [`MAX_PROVISIONINGS_IN_FLIGHT`], given back when dropped (answered, or the
+/// session gone).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn reserve(counter: &Arc<AtomicUsize>) -> Option<InFlight> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PROVISIONINGS_IN_FLIGHT).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(Arc::clone(counter)))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provisioning_places_are_bounded_and_given_back() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let mut held: Vec<InFlight> = (0..MAX_PROVISIONINGS_IN_FLIGHT)
+            .map(|_| InFlight::reserve(&counter).expect("a place"))
+            .collect();
+        assert!(InFlight::reserve(&counter).is_none(), "full");
+        held.pop();
+        assert!(
+            InFlight::reserve(&counter).is_some(),
+            "a place given back is taken again"
+        );
+        drop(held);
+        assert_eq!(counter.load(Ordering::Acquire), 0);
     }
 }

@@ -253,6 +253,7 @@ impl RunningService {
         });
         let ws = &config.websocket;
         let shared = Arc::new(SessionShared {
+            provisionings_in_flight: Arc::default(),
             admin: Arc::clone(&admin_core),
             admin_app: config.admin.app.clone(),
             admin_token: config.admin.token.clone().map(Secret::new),

@@ -49,7 +49,12 @@ impl ServiceProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         // Keeps draining stderr for the whole run, so logging never blocks the service.
         std::thread::spawn(move || {
+            // INNOPROV_BENCH_STDERR=1 passes the service's log through, for a look at a run.
+            let pass = std::env::var_os("INNOPROV_BENCH_STDERR").is_some();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if pass {
+                    eprintln!("service: {line}");
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
                 }

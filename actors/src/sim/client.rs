@@ -66,6 +66,11 @@ impl AppWsClient {
         })
     }
 
+    /// The websocket itself, for a peer that reads and writes at once (split it).
+    pub fn into_stream(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+
     /// Sends one text frame exactly as given.
     pub async fn send_raw(&mut self, text: &str) -> Result<(), ClientError> {
         self.ws.send(Message::text(text)).await?;
