@@ -262,3 +262,38 @@ async fn an_admin_pin_and_reopened_window_change_what_a_phone_gets() {
     );
     service.shutdown().await.unwrap();
 }
+
+#[actix_web::test]
+async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
+    use innoprov_actors::fatal::InjectFault as InjectSingletonFault;
+    use innoprov_actors::service::{RunFailure, ShutdownSignals};
+    let sim = DevicesSim::start().await;
+    for victim in ["persistence", "registry"] {
+        let dir = tempfile::tempdir().unwrap();
+        let service = start(&sim, dir.path()).await;
+        assert_eq!(service.fatal.reported(), None);
+        match victim {
+            "persistence" => service.persistence.do_send(InjectSingletonFault),
+            _ => service.registry.do_send(InjectSingletonFault),
+        }
+        // The panicking actor's `stopped` runs (actix drops the dead context) and reports.
+        let reported = wait_for(Duration::from_secs(5), async || {
+            service.fatal.reported().is_some()
+        })
+        .await;
+        assert!(reported, "{victim}: nothing reported");
+        let reason = service.fatal.reported().unwrap_or_default();
+        let expected = if victim == "persistence" {
+            "the persistence actor ended"
+        } else {
+            "the phone registry ended"
+        };
+        assert_eq!(reason, expected);
+        // The serving loop ends with the fatal outcome (the binary exits 1 on it), not Ok.
+        let signals = ShutdownSignals::install().unwrap();
+        match service.run_until_signal(signals).await {
+            Err(RunFailure::Fatal(r)) => assert_eq!(r, expected),
+            other => panic!("{victim}: {other:?}"),
+        }
+    }
+}

@@ -54,7 +54,7 @@ fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 
 impl AuditLog {
     /// An audit log over `store`, keeping `keep` entries per phone, with its writer thread.
-    pub fn start(store: Arc<dyn Store>, keep: usize) -> Arc<AuditLog> {
+    pub fn start(store: Arc<dyn Store>, keep: usize, fatal: crate::fatal::Fatal) -> Arc<AuditLog> {
         let log = Arc::new(AuditLog {
             store,
             keep,
@@ -68,8 +68,12 @@ impl AuditLog {
                 loop {
                     std::thread::sleep(FLUSH_EVERY);
                     let Some(log) = weak.upgrade() else { return };
-                    if let Err(e) = log.flush() {
-                        log::warn!("audit write failed: {e}");
+                    // A panic here would end the thread silently: it takes the service down
+                    // instead (see `fatal`).
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| log.flush())) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log::warn!("audit write failed: {e}"),
+                        Err(_) => return fatal.report("the audit writer", "panicked"),
                     }
                 }
             });
@@ -176,7 +180,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let mac: Mac = "0015651a2b3c".parse().unwrap();
         store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
-        let log = AuditLog::start(Arc::clone(&store), 5);
+        let log = AuditLog::start(Arc::clone(&store), 5, crate::fatal::Fatal::default());
         for n in 0..4 {
             log.record(mac, entry(n));
         }

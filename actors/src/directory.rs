@@ -25,16 +25,23 @@ pub struct ServiceDirectory {
     current: Option<String>,
     /// Told of every change of the URL in use (the phone registry).
     subscriber: Recipient<DevicesUrlChanged>,
+    /// Told if this actor ends outside a shutdown.
+    fatal: crate::fatal::Fatal,
 }
 
 impl ServiceDirectory {
     /// A directory with the configured override, if any.
-    pub fn new(configured: Option<String>, subscriber: Recipient<DevicesUrlChanged>) -> ServiceDirectory {
+    pub fn new(
+        configured: Option<String>,
+        subscriber: Recipient<DevicesUrlChanged>,
+        fatal: crate::fatal::Fatal,
+    ) -> ServiceDirectory {
         ServiceDirectory {
             current: configured.clone(),
             configured,
             learnt: BTreeMap::new(),
             subscriber,
+            fatal,
         }
     }
 
@@ -61,6 +68,10 @@ impl Actor for ServiceDirectory {
         if self.current.is_some() {
             self.subscriber.do_send(DevicesUrlChanged(self.current.clone()));
         }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.fatal.report("the service directory", "ended");
     }
 }
 

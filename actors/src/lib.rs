@@ -12,6 +12,8 @@
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
 //! - [`metrics`]: the Prometheus metrics of the process.
+//! - [`fatal`]: who supervises the singletons: a singleton that ends outside a shutdown takes
+//!   the service down with exit status 1 (systemd restarts it).
 //! - [`login_guard`]: caps on connections not yet logged in, and per-address login throttling.
 //! - [`admin_core`]: `AdminCore`, the one set of admin operations (list, detail, audit,
 //!   resync, reopen enrolment, pin vendor, delete) over the live system.
@@ -44,6 +46,7 @@ pub mod connect_gate;
 pub mod demo;
 pub mod devices_socket;
 pub mod directory;
+pub mod fatal;
 pub mod forwarded;
 pub mod http;
 pub mod login_guard;

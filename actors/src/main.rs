@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use innoprov::Config;
-use innoprov_actors::service::{RunningService, ShutdownSignals};
+use innoprov_actors::service::{RunFailure, RunningService, ShutdownSignals};
 
 // glibc's allocator spends much of a busy download path in arena locks (measured with perf
 // in the download bench); mimalloc's per-thread heaps do not.
@@ -132,14 +132,22 @@ fn demo(phones: u32, keep_running: bool) -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     let system = actix::System::new();
     let outcome = system.block_on(async move {
-        let signals = ShutdownSignals::install().map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
-        let service = RunningService::start(&config).await.map_err(|e| e.to_string())?;
+        let signals = ShutdownSignals::install()
+            .map_err(|e| RunFailure::Shutdown(format!("cannot watch SIGTERM/SIGINT: {e}")))?;
+        let service = RunningService::start(&config)
+            .await
+            .map_err(|e| RunFailure::Shutdown(e.to_string()))?;
         // After the start: a failed start prints its one line and nothing else.
         raise_open_files_limit();
         service.run_until_signal(signals).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        // A singleton failed while serving: exit 1 so that systemd starts the service again.
+        Err(RunFailure::Fatal(reason)) => {
+            eprintln!("innoprov: error: {reason}");
+            ExitCode::from(1)
+        }
+        Err(RunFailure::Shutdown(e)) => fail(&e),
     }
 }

@@ -41,11 +41,19 @@ pub struct Notifier {
     last_sent: HashMap<Mac, Instant>,
     /// Numbers NOTIFYs (CSeq, tags).
     sent: u64,
+    /// Told if this actor ends outside a shutdown.
+    fatal: crate::fatal::Fatal,
 }
 
 impl Notifier {
     /// A notifier sending to `port`, at most `per_second` a second.
-    pub fn new(audit: Arc<AuditLog>, vendors: Vendors, port: u16, per_second: u32) -> Notifier {
+    pub fn new(
+        audit: Arc<AuditLog>,
+        vendors: Vendors,
+        port: u16,
+        per_second: u32,
+        fatal: crate::fatal::Fatal,
+    ) -> Notifier {
         Notifier {
             audit,
             vendors,
@@ -54,12 +62,17 @@ impl Notifier {
             next_slot: Instant::now(),
             last_sent: HashMap::new(),
             sent: 0,
+            fatal,
         }
     }
 }
 
 impl Actor for Notifier {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.fatal.report("the notifier", "ended");
+    }
 }
 
 /// How long to wait for the phone's answer to a NOTIFY (UDP: an answer may never come).

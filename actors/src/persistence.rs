@@ -3,7 +3,11 @@
 //! write is answered only once a flush that covers it has finished. Many concurrent
 //! ProvisioningPhone messages therefore cost one fsync per batch, not one each.
 //!
-//! Messages it takes: [`PutPhone`], [`GetPhone`], [`ListPhones`], [`DeletePhone`], [`Flush`].
+//! If it ends outside a shutdown (a panic included) it reports to [`Fatal`](crate::fatal), and
+//! the service exits with status 1 to be started again: it is not restarted in place.
+//!
+//! Messages it takes: [`PutPhone`], [`GetPhone`], [`ListPhones`], [`DeletePhone`], [`Flush`],
+//! and `InjectFault` (tests only).
 
 use std::sync::Arc;
 
@@ -11,6 +15,8 @@ use actix::prelude::*;
 use innoprov::store::{Store, StoreError};
 use innoprov::{Mac, PhoneRecord};
 use tokio::sync::watch;
+
+use crate::fatal::Fatal;
 
 /// Mailbox capacity: senders use `send().await`, so a full mailbox pushes back on sessions.
 const MAILBOX: usize = 4096;
@@ -57,17 +63,20 @@ pub struct Persistence {
     /// Per deleted phone, the generation up to which it is deleted (this process's lifetime;
     /// generations are time-based, so a restart cannot bring an old one back).
     deleted_upto: std::collections::HashMap<Mac, u64>,
+    /// Told if this actor ends outside a shutdown.
+    fatal: Fatal,
 }
 
 impl Persistence {
     /// An actor over `store`; start it on its own arbiter so store I/O never stalls sessions.
-    pub fn new(store: Arc<dyn Store>) -> Persistence {
+    pub fn new(store: Arc<dyn Store>, fatal: Fatal) -> Persistence {
         Persistence {
             store,
             written: 0,
             flushing: false,
             durable: watch::channel(Durability::default()).0,
             deleted_upto: Default::default(),
+            fatal,
         }
     }
 
@@ -128,12 +137,10 @@ impl Actor for Persistence {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
     }
-}
 
-impl Supervised for Persistence {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // A flush cancelled by the restart must be started again by the next write.
-        self.flushing = false;
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // The only writer is gone (a panic included): see `fatal`.
+        self.fatal.report("the persistence actor", "ended");
     }
 }
 
@@ -273,5 +280,13 @@ impl Handler<Flush> for Persistence {
                 .map_err(|e| PersistError::Flush(e.to_string()))?
                 .map_err(|e| PersistError::Flush(e.to_string()))
         })
+    }
+}
+
+impl Handler<crate::fatal::InjectFault> for Persistence {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the Persistence singleton");
     }
 }

@@ -3,8 +3,14 @@
 //! where Devices is, and restarts a job that failed or panicked, with backoff. Entries carry
 //! the job's generation, so a late end of a replaced job never evicts its replacement.
 //!
-//! Messages it takes: [`Provision`], [`DevicesUrlChanged`], [`JobEnded`], [`DeletePhone`],
-//! [`PhoneStatusOf`], [`JobOf`], [`RetireAll`].
+//! Supervision: a job that ends without being retired (a panic included) is restarted from its
+//! stored record on one backon policy (0.5 s doubling to 60 s, jittered). The registry itself
+//! is a singleton: if it ends outside a shutdown it reports to [`Fatal`](crate::fatal) and the
+//! service exits with status 1.
+//!
+//! Messages it takes: [`Provision`] (senders use `try_send`: a full mailbox is "busy"),
+//! [`DevicesUrlChanged`], [`JobEnded`], [`DeletePhone`], [`PhoneStatusOf`], [`JobOf`],
+//! [`RetireAll`], and `InjectFault` (tests only).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,17 +48,20 @@ pub struct PhoneRegistry {
     shared: Arc<JobShared>,
     /// Recent restarts per phone, for the backoff.
     restarts: HashMap<Mac, (u32, Instant)>,
+    /// Told if this actor ends outside a shutdown.
+    fatal: crate::fatal::Fatal,
 }
 
 impl PhoneRegistry {
     /// A registry; it loads the stored phones when started.
-    pub fn new(shared: Arc<JobShared>) -> PhoneRegistry {
+    pub fn new(shared: Arc<JobShared>, fatal: crate::fatal::Fatal) -> PhoneRegistry {
         PhoneRegistry {
             jobs: HashMap::new(),
             next_generation: 1,
             devices_url: None,
             shared,
             restarts: HashMap::new(),
+            fatal,
         }
     }
 
@@ -156,6 +165,10 @@ impl Actor for PhoneRegistry {
             Ok(Err(e)) => log::error!("cannot load stored phones: {e}"),
             Err(e) => log::error!("cannot load stored phones: {e}"),
         }));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.fatal.report("the phone registry", "ended");
     }
 }
 
@@ -335,5 +348,13 @@ impl Handler<RetireAll> for PhoneRegistry {
         for (_, entry) in self.jobs.drain() {
             entry.addr.do_send(Retire);
         }
+    }
+}
+
+impl Handler<crate::fatal::InjectFault> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the PhoneRegistry singleton");
     }
 }

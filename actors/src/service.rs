@@ -21,6 +21,7 @@ use crate::audit_log::AuditLog;
 use crate::connect_gate::ConnectGate;
 use crate::devices_socket::LinkShared;
 use crate::directory::ServiceDirectory;
+use crate::fatal::Fatal;
 use crate::http::{self, HttpState};
 use crate::notifier::Notifier;
 use crate::persistence::{Flush, Persistence};
@@ -126,6 +127,8 @@ pub struct RunningService {
     pub store: Arc<dyn Store>,
     /// Every phone's downloads (the latest may not be in the store yet).
     pub audit: Arc<AuditLog>,
+    /// Where the singletons report an end outside a shutdown.
+    pub fatal: Fatal,
 }
 
 impl RunningService {
@@ -188,20 +191,24 @@ impl RunningService {
 
         let store: Arc<dyn Store> = Arc::new(store);
         let persistence_store = Arc::clone(&store);
-        let persistence = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Persistence::new(Arc::clone(&persistence_store))
+        // Singletons that end outside a shutdown take the service down (`fatal`).
+        let fatal = Fatal::default();
+        let persistence_fatal = fatal.clone();
+        let persistence = Persistence::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            Persistence::new(Arc::clone(&persistence_store), persistence_fatal)
         });
         let prov = &config.provisioning;
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
-        let audit = AuditLog::start(Arc::clone(&store), prov.audit_entries);
+        let audit = AuditLog::start(Arc::clone(&store), prov.audit_entries, fatal.clone());
         let notifier = prov.notify.then(|| {
             Notifier::new(
                 Arc::clone(&audit),
                 vendors.clone(),
                 prov.notify_port,
                 prov.notify_per_second,
+                fatal.clone(),
             )
             .start()
             .recipient()
@@ -224,9 +231,13 @@ impl RunningService {
             changes: changes.clone(),
             audit: Arc::clone(&audit),
         });
-        let registry = PhoneRegistry::new(jobs).start();
-        let directory =
-            ServiceDirectory::new(devices.sysclient_url.clone(), registry.clone().recipient()).start();
+        let registry = PhoneRegistry::new(jobs, fatal.clone()).start();
+        let directory = ServiceDirectory::new(
+            devices.sysclient_url.clone(),
+            registry.clone().recipient(),
+            fatal.clone(),
+        )
+        .start();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         if config.app.object.is_none() {
@@ -371,19 +382,30 @@ impl RunningService {
             registry,
             store,
             audit,
+            fatal,
         })
     }
 
     /// Waits for SIGTERM or Ctrl-C (watched by `signals`, installed before start), then shuts
     /// down.
-    pub async fn run_until_signal(self, mut signals: ShutdownSignals) -> Result<(), String> {
-        signals.wait().await;
+    /// Serves until SIGTERM or SIGINT, or until a singleton fails (`fatal`), then shuts down.
+    pub async fn run_until_signal(self, mut signals: ShutdownSignals) -> Result<(), RunFailure> {
+        let fatal = self.fatal.clone();
+        let failed = tokio::select! {
+            () = signals.wait() => None,
+            reason = fatal.wait() => Some(reason),
+        };
         log::info!("shutting down");
-        self.shutdown().await
+        let stopped = self.shutdown().await.map_err(RunFailure::Shutdown);
+        match failed {
+            Some(reason) => Err(RunFailure::Fatal(reason)),
+            None => stopped,
+        }
     }
 
     /// Stops accepting, closes every websocket cleanly, flushes the store.
     pub async fn shutdown(self) -> Result<(), String> {
+        self.fatal.stopping();
         let _ = self.shutdown.send(true);
         let _ = self.registry.send(RetireAll).await;
         self.server.stop(true).await;
@@ -451,6 +473,29 @@ fn tls_server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| tls_error(cert, &e))
+}
+
+/// Why serving ended badly.
+#[derive(Debug)]
+pub enum RunFailure {
+    /// A singleton failed (exit status 1: run it again).
+    Fatal(String),
+    /// The shutdown itself failed (the final store flush).
+    Shutdown(String),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::Fatal(reason) | RunFailure::Shutdown(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl From<RunFailure> for String {
+    fn from(failure: RunFailure) -> String {
+        failure.to_string()
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), watched from the moment this is made: make it before the
