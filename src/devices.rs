@@ -68,9 +68,13 @@ pub fn parse_configuration(body: &Map<String, Value>) -> Result<ConfigurationMes
     Ok(ConfigurationMessage { config, last })
 }
 
-/// Purpose string binding a sealed configuration secret to its phone, item and field.
-pub fn secret_purpose(mac: &Mac, key: &str, field: &str) -> String {
-    format!("config-secret/{mac}/{key}/{field}")
+/// The purpose of a sealed configuration secret of a phone's item and field.
+pub fn secret_purpose(mac: &Mac, key: &str, field: &str) -> crate::seal::SealPurpose {
+    crate::seal::SealPurpose::ConfigSecret {
+        mac: *mac,
+        key: key.to_string(),
+        field: field.to_string(),
+    }
 }
 
 impl ConfigItem {

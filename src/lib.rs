@@ -17,10 +17,12 @@
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
 //! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite.
 //! - [`config`]: the TOML configuration and its checks.
+//! - [`clock`]: the one wall clock (Unix seconds and microseconds).
 
 #![forbid(unsafe_code)]
 
 pub mod appws;
+pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod mac;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::appws::{Inbound, crypto};
 use crate::devices::ConfigItem;
 use crate::mac::Mac;
+use crate::seal::SealPurpose;
 use crate::seal::{SealError, Sealed, Secret};
 
 /// Longest accepted text member of ProvisioningPhone, in bytes.
@@ -144,19 +145,19 @@ impl ProvisionRequest {
     }
 }
 
-/// Purpose string binding a sealed user password to its phone.
-pub fn user_password_purpose(mac: &Mac) -> String {
-    format!("user-password/{mac}")
+/// The purpose of a phone's sealed user password.
+pub fn user_password_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::UserPassword(*mac)
 }
 
-/// Purpose string binding a sealed sysclient password to its phone.
-pub fn sysclient_password_purpose(mac: &Mac) -> String {
-    format!("sysclient-password/{mac}")
+/// The purpose of a phone's sealed sysclient password.
+pub fn sysclient_password_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::SysclientPassword(*mac)
 }
 
-/// Purpose string binding a sealed provisioning password to its phone.
-pub fn prov_password_purpose(mac: &Mac) -> String {
-    format!("prov-password/{mac}")
+/// The purpose of a phone's sealed provisioning password.
+pub fn prov_password_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::ProvPassword(*mac)
 }
 
 /// Letters and digits: provisioning passwords must survive every vendor's config syntax and URLs.
@@ -178,19 +179,19 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String, getrandom::Error> 
     Ok(out)
 }
 
-/// Purpose string binding a sealed Devices provisioning code to its phone.
-pub fn provisioning_code_purpose(mac: &Mac) -> String {
-    format!("provisioning-code/{mac}")
+/// The purpose of a phone's sealed Devices provisioning code.
+pub fn provisioning_code_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::ProvisioningCode(*mac)
 }
 
-/// Purpose string binding a sealed web admin password to its phone.
-pub fn web_password_purpose(mac: &Mac) -> String {
-    format!("web-password/{mac}")
+/// The purpose of a phone's sealed web admin password.
+pub fn web_password_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::WebPassword(*mac)
 }
 
-/// Purpose string binding a sealed admin password to its phone.
-pub fn admin_password_purpose(mac: &Mac) -> String {
-    format!("admin-password/{mac}")
+/// The purpose of a phone's sealed admin password.
+pub fn admin_password_purpose(mac: &Mac) -> SealPurpose {
+    SealPurpose::AdminPassword(*mac)
 }
 
 /// What is stored per phone. Plain data: every secret in it is sealed.

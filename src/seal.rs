@@ -9,6 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::Mac;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -18,6 +19,49 @@ const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 /// Format tag of a sealed value, so the scheme can change without ambiguity.
 const TAG: &str = "v1:";
+
+/// What a sealed secret is for. Its label is bound into the seal as associated data, so a
+/// secret opened under another purpose (another phone, another field) fails. The labels are
+/// part of the stored data: they never change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealPurpose {
+    /// The phone's SIP password from Users.
+    UserPassword(Mac),
+    /// The sysclient password Devices gave the phone.
+    SysclientPassword(Mac),
+    /// The phone's own provisioning password (downloads).
+    ProvPassword(Mac),
+    /// The Devices provisioning code from ProvisioningPhone.
+    ProvisioningCode(Mac),
+    /// The phone's web admin password.
+    WebPassword(Mac),
+    /// The administrative password Devices deployed.
+    AdminPassword(Mac),
+    /// A secret field of one Devices configuration item.
+    ConfigSecret {
+        /// The phone.
+        mac: Mac,
+        /// The item's key.
+        key: String,
+        /// The field.
+        field: String,
+    },
+}
+
+impl SealPurpose {
+    /// The label bound into the seal (e.g. `user-password/0015651a2b3c`).
+    pub fn label(&self) -> String {
+        match self {
+            SealPurpose::UserPassword(mac) => format!("user-password/{mac}"),
+            SealPurpose::SysclientPassword(mac) => format!("sysclient-password/{mac}"),
+            SealPurpose::ProvPassword(mac) => format!("prov-password/{mac}"),
+            SealPurpose::ProvisioningCode(mac) => format!("provisioning-code/{mac}"),
+            SealPurpose::WebPassword(mac) => format!("web-password/{mac}"),
+            SealPurpose::AdminPassword(mac) => format!("admin-password/{mac}"),
+            SealPurpose::ConfigSecret { mac, key, field } => format!("config-secret/{mac}/{key}/{field}"),
+        }
+    }
+}
 
 /// A secret in memory. Its `Debug` never shows the value, so it cannot slip into a log line.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -134,13 +178,14 @@ impl Sealer {
         Sealer { cipher }
     }
 
-    /// Seals `secret`; `purpose` (e.g. `user-password/0015651a2b3c`) must be given again to open.
-    pub fn seal(&self, secret: &Secret, purpose: &str) -> Result<Sealed, SealError> {
+    /// Seals `secret` for `purpose`, which must be given again to open it.
+    pub fn seal(&self, secret: &Secret, purpose: &SealPurpose) -> Result<Sealed, SealError> {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(SealError::Random)?;
+        let label = purpose.label();
         let payload = Payload {
             msg: secret.expose().as_bytes(),
-            aad: purpose.as_bytes(),
+            aad: label.as_bytes(),
         };
         let ciphertext = self
             .cipher
@@ -154,7 +199,8 @@ impl Sealer {
     }
 
     /// Opens a sealed value sealed for `purpose`.
-    pub fn open(&self, sealed: &Sealed, purpose: &str) -> Result<Secret, SealError> {
+    pub fn open(&self, sealed: &Sealed, purpose: &SealPurpose) -> Result<Secret, SealError> {
+        let label = purpose.label();
         let body = sealed.0.strip_prefix(TAG).ok_or(SealError::Open)?;
         let bytes = hex::decode(body).map_err(|_| SealError::Open)?;
         if bytes.len() < NONCE_BYTES {
@@ -165,7 +211,7 @@ impl Sealer {
         nonce_array.copy_from_slice(nonce);
         let payload = Payload {
             msg: ciphertext,
-            aad: purpose.as_bytes(),
+            aad: label.as_bytes(),
         };
         let plain = self
             .cipher
@@ -183,19 +229,50 @@ mod tests {
     fn seal_open_round_trip_and_binding() {
         let sealer = Sealer::from_key(&[7; 32]);
         let secret = Secret::new("pässwörd ✓");
-        let sealed = sealer.seal(&secret, "user-password/0015651a2b3c").unwrap();
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        let purpose = SealPurpose::UserPassword(mac);
+        let sealed = sealer.seal(&secret, &purpose).unwrap();
         assert!(!format!("{sealed:?}{:?}", secret).contains("pässwörd"));
+        assert_eq!(sealer.open(&sealed, &purpose).unwrap(), secret);
+        let other_phone = SealPurpose::UserPassword("0015651a2b3d".parse().unwrap());
+        assert!(sealer.open(&sealed, &other_phone).is_err());
+        assert!(sealer.open(&sealed, &SealPurpose::WebPassword(mac)).is_err());
+        assert!(Sealer::from_key(&[8; 32]).open(&sealed, &purpose).is_err());
+        assert!(sealer.open(&Sealed("v1:00".into()), &purpose).is_err());
+    }
+
+    #[test]
+    fn purpose_labels_never_change() {
+        // Part of the stored data: a changed label would make every stored secret unreadable.
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        let labels: Vec<String> = [
+            SealPurpose::UserPassword(mac),
+            SealPurpose::SysclientPassword(mac),
+            SealPurpose::ProvPassword(mac),
+            SealPurpose::ProvisioningCode(mac),
+            SealPurpose::WebPassword(mac),
+            SealPurpose::AdminPassword(mac),
+            SealPurpose::ConfigSecret {
+                mac,
+                key: "5".into(),
+                field: "turnPassword".into(),
+            },
+        ]
+        .iter()
+        .map(SealPurpose::label)
+        .collect();
         assert_eq!(
-            sealer.open(&sealed, "user-password/0015651a2b3c").unwrap(),
-            secret
+            labels,
+            [
+                "user-password/0015651a2b3c",
+                "sysclient-password/0015651a2b3c",
+                "prov-password/0015651a2b3c",
+                "provisioning-code/0015651a2b3c",
+                "web-password/0015651a2b3c",
+                "admin-password/0015651a2b3c",
+                "config-secret/0015651a2b3c/5/turnPassword",
+            ]
         );
-        assert!(sealer.open(&sealed, "user-password/0015651a2b3d").is_err());
-        assert!(
-            Sealer::from_key(&[8; 32])
-                .open(&sealed, "user-password/0015651a2b3c")
-                .is_err()
-        );
-        assert!(sealer.open(&Sealed("v1:00".into()), "x").is_err());
     }
 
     #[test]
@@ -204,9 +281,10 @@ mod tests {
         let path = dir.path().join("seal.key");
         let first = Sealer::load_or_create(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let sealed = first.seal(&Secret::new("x"), "p").unwrap();
+        let purpose = SealPurpose::WebPassword("0015651a2b3c".parse().unwrap());
+        let sealed = first.seal(&Secret::new("x"), &purpose).unwrap();
         let second = Sealer::load_or_create(&path).unwrap();
-        assert_eq!(second.open(&sealed, "p").unwrap().expose(), "x");
+        assert_eq!(second.open(&sealed, &purpose).unwrap().expose(), "x");
         fs::write(&path, "short").unwrap();
         assert!(matches!(Sealer::load_or_create(&path), Err(SealError::BadKey(_))));
     }

@@ -215,7 +215,7 @@ async fn updates_are_stored_and_bump_the_version() {
     let admin = sealer
         .open(
             record.admin_password.as_ref().unwrap(),
-            "admin-password/00156500000a",
+            &innoprov::seal::SealPurpose::AdminPassword("00156500000a".parse().unwrap()),
         )
         .unwrap();
     assert_eq!(admin.expose(), "adm1n-Ä");

@@ -216,7 +216,10 @@ async fn an_acknowledged_phone_survives_sigkill() {
         let (store, sealer) = open_store(dir.path());
         let record = stored_phone(&store, "00156500002a").expect("acknowledged phone is durable");
         let password = sealer
-            .open(record.password.as_ref().unwrap(), "user-password/00156500002a")
+            .open(
+                record.password.as_ref().unwrap(),
+                &innoprov::seal::SealPurpose::UserPassword("00156500002a".parse().unwrap()),
+            )
             .unwrap();
         assert_eq!(password.expose(), phone.password);
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use innoprov::clock::now_unix;
 use innoprov::provisioning::{AuditEntry, Vendors, admin};
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 use serde::Serialize;
@@ -184,12 +185,6 @@ pub struct AdminCore {
     pub notifier: Option<Recipient<PhoneConfigChanged>>,
     /// Where Devices is.
     pub directory: Addr<ServiceDirectory>,
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn state_of(status: Option<&PhoneStatus>) -> (PhoneState, LinkState) {

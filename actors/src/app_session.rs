@@ -585,9 +585,7 @@ impl AppSession {
             request.username,
             self.id
         );
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = innoprov::clock::now_unix();
         let record = match PhoneRecord::from_request(&request, &self.shared.sealer, now) {
             Ok(record) => record,
             Err(e) => {
@@ -874,9 +872,7 @@ impl ThrottledCount {
     /// Counts one; `Some(n)` when a line is due, `n` the refusals it reports.
     fn note(&self) -> Option<u64> {
         self.count.fetch_add(1, Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = innoprov::clock::now_unix();
         let last = self.last.load(Ordering::Relaxed);
         if now < last + 10 {
             return None;

@@ -16,10 +16,11 @@
 //! and [`InjectSocketFault`] (tests only).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::WeakAddr;
 use actix::prelude::*;
+use innoprov::clock::now_unix;
 use innoprov::devices;
 use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::provisioning::AuditEntry;
@@ -131,12 +132,6 @@ pub struct PhoneJob {
     admin_password_staged: bool,
     /// The state last announced on `changes` (phase, link down, configuration version).
     announced: Option<(Phase, bool, u64)>,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl PhoneJob {
@@ -453,7 +448,7 @@ impl PhoneJob {
 
     fn after_secret_stored(&mut self, _ctx: &mut Context<Self>) {}
 
-    fn seal(&self, secret: &Secret, purpose: &str) -> Option<innoprov::Sealed> {
+    fn seal(&self, secret: &Secret, purpose: &innoprov::seal::SealPurpose) -> Option<innoprov::Sealed> {
         match self.shared.sealer.seal(secret, purpose) {
             Ok(sealed) => Some(sealed),
             Err(e) => {

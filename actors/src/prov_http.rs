@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use innoprov::clock::now_unix;
 use innoprov::phone::prov_password_purpose;
 use innoprov::provisioning::auth::{self, NonceKey};
 use innoprov::provisioning::vendor::Candidate;
@@ -104,12 +105,6 @@ pub struct PhoneView {
 pub struct Rendered {
     body: Bytes,
     etag: String,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -90,9 +90,7 @@ impl PhoneRegistry {
     /// A generation above every one handed out or stored: microseconds since the epoch, so
     /// generations stay unique across restarts even for phones deleted meanwhile.
     fn allocate_generation(&mut self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let now = innoprov::clock::now_unix_micros();
         let generation = self.next_generation.max(now);
         self.next_generation = generation + 1;
         generation

@@ -321,7 +321,9 @@ impl PhoneContext {
         recheck_minutes: u32,
     ) -> Result<PhoneContext, ContextError> {
         let mac = record.mac;
-        let open = |sealed: &Option<crate::seal::Sealed>, purpose: String| -> Result<String, SealError> {
+        let open = |sealed: &Option<crate::seal::Sealed>,
+                    purpose: crate::seal::SealPurpose|
+         -> Result<String, SealError> {
             match sealed {
                 Some(sealed) => Ok(sealer.open(sealed, &purpose)?.expose().to_string()),
                 None => Ok(String::new()),
