@@ -69,13 +69,11 @@ pub fn login_digest(
 }
 
 /// Exact comparison as the SDK does it (`strcmp` of lowercase hex), so an uppercase digest
-/// fails. The comparison runs over the whole length to give no timing hint.
+/// fails; in constant time over the whole length (`subtle`), to give no timing hint.
 pub fn digest_matches(expected: &str, received: &str) -> bool {
+    use subtle::ConstantTimeEq;
     let (a, b) = (expected.as_bytes(), received.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// The per-connection session key: hex SHA-256 of `innovaphoneAppSessionKey:challenge:password`.

@@ -46,26 +46,15 @@ pub struct Url {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl Url {
-    /// Parses `text`; `None` when it is not an http(s) URL.
+    /// Parses `text`; `None` when it is not an http(s) URL. Written out rather than taken from
+    /// the `url` crate on purpose: it reads a URL the lenient way a phone's firmware does
+    /// (host and path as written, no normalisation), which is what the emulators must check.
     pub fn parse(text: &str) -> Option<Url> {
         let (scheme, rest) = text.trim().split_once("://")?;
         let scheme = scheme.to_ascii_lowercase();
