@@ -559,12 +559,7 @@ async fn admin_logins_administer_over_the_websocket_and_see_changes_live() {
     let url = format!("ws://{}/example.com/innoprov/innoprov-admin", service.addr);
     let mut client = AppWsClient::connect(&url).await.expect("connect");
     assert_eq!(client.login(&admin, PASSWORD).await.expect("login")["ok"], true);
-    client
-        .send_raw(r#"{"mt":"AdminListPhones","src":"l"}"#)
-        .await
-        .expect("send");
-    let list = client.recv_mt("AdminListPhonesResult").await.expect("list");
-    assert_eq!(list["src"], "l");
+    let list = list_over_websocket(&mut client).await;
     assert_eq!(list["phones"].as_array().map(Vec::len), Some(2), "{list}");
     client
         .send_raw(&format!(
@@ -644,11 +639,7 @@ async fn the_admin_token_logs_in_an_operator_who_may_only_administer() {
     };
     let mut client = AppWsClient::connect(&service.ws_url()).await.expect("connect");
     assert_eq!(client.login(&operator, TOKEN).await.expect("reply")["ok"], true);
-    client
-        .send_raw(r#"{"mt":"AdminListPhones","src":"a"}"#)
-        .await
-        .expect("send");
-    let list = client.recv_mt("AdminListPhonesResult").await.expect("reply");
+    let list = list_over_websocket(&mut client).await;
     assert_eq!(list["phones"].as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(list["phones"][0]["mac"], phones[0].mac.as_str());
     // The token is no App object password: no ProvisioningPhone, no PbxInfo.
@@ -747,4 +738,15 @@ async fn the_admin_page_is_served_where_myapps_loads_it_and_locked_to_its_origin
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.expect("read");
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+}
+
+/// AdminListPhones over an admin websocket login; its answer, checked for the echoed `src`.
+async fn list_over_websocket(client: &mut innoprov_actors::sim::client::AppWsClient) -> Value {
+    client
+        .send_raw(r#"{"mt":"AdminListPhones","src":"l"}"#)
+        .await
+        .expect("send");
+    let list = client.recv_mt("AdminListPhonesResult").await.expect("list");
+    assert_eq!(list["src"], "l");
+    list
 }

@@ -591,30 +591,53 @@ async fn unusable_forwarding_headers_are_refused_not_blamed_on_the_proxy() {
     assert_eq!(r.status, 404);
 }
 
-#[tokio::test]
-async fn a_flood_of_provisioning_phone_is_answered_busy_past_the_bound_and_keeps_nothing() {
-    // A Devices that takes connections and never answers: every ProvisioningPhone stays in
-    // progress until the provisioning timeout, holding its place.
+/// A service whose Devices takes connections and never answers (every ProvisioningPhone stays
+/// in progress until `timeout_secs`), and the service configured to use it.
+async fn stalled_devices(
+    timeout_secs: u32,
+) -> (
+    innoprov_actors::sim::devices::DevicesSim,
+    Service,
+    tempfile::TempDir,
+) {
     let stalled = innoprov_actors::sim::devices::DevicesSim::start().await;
     stalled.set_stall(true);
-    let config = crate::common::devices_config(&stalled)
-        .replace("provisioning_timeout_secs = 10", "provisioning_timeout_secs = 3");
+    let config = crate::common::devices_config(&stalled).replace(
+        "provisioning_timeout_secs = 10",
+        &format!("provisioning_timeout_secs = {timeout_secs}"),
+    );
     let (service, dir) = Service::start(&config);
-    let mut conn = UsersSim::new("innoprov", PASSWORD)
-        .connect(&service.ws_url())
-        .await
-        .expect("users");
-    let total = 600u32;
-    for n in 0..total {
+    (stalled, service, dir)
+}
+
+/// Sends `count` ProvisioningPhone for phones numbered from `first`, without waiting.
+async fn send_provisionings(
+    conn: &mut innoprov_actors::sim::users::UsersConnection,
+    devices: &innoprov_actors::sim::devices::DevicesSim,
+    first: u32,
+    count: u32,
+) {
+    for n in 0..count {
         let phone = innoprov_actors::sim::users::SimPhone {
-            code: stalled.issue_code(),
-            ..innoprov_actors::sim::users::SimPhone::numbered(0x4000 + n)
+            code: devices.issue_code(),
+            ..innoprov_actors::sim::users::SimPhone::numbered(first + n)
         };
         let text = conn
             .provisioning_text(&phone, Some(&n.to_string()))
             .expect("text");
         conn.client.send_raw(&text).await.expect("send");
     }
+}
+
+#[tokio::test]
+async fn a_flood_of_provisioning_phone_is_answered_busy_past_the_bound_and_keeps_nothing() {
+    let (stalled, service, dir) = stalled_devices(3).await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let total = 600u32;
+    send_provisionings(&mut conn, &stalled, 0x4000, total).await;
     // Past 512 in progress on one connection, at once: busy. The rest fail at the timeout.
     let (mut busy, mut timed_out) = (0, 0);
     conn.client.timeout = Duration::from_secs(15);
@@ -665,11 +688,7 @@ async fn the_service_wide_bound_holds_and_every_message_taken_is_answered_even_a
     // 10 connections × 450 ProvisioningPhone to a Devices that never answers: 4,096 are taken
     // (the service-wide bound), 404 are answered busy at once, and the 4,096 all time out
     // together: every answer reaches its connection (none is dropped for a full queue).
-    let stalled = innoprov_actors::sim::devices::DevicesSim::start().await;
-    stalled.set_stall(true);
-    let config = crate::common::devices_config(&stalled)
-        .replace("provisioning_timeout_secs = 10", "provisioning_timeout_secs = 4");
-    let (service, _dir) = Service::start(&config);
+    let (stalled, service, _dir) = stalled_devices(4).await;
     let per_connection = 450u32;
     let mut conns = Vec::new();
     for c in 0..10u32 {
@@ -677,16 +696,7 @@ async fn the_service_wide_bound_holds_and_every_message_taken_is_answered_even_a
             .connect(&service.ws_url())
             .await
             .expect("users");
-        for n in 0..per_connection {
-            let phone = innoprov_actors::sim::users::SimPhone {
-                code: stalled.issue_code(),
-                ..innoprov_actors::sim::users::SimPhone::numbered(0x10000 + c * 1000 + n)
-            };
-            let text = conn
-                .provisioning_text(&phone, Some(&n.to_string()))
-                .expect("text");
-            conn.client.send_raw(&text).await.expect("send");
-        }
+        send_provisionings(&mut conn, &stalled, 0x10000 + c * 1000, per_connection).await;
         conns.push(conn);
     }
     let (mut busy, mut timed_out) = (0, 0);

@@ -30,20 +30,50 @@ async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool
     false
 }
 
+/// Whether, within `limit`, `victim` answered Devices' challenge with its stored password and
+/// holds exactly one link again.
+async fn relinked_once(sim: &DevicesSim, victim: Mac, limit: Duration) -> bool {
+    let mac = victim.to_string();
+    sim.wait_until(limit, |s| {
+        s.events().contains(&DevicesEvent::ChallengeAnswered {
+            mac: mac.clone(),
+            ok: true,
+        }) && s.connected_macs().iter().filter(|m| **m == mac).count() == 1
+    })
+    .await
+}
+
+/// A service with two configured phones `a` and `b` (numbers of `phone`); their MACs and the
+/// job of `a`, with the simulator's events cleared.
+async fn two_phones(
+    sim: &DevicesSim,
+    dir: &std::path::Path,
+    a: u32,
+    b: u32,
+) -> (
+    RunningService,
+    Mac,
+    Mac,
+    actix::Addr<innoprov_actors::phone_job::PhoneJob>,
+) {
+    let service = start(sim, dir).await;
+    let url = format!("ws://{}{APP_PATH}", service.addr);
+    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
+    for n in [a, b] {
+        assert_eq!(conn.provision(&phone(sim, n)).await.unwrap()["result"], "ok");
+    }
+    let victim: Mac = format!("001565{a:06x}").parse().unwrap();
+    let bystander: Mac = format!("001565{b:06x}").parse().unwrap();
+    let job = service.registry.send(JobOf(victim)).await.unwrap().expect("job");
+    sim.clear_events();
+    (service, victim, bystander, job)
+}
+
 #[actix_web::test]
 async fn a_panicking_job_is_restarted_and_its_phone_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let sim = DevicesSim::start().await;
-    let service = start(&sim, dir.path()).await;
-    let url = format!("ws://{}{APP_PATH}", service.addr);
-    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
-    for n in [40, 41] {
-        assert_eq!(conn.provision(&phone(&sim, n)).await.unwrap()["result"], "ok");
-    }
-    let victim: Mac = "001565000028".parse().unwrap();
-    let bystander: Mac = "001565000029".parse().unwrap();
-    let job = service.registry.send(JobOf(victim)).await.unwrap().expect("job");
-    sim.clear_events();
+    let (service, victim, bystander, job) = two_phones(&sim, dir.path(), 40, 41).await;
     job.do_send(InjectFault);
 
     // The registry notices the dead job, starts a new one, which links again with a digest.
@@ -55,18 +85,7 @@ async fn a_panicking_job_is_restarted_and_its_phone_recovers() {
     .await;
     assert!(recovered, "{:?}", sim.events());
     assert!(
-        sim.wait_until(Duration::from_secs(5), |s| {
-            s.events().contains(&DevicesEvent::ChallengeAnswered {
-                mac: victim.to_string(),
-                ok: true,
-            }) && s
-                .connected_macs()
-                .iter()
-                .filter(|m| **m == victim.to_string())
-                .count()
-                == 1
-        })
-        .await,
+        relinked_once(&sim, victim, Duration::from_secs(5)).await,
         "the old link is gone and the new one answered the challenge: {:?}",
         sim.events()
     );
@@ -90,16 +109,7 @@ async fn a_panicking_job_is_restarted_and_its_phone_recovers() {
 async fn a_panicking_socket_task_is_restarted_by_its_job_which_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let sim = DevicesSim::start().await;
-    let service = start(&sim, dir.path()).await;
-    let url = format!("ws://{}{APP_PATH}", service.addr);
-    let mut conn = UsersSim::new("innoprov", PASSWORD).connect(&url).await.unwrap();
-    for n in [42, 43] {
-        assert_eq!(conn.provision(&phone(&sim, n)).await.unwrap()["result"], "ok");
-    }
-    let victim: Mac = "00156500002a".parse().unwrap();
-    let bystander: Mac = "00156500002b".parse().unwrap();
-    let job = service.registry.send(JobOf(victim)).await.unwrap().expect("job");
-    sim.clear_events();
+    let (service, victim, bystander, job) = two_phones(&sim, dir.path(), 42, 43).await;
     assert!(
         job.send(InjectSocketFault).await.unwrap(),
         "the fault reached the socket task"
@@ -108,20 +118,7 @@ async fn a_panicking_socket_task_is_restarted_by_its_job_which_keeps_running() {
     // The task dies; its job hears it (the guard reports while unwinding), reconnects, and
     // answers Devices' challenge with the stored password. The job itself is not restarted.
     assert!(
-        sim.wait_until(Duration::from_secs(10), |s| {
-            s.events().contains(&DevicesEvent::ChallengeAnswered {
-                mac: victim.to_string(),
-                ok: true,
-            }) && s.events().contains(&DevicesEvent::ConfigSent {
-                mac: victim.to_string(),
-            }) && s
-                .connected_macs()
-                .iter()
-                .filter(|m| **m == victim.to_string())
-                .count()
-                == 1
-        })
-        .await,
+        relinked_once(&sim, victim, Duration::from_secs(10)).await,
         "{:?}",
         sim.events()
     );

@@ -380,14 +380,7 @@ impl AdminCore {
             ["up", "down", "none"].into_iter().map(|s| (s, 0)).collect();
         for record in &records {
             let (state, link) = state_of(statuses.get(&record.mac));
-            let state = match state {
-                PhoneState::Stored => "stored",
-                PhoneState::Linking => "linking",
-                PhoneState::Configured => "configured",
-                PhoneState::Updating => "updating",
-                PhoneState::LinkDown => "link_down",
-                PhoneState::Failed => "failed",
-            };
+            let state = state.as_str();
             let link = match link {
                 LinkState::Up => "up",
                 LinkState::Down => "down",
