@@ -12,6 +12,7 @@
 //!   (events in, actions out), driven by the phone's job in the runtime.
 //! - [`devices`]: Devices configuration items (PHONE, MEDIA, NTP, ...).
 //! - [`mac`]: the phone's MAC address.
+//! - [`outcome`]: how a ProvisioningPhone can fail, as one type (the `error` text Users shows).
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
 //! - [`provisioning`]: vendors, templates, download authentication, access and audit.
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod mac;
+pub mod outcome;
 pub mod phone;
 pub mod provisioning;
 pub mod seal;

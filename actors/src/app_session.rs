@@ -17,6 +17,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
 use innoprov::appws::message::{self, Outbound};
 use innoprov::appws::{Inbound, LoginFields, LoginRole, crypto, login_role};
+use innoprov::outcome::ProvisionFailure;
 use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
@@ -561,7 +562,7 @@ impl AppSession {
                 self.id,
                 self.peer
             );
-            let outcome = Err("not allowed: this login may not provision phones".to_string());
+            let outcome = Err(ProvisionFailure::NotAllowed);
             return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         }
         let request = match ProvisionRequest::from_message(msg, key.expose()) {
@@ -575,7 +576,10 @@ impl AppSession {
                 );
                 return self.send(
                     ctx,
-                    message::provisioning_result(src.as_deref(), Err(e.to_string())),
+                    message::provisioning_result(
+                        src.as_deref(),
+                        Err(ProvisionFailure::Invalid(e.to_string())),
+                    ),
                 );
             }
         };
@@ -590,12 +594,14 @@ impl AppSession {
             Ok(record) => record,
             Err(e) => {
                 log::error!("phone {mac}: sealing the password failed: {e}");
-                let outcome = Err("internal error: the password could not be sealed".to_string());
+                let outcome = Err(ProvisionFailure::Internal(
+                    "internal error: the password could not be sealed".into(),
+                ));
                 return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
             }
         };
         // Bounded before anything is queued: per connection, and service-wide.
-        let busy = |act: &mut Self, ctx: &mut Context<Self>, what: &str| {
+        let busy = |act: &mut Self, ctx: &mut Context<Self>, what: &'static str| {
             count("busy");
             // A flood must not become a flood of log lines: one line per 10 s says how many.
             log::debug!("phone {mac}: ProvisioningPhone refused: {what}");
@@ -604,7 +610,7 @@ impl AppSession {
                     "ProvisioningPhone refused as busy {refused} times in the last 10 s (latest: phone {mac}: {what})"
                 );
             }
-            let outcome = Err(format!("busy: {what}; try again shortly"));
+            let outcome = Err(ProvisionFailure::Busy(what));
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         };
         if self.provisionings >= MAX_PROVISIONINGS_PER_SESSION {
@@ -636,12 +642,14 @@ impl AppSession {
                 }
                 Ok(Err(e)) => {
                     log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
-                    crate::metrics::provisioning("failed");
+                    crate::metrics::provisioning(e.metric());
                     Err(e)
                 }
                 Err(_) => {
                     crate::metrics::provisioning("failed");
-                    Err("the phone's provisioning job ended without an answer".to_string())
+                    Err(ProvisionFailure::Internal(
+                        "the phone's provisioning job ended without an answer".into(),
+                    ))
                 }
             };
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));

@@ -22,6 +22,7 @@ use actix::WeakAddr;
 use actix::prelude::*;
 use innoprov::clock::now_unix;
 use innoprov::devices;
+use innoprov::outcome::ProvisionFailure;
 use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::provisioning::AuditEntry;
 use innoprov::sysclient_session::{Backoff, MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
@@ -50,7 +51,7 @@ pub enum Phase {
 }
 
 /// The answer to the ProvisioningPhone that started this job.
-pub type ProvisionReply = oneshot::Sender<Result<(), String>>;
+pub type ProvisionReply = oneshot::Sender<Result<(), ProvisionFailure>>;
 
 /// How a job starts.
 pub enum JobStart {
@@ -250,7 +251,7 @@ impl PhoneJob {
         }
     }
 
-    fn answer(&mut self, outcome: Result<(), String>) {
+    fn answer(&mut self, outcome: Result<(), ProvisionFailure>) {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(outcome);
         }
@@ -272,18 +273,18 @@ impl PhoneJob {
                     act.record.mac,
                     act.record.generation
                 );
-                act.answer(Err(why));
+                act.answer(Err(ProvisionFailure::Superseded(why)));
                 act.retired = true;
                 ctx.stop();
             }
             Ok(Err(e)) => {
                 log::error!("phone {}: storing failed: {e}", act.record.mac);
-                act.answer(Err(format!("storing the phone failed: {e}")));
+                act.answer(Err(ProvisionFailure::Store(e.to_string())));
                 ctx.stop();
             }
             Err(e) => {
                 log::error!("phone {}: persistence unavailable: {e}", act.record.mac);
-                act.answer(Err("storing the phone failed: persistence unavailable".into()));
+                act.answer(Err(ProvisionFailure::Store("persistence unavailable".into())));
                 ctx.stop();
             }
         }));
@@ -414,7 +415,7 @@ impl PhoneJob {
             self.record.generation
         );
         if self.devices_url.is_none() {
-            self.answer(Err("Devices Service not found: no Devices URL is known yet (PBX Services or devices.sysclient_url)".into()));
+            self.answer(Err(ProvisionFailure::NoDevices));
             return self.revert(ctx);
         }
         self.start_link(ctx);
@@ -477,15 +478,10 @@ impl Actor for PhoneJob {
                         // Before the commit point nothing is kept; after it (Devices took the
                         // code and gave the phone its password) the phone is Devices' and stays:
                         // the answer says which.
-                        let what = if matches!(act.staged, Staged::Nothing) {
-                            "; the phone is stored and will be configured when Devices sends its configuration"
-                        } else {
-                            "; nothing of it is kept"
-                        };
-                        act.answer(Err(format!(
-                            "no complete configuration from Devices within {} s{what}",
-                            timeout.as_secs()
-                        )));
+                        act.answer(Err(ProvisionFailure::Timeout {
+                            secs: timeout.as_secs(),
+                            kept: matches!(act.staged, Staged::Nothing),
+                        }));
                         act.revert(ctx);
                     }
                 });
@@ -523,7 +519,9 @@ impl Actor for PhoneJob {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         let _ = self.shared.changes.send(self.record.mac);
         self.close_link();
-        self.answer(Err("the phone's provisioning job ended".into()));
+        self.answer(Err(ProvisionFailure::Internal(
+            "the phone's provisioning job ended".into(),
+        )));
         if let Some(registry) = self.registry.upgrade() {
             registry.do_send(JobEnded {
                 mac: self.record.mac,
@@ -633,13 +631,13 @@ impl PhoneJob {
                 });
             }
             SessionAction::CodeRefused(why) => {
-                self.answer(Err(format!("Devices rejected the phone: {why}")));
+                self.answer(Err(ProvisionFailure::Rejected(why)));
                 self.revert(ctx);
             }
             SessionAction::Rejected(why) => {
                 self.close_link();
                 self.phase = Phase::Stored;
-                self.answer(Err(format!("Devices rejected the phone: {why}")));
+                self.answer(Err(ProvisionFailure::Rejected(why)));
                 self.revert(ctx);
             }
         }

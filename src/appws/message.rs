@@ -168,11 +168,14 @@ pub fn subscribe_services(src: &str) -> Outbound {
 }
 
 /// `ProvisioningPhoneResult`: "ok", or "failed" with the reason.
-pub fn provisioning_result(src: Option<&str>, outcome: Result<(), String>) -> Outbound {
+pub fn provisioning_result(
+    src: Option<&str>,
+    outcome: Result<(), crate::outcome::ProvisionFailure>,
+) -> Outbound {
     let out = Outbound::new("ProvisioningPhoneResult").with_src(src);
     match outcome {
         Ok(()) => out.with("result", "ok"),
-        Err(error) => out.with("result", "failed").with("error", error),
+        Err(error) => out.with("result", "failed").with("error", error.to_string()),
     }
 }
 
@@ -205,7 +208,13 @@ mod tests {
             r#"{"mt":"AppLoginResult","app":"a"}"#
         );
         assert_eq!(
-            provisioning_result(Some("p"), Err("mac: not 12 hex digits".into())).to_text(),
+            provisioning_result(
+                Some("p"),
+                Err(crate::outcome::ProvisionFailure::Invalid(
+                    "mac: not 12 hex digits".into()
+                ))
+            )
+            .to_text(),
             r#"{"mt":"ProvisioningPhoneResult","src":"p","result":"failed","error":"mac: not 12 hex digits"}"#
         );
         let check = Inbound::parse(r#"{"mt":"CheckBuild","src":"c"}"#).unwrap();
