@@ -68,6 +68,68 @@ pub enum SysclientFrame {
     },
 }
 
+/// A Devices→app admin message, read from its frame (§2.5); types this service does not
+/// know are kept as they came.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DevicesMessage {
+    /// 0x0001: the sysclient password, to be stored.
+    SysclientPassword {
+        /// The password (empty when the field is missing).
+        password: String,
+    },
+    /// 0x0002: identify again with a digest over this challenge.
+    Challenge {
+        /// The challenge.
+        challenge: String,
+    },
+    /// 0x0003: a new administrative password, encrypted.
+    AdminPassword {
+        /// The RC4 seed.
+        seed: String,
+        /// The hex ciphertext.
+        pwd: String,
+    },
+    /// 0x0005: the result of a Provision (FXS only); a non-empty error is a failure.
+    ProvisionResult {
+        /// The error, empty on success.
+        error: String,
+    },
+    /// 0x0006: one configuration message (see `devices::parse_configuration`).
+    Configuration(Map<String, Value>),
+    /// Any other admin type.
+    Other {
+        /// The admin type.
+        kind: u16,
+    },
+}
+
+impl DevicesMessage {
+    /// The message an admin frame of `kind` with `body` carries.
+    pub fn from_admin(kind: u16, body: Map<String, Value>) -> DevicesMessage {
+        let text = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        match kind {
+            admin::SYSCLIENT_PASSWORD => DevicesMessage::SysclientPassword {
+                password: text("password"),
+            },
+            admin::CHALLENGE => DevicesMessage::Challenge {
+                challenge: text("challenge"),
+            },
+            admin::ADMIN_PASSWORD => DevicesMessage::AdminPassword {
+                seed: text("seed"),
+                pwd: text("pwd"),
+            },
+            admin::PROVISION_RESULT => DevicesMessage::ProvisionResult { error: text("error") },
+            admin::CONFIGURATION => DevicesMessage::Configuration(body),
+            kind => DevicesMessage::Other { kind },
+        }
+    }
+}
+
 /// Why bytes are not a sysclient frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -218,6 +280,38 @@ pub fn tunnel_answer(session: u32, event: u32) -> Option<SysclientFrame> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn admin_frames_read_as_typed_messages() {
+        let read = |bytes: &[u8]| match SysclientFrame::decode(bytes).unwrap() {
+            SysclientFrame::Admin { kind, body } => DevicesMessage::from_admin(kind, body),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            read(b"\x01\x00\x03{\"seed\":\"wJQog70GUK!GPTN2\",\"pwd\":\"22f91ebb\"}"),
+            DevicesMessage::AdminPassword {
+                seed: "wJQog70GUK!GPTN2".into(),
+                pwd: "22f91ebb".into()
+            }
+        );
+        assert_eq!(
+            read(b"\x01\x00\x02{\"challenge\":\"1446931255\"}"),
+            DevicesMessage::Challenge {
+                challenge: "1446931255".into()
+            }
+        );
+        assert_eq!(
+            read(b"\x01\x00\x01{}"),
+            DevicesMessage::SysclientPassword {
+                password: String::new()
+            }
+        );
+        assert_eq!(read(b"\x01\x12\x34{}"), DevicesMessage::Other { kind: 0x1234 });
+        assert!(matches!(
+            read(b"\x01\x00\x06{\"last\":true}"),
+            DevicesMessage::Configuration(body) if body["last"] == true
+        ));
+    }
 
     #[test]
     fn configuration_frame_bytes() {

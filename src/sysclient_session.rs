@@ -21,7 +21,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use serde_json::{Map, Value};
 
 use crate::devices::{self, ConfigItem};
-use crate::sysclient::{self, SysclientFrame, admin};
+use crate::sysclient::{self, DevicesMessage, SysclientFrame};
 use crate::{Mac, Sealer, Secret};
 
 /// Most configuration items one phone may have (a bound against a misbehaving peer).
@@ -117,13 +117,6 @@ impl std::fmt::Debug for SysclientSession {
             .field("rejected", &self.rejected)
             .finish()
     }
-}
-
-fn text(body: &Map<String, Value>, key: &str) -> String {
-    body.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 impl SysclientSession {
@@ -233,7 +226,9 @@ impl SysclientSession {
             return Vec::new();
         }
         match SysclientFrame::decode(bytes) {
-            Ok(SysclientFrame::Admin { kind, body }) => self.on_admin(kind, &body, sealer),
+            Ok(SysclientFrame::Admin { kind, body }) => {
+                self.on_admin(DevicesMessage::from_admin(kind, body), sealer)
+            }
             Ok(SysclientFrame::Tunnel { session, event, .. }) => sysclient::tunnel_answer(session, event)
                 .map(SessionAction::Send)
                 .into_iter()
@@ -245,11 +240,10 @@ impl SysclientSession {
         }
     }
 
-    fn on_admin(&mut self, kind: u16, body: &Map<String, Value>, sealer: &Sealer) -> Vec<SessionAction> {
+    fn on_admin(&mut self, message: DevicesMessage, sealer: &Sealer) -> Vec<SessionAction> {
         let mut out = Vec::new();
-        match kind {
-            admin::SYSCLIENT_PASSWORD => {
-                let password = text(body, "password");
+        match message {
+            DevicesMessage::SysclientPassword { password } => {
                 if password.is_empty() {
                     log::warn!(
                         "phone {}: Devices sent an empty sysclient password; ignored",
@@ -263,7 +257,7 @@ impl SysclientSession {
                 self.code = None;
                 out.push(SessionAction::StorePassword(Secret::new(password)));
             }
-            admin::CHALLENGE => {
+            DevicesMessage::Challenge { challenge } => {
                 let Some(password) = &self.password else {
                     return self
                         .reject("Devices sent a challenge but no sysclient password is stored".into());
@@ -273,12 +267,12 @@ impl SysclientSession {
                     &id,
                     sysclient::PRODUCT,
                     sysclient::VERSION,
-                    &text(body, "challenge"),
+                    &challenge,
                     password.expose(),
                 );
                 out.push(SessionAction::Send(sysclient::identify(&id, None, Some(&digest))));
             }
-            admin::ADMIN_PASSWORD => {
+            DevicesMessage::AdminPassword { seed, pwd } => {
                 let Some(password) = &self.password else {
                     log::warn!(
                         "phone {}: admin password without a sysclient password to decrypt it",
@@ -286,16 +280,18 @@ impl SysclientSession {
                     );
                     return out;
                 };
-                match sysclient::decrypt_secret(&text(body, "seed"), password.expose(), &text(body, "pwd")) {
+                match sysclient::decrypt_secret(&seed, password.expose(), &pwd) {
                     Ok(admin) => out.push(SessionAction::AdminPassword(Secret::new(admin))),
                     Err(e) => log::warn!("phone {}: admin password does not decrypt: {e}", self.mac),
                 }
             }
-            admin::PROVISION_RESULT => {
-                log::info!("phone {}: provision result {:?}", self.mac, text(body, "error"));
+            DevicesMessage::ProvisionResult { error } => {
+                log::info!("phone {}: provision result {error:?}", self.mac);
             }
-            admin::CONFIGURATION => self.on_configuration(body, sealer, &mut out),
-            other => log::info!("phone {}: ignoring admin message 0x{other:04x}", self.mac),
+            DevicesMessage::Configuration(body) => self.on_configuration(&body, sealer, &mut out),
+            DevicesMessage::Other { kind } => {
+                log::info!("phone {}: ignoring admin message 0x{kind:04x}", self.mac)
+            }
         }
         out
     }
