@@ -110,7 +110,7 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
         .unwrap();
     assert_eq!(turn.expose(), sim.turn_password());
     assert!(
-        !media.body.contains_key("turnPassword"),
+        !media.body.to_map().contains_key("turnPassword"),
         "no encrypted copy kept beside the sealed one"
     );
 }
@@ -211,7 +211,7 @@ async fn updates_are_stored_and_bump_the_version() {
         ("pbx2.example.com", "OPUS-WB", Some(40))
     );
     let extra = record.configs.iter().find(|c| c.key == "12").unwrap();
-    assert_eq!(extra.body["list"][0]["pem"], "x");
+    assert_eq!(extra.body.to_map()["list"][0]["pem"], "x");
     let admin = sealer
         .open(
             record.admin_password.as_ref().unwrap(),

@@ -294,7 +294,7 @@ impl AdminCore {
                 .map(|c| ConfigSummary {
                     key: c.key.clone(),
                     kind: c.kind.clone(),
-                    body: c.body.clone(),
+                    body: c.body.to_map(),
                 })
                 .collect(),
         })

@@ -373,7 +373,11 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
             let (mut record, sealer) = record(mac);
             for item in &mut record.configs {
                 if item.kind == "NTP" {
-                    item.body.insert("tz".into(), Value::String(tz.to_string()));
+                    {
+                        let mut body = item.body.to_map();
+                        body.insert("tz".into(), Value::String(tz.to_string()));
+                        item.body = crate::devices::JsonObject::from_map(&body);
+                    }
                 }
             }
             if n % 2 == 1 {
@@ -406,7 +410,11 @@ fn time_zones_in_each_vendors_form() {
         let (mut record, sealer) = record(mac);
         for item in &mut record.configs {
             if item.kind == "NTP" {
-                item.body.insert("tz".into(), Value::String(tz.to_string()));
+                {
+                    let mut body = item.body.to_map();
+                    body.insert("tz".into(), Value::String(tz.to_string()));
+                    item.body = crate::devices::JsonObject::from_map(&body);
+                }
             }
         }
         let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h/prov/", 60).unwrap();
