@@ -162,6 +162,68 @@ pub struct AdminFailure {
     pub reason: String,
 }
 
+/// One message of the AppWebsocket admin door, decoded at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// `AdminListPhones` (`q`: text searched in MAC, user and name).
+    List {
+        /// The search text.
+        query: Option<String>,
+    },
+    /// `AdminGetPhone`.
+    Get(Mac),
+    /// `AdminAudit`.
+    Audit(Mac),
+    /// `AdminAction`.
+    Act(Mac, AdminAction),
+    /// `AdminSubscribe`: push every phone's state changes from now on.
+    Subscribe,
+}
+
+/// What `AdminAction` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAction {
+    /// `resync`: the vendor's NOTIFY.
+    Resync,
+    /// `enrolment`: reopen the enrolment window.
+    ReopenEnrolment,
+    /// `vendor` with `vendor` (a name, or null to unpin).
+    PinVendor(Option<String>),
+    /// `delete`.
+    Delete,
+}
+
+impl AdminRequest {
+    /// Reads an `Admin*` message; the error says what is wrong with it.
+    pub fn parse(msg: &innoprov::appws::Inbound) -> Result<AdminRequest, String> {
+        let mac = || {
+            msg.text_or_empty("mac")
+                .parse::<Mac>()
+                .map_err(|e| format!("malformed MAC: {e}"))
+        };
+        Ok(match msg.mt.as_str() {
+            "AdminListPhones" => AdminRequest::List {
+                query: msg.text("q").ok().flatten(),
+            },
+            "AdminGetPhone" => AdminRequest::Get(mac()?),
+            "AdminAudit" => AdminRequest::Audit(mac()?),
+            "AdminAction" => {
+                let mac = mac()?;
+                let action = match msg.text_or_empty("action").as_str() {
+                    "resync" => AdminAction::Resync,
+                    "enrolment" => AdminAction::ReopenEnrolment,
+                    "vendor" => AdminAction::PinVendor(msg.text("vendor").ok().flatten()),
+                    "delete" => AdminAction::Delete,
+                    other => return Err(format!("unknown action {other:?}")),
+                };
+                AdminRequest::Act(mac, action)
+            }
+            "AdminSubscribe" => AdminRequest::Subscribe,
+            other => return Err(format!("unknown admin message {other}")),
+        })
+    }
+}
+
 fn failure(status: u16, reason: impl Into<String>) -> AdminFailure {
     AdminFailure {
         status,
@@ -223,6 +285,37 @@ impl AdminCore {
     }
 
     /// Every phone, filtered by `q` (MAC, user or name, case-insensitive) and `state`.
+    /// The answer to one admin door request (the members of its `<mt>Result`); `Subscribe` is
+    /// the session's own business and answers an empty object here.
+    pub async fn answer(&self, request: AdminRequest) -> Result<serde_json::Value, AdminFailure> {
+        let json =
+            |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| failure(500, e.to_string()));
+        Ok(match request {
+            AdminRequest::List { query } => {
+                let phones = self.list(query.as_deref(), None).await?;
+                serde_json::json!({ "phones": json(serde_json::to_value(&phones))? })
+            }
+            AdminRequest::Get(mac) => {
+                let phone = self.detail(&mac).await?;
+                serde_json::json!({ "phone": json(serde_json::to_value(&phone))? })
+            }
+            AdminRequest::Audit(mac) => {
+                let entries = self.audit(&mac).await?;
+                serde_json::json!({ "entries": json(serde_json::to_value(&entries))? })
+            }
+            AdminRequest::Act(mac, action) => {
+                match action {
+                    AdminAction::Resync => self.resync(&mac).await,
+                    AdminAction::ReopenEnrolment => self.reopen_enrolment(&mac).await,
+                    AdminAction::PinVendor(vendor) => self.pin_vendor(&mac, vendor.as_deref()).await,
+                    AdminAction::Delete => self.delete(&mac).await,
+                }?;
+                serde_json::json!({ "ok": true })
+            }
+            AdminRequest::Subscribe => serde_json::json!({}),
+        })
+    }
+
     pub async fn list(
         &self,
         q: Option<&str>,
@@ -411,5 +504,51 @@ impl AdminCore {
             Ok(None) => Some("no Devices sysclient URL is known yet".into()),
             Err(_) => Some("the service directory is not running".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use innoprov::appws::Inbound;
+
+    fn parse(text: &str) -> Result<AdminRequest, String> {
+        AdminRequest::parse(&Inbound::parse(text).expect("envelope"))
+    }
+
+    #[test]
+    fn admin_messages_are_decoded_at_the_edge() {
+        let mac: Mac = "805ec000003d".parse().expect("mac");
+        assert_eq!(
+            parse(r#"{"mt":"AdminListPhones","q":"alice"}"#),
+            Ok(AdminRequest::List {
+                query: Some("alice".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"{"mt":"AdminGetPhone","mac":"80:5E:C0:00:00:3D"}"#),
+            Ok(AdminRequest::Get(mac))
+        );
+        assert_eq!(
+            parse(r#"{"mt":"AdminAction","mac":"805ec000003d","action":"vendor","vendor":null}"#),
+            Ok(AdminRequest::Act(mac, AdminAction::PinVendor(None)))
+        );
+        assert_eq!(
+            parse(r#"{"mt":"AdminAction","mac":"805ec000003d","action":"vendor","vendor":"snom"}"#),
+            Ok(AdminRequest::Act(
+                mac,
+                AdminAction::PinVendor(Some("snom".into()))
+            ))
+        );
+        assert_eq!(parse(r#"{"mt":"AdminSubscribe"}"#), Ok(AdminRequest::Subscribe));
+        assert!(parse(r#"{"mt":"AdminAudit","mac":"nope"}"#).is_err_and(|e| e.starts_with("malformed MAC")));
+        assert_eq!(
+            parse(r#"{"mt":"AdminAction","mac":"805ec000003d","action":"reboot"}"#),
+            Err("unknown action \"reboot\"".into())
+        );
+        assert_eq!(
+            parse(r#"{"mt":"AdminShutdown"}"#),
+            Err("unknown admin message AdminShutdown".into())
+        );
     }
 }

@@ -22,6 +22,7 @@ use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
 
+use crate::admin_core::AdminRequest;
 use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
 use crate::login_guard::{LoginGuard, PendingSlot};
 use crate::registry::{PhoneRegistry, Provision};
@@ -670,51 +671,15 @@ impl AppSession {
             return self.send(ctx, out);
         };
         log::info!("session {} ({}): {mt} by {who:?}", self.id, self.peer);
-        if mt == "AdminSubscribe" {
+        let request = match AdminRequest::parse(msg) {
+            Ok(request) => request,
+            Err(e) => return self.send(ctx, admin_reply(&mt, src.as_deref(), Err(e))),
+        };
+        if request == AdminRequest::Subscribe {
             self.subscribe_changes(ctx);
-            let out = admin_reply(&mt, src.as_deref(), Ok(serde_json::json!({})));
-            return self.send(ctx, out);
         }
         let core = Arc::clone(&self.shared.admin);
-        let mac = msg
-            .text_or_empty("mac")
-            .parse::<innoprov::Mac>()
-            .map_err(|e| format!("malformed MAC: {e}"));
-        let action = msg.text_or_empty("action");
-        let vendor = msg.text("vendor").ok().flatten();
-        let query = msg.text("q").ok().flatten();
-        let kind = mt.clone();
-        let work = async move {
-            let failure = |f: crate::admin_core::AdminFailure| f.reason;
-            let json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
-            Ok(match kind.as_str() {
-                "AdminListPhones" => {
-                    let phones = core.list(query.as_deref(), None).await.map_err(failure)?;
-                    serde_json::json!({ "phones": json(serde_json::to_value(&phones))? })
-                }
-                "AdminGetPhone" => {
-                    let phone = core.detail(&mac?).await.map_err(failure)?;
-                    serde_json::json!({ "phone": json(serde_json::to_value(&phone))? })
-                }
-                "AdminAudit" => {
-                    let entries = core.audit(&mac?).await.map_err(failure)?;
-                    serde_json::json!({ "entries": json(serde_json::to_value(&entries))? })
-                }
-                "AdminAction" => {
-                    let mac = mac?;
-                    match action.as_str() {
-                        "resync" => core.resync(&mac).await,
-                        "enrolment" => core.reopen_enrolment(&mac).await,
-                        "vendor" => core.pin_vendor(&mac, vendor.as_deref()).await,
-                        "delete" => core.delete(&mac).await,
-                        other => return Err(format!("unknown action {other:?}")),
-                    }
-                    .map_err(failure)?;
-                    serde_json::json!({ "ok": true })
-                }
-                other => return Err(format!("unknown admin message {other}")),
-            })
-        };
+        let work = async move { core.answer(request).await.map_err(|f| f.reason) };
         ctx.spawn(work.into_actor(self).map(move |out, act, ctx| {
             act.send(ctx, admin_reply(&mt, src.as_deref(), out));
         }));
