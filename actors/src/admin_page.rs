@@ -55,29 +55,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, parent: &str, name: &str, page: &
             let page = page.clone();
             async move { file("text/html; charset=utf-8", page) }
         }),
-    )
-    .route(
-        &format!("{base}.js"),
-        web::get().to(|| async {
-            file(
-                "text/javascript; charset=utf-8",
-                web::Bytes::from_static(SCRIPT.as_bytes()),
-            )
-        }),
-    )
-    .route(
-        &format!("{base}.css"),
-        web::get().to(|| async {
-            file(
-                "text/css; charset=utf-8",
-                web::Bytes::from_static(STYLE.as_bytes()),
-            )
-        }),
-    )
-    .route(
-        &format!("{base}.png"),
-        web::get().to(|| async { file("image/png", web::Bytes::from_static(ICON)) }),
     );
+    // The other three are the same for every name.
+    let fixed: [(&str, &'static str, &'static [u8]); 3] = [
+        ("js", "text/javascript; charset=utf-8", SCRIPT.as_bytes()),
+        ("css", "text/css; charset=utf-8", STYLE.as_bytes()),
+        ("png", "image/png", ICON),
+    ];
+    for (extension, content_type, bytes) in fixed {
+        cfg.route(
+            &format!("{base}.{extension}"),
+            web::get().to(move || async move { file(content_type, web::Bytes::from_static(bytes)) }),
+        );
+    }
 }
 
 #[cfg(test)]

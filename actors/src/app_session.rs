@@ -603,7 +603,8 @@ impl AppSession {
         };
         // Bounded before anything is queued: per connection, and service-wide.
         let busy = |act: &mut Self, ctx: &mut Context<Self>, what: &'static str| {
-            count("busy");
+            let failure = ProvisionFailure::Busy(what);
+            count(failure.metric());
             // A flood must not become a flood of log lines: one line per 10 s says how many.
             log::debug!("phone {mac}: ProvisioningPhone refused: {what}");
             if let Some(refused) = BUSY_LOG.note() {
@@ -611,7 +612,7 @@ impl AppSession {
                     "ProvisioningPhone refused as busy {refused} times in the last 10 s (latest: phone {mac}: {what})"
                 );
             }
-            let outcome = Err(ProvisionFailure::Busy(what));
+            let outcome = Err(failure);
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         };
         if self.provisionings >= MAX_PROVISIONINGS_PER_SESSION {

@@ -33,14 +33,10 @@ pub type DevicesStream =
 
 /// What every phone's connection shares.
 pub struct LinkShared {
-    /// Seals secrets received from Devices.
-    pub sealer: innoprov::Sealer,
     /// Spaces out connection attempts service-wide.
     pub gate: Arc<ConnectGate>,
-    /// First reconnect delay.
-    pub min_backoff: Duration,
-    /// Longest reconnect delay.
-    pub max_backoff: Duration,
+    /// Reconnect delays, handed to each phone's session.
+    pub backoff: innoprov::sysclient_session::Backoff,
     /// TLS settings for `wss://` when extra CAs are configured; `None` uses the public web PKI.
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }

@@ -25,7 +25,7 @@ use innoprov::devices;
 use innoprov::outcome::ProvisionFailure;
 use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::provisioning::AuditEntry;
-use innoprov::sysclient_session::{Backoff, MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
+use innoprov::sysclient_session::{MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
 use innoprov::{PhoneRecord, Sealer, Secret};
 use tokio::sync::{mpsc, oneshot};
 
@@ -327,10 +327,7 @@ impl PhoneJob {
         }
         self.phase = Phase::Linking;
         self.announce();
-        let backoff = Backoff {
-            min: self.shared.link.min_backoff,
-            max: self.shared.link.max_backoff,
-        };
+        let backoff = self.shared.link.backoff;
         self.session = Some(SysclientSession::new(mac, code, password, backoff));
         self.connect(ctx);
     }

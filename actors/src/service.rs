@@ -215,10 +215,11 @@ impl RunningService {
         });
         let devices = &config.devices;
         let link = Arc::new(LinkShared {
-            sealer: sealer.clone(),
             gate: Arc::new(ConnectGate::new(devices.connects_per_second)),
-            min_backoff: Duration::from_millis(devices.reconnect_min_ms),
-            max_backoff: Duration::from_secs(devices.reconnect_max_secs),
+            backoff: innoprov::sysclient_session::Backoff {
+                min: Duration::from_millis(devices.reconnect_min_ms),
+                max: Duration::from_secs(devices.reconnect_max_secs),
+            },
             tls: devices_tls,
         });
         let (changes, _) = tokio::sync::broadcast::channel(1024);
