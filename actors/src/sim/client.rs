@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use super::wire;
 
@@ -58,7 +58,7 @@ pub struct AppWsClient {
 impl AppWsClient {
     /// Connects to `url` (`ws://host:port/path`).
     pub async fn connect(url: &str) -> Result<AppWsClient, ClientError> {
-        let (ws, _) = connect_async(url).await?;
+        let (ws, _) = connect_async_with_config(url, Some(super::websocket_config()), false).await?;
         Ok(AppWsClient {
             ws,
             timeout: Duration::from_secs(10),

@@ -343,7 +343,10 @@ impl DevicesSim {
                 Err(denied)
             }
         };
-        let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check_path).await else {
+        let Ok(mut ws) =
+            tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(super::websocket_config()))
+                .await
+        else {
             return;
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
