@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 
-use crate::appws::{Inbound, login_role};
+use crate::appws::{AppMessage, Inbound, login_role};
 use crate::mac::Mac;
 use crate::phone::ProvisionRequest;
 use crate::provisioning::Vendors;
@@ -53,9 +53,16 @@ proptest! {
     #[test]
     fn appwebsocket_messages_never_panic(text in prop_oneof![".{0,200}", near_json()]) {
         if let Ok(msg) = Inbound::parse(&text) {
-            let _ = login_role(&msg, None);
-            let _ = login_role(&msg, Some("innoprov"));
-            let _ = ProvisionRequest::from_message(&msg, "d58c77eae0c1c1f37a9f545e207643c926ad9ea4932016a83a4a01029de37760");
+            match AppMessage::decode(&msg) {
+                AppMessage::AppLogin(login) => {
+                    let _ = login_role(&login, None);
+                    let _ = login_role(&login, Some("innoprov"));
+                }
+                AppMessage::ProvisioningPhone(phone) => {
+                    let _ = ProvisionRequest::from_message(&phone, "d58c77eae0c1c1f37a9f545e207643c926ad9ea4932016a83a4a01029de37760");
+                }
+                _ => {}
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::appws::{Inbound, crypto};
+use crate::appws::received::TextMember;
+use crate::appws::{ProvisioningPhone, crypto};
 use crate::devices::ConfigItem;
 use crate::mac::Mac;
 use crate::seal::SealPurpose;
@@ -57,54 +58,54 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ProvisionError {
 impl ProvisionRequest {
     /// Validates a ProvisioningPhone message and decrypts its password with the connection's
     /// session key.
-    pub fn from_message(msg: &Inbound, session_key: &str) -> Result<ProvisionRequest, ProvisionError> {
-        let text = |field: &'static str| -> Result<String, ProvisionError> {
-            let value = msg
-                .text(field)
+    pub fn from_message(
+        msg: &ProvisioningPhone,
+        session_key: &str,
+    ) -> Result<ProvisionRequest, ProvisionError> {
+        let member = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
+            Ok(value
+                .clone()
                 .map_err(|_| invalid(field, "must be a string"))?
-                .unwrap_or_default();
+                .unwrap_or_default())
+        };
+        let text = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
+            let value = member(field, value)?;
             if value.len() > MAX_FIELD_BYTES {
                 return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
             }
             crate::provisioning::safety::check_value(&value).map_err(|reason| invalid(field, reason))?;
             Ok(value)
         };
-        let required = |field: &'static str| -> Result<String, ProvisionError> {
-            let value = text(field)?;
+        let required = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
+            let value = text(field, value)?;
             if value.is_empty() {
                 return Err(invalid(field, "missing"));
             }
             Ok(value)
         };
 
-        let mac_text = required("mac")?;
+        let mac_text = required("mac", &msg.mac)?;
         let mac = mac_text
             .parse::<Mac>()
             .map_err(|e| invalid("mac", e.to_string()))?;
-        let code = required("code")?;
+        let code = required("code", &msg.code)?;
         if code.len() > MAX_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("code", format!("must be 1 to {MAX_CODE_DIGITS} digits")));
         }
         // The tutorial spells the member `usename`; accept the obvious spelling as well.
-        let username = match text("usename")? {
+        let username = match text("usename", &msg.usename)? {
             name if !name.is_empty() => name,
-            _ => text("username")?,
+            _ => text("username", &msg.username)?,
         };
         if username.is_empty() {
             return Err(invalid("usename", "missing"));
         }
-        let hwid = match text("hwid")? {
+        let hwid = match text("hwid", &msg.hwid)? {
             hwid if hwid.is_empty() => mac.to_string(),
             hwid => hwid,
         };
-        let seed = msg
-            .text("seed1")
-            .map_err(|_| invalid("seed1", "must be a string"))?
-            .unwrap_or_default();
-        let encrypted = msg
-            .text("password")
-            .map_err(|_| invalid("password", "must be a string"))?
-            .unwrap_or_default();
+        let seed = member("seed1", &msg.seed1)?;
+        let encrypted = member("password", &msg.password)?;
         if encrypted.len() > MAX_PASSWORD_HEX {
             return Err(invalid(
                 "password",
@@ -137,9 +138,9 @@ impl ProvisionRequest {
             code,
             hwid,
             username,
-            cn: text("cn")?,
-            domain: text("domain")?,
-            dns: text("dns")?,
+            cn: text("cn", &msg.cn)?,
+            domain: text("domain", &msg.domain)?,
+            dns: text("dns", &msg.dns)?,
             password,
         })
     }
@@ -325,8 +326,12 @@ mod tests {
 
     const KEY: &str = "d58c77eae0c1c1f37a9f545e207643c926ad9ea4932016a83a4a01029de37760";
 
-    fn msg(json: &str) -> Inbound {
-        Inbound::parse(json).unwrap()
+    fn msg(json: &str) -> ProvisioningPhone {
+        let envelope = crate::appws::Inbound::parse(json).unwrap();
+        match crate::appws::AppMessage::decode(&envelope) {
+            crate::appws::AppMessage::ProvisioningPhone(p) => p,
+            other => panic!("not a ProvisioningPhone: {other:?}"),
+        }
     }
 
     #[test]

@@ -16,7 +16,10 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
 use innoprov::appws::message::{self, Outbound};
-use innoprov::appws::{Inbound, LoginFields, LoginRole, crypto, login_role};
+use innoprov::appws::received::{AppCheckLogin, PbxInfo, ServicesInfo};
+use innoprov::appws::{
+    AppLogin, AppMessage, Inbound, LoginFields, LoginRole, ProvisioningPhone, crypto, login_role,
+};
 use innoprov::outcome::ProvisionFailure;
 use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
@@ -300,27 +303,26 @@ impl AppSession {
     }
 
     fn dispatch(&mut self, ctx: &mut Context<Self>, msg: Inbound) {
-        match (msg.api.as_deref(), msg.mt.as_str()) {
-            (_, "KeepAlive") => {}
-            (None, "AppChallenge") => self.on_challenge(ctx),
-            (None, "AppLogin") => self.on_login(ctx, &msg),
-            (None, "AppCheckLogin") => self.on_check_login(ctx, &msg),
-            (None, "CheckBuild") => self.send(ctx, Outbound::reply_to(&msg)),
-            (None, "Test") => self.send(ctx, Outbound::reply_to(&msg)),
-            (None, "AppInfo") => {
+        match AppMessage::decode(&msg) {
+            AppMessage::KeepAlive | AppMessage::SubscribeServicesResult => {}
+            AppMessage::AppChallenge => self.on_challenge(ctx),
+            AppMessage::AppLogin(login) => self.on_login(ctx, login),
+            AppMessage::AppCheckLogin(check) => self.on_check_login(ctx, &msg, check),
+            AppMessage::CheckBuild | AppMessage::Test => self.send(ctx, Outbound::reply_to(&msg)),
+            AppMessage::AppInfo => {
                 let title = self.shared.title.clone();
                 self.send(ctx, message::app_info_result(&msg, &title))
             }
-            (None, "PbxInfo") => self.on_pbx_info(ctx, &msg),
-            (None, "ProvisioningPhone") => self.on_provisioning_phone(ctx, &msg),
-            (None, mt) if mt.starts_with("Admin") => self.on_admin(ctx, &msg),
-            (Some("Services"), "ServicesInfo") => self.on_services_info(&msg),
-            (Some("Services"), "SubscribeServicesResult") => {}
-            (api, mt) => log::info!(
-                "session {} ({}): ignoring {}{mt}",
+            AppMessage::PbxInfo(info) => self.on_pbx_info(ctx, &info),
+            AppMessage::ProvisioningPhone(phone) => self.on_provisioning_phone(ctx, msg.src, &phone),
+            AppMessage::Admin => self.on_admin(ctx, &msg),
+            AppMessage::ServicesInfo(info) => self.on_services_info(msg.src.as_deref(), info),
+            AppMessage::Unknown => log::info!(
+                "session {} ({}): ignoring {}{}",
                 self.id,
                 self.peer,
-                api.map(|a| format!("{a}/")).unwrap_or_default()
+                msg.api.map(|a| format!("{a}/")).unwrap_or_default(),
+                msg.mt
             ),
         }
     }
@@ -342,8 +344,8 @@ impl AppSession {
         }
     }
 
-    fn on_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
-        let app = msg.text_or_empty("app");
+    fn on_login(&mut self, ctx: &mut Context<Self>, login: AppLogin) {
+        let app = login.app.clone();
         // The challenge is single-use: taken out whatever the outcome.
         let challenge = match &mut self.login {
             Login::Pending { challenge } => challenge.take(),
@@ -357,38 +359,16 @@ impl AppSession {
                 "AppLogin without an outstanding challenge",
             );
         };
-        let (domain, sip, guid, dn) = (
-            msg.text_or_empty("domain"),
-            msg.text_or_empty("sip"),
-            msg.text_or_empty("guid"),
-            msg.text_or_empty("dn"),
-        );
-        let fields = LoginFields {
-            app: &app,
-            domain: &domain,
-            sip: &sip,
-            guid: &guid,
-            dn: &dn,
-        };
+        let fields = login.fields();
         let password = self.shared.password.expose();
-        let expected = crypto::login_digest(
-            &fields,
-            msg.body.get("info").filter(|i| i.is_object()),
-            &challenge,
-            password,
-        );
-        let digest = msg.text_or_empty("digest");
-        let mut ok = crypto::digest_matches(&expected, &digest);
+        let expected = crypto::login_digest(&fields, login.info.as_ref(), &challenge, password);
+        let digest = &login.digest;
+        let mut ok = crypto::digest_matches(&expected, digest);
         // Not the App object's password: maybe an operator's page with the admin token.
         let operator = !ok
             && self.shared.admin_token.as_ref().is_some_and(|token| {
-                let expected = crypto::login_digest(
-                    &fields,
-                    msg.body.get("info").filter(|i| i.is_object()),
-                    &challenge,
-                    token.expose(),
-                );
-                crypto::digest_matches(&expected, &digest)
+                let expected = crypto::login_digest(&fields, login.info.as_ref(), &challenge, token.expose());
+                crypto::digest_matches(&expected, digest)
             });
         ok |= operator;
         if !ok {
@@ -400,24 +380,19 @@ impl AppSession {
         let role = if operator {
             LoginRole::Operator
         } else {
-            login_role(msg, self.shared.own_object.as_deref())
+            login_role(&login, self.shared.own_object.as_deref())
         };
         // Which App object the login was made for is `info.appobj` (under the digest); only
         // logins for the admin App object administer, never the PBX's or Users' logins for
         // this provisioning App object.
-        let appobj = msg
-            .body
-            .get("info")
-            .and_then(|i| i.get("appobj"))
-            .and_then(|a| a.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let appobj = login.appobj();
         let admin = operator
             || self
                 .shared
                 .admin_app
                 .as_deref()
                 .is_some_and(|a| !a.is_empty() && a == appobj);
+        let AppLogin { sip, domain, .. } = login;
         let finish = move |act: &mut Self, ctx: &mut Context<Self>| {
             if !ok {
                 act.send(ctx, message::login_result(&app, "", false));
@@ -457,16 +432,15 @@ impl AppSession {
         }
     }
 
-    fn on_check_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
-        let (app, domain) = (msg.text_or_empty("app"), msg.text_or_empty("domain"));
+    fn on_check_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound, check: AppCheckLogin) {
         let fields = LoginFields {
-            app: &app,
-            domain: &domain,
+            app: &check.app,
+            domain: &check.domain,
             ..LoginFields::default()
         };
-        let challenge = msg.text_or_empty("challenge");
-        let expected = crypto::login_digest(&fields, None, &challenge, self.shared.password.expose());
-        let ok = !challenge.is_empty() && crypto::digest_matches(&expected, &msg.text_or_empty("digest"));
+        let challenge = &check.challenge;
+        let expected = crypto::login_digest(&fields, None, challenge, self.shared.password.expose());
+        let ok = !challenge.is_empty() && crypto::digest_matches(&expected, &check.digest);
         let mut out = Outbound::reply_to(msg);
         if ok {
             out = out.with("ok", true);
@@ -490,7 +464,7 @@ impl AppSession {
         }
     }
 
-    fn on_pbx_info(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+    fn on_pbx_info(&mut self, ctx: &mut Context<Self>, info: &PbxInfo) {
         let Login::Done { role, who, .. } = &self.login else {
             return;
         };
@@ -505,30 +479,25 @@ impl AppSession {
             );
             return;
         }
-        let apis: Vec<&str> = msg
-            .body
-            .get("apis")
-            .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
         log::info!(
-            "session {} ({}): PbxInfo from PBX {:?} of {:?}, APIs {apis:?}",
+            "session {} ({}): PbxInfo from PBX {:?} of {:?}, APIs {:?}",
             self.id,
             self.peer,
-            msg.text_or_empty("pbx"),
-            msg.text_or_empty("domain")
+            info.pbx,
+            info.domain,
+            info.apis
         );
-        if apis.contains(&"Services") && !self.pbx {
+        if info.apis.iter().any(|api| api == "Services") && !self.pbx {
             self.pbx = true;
             self.send(ctx, message::subscribe_services(SERVICES_SRC));
         }
     }
 
-    fn on_services_info(&mut self, msg: &Inbound) {
+    fn on_services_info(&mut self, src: Option<&str>, info: ServicesInfo) {
         // Only the PBX connection this service subscribed on may say where Devices is: any
         // other logged-in peer (a browser, the Users service) could otherwise redirect every
         // phone's link, and with it the provisioning codes, to a host of its choosing.
-        if !self.pbx || msg.src.as_deref().is_some_and(|src| src != SERVICES_SRC) {
+        if !self.pbx || src.is_some_and(|src| src != SERVICES_SRC) {
             log::warn!(
                 "session {} ({}): ignoring ServicesInfo on a connection that did not subscribe",
                 self.id,
@@ -536,9 +505,9 @@ impl AppSession {
             );
             return;
         }
-        let url = msg
-            .body
-            .get("services")
+        let url = info
+            .services
+            .as_ref()
             .and_then(innoprov::services::devices_sysclient_url);
         self.shared.directory.do_send(DevicesUrlLearned {
             session: self.id,
@@ -546,8 +515,12 @@ impl AppSession {
         });
     }
 
-    fn on_provisioning_phone(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
-        let src = msg.src.clone();
+    fn on_provisioning_phone(
+        &mut self,
+        ctx: &mut Context<Self>,
+        src: Option<String>,
+        msg: &ProvisioningPhone,
+    ) {
         let Login::Done {
             key, app, who, role, ..
         } = &self.login

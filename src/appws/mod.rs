@@ -3,8 +3,10 @@
 
 pub mod crypto;
 pub mod message;
+pub mod received;
 pub mod role;
 
 pub use crypto::{LoginFields, decrypt, encrypt, login_digest, new_challenge, session_key};
 pub use message::{Inbound, InboundError, Outbound};
+pub use received::{AppLogin, AppMessage, ProvisioningPhone};
 pub use role::{LoginRole, login_role};

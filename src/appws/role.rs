@@ -11,7 +11,7 @@
 //! also needs `sip == info.appobj` (both covered), and with `app.object` configured, that the
 //! `sip` is this App object's own name.
 
-use super::Inbound;
+use super::AppLogin;
 
 /// The kind of peer a login is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +49,14 @@ impl LoginRole {
 }
 
 /// The role of a verified AppLogin; `own_object` is `app.object` when configured.
-pub fn login_role(login: &Inbound, own_object: Option<&str>) -> LoginRole {
-    let sip = login.text_or_empty("sip");
-    let info = login.body.get("info").filter(|i| i.is_object());
-    if info.is_none() && login.text_or_empty("guid") == "0".repeat(32) {
+pub fn login_role(login: &AppLogin, own_object: Option<&str>) -> LoginRole {
+    let sip = login.sip.as_str();
+    if login.info.is_none() && login.guid == "0".repeat(32) {
         return LoginRole::Password;
     }
-    let appobj = info
-        .and_then(|i| i.get("appobj"))
-        .and_then(|a| a.as_str())
-        .unwrap_or_default();
-    let has_pbx_obj = login
-        .body
-        .get("pbxObj")
-        .is_some_and(|p| p.as_str().is_some_and(|s| !s.is_empty()));
+    let appobj = login.appobj();
     let own = own_object.is_none_or(|own| own == sip);
-    if !sip.is_empty() && sip == appobj && !has_pbx_obj && own {
+    if !sip.is_empty() && sip == appobj && !login.pbx_obj && own {
         LoginRole::Pbx
     } else if !appobj.is_empty() && appobj != sip {
         LoginRole::User
@@ -78,7 +70,11 @@ mod tests {
     use super::*;
 
     fn role(json: &str, own: Option<&str>) -> LoginRole {
-        login_role(&Inbound::parse(json).unwrap(), own)
+        let msg = crate::appws::Inbound::parse(json).unwrap();
+        let crate::appws::AppMessage::AppLogin(login) = crate::appws::AppMessage::decode(&msg) else {
+            panic!("not an AppLogin: {json}")
+        };
+        login_role(&login, own)
     }
 
     #[test]
