@@ -37,15 +37,15 @@ pub struct LinkShared {
     pub gate: Arc<ConnectGate>,
     /// Reconnect delays, handed to each phone's session.
     pub backoff: innoprov::sysclient_session::Backoff,
-    /// TLS settings for `wss://` when extra CAs are configured; `None` uses the public web PKI.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS settings for `wss://`: the public web PKI plus `devices.ca_file`'s CAs.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// The websocket settings of a sysclient link: small buffers, because thousands are open at
 /// once and Devices sends little.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(sysclient::MAX_FRAME_BYTES))
@@ -55,21 +55,137 @@ pub fn websocket_config() -> WebSocketConfig {
 /// Opens a websocket to `url` once the gate admits it; the error says why not.
 pub async fn connect(url: String, shared: &LinkShared) -> Result<DevicesStream, String> {
     shared.gate.admit().await;
-    let tls = shared.tls.clone();
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async_tls_with_config(
-            url,
-            Some(websocket_config()),
-            true,
-            tls.map(tokio_tungstenite::Connector::Rustls),
-        ),
-    )
-    .await
-    {
-        Ok(Ok((ws, _))) => Ok(ws),
+    let tls = Arc::clone(&shared.tls);
+    match tokio::time::timeout(CONNECT_TIMEOUT, open(&url, tls)).await {
+        Ok(Ok(ws)) => Ok(ws),
         Ok(Err(e)) => Err(format!("connect failed: {e}")),
         Err(_) => Err("connect timed out".to_string()),
+    }
+}
+
+/// TCP, TLS for `wss://`, and the websocket upgrade (RFC 6455 §4.1), done here rather than by
+/// tungstenite's client handshake: that one hands its 4 KiB HTTP read buffer on to the
+/// websocket as its read buffer for the connection's whole life, whatever `read_buffer_size`
+/// says, and with 10,000 idle links those 4 KiB were a fifth of each link's memory.
+async fn open(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<DevicesStream, String> {
+    use tokio_tungstenite::MaybeTlsStream;
+    let url = url::Url::parse(url).map_err(|e| format!("sysclient URL {url:?}: {e}"))?;
+    let secure = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => return Err(format!("sysclient URL scheme {other:?} is neither ws nor wss")),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| "sysclient URL has no port".to_string())?;
+    let (tcp, server_name) = match url.host() {
+        Some(url::Host::Domain(name)) => (
+            tokio::net::TcpStream::connect((name, port)).await,
+            rustls_pki_types::ServerName::try_from(name.to_string())
+                .map_err(|e| format!("host {name:?}: {e}"))?,
+        ),
+        Some(url::Host::Ipv4(ip)) => (
+            tokio::net::TcpStream::connect((ip, port)).await,
+            rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+        ),
+        Some(url::Host::Ipv6(ip)) => (
+            tokio::net::TcpStream::connect((ip, port)).await,
+            rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+        ),
+        None => return Err("sysclient URL has no host".to_string()),
+    };
+    let tcp = tcp.map_err(|e| format!("TCP: {e}"))?;
+    // Frames are small and each is a whole message: no reason to wait for more.
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if secure {
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let tail = upgrade(&mut stream, &url, &key).await?;
+    Ok(tokio_tungstenite::WebSocketStream::from_partially_read(
+        stream,
+        tail,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        Some(websocket_config()),
+    )
+    .await)
+}
+
+/// Longest HTTP answer head to a websocket upgrade that is read.
+const MAX_UPGRADE_ANSWER: usize = 8 * 1024;
+
+/// Sends the upgrade request for `url` with `key` and checks the answer (101,
+/// `Upgrade: websocket`, `Connection: Upgrade`, the `Sec-WebSocket-Accept` of `key`); returns
+/// what Devices sent after the answer's head (the start of its first frame, if any).
+async fn upgrade<S>(stream: &mut S, url: &url::Url, key: &str) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    );
+    let io = |e: std::io::Error| format!("websocket upgrade: {e}");
+    stream.write_all(request.as_bytes()).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let mut answer = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err("websocket upgrade: the connection closed before the answer".to_string());
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let head = match response.parse(&answer) {
+            Ok(httparse::Status::Complete(head)) => head,
+            Ok(httparse::Status::Partial) if answer.len() < MAX_UPGRADE_ANSWER => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(format!(
+                    "websocket upgrade: answer head longer than {MAX_UPGRADE_ANSWER} bytes"
+                ));
+            }
+            Err(e) => return Err(format!("websocket upgrade: not an HTTP answer: {e}")),
+        };
+        let code = response.code.unwrap_or_default();
+        if code != 101 {
+            return Err(format!(
+                "HTTP error: {code} {} (websocket upgrade refused)",
+                response.reason.unwrap_or_default()
+            ));
+        }
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .unwrap_or_default()
+        };
+        if !header("Upgrade").eq_ignore_ascii_case("websocket")
+            || !header("Connection")
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        {
+            return Err(
+                "websocket upgrade: 101 without Upgrade: websocket and Connection: Upgrade".to_string(),
+            );
+        }
+        if header("Sec-WebSocket-Accept") != derive_accept_key(key.as_bytes()) {
+            return Err("websocket upgrade: wrong Sec-WebSocket-Accept".to_string());
+        }
+        return Ok(answer.split_off(head));
     }
 }
 
@@ -188,4 +304,88 @@ async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job:
         }
     };
     guard.reason = Some(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// RFC 6455 §1.3's example: this key must be answered with this accept value.
+    const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    /// Runs `upgrade` against a peer that reads the request and answers `answer`; returns the
+    /// request text and the outcome.
+    async fn against(answer: Vec<u8>) -> (String, Result<Vec<u8>, String>) {
+        let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let peer = tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                theirs.read_exact(&mut byte).await.expect("request");
+                request.push(byte[0]);
+            }
+            theirs.write_all(&answer).await.expect("answer");
+            String::from_utf8(request).expect("text")
+        });
+        let url = url::Url::parse("ws://[::1]:8080/example.com/devices/sysclients?x=1").expect("url");
+        let outcome = upgrade(&mut ours, &url, RFC_KEY).await;
+        drop(ours);
+        (peer.await.expect("peer"), outcome)
+    }
+
+    #[tokio::test]
+    async fn the_request_is_rfc_6455s_and_the_rfc_answer_is_taken_with_its_tail() {
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: {RFC_ACCEPT}\r\n\r\n"
+        );
+        let mut answer = answer.into_bytes();
+        answer.extend_from_slice(&[0x82, 0x01, 0x07]);
+        let (request, outcome) = against(answer).await;
+        assert_eq!(
+            outcome,
+            Ok(vec![0x82, 0x01, 0x07]),
+            "the first frame's bytes are kept"
+        );
+        assert!(
+            request.starts_with("GET /example.com/devices/sysclients?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        for line in [
+            "Host: [::1]:8080\r\n",
+            "Upgrade: websocket\r\n",
+            "Connection: Upgrade\r\n",
+            "Sec-WebSocket-Version: 13\r\n",
+            &format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"),
+        ] {
+            assert!(request.contains(line), "{line:?} missing in {request}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_wrong_answer_is_refused_with_its_reason() {
+        let wrong_accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
+        let no_upgrade =
+            format!("HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {RFC_ACCEPT}\r\n\r\n");
+        let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        let endless = format!("HTTP/1.1 101 OK\r\nX-Pad: {}", "0123456789".repeat(1000));
+        let cases = [
+            (wrong_accept.to_string(), "wrong Sec-WebSocket-Accept"),
+            (no_upgrade, "without Upgrade: websocket"),
+            (not_found.to_string(), "HTTP error: 404 Not Found"),
+            ("SSH-2.0-OpenSSH\r\n\r\n".to_string(), "not an HTTP answer"),
+            (endless, "longer than 8192 bytes"),
+            (
+                "HTTP/1.1 101 OK\r\n".to_string() + &"X-A: 1\r\n".repeat(40),
+                "too many headers",
+            ),
+            ("HTTP/1.1 101".to_string(), "closed before the answer"),
+        ];
+        for (answer, why) in cases {
+            let (_, outcome) = against(answer.into_bytes()).await;
+            let error = outcome.expect_err(why);
+            assert!(error.contains(why), "{error:?} should say {why:?}");
+        }
+    }
 }

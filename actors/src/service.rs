@@ -147,10 +147,7 @@ impl RunningService {
             source,
         })?;
         let addr = listener.local_addr().map_err(StartError::Http)?;
-        let devices_tls = match &config.devices.ca_file {
-            Some(ca_file) => Some(Arc::new(devices_client_config(ca_file)?)),
-            None => None,
-        };
+        let devices_tls = Arc::new(devices_client_config(config.devices.ca_file.as_deref())?);
         let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
             (Some(listen), Some(cert), Some(key)) => {
                 let server_config = tls_server_config(cert, key)?;
@@ -428,22 +425,24 @@ impl RunningService {
 }
 
 /// The client configuration for `wss://` to Devices: the public web PKI plus `ca_file`'s CAs.
-fn devices_client_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, StartError> {
+fn devices_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, StartError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let tls_error = |e: &dyn std::fmt::Display| StartError::Tls(format!("{}: {e}", ca_file.display()));
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let mut added = 0;
-    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| tls_error(&e))? {
-        roots
-            .add(cert.map_err(|e| tls_error(&e))?)
-            .map_err(|e| tls_error(&e))?;
-        added += 1;
-    }
-    if added == 0 {
-        return Err(tls_error(&"no certificate in the file"));
+    if let Some(ca_file) = ca_file {
+        let tls_error = |e: &dyn std::fmt::Display| StartError::Tls(format!("{}: {e}", ca_file.display()));
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| tls_error(&e))? {
+            roots
+                .add(cert.map_err(|e| tls_error(&e))?)
+                .map_err(|e| tls_error(&e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(tls_error(&"no certificate in the file"));
+        }
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(rustls::ClientConfig::builder()
