@@ -88,36 +88,45 @@ impl Service {
                 c
             }
         };
+        // The service says where it listens the systemd way (innoprov_actors::ready).
+        let notify_dir = tempfile::tempdir().expect("notify dir");
+        let notify_path = notify_dir.path().join("notify");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
         let mut child = command
             .env("RUST_LOG", "debug")
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn innoprov");
         let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&logs);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split(';').next().unwrap_or_default().to_string();
-                    let https = rest.split("https://").nth(1).map(|h| h.trim().to_string());
-                    let _ = tx.send((addr, https));
-                }
                 let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
                 logs.push_str(&line);
                 logs.push('\n');
             }
         });
-        let (addr, https) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("innoprov did not start: {}", logs.lock().unwrap()));
+        notify
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut datagram = [0u8; 512];
+        let ready = loop {
+            let Ok(n) = notify.recv(&mut datagram) else {
+                panic!("innoprov did not start: {}", logs.lock().unwrap())
+            };
+            let text = String::from_utf8_lossy(&datagram[..n]).to_string();
+            if let Some(addresses) = innoprov_actors::ready::ready_addresses(&text) {
+                break addresses;
+            }
+        };
         Service {
             child,
-            addr: addr.parse().expect("address"),
-            https_addr: https.map(|h| h.parse().expect("https address")),
+            addr: ready.0,
+            https_addr: ready.1,
             logs,
         }
     }

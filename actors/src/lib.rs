@@ -12,6 +12,7 @@
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
 //! - [`metrics`]: the Prometheus metrics of the process.
+//! - [`ready`]: `sd_notify` readiness (`READY=1` with the bound addresses, `STOPPING=1`).
 //! - [`fatal`]: who supervises the singletons: a singleton that ends outside a shutdown takes
 //!   the service down with exit status 1 (systemd restarts it).
 //! - [`login_guard`]: caps on connections not yet logged in, and per-address login throttling.
@@ -55,6 +56,7 @@ pub mod notifier;
 pub mod persistence;
 pub mod phone_job;
 pub mod prov_http;
+pub mod ready;
 pub mod registry;
 pub mod service;
 pub mod sim;

@@ -139,6 +139,7 @@ fn serve(config: Config) -> ExitCode {
             .map_err(|e| RunFailure::Shutdown(e.to_string()))?;
         // After the start: a failed start prints its one line and nothing else.
         raise_open_files_limit();
+        innoprov_actors::ready::notify_ready(service.addr, service.https_addr);
         service.run_until_signal(signals).await
     });
     match outcome {

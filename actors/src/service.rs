@@ -113,6 +113,8 @@ fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartEr
 pub struct RunningService {
     /// The bound listener address (useful when the config asked for port 0).
     pub addr: SocketAddr,
+    /// The bound HTTPS listener address, when `[tls]` is configured.
+    pub https_addr: Option<SocketAddr>,
     /// Stops the HTTP server.
     server: actix_web::dev::ServerHandle,
     /// The HTTP server's task; finishes when the server has stopped.
@@ -355,11 +357,11 @@ impl RunningService {
         .listen(listener)
         .map_err(StartError::Http)?;
         let mut https = String::new();
+        let mut https_addr = None;
         if let Some((tls_listener, server_config)) = tls {
-            https = format!(
-                "; https://{}",
-                tls_listener.local_addr().map_err(StartError::Http)?
-            );
+            let bound = tls_listener.local_addr().map_err(StartError::Http)?;
+            https = format!("; https://{bound}");
+            https_addr = Some(bound);
             server = server
                 .listen_rustls_0_23(tls_listener, server_config)
                 .map_err(StartError::Http)?;
@@ -373,6 +375,7 @@ impl RunningService {
         );
         Ok(RunningService {
             addr,
+            https_addr,
             server: handle,
             server_task,
             shutdown,
@@ -384,8 +387,6 @@ impl RunningService {
         })
     }
 
-    /// Waits for SIGTERM or Ctrl-C (watched by `signals`, installed before start), then shuts
-    /// down.
     /// Serves until SIGTERM or SIGINT, or until a singleton fails (`fatal`), then shuts down.
     pub async fn run_until_signal(self, mut signals: ShutdownSignals) -> Result<(), RunFailure> {
         let fatal = self.fatal.clone();
@@ -394,6 +395,7 @@ impl RunningService {
             reason = fatal.wait() => Some(reason),
         };
         log::info!("shutting down");
+        crate::ready::notify_stopping();
         let stopped = self.shutdown().await.map_err(RunFailure::Shutdown);
         match failed {
             Some(reason) => Err(RunFailure::Fatal(reason)),

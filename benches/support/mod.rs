@@ -26,7 +26,7 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts the release binary with `extra` appended to the config and `RUST_LOG` =
-    /// `rust_log` (which must let the service's "listening" line through).
+    /// `rust_log`; it says where it listens over `NOTIFY_SOCKET` (innoprov_actors::ready).
     pub fn start(extra: &str, rust_log: &str) -> ServiceProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
@@ -38,15 +38,17 @@ impl ServiceProcess {
             ),
         )
         .expect("config");
+        let notify_path = dir.path().join("notify");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
         let mut child = Command::new(env!("CARGO_BIN_EXE_innoprov"))
             .args(["--config", config.to_str().expect("path")])
             .env("RUST_LOG", rust_log)
+            .env("NOTIFY_SOCKET", &notify_path)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn innoprov");
         let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
         // Keeps draining stderr for the whole run, so logging never blocks the service.
         std::thread::spawn(move || {
             // INNOPROV_BENCH_STDERR=1 passes the service's log through, for a look at a run.
@@ -55,17 +57,23 @@ impl ServiceProcess {
                 if pass {
                     eprintln!("service: {line}");
                 }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split(';').next().unwrap_or_default().to_string());
-                }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("innoprov started");
+        notify
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut datagram = [0u8; 512];
+        let addr = loop {
+            let n = notify.recv(&mut datagram).expect("innoprov started");
+            if let Some((http, _)) =
+                innoprov_actors::ready::ready_addresses(&String::from_utf8_lossy(&datagram[..n]))
+            {
+                break http;
+            }
+        };
         ServiceProcess {
             child,
-            addr: addr.parse().expect("address"),
+            addr,
             _dir: dir,
         }
     }
