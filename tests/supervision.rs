@@ -265,13 +265,20 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
     use innoprov_actors::fatal::InjectFault as InjectSingletonFault;
     use innoprov_actors::service::{RunFailure, ShutdownSignals};
     let sim = DevicesSim::start().await;
-    for victim in ["persistence", "registry"] {
+    for victim in ["persistence", "registry", "directory", "notifier", "audit writer"] {
         let dir = tempfile::tempdir().unwrap();
         let service = start(&sim, dir.path()).await;
         assert_eq!(service.fatal.reported(), None);
         match victim {
             "persistence" => service.persistence.do_send(InjectSingletonFault),
-            _ => service.registry.do_send(InjectSingletonFault),
+            "registry" => service.registry.do_send(InjectSingletonFault),
+            "directory" => service.directory.do_send(InjectSingletonFault),
+            "notifier" => service
+                .notifier
+                .as_ref()
+                .expect("notify is on by default")
+                .do_send(InjectSingletonFault),
+            _ => service.audit.inject_fault(),
         }
         // The panicking actor's `stopped` runs (actix drops the dead context) and reports.
         let reported = wait_for(Duration::from_secs(5), async || {
@@ -280,10 +287,12 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
         .await;
         assert!(reported, "{victim}: nothing reported");
         let reason = service.fatal.reported().unwrap_or_default();
-        let expected = if victim == "persistence" {
-            "the persistence actor ended"
-        } else {
-            "the phone registry ended"
+        let expected = match victim {
+            "persistence" => "the persistence actor ended",
+            "registry" => "the phone registry ended",
+            "directory" => "the service directory ended",
+            "notifier" => "the notifier ended",
+            _ => "the audit writer panicked",
         };
         assert_eq!(reason, expected);
         // The serving loop ends with the fatal outcome (the binary exits 1 on it), not Ok.

@@ -45,6 +45,8 @@ pub struct AuditLog {
     pending: Mutex<Pending>,
     /// Orders entries.
     seq: AtomicU64,
+    /// Fault injection for the supervision tests: the writer panics at its next round.
+    fault: std::sync::atomic::AtomicBool,
 }
 
 fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
@@ -60,6 +62,7 @@ impl AuditLog {
             keep,
             pending: Mutex::default(),
             seq: AtomicU64::new(0),
+            fault: Default::default(),
         });
         let weak: Weak<AuditLog> = Arc::downgrade(&log);
         let spawned = std::thread::Builder::new()
@@ -70,7 +73,13 @@ impl AuditLog {
                     let Some(log) = weak.upgrade() else { return };
                     // A panic here would end the thread silently: it takes the service down
                     // instead (see `fatal`).
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| log.flush())) {
+                    let round = || {
+                        if log.fault.load(Ordering::Acquire) {
+                            panic!("fault injected into the audit writer");
+                        }
+                        log.flush()
+                    };
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(round)) {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => log::warn!("audit write failed: {e}"),
                         Err(_) => return fatal.report("the audit writer", "panicked"),
@@ -138,6 +147,12 @@ impl AuditLog {
     }
 
     /// Writes everything pending (the writer thread, and shutdown).
+    /// Fault injection for the supervision tests: the writer thread panics at its next round.
+    #[doc(hidden)]
+    pub fn inject_fault(&self) {
+        self.fault.store(true, Ordering::Release);
+    }
+
     pub fn flush(&self) -> Result<(), StoreError> {
         let batch = std::mem::take(&mut lock(&self.pending).entries);
         for (mac, new) in batch {

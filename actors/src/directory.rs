@@ -123,3 +123,11 @@ impl Handler<CurrentDevicesUrl> for ServiceDirectory {
         self.current.clone()
     }
 }
+
+impl Handler<crate::fatal::InjectFault> for ServiceDirectory {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the ServiceDirectory singleton");
+    }
+}

@@ -380,3 +380,11 @@ mod tests {
         assert!(digest_authorization("Basic realm=x", "u", "p", "sip:x", "c").is_none());
     }
 }
+
+impl Handler<crate::fatal::InjectFault> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the Notifier singleton");
+    }
+}

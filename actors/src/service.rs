@@ -131,6 +131,10 @@ pub struct RunningService {
     pub audit: Arc<AuditLog>,
     /// Where the singletons report an end outside a shutdown.
     pub fatal: Fatal,
+    /// Where Devices is.
+    pub directory: Addr<ServiceDirectory>,
+    /// SIP NOTIFY to phones, when `provisioning.notify` is on.
+    pub notifier: Option<Addr<Notifier>>,
 }
 
 impl RunningService {
@@ -201,7 +205,7 @@ impl RunningService {
             log::error!("{problem}");
         }
         let audit = AuditLog::start(Arc::clone(&store), prov.audit_entries, fatal.clone());
-        let notifier = prov.notify.then(|| {
+        let notifier_actor = prov.notify.then(|| {
             Notifier::new(
                 Arc::clone(&audit),
                 vendors.clone(),
@@ -210,8 +214,8 @@ impl RunningService {
                 fatal.clone(),
             )
             .start()
-            .recipient()
         });
+        let notifier = notifier_actor.clone().map(Addr::recipient);
         let devices = &config.devices;
         let link = Arc::new(LinkShared {
             gate: Arc::new(ConnectGate::new(devices.connects_per_second)),
@@ -279,7 +283,7 @@ impl RunningService {
             login_timeout: Duration::from_secs(ws.login_timeout_secs),
             sealer,
             registry: registry.clone(),
-            directory,
+            directory: directory.clone(),
             shutdown: shutdown_rx,
             guard: crate::login_guard::LoginGuard::new(crate::login_guard::LoginLimits {
                 max_pending: ws.max_pending_logins,
@@ -384,6 +388,8 @@ impl RunningService {
             store,
             audit,
             fatal,
+            directory,
+            notifier: notifier_actor,
         })
     }
 
