@@ -146,6 +146,7 @@ impl AuditLog {
         Some(found)
     }
 
+    #[cfg(feature = "simulators")]
     /// Writes everything pending (the writer thread, and shutdown).
     /// Fault injection for the supervision tests: the writer thread panics at its next round.
     #[doc(hidden)]

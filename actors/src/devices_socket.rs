@@ -194,6 +194,7 @@ where
 pub enum Outgoing {
     /// A frame for Devices.
     Frame(Vec<u8>),
+    #[cfg(feature = "simulators")]
     /// Fault injection for the supervision tests: the task panics.
     #[doc(hidden)]
     Panic,
@@ -293,6 +294,7 @@ async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job:
                         break format!("write failed: {e}");
                     }
                 }
+                #[cfg(feature = "simulators")]
                 Some(Outgoing::Panic) => panic!("fault injected into the socket task of connection {conn}"),
                 None => {
                     // The job let go of this connection: close it, nothing to report.

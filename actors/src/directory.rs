@@ -124,6 +124,7 @@ impl Handler<CurrentDevicesUrl> for ServiceDirectory {
     }
 }
 
+#[cfg(feature = "simulators")]
 impl Handler<crate::fatal::InjectFault> for ServiceDirectory {
     type Result = ();
 

@@ -72,6 +72,7 @@ impl Fatal {
     }
 }
 
+#[cfg(feature = "simulators")]
 /// Fault injection for the supervision tests: the singleton that gets it panics.
 #[doc(hidden)]
 #[derive(actix::Message)]

@@ -44,6 +44,7 @@ pub mod admin_page;
 pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;
+#[cfg(feature = "simulators")]
 pub mod demo;
 pub mod devices_socket;
 pub mod directory;
@@ -59,5 +60,6 @@ pub mod prov_http;
 pub mod ready;
 pub mod registry;
 pub mod service;
+#[cfg(feature = "simulators")]
 pub mod sim;
 pub mod ws_reader;

@@ -33,6 +33,7 @@ enum Command {
     Serve,
     /// Run the service with a simulated PBX, Users service, Devices and N phones on a temporary
     /// store, provision the phones, let them fetch their files, and print a summary.
+    #[cfg(feature = "simulators")]
     Demo {
         /// How many phones.
         #[arg(long, default_value_t = 20)]
@@ -78,12 +79,13 @@ fn main() -> ExitCode {
         }
     };
     // The demo talks to a person on a terminal: only warnings, unless RUST_LOG asks for more.
-    let default_level = if matches!(cli.command, Some(Command::Demo { .. })) {
-        "warn"
-    } else {
-        "info"
-    };
+    #[cfg(feature = "simulators")]
+    let demo_command = matches!(cli.command, Some(Command::Demo { .. }));
+    #[cfg(not(feature = "simulators"))]
+    let demo_command = false;
+    let default_level = if demo_command { "warn" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    #[cfg(feature = "simulators")]
     if let Some(Command::Demo { phones, keep_running }) = cli.command {
         return demo(phones, keep_running);
     }
@@ -107,6 +109,7 @@ fn raise_open_files_limit() {
     }
 }
 
+#[cfg(feature = "simulators")]
 fn demo(phones: u32, keep_running: bool) -> ExitCode {
     if phones == 0 || phones > 100_000 {
         return fail("demo: --phones must be between 1 and 100000");

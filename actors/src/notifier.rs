@@ -327,6 +327,15 @@ impl Handler<PhoneConfigChanged> for Notifier {
     }
 }
 
+#[cfg(feature = "simulators")]
+impl Handler<crate::fatal::InjectFault> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the Notifier singleton");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,13 +387,5 @@ mod tests {
             "6629fae49393a05397450978507c4ef1"
         );
         assert!(digest_authorization("Basic realm=x", "u", "p", "sip:x", "c").is_none());
-    }
-}
-
-impl Handler<crate::fatal::InjectFault> for Notifier {
-    type Result = ();
-
-    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
-        panic!("fault injected into the Notifier singleton");
     }
 }

@@ -283,6 +283,7 @@ impl Handler<Flush> for Persistence {
     }
 }
 
+#[cfg(feature = "simulators")]
 impl Handler<crate::fatal::InjectFault> for Persistence {
     type Result = ();
 

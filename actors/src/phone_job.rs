@@ -747,12 +747,14 @@ impl Handler<GetPhoneStatus> for PhoneJob {
     }
 }
 
+#[cfg(feature = "simulators")]
 /// Fault injection for the supervision tests: the job panics while handling it.
 #[doc(hidden)]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InjectFault;
 
+#[cfg(feature = "simulators")]
 impl Handler<InjectFault> for PhoneJob {
     type Result = ();
 
@@ -761,12 +763,14 @@ impl Handler<InjectFault> for PhoneJob {
     }
 }
 
+#[cfg(feature = "simulators")]
 /// Fault injection for the supervision tests: the job's socket task panics.
 #[doc(hidden)]
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct InjectSocketFault;
 
+#[cfg(feature = "simulators")]
 impl Handler<InjectSocketFault> for PhoneJob {
     type Result = bool;
 

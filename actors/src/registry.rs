@@ -349,6 +349,7 @@ impl Handler<RetireAll> for PhoneRegistry {
     }
 }
 
+#[cfg(feature = "simulators")]
 impl Handler<crate::fatal::InjectFault> for PhoneRegistry {
     type Result = ();
 
