@@ -146,21 +146,6 @@ impl ProvisionRequest {
     }
 }
 
-/// The purpose of a phone's sealed user password.
-pub fn user_password_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::UserPassword(*mac)
-}
-
-/// The purpose of a phone's sealed sysclient password.
-pub fn sysclient_password_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::SysclientPassword(*mac)
-}
-
-/// The purpose of a phone's sealed provisioning password.
-pub fn prov_password_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::ProvPassword(*mac)
-}
-
 /// Letters and digits: provisioning passwords must survive every vendor's config syntax and URLs.
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
 
@@ -178,21 +163,6 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String, getrandom::Error> 
         }
     }
     Ok(out)
-}
-
-/// The purpose of a phone's sealed Devices provisioning code.
-pub fn provisioning_code_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::ProvisioningCode(*mac)
-}
-
-/// The purpose of a phone's sealed web admin password.
-pub fn web_password_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::WebPassword(*mac)
-}
-
-/// The purpose of a phone's sealed admin password.
-pub fn admin_password_purpose(mac: &Mac) -> SealPurpose {
-    SealPurpose::AdminPassword(*mac)
 }
 
 /// What is stored per phone. Plain data: every secret in it is sealed.
@@ -265,7 +235,9 @@ impl PhoneRecord {
     /// 0.4).
     pub fn provisioning_code(&self, sealer: &crate::seal::Sealer) -> Result<Option<Secret>, SealError> {
         match &self.sealed_code {
-            Some(sealed) => Ok(Some(sealer.open(sealed, &provisioning_code_purpose(&self.mac))?)),
+            Some(sealed) => Ok(Some(
+                sealer.open(sealed, &SealPurpose::ProvisioningCode(self.mac))?,
+            )),
             None if !self.code.is_empty() => Ok(Some(Secret::new(self.code.clone()))),
             None => Ok(None),
         }
@@ -278,7 +250,7 @@ impl PhoneRecord {
         now_unix: u64,
     ) -> Result<PhoneRecord, SealError> {
         let password = match &request.password {
-            Some(secret) => Some(sealer.seal(secret, &user_password_purpose(&request.mac))?),
+            Some(secret) => Some(sealer.seal(secret, &SealPurpose::UserPassword(request.mac))?),
             None => None,
         };
         Ok(PhoneRecord {
@@ -286,7 +258,7 @@ impl PhoneRecord {
             code: String::new(),
             sealed_code: Some(sealer.seal(
                 &Secret::new(request.code.clone()),
-                &provisioning_code_purpose(&request.mac),
+                &SealPurpose::ProvisioningCode(request.mac),
             )?),
             hwid: request.hwid.clone(),
             username: request.username.clone(),
@@ -308,13 +280,13 @@ impl PhoneRecord {
             ),
             prov_password: Some(sealer.seal(
                 &Secret::new(random_text(24, ALPHANUMERIC).map_err(SealError::Random)?),
-                &prov_password_purpose(&request.mac),
+                &SealPurpose::ProvPassword(request.mac),
             )?),
             // 16 letters and digits: within every vendor's documented admin password rules
             // (Grandstream a-z A-Z 0-9, Snom ≤ 20, Yealink no ':').
             web_password: Some(sealer.seal(
                 &Secret::new(random_text(16, ALPHANUMERIC).map_err(SealError::Random)?),
-                &web_password_purpose(&request.mac),
+                &SealPurpose::WebPassword(request.mac),
             )?),
         })
     }

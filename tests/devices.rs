@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use innoprov::devices::DeviceConfig;
-use innoprov::phone::sysclient_password_purpose;
+use innoprov::seal::SealPurpose;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim, SYSCLIENT_PATH};
 use innoprov_actors::sim::pbx::{PbxSim, devices_services};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
@@ -87,7 +87,7 @@ async fn full_flow_pbx_then_users_then_devices_then_ok() {
     let mac = record.mac;
     let stored_password = sealer.open(
         record.sysclient_password.as_ref().unwrap(),
-        &sysclient_password_purpose(&mac),
+        &SealPurpose::SysclientPassword(mac),
     );
     assert_eq!(stored_password.unwrap().expose(), sysclient_password);
     assert_eq!(record.config_version, 1);
@@ -448,7 +448,7 @@ async fn reprovisioning_a_phone_devices_knows_answers_the_challenge_with_its_sto
     let kept = sealer
         .open(
             record.sysclient_password.as_ref().unwrap(),
-            &sysclient_password_purpose(&record.mac),
+            &SealPurpose::SysclientPassword(record.mac),
         )
         .unwrap();
     assert_eq!(

@@ -41,7 +41,7 @@ async fn non_ascii_password_is_stored_decrypted_exactly_and_sealed() {
     );
     let sealed = record.password.expect("password stored");
     let opened = sealer
-        .open(&sealed, &innoprov::phone::user_password_purpose(&record.mac))
+        .open(&sealed, &innoprov::seal::SealPurpose::UserPassword(record.mac))
         .unwrap();
     assert_eq!(opened.expose(), phone.password);
     // At rest the password is sealed: its plaintext is nowhere in the store's files.

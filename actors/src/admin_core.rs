@@ -410,7 +410,7 @@ impl AdminCore {
         };
         let password = record.password.as_ref().and_then(|sealed| {
             self.sealer
-                .open(sealed, &innoprov::phone::user_password_purpose(mac))
+                .open(sealed, &innoprov::seal::SealPurpose::UserPassword(*mac))
                 .ok()
         });
         notifier

@@ -23,8 +23,8 @@ use actix::prelude::*;
 use innoprov::clock::now_unix;
 use innoprov::devices;
 use innoprov::outcome::ProvisionFailure;
-use innoprov::phone::{admin_password_purpose, sysclient_password_purpose};
 use innoprov::provisioning::AuditEntry;
+use innoprov::seal::SealPurpose;
 use innoprov::sysclient_session::{MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
 use innoprov::{PhoneRecord, Sealer, Secret};
 use tokio::sync::{mpsc, oneshot};
@@ -296,7 +296,11 @@ impl PhoneJob {
         }
         let mac = self.record.mac;
         let password = match &self.record.sysclient_password {
-            Some(sealed) => match self.shared.sealer.open(sealed, &sysclient_password_purpose(&mac)) {
+            Some(sealed) => match self
+                .shared
+                .sealer
+                .open(sealed, &SealPurpose::SysclientPassword(mac))
+            {
                 Ok(password) => Some(password),
                 Err(e) => {
                     log::error!("phone {mac}: stored sysclient password unusable: {e}");
@@ -433,7 +437,7 @@ impl PhoneJob {
         {
             // The phone challenges a check-sync with its line's credentials (docs/vendors).
             let password = self.record.password.as_ref().and_then(|sealed| {
-                let purpose = innoprov::phone::user_password_purpose(&self.record.mac);
+                let purpose = SealPurpose::UserPassword(self.record.mac);
                 self.shared.sealer.open(sealed, &purpose).ok()
             });
             notifier.do_send(PhoneConfigChanged {
@@ -544,13 +548,13 @@ impl PhoneJob {
             }
             SessionAction::Accepted => {}
             SessionAction::StorePassword(password) => {
-                self.record.sysclient_password = self.seal(&password, &sysclient_password_purpose(&mac));
+                self.record.sysclient_password = self.seal(&password, &SealPurpose::SysclientPassword(mac));
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_secret_stored);
             }
             SessionAction::AdminPassword(password) => {
                 log::info!("phone {mac}: admin password deployed by Devices");
-                self.record.admin_password = self.seal(&password, &admin_password_purpose(&mac));
+                self.record.admin_password = self.seal(&password, &SealPurpose::AdminPassword(mac));
                 match &mut self.staged {
                     // Not a sign that Devices accepted the new code (it comes after the
                     // challenge, before the configuration): kept for whichever record wins,

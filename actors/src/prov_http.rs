@@ -17,10 +17,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use innoprov::clock::now_unix;
-use innoprov::phone::prov_password_purpose;
 use innoprov::provisioning::auth::{self, NonceKey};
 use innoprov::provisioning::vendor::Candidate;
 use innoprov::provisioning::{AuditEntry, Decision, FileKind, PhoneContext, Renderer, Vendors};
+use innoprov::seal::SealPurpose;
 use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 
@@ -237,7 +237,7 @@ impl ProvState {
         let prov_password = record
             .prov_password
             .as_ref()
-            .and_then(|sealed| self.sealer.open(sealed, &prov_password_purpose(mac)).ok());
+            .and_then(|sealed| self.sealer.open(sealed, &SealPurpose::ProvPassword(*mac)).ok());
         let basic_header = prov_password.as_ref().map(|p| {
             use base64::Engine;
             let token = format!("{}:{}", record.prov_username, p.expose());

@@ -4,7 +4,7 @@
 
 use super::{AuditEntry, Vendors};
 use crate::mac::Mac;
-use crate::phone::{admin_password_purpose, web_password_purpose};
+use crate::seal::SealPurpose;
 use crate::seal::{Sealer, Secret};
 use crate::store::{Store, StoreError};
 
@@ -69,13 +69,13 @@ pub fn pin_vendor(
 pub fn web_password(store: &dyn Store, sealer: &Sealer, mac: &Mac) -> Result<Option<Secret>, AdminError> {
     let record = store.get_phone(mac)?.ok_or(AdminError::UnknownPhone(*mac))?;
     if let Some(sealed) = &record.admin_password {
-        let deployed = sealer.open(sealed, &admin_password_purpose(mac))?;
+        let deployed = sealer.open(sealed, &SealPurpose::AdminPassword(*mac))?;
         if super::context::usable_admin_password(deployed.expose()) {
             return Ok(Some(deployed));
         }
     }
     match &record.web_password {
-        Some(sealed) => Ok(Some(sealer.open(sealed, &web_password_purpose(mac))?)),
+        Some(sealed) => Ok(Some(sealer.open(sealed, &SealPurpose::WebPassword(*mac))?)),
         None => Ok(None),
     }
 }
@@ -200,7 +200,7 @@ mod tests {
         let mut record = sample_record("0015651a2b3c", 1);
         record.web_password = Some(
             sealer
-                .seal(&Secret::new("Random16chars123"), &web_password_purpose(&mac))
+                .seal(&Secret::new("Random16chars123"), &SealPurpose::WebPassword(mac))
                 .unwrap(),
         );
         store.put_phone(&record).unwrap();
@@ -210,7 +210,7 @@ mod tests {
         );
         record.admin_password = Some(
             sealer
-                .seal(&Secret::new("fromDevices7"), &admin_password_purpose(&mac))
+                .seal(&Secret::new("fromDevices7"), &SealPurpose::AdminPassword(mac))
                 .unwrap(),
         );
         store.put_phone(&record).unwrap();
@@ -221,7 +221,7 @@ mod tests {
         );
         record.admin_password = Some(
             sealer
-                .seal(&Secret::new("a:b"), &admin_password_purpose(&mac))
+                .seal(&Secret::new("a:b"), &SealPurpose::AdminPassword(mac))
                 .unwrap(),
         );
         store.put_phone(&record).unwrap();

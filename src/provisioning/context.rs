@@ -4,10 +4,8 @@
 use serde::Serialize;
 
 use crate::devices::{DeviceConfig, secret_purpose};
-use crate::phone::{
-    PhoneRecord, admin_password_purpose, prov_password_purpose, user_password_purpose, web_password_purpose,
-};
-use crate::seal::{SealError, Sealer};
+use crate::phone::PhoneRecord;
+use crate::seal::{SealError, SealPurpose, Sealer};
 
 /// SIP over TLS, as the Users service sets up the phone's device ("TLS only").
 pub const SIP_TLS_PORT: u16 = 5061;
@@ -341,9 +339,9 @@ impl PhoneContext {
             // Devices' administrative password when every vendor can carry it (Grandstream P2
             // takes letters and digits, Yealink's `admin:<password>` no ':'), else the phone's
             // own random one; admin::web_password tells an admin which.
-            password: match open(&record.admin_password, admin_password_purpose(&mac))? {
+            password: match open(&record.admin_password, SealPurpose::AdminPassword(mac))? {
                 deployed if usable_admin_password(&deployed) => deployed,
-                _ => open(&record.web_password, web_password_purpose(&mac))?,
+                _ => open(&record.web_password, SealPurpose::WebPassword(mac))?,
             },
         };
         let name = checked(
@@ -361,7 +359,7 @@ impl PhoneContext {
         account.password = checked(
             "password",
             USERS,
-            &open(&record.password, user_password_purpose(&mac))?,
+            &open(&record.password, SealPurpose::UserPassword(mac))?,
         )?;
         account.display_name = name.clone();
         account.label = name;
@@ -402,7 +400,7 @@ impl PhoneContext {
         }
         let prov = &mut ctx.prov;
         prov.username = record.prov_username.clone();
-        prov.password = open(&record.prov_password, prov_password_purpose(&mac))?;
+        prov.password = open(&record.prov_password, SealPurpose::ProvPassword(mac))?;
         prov.url_with_credentials = format!(
             "{}://{}:{}@{}",
             if prov.https { "https" } else { "http" },

@@ -35,7 +35,7 @@ fn record(mac: &str) -> (PhoneRecord, Sealer) {
         sealer
             .seal(
                 &Secret::new("ProvPass123"),
-                &crate::phone::prov_password_purpose(&mac),
+                &crate::seal::SealPurpose::ProvPassword(mac),
             )
             .unwrap(),
     );
@@ -43,7 +43,7 @@ fn record(mac: &str) -> (PhoneRecord, Sealer) {
         sealer
             .seal(
                 &Secret::new("WebPass456"),
-                &crate::phone::web_password_purpose(&mac),
+                &crate::seal::SealPurpose::WebPassword(mac),
             )
             .unwrap(),
     );
