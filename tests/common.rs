@@ -110,19 +110,8 @@ impl Service {
                 logs.push('\n');
             }
         });
-        notify
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut datagram = [0u8; 512];
-        let ready = loop {
-            let Ok(n) = notify.recv(&mut datagram) else {
-                panic!("innoprov did not start: {}", logs.lock().unwrap())
-            };
-            let text = String::from_utf8_lossy(&datagram[..n]).to_string();
-            if let Some(addresses) = innoprov_actors::ready::ready_addresses(&text) {
-                break addresses;
-            }
-        };
+        let ready = innoprov_actors::ready::wait_ready(&notify, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("innoprov did not start ({e}): {}", logs.lock().unwrap()));
         Service {
             child,
             addr: ready.0,

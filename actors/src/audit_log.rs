@@ -46,6 +46,7 @@ pub struct AuditLog {
     /// Orders entries.
     seq: AtomicU64,
     /// Fault injection for the supervision tests: the writer panics at its next round.
+    #[cfg(feature = "simulators")]
     fault: std::sync::atomic::AtomicBool,
 }
 
@@ -62,6 +63,7 @@ impl AuditLog {
             keep,
             pending: Mutex::default(),
             seq: AtomicU64::new(0),
+            #[cfg(feature = "simulators")]
             fault: Default::default(),
         });
         let weak: Weak<AuditLog> = Arc::downgrade(&log);
@@ -74,6 +76,7 @@ impl AuditLog {
                     // A panic here would end the thread silently: it takes the service down
                     // instead (see `fatal`).
                     let round = || {
+                        #[cfg(feature = "simulators")]
                         if log.fault.load(Ordering::Acquire) {
                             panic!("fault injected into the audit writer");
                         }
@@ -146,14 +149,14 @@ impl AuditLog {
         Some(found)
     }
 
-    #[cfg(feature = "simulators")]
-    /// Writes everything pending (the writer thread, and shutdown).
     /// Fault injection for the supervision tests: the writer thread panics at its next round.
+    #[cfg(feature = "simulators")]
     #[doc(hidden)]
     pub fn inject_fault(&self) {
         self.fault.store(true, Ordering::Release);
     }
 
+    /// Writes everything pending (the writer thread, and shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         let batch = std::mem::take(&mut lock(&self.pending).entries);
         for (mac, new) in batch {

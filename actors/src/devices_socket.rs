@@ -78,26 +78,22 @@ async fn open(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<DevicesStream
     let port = url
         .port_or_known_default()
         .ok_or_else(|| "sysclient URL has no port".to_string())?;
-    let (tcp, server_name) = match url.host() {
-        Some(url::Host::Domain(name)) => (
-            tokio::net::TcpStream::connect((name, port)).await,
-            rustls_pki_types::ServerName::try_from(name.to_string())
-                .map_err(|e| format!("host {name:?}: {e}"))?,
-        ),
-        Some(url::Host::Ipv4(ip)) => (
-            tokio::net::TcpStream::connect((ip, port)).await,
-            rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
-        ),
-        Some(url::Host::Ipv6(ip)) => (
-            tokio::net::TcpStream::connect((ip, port)).await,
-            rustls_pki_types::ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
-        ),
+    // The host as a name to resolve or an address literal (without IPv6's brackets).
+    let host = match url.host() {
+        Some(url::Host::Domain(name)) => name.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => return Err("sysclient URL has no host".to_string()),
     };
-    let tcp = tcp.map_err(|e| format!("TCP: {e}"))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("TCP: {e}"))?;
     // Frames are small and each is a whole message: no reason to wait for more.
     let _ = tcp.set_nodelay(true);
     let mut stream = if secure {
+        // An address literal becomes an IP server name, anything else a DNS name.
+        let server_name =
+            rustls_pki_types::ServerName::try_from(host).map_err(|e| format!("TLS server name: {e}"))?;
         let connector = tokio_rustls::TlsConnector::from(tls);
         let tls = connector
             .connect(server_name, tcp)
@@ -363,6 +359,18 @@ mod tests {
         ] {
             assert!(request.contains(line), "{line:?} missing in {request}");
         }
+    }
+
+    #[test]
+    fn address_literals_are_checked_as_ip_server_names_and_names_as_dns_names() {
+        // `open` hands rustls the URL's host as text and relies on this split.
+        use rustls_pki_types::ServerName;
+        for ip in ["127.0.0.1", "::1"] {
+            let name = ServerName::try_from(ip.to_string()).expect(ip);
+            assert!(matches!(name, ServerName::IpAddress(_)), "{ip}: {name:?}");
+        }
+        let name = ServerName::try_from("devices.example.com".to_string()).expect("name");
+        assert!(matches!(name, ServerName::DnsName(_)), "{name:?}");
     }
 
     #[tokio::test]

@@ -79,11 +79,11 @@ fn main() -> ExitCode {
         }
     };
     // The demo talks to a person on a terminal: only warnings, unless RUST_LOG asks for more.
-    #[cfg(feature = "simulators")]
-    let demo_command = matches!(cli.command, Some(Command::Demo { .. }));
-    #[cfg(not(feature = "simulators"))]
-    let demo_command = false;
-    let default_level = if demo_command { "warn" } else { "info" };
+    let default_level = match cli.command {
+        #[cfg(feature = "simulators")]
+        Some(Command::Demo { .. }) => "warn",
+        _ => "info",
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
     #[cfg(feature = "simulators")]
     if let Some(Command::Demo { phones, keep_running }) = cli.command {

@@ -46,7 +46,25 @@ fn notify(message: &str) {
     }
 }
 
+/// Waits (at most `limit`) on `socket`, the test's `NOTIFY_SOCKET`, for the service's
+/// `READY=1`; returns the addresses it names: (http, https).
+#[cfg(feature = "simulators")]
+pub fn wait_ready(
+    socket: &UnixDatagram,
+    limit: std::time::Duration,
+) -> std::io::Result<(SocketAddr, Option<SocketAddr>)> {
+    socket.set_read_timeout(Some(limit))?;
+    let mut datagram = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut datagram)?;
+        if let Some(addresses) = ready_addresses(&String::from_utf8_lossy(&datagram[..n])) {
+            return Ok(addresses);
+        }
+    }
+}
+
 /// The addresses in a `READY=1` datagram's status line: (http, https).
+#[cfg(feature = "simulators")]
 pub fn ready_addresses(datagram: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     if !datagram.lines().any(|l| l == "READY=1") {
         return None;
@@ -66,7 +84,7 @@ pub fn ready_addresses(datagram: &str) -> Option<(SocketAddr, Option<SocketAddr>
     Some((http?, https))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulators"))]
 mod tests {
     use super::*;
 

@@ -59,18 +59,8 @@ impl ServiceProcess {
                 }
             }
         });
-        notify
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut datagram = [0u8; 512];
-        let addr = loop {
-            let n = notify.recv(&mut datagram).expect("innoprov started");
-            if let Some((http, _)) =
-                innoprov_actors::ready::ready_addresses(&String::from_utf8_lossy(&datagram[..n]))
-            {
-                break http;
-            }
-        };
+        let (addr, _) =
+            innoprov_actors::ready::wait_ready(&notify, Duration::from_secs(20)).expect("innoprov started");
         ServiceProcess {
             child,
             addr,
