@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use innoprov::{Config, Mac};
 use innoprov_actors::persistence::GetPhone;
-use innoprov_actors::phone_job::{InjectFault, InjectSocketFault, Phase};
+use innoprov_actors::phone_job::{InjectFault, InjectPause, InjectSocketFault, Phase};
 use innoprov_actors::registry::{DeletePhone, JobOf, PhoneStatusOf};
 use innoprov_actors::service::RunningService;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
@@ -302,4 +302,53 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
             other => panic!("{victim}: {other:?}"),
         }
     }
+}
+
+#[actix_web::test]
+async fn a_busy_job_stops_its_socket_task_reading_so_a_flood_from_devices_waits_in_tcp() {
+    // devices_socket's promise: the task hands each frame to the job and waits for it to be
+    // taken, so frames Devices sends faster than the job takes them stay in the connection
+    // (TCP pushes back on Devices) instead of piling up in the service.
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, victim, _, job) = two_phones(&sim, dir.path(), 0x70, 0x71).await;
+    let before = service
+        .persistence
+        .send(GetPhone(victim))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("stored")
+        .config_version;
+    job.send(InjectPause(Duration::from_secs(3))).await.unwrap();
+    // 300 distinct updates of 128 KiB each: 38 MiB, several times what loopback's socket
+    // buffers hold (at most 4 MiB to send and 6 MiB to receive by Linux's defaults).
+    let frames = 300;
+    let pad = "x".repeat(128 * 1024);
+    let mac = victim.to_string();
+    for n in 0..frames {
+        let update = format!(
+            r#"{{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx.example.com","n":{n},"pad":"{pad}"}}"#
+        );
+        assert_eq!(sim.push_update(&mac, &update), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let written = sim.pushed_frames_written(&mac);
+    assert!(
+        written < frames / 2,
+        "{written} of {frames} frames went out while the job took none: the service read ahead of its job"
+    );
+    // Once the job takes messages again, every update arrives, in order.
+    let all_stored = wait_for(Duration::from_secs(60), async || {
+        let record = service.persistence.send(GetPhone(victim)).await;
+        record
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some_and(|r| r.config_version == before + frames as u64)
+    })
+    .await;
+    assert!(all_stored, "not every update was stored after the pause");
+    assert_eq!(sim.pushed_frames_written(&mac), frames);
+    service.shutdown().await.unwrap();
 }

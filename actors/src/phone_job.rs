@@ -784,3 +784,20 @@ impl Handler<InjectSocketFault> for PhoneJob {
             .is_some_and(|w| w.try_send(Outgoing::Panic).is_ok())
     }
 }
+
+/// Fault injection for the supervision tests: the job takes no message for this long (as a
+/// job waiting on a slow store would), without blocking its thread.
+#[cfg(feature = "simulators")]
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPause(pub std::time::Duration);
+
+#[cfg(feature = "simulators")]
+impl Handler<InjectPause> for PhoneJob {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectPause, ctx: &mut Context<Self>) {
+        ctx.wait(actix::clock::sleep(msg.0).into_actor(self));
+    }
+}

@@ -59,6 +59,8 @@ struct State {
     configs: Vec<String>,
     turn_password: String,
     links: HashMap<u64, Link>,
+    /// Frames pushed to each phone (updates, admin passwords, garbage) that the kernel took.
+    pushed_written: HashMap<String, usize>,
     next_link: u64,
     refuse: bool,
     stall: bool,
@@ -210,6 +212,12 @@ impl DevicesSim {
     pub fn push_update(&self, mac: &str, config: &str) -> usize {
         let frame = admin_frame(6, &format!("{{\"config\":{config}}}"));
         self.send_to(mac, || Command::Frame(frame.clone()))
+    }
+
+    /// How many frames pushed to `mac` (`push_update` and the like) its links have written
+    /// into the connection so far: they stop being written once the phone's side stops reading.
+    pub fn pushed_frames_written(&self, mac: &str) -> usize {
+        self.lock().pushed_written.get(mac).copied().unwrap_or(0)
     }
 
     /// Sends a frame that is not a sysclient frame to `mac`'s links.
@@ -389,6 +397,10 @@ impl DevicesSim {
                 command = rx.recv() => match command {
                     Some(Command::Frame(frame)) => {
                         if ws.send(Message::binary(frame)).await.is_err() { break; }
+                        let mut state = self.lock();
+                        if let Some(mac) = state.links.get(&id).and_then(|l| l.mac.clone()) {
+                            *state.pushed_written.entry(mac).or_default() += 1;
+                        }
                     }
                     Some(Command::Close) | None => {
                         let _ = ws.close(None).await;
