@@ -4,37 +4,34 @@
 //! Attempts get evenly spaced slots; the jitter comes from each link's backoff.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::limits::Pacer;
 
 /// A shared slot allocator.
 #[derive(Debug)]
 pub struct ConnectGate {
-    /// Time between two connection attempts.
-    spacing: Duration,
-    /// The earliest moment the next attempt may start.
-    next_slot: Mutex<Instant>,
+    /// The slots, shared by every phone's connection attempts.
+    pacer: Mutex<Pacer>,
 }
 
 impl ConnectGate {
     /// A gate admitting `per_second` attempts a second (at least 1).
     pub fn new(per_second: u32) -> ConnectGate {
         ConnectGate {
-            spacing: Duration::from_secs(1) / per_second.max(1),
-            next_slot: Mutex::new(Instant::now()),
+            pacer: Mutex::new(Pacer::new(per_second)),
         }
     }
 
     /// Waits for this attempt's slot.
     pub async fn admit(&self) {
-        let slot = {
-            // The critical section cannot panic, so a poisoned lock still holds a valid slot.
-            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.spacing;
-            slot
-        };
+        // The critical section cannot panic, so a poisoned lock still holds a valid pacer.
+        let slot = self
+            .pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now());
         tokio::time::sleep_until(slot).await;
     }
 }
@@ -42,6 +39,7 @@ impl ConnectGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_spaced() {

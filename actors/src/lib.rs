@@ -30,6 +30,8 @@
 //! - [`devices_socket`]: one phone's websocket to Devices as a plain task that moves bytes for
 //!   its job (the protocol is the core's `SysclientSession`, driven by the job).
 //! - [`demo`]: `innoprov demo --phones N`, the whole chain with simulators in one process.
+//! - [`limits`]: the two limiter types, [`limits::Pacer`] (evenly spaced slots) and
+//!   [`limits::MinuteCounts`] (events per key and minute, keys bounded).
 //! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
 //! - [`ws_reader`]: inbound AppWebsocket messages with every size bound holding before the
 //!   data is read (pre-login budget, frame and fragment limits).
@@ -51,6 +53,7 @@ pub mod directory;
 pub mod fatal;
 pub mod forwarded;
 pub mod http;
+pub mod limits;
 pub mod login_guard;
 pub mod metrics;
 pub mod notifier;

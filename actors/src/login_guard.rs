@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::limits::MinuteCounts;
 
 /// Failed logins one address may make in a minute before its answers are delayed.
 const FREE_FAILURES: u32 = 5;
@@ -48,14 +50,13 @@ pub struct LoginLimits {
     pub per_address: usize,
 }
 
-#[derive(Default)]
 struct Inner {
     /// Connections not yet logged in, by address.
     pending: HashMap<IpAddr, usize>,
     /// Their total.
     total: usize,
     /// Failed logins by address in the current minute.
-    failures: HashMap<IpAddr, (Instant, u32)>,
+    failures: MinuteCounts<IpAddr>,
     /// Addresses that have logged in (they keep a reserve when the cap is reached).
     known: HashSet<IpAddr>,
 }
@@ -108,7 +109,12 @@ impl LoginGuard {
     pub fn new(limits: LoginLimits) -> Arc<LoginGuard> {
         Arc::new(LoginGuard {
             limits,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                pending: HashMap::new(),
+                total: 0,
+                failures: MinuteCounts::new(MAX_ADDRESSES),
+                known: HashSet::new(),
+            }),
             any_failure: AtomicBool::new(false),
         })
     }
@@ -165,21 +171,7 @@ impl LoginGuard {
         let ip = key(ip);
         crate::metrics::metrics().login_failures.inc();
         self.any_failure.store(true, Ordering::Relaxed);
-        let mut inner = self.lock();
-        if inner.failures.len() >= MAX_ADDRESSES {
-            inner
-                .failures
-                .retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
-            if inner.failures.len() >= MAX_ADDRESSES {
-                inner.failures.clear();
-            }
-        }
-        let entry = inner.failures.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
-        if entry.1 == FREE_FAILURES + 1 {
+        if self.lock().failures.add(ip) == FREE_FAILURES + 1 {
             log::warn!("logins from {ip}: too many failures; answers are delayed");
         }
     }
@@ -190,12 +182,7 @@ impl LoginGuard {
             return Duration::ZERO;
         }
         let ip = key(ip);
-        let inner = self.lock();
-        let failures = inner
-            .failures
-            .get(&ip)
-            .filter(|(since, _)| since.elapsed() < Duration::from_secs(60))
-            .map_or(0, |(_, n)| *n);
+        let failures = self.lock().failures.count(&ip);
         if failures < FREE_FAILURES {
             return Duration::ZERO;
         }

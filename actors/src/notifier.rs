@@ -20,6 +20,7 @@ use innoprov::Mac;
 use innoprov::provisioning::Vendors;
 
 use crate::audit_log::AuditLog;
+use crate::limits::Pacer;
 use tokio::net::UdpSocket;
 
 /// Least time between two NOTIFYs to one phone.
@@ -33,10 +34,8 @@ pub struct Notifier {
     vendors: Vendors,
     /// UDP port NOTIFYs go to.
     port: u16,
-    /// Time between two NOTIFYs service-wide.
-    spacing: Duration,
-    /// When the next NOTIFY may go.
-    next_slot: Instant,
+    /// Spaces NOTIFYs service-wide.
+    pacer: Pacer,
     /// When each phone was last notified.
     last_sent: HashMap<Mac, Instant>,
     /// Numbers NOTIFYs (CSeq, tags).
@@ -58,8 +57,7 @@ impl Notifier {
             audit,
             vendors,
             port,
-            spacing: Duration::from_secs(1) / per_second.max(1),
-            next_slot: Instant::now(),
+            pacer: Pacer::new(per_second),
             last_sent: HashMap::new(),
             sent: 0,
             fatal,
@@ -299,14 +297,13 @@ impl Handler<PhoneConfigChanged> for Notifier {
         let target = SocketAddr::new(client.ip(), self.port);
         let event = vendor.resync_event.clone();
         let now = Instant::now();
-        let slot = self.next_slot.max(now);
-        self.next_slot = slot + self.spacing;
+        let slot = self.pacer.take(tokio::time::Instant::now());
         self.last_sent.insert(mac, now);
         self.sent += 1;
         let id = format!("{:x}{:x}", std::process::id(), self.sent);
         let (user, password) = (msg.user, msg.password);
         let send = async move {
-            tokio::time::sleep_until(slot.into()).await;
+            tokio::time::sleep_until(slot).await;
             let password = password.as_ref().map(|p| p.expose());
             send_notify(target, &user, password, &event, &id).await
         };

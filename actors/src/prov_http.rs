@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,13 +26,14 @@ use innoprov::{Mac, PhoneRecord, Sealer, Store};
 
 use crate::audit_log::AuditLog;
 use crate::forwarded;
+use crate::limits::MinuteCounts;
 
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
 /// Longest User-Agent kept in the audit.
 const MAX_AUDIT_UA: usize = 160;
 /// Most addresses whose misses are counted at once.
-const MAX_TRACKED_ADDRESSES: usize = 50_000;
+pub const MAX_TRACKED_ADDRESSES: usize = 50_000;
 /// Most rendered variants kept per phone (one per way of reaching the service, normally one).
 const MAX_RENDERS_PER_PHONE: usize = 8;
 /// Most rendered files kept in memory.
@@ -63,7 +64,7 @@ pub struct ProvState {
     /// Misses per address per minute before 429.
     pub misses_per_minute: u32,
     /// Misses per address in the current minute.
-    pub misses: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    pub misses: Mutex<MinuteCounts<IpAddr>>,
     /// Where every download is recorded.
     pub audit: Arc<AuditLog>,
     /// Decoded records and their rendered files, by MAC; an entry is used only while the
@@ -113,32 +114,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ProvState {
     fn blocked(&self, ip: IpAddr) -> bool {
-        let misses = lock(&self.misses);
-        misses.get(&ip).is_some_and(|(since, n)| {
-            since.elapsed() < Duration::from_secs(60) && *n >= self.misses_per_minute
-        })
+        lock(&self.misses).count(&ip) >= self.misses_per_minute
     }
 
     fn miss(&self, ip: IpAddr) {
-        let mut misses = lock(&self.misses);
-        if misses.len() >= MAX_TRACKED_ADDRESSES {
-            misses.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
-            if misses.len() >= MAX_TRACKED_ADDRESSES {
-                // Under a flood from this many addresses, forget the oldest minute wholesale
-                // rather than grow: the limit is per address, memory is not.
-                misses.clear();
-            }
-        }
-        let entry = misses.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
-        if entry.1 == self.misses_per_minute {
-            log::warn!(
-                "provisioning denied for {ip}: too many misses ({} in a minute)",
-                entry.1
-            );
+        let count = lock(&self.misses).add(ip);
+        if count == self.misses_per_minute {
+            log::warn!("provisioning denied for {ip}: too many misses ({count} in a minute)");
         }
     }
 

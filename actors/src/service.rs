@@ -314,7 +314,7 @@ impl RunningService {
             recheck_minutes: prov.recheck_minutes,
             audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,
-            misses: Default::default(),
+            misses: std::sync::Mutex::new(crate::limits::MinuteCounts::new(prov_http::MAX_TRACKED_ADDRESSES)),
             views: Default::default(),
             trusted_proxies: config.trusted_proxies().unwrap_or_default(),
             enrol_from: config.enrol_from().unwrap_or_default(),
