@@ -22,23 +22,22 @@ pub fn devices_sysclient_url(services: &Value) -> Option<String> {
 }
 
 /// `url` with http→ws / https→wss and the last path segment replaced by `sysclients`
-/// (a URL ending in `/` gets `sysclients` appended). `None` for anything that is not an
-/// http(s) or ws(s) URL with a path.
+/// (a URL ending in `/` gets `sysclients` appended), read by the `url` crate (WHATWG rules:
+/// case-insensitive scheme and host, a bare host has the path `/`); query and fragment are
+/// dropped. `None` for anything that is not an http(s) or ws(s) URL with a host.
 pub fn sysclient_url(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
+    let mut url = url::Url::parse(url).ok()?;
+    let scheme = match url.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
         _ => return None,
     };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let slash = rest.find('/')?;
-    let (host, path) = rest.split_at(slash);
-    if host.is_empty() {
-        return None;
-    }
-    let parent = &path[..path.rfind('/').unwrap_or(0)];
-    Some(format!("{scheme}://{host}{parent}/sysclients"))
+    // Both schemes are "special" (WHATWG URL), so the change is always allowed.
+    url.set_scheme(scheme).ok()?;
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut().ok()?.pop().push("sysclients");
+    Some(url.into())
 }
 
 #[cfg(test)]
@@ -61,7 +60,19 @@ mod tests {
             Some("wss://h/d/sysclients")
         );
         assert_eq!(sysclient_url("ftp://h/d/x"), None);
-        assert_eq!(sysclient_url("https://h"), None);
+        // A host alone is the path `/` (RFC 3986 §6.2.3): its last segment is empty.
+        assert_eq!(sysclient_url("https://h").as_deref(), Some("wss://h/sysclients"));
+        assert_eq!(
+            sysclient_url("HTTPS://AP.example.com:8443/d/x?x=1#f").as_deref(),
+            Some("wss://ap.example.com:8443/d/sysclients"),
+            "scheme and host are case-insensitive; query and fragment go"
+        );
+        assert_eq!(
+            sysclient_url("http://[::1]:9000/example.com/devices/x").as_deref(),
+            Some("ws://[::1]:9000/example.com/devices/sysclients")
+        );
+        assert_eq!(sysclient_url("http://:9000/x"), None, "no host");
+        assert_eq!(sysclient_url("not a url"), None);
     }
 
     #[test]
