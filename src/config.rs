@@ -239,23 +239,61 @@ fn default_title() -> String {
     "Third-party phones".into()
 }
 
+/// Which store holds the phones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded sled directory at `store.path` (one machine).
+    #[default]
+    Sled,
+    /// A PostgreSQL database at `store.url`.
+    Postgres,
+}
+
 /// `[store]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The sled directory, created if missing; the seal key file lives in it.
+    /// `sled` (default) or `postgres`.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// The sled directory, created if missing; the seal key file lives in it unless
+    /// `seal_key_file` says otherwise.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user@host:port/db`), for `backend = "postgres"`.
+    /// A password in it is accepted but better kept in `password_file` or `$PGPASSWORD`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (one line); else `$PGPASSWORD`, else the URL's.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL connections held.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// The seal key file; default `<path>/seal.key`. Every instance sharing one database
+    /// must have the same key.
+    #[serde(default)]
+    pub seal_key_file: Option<PathBuf>,
 }
 
 fn default_store_path() -> PathBuf {
     "data".into()
 }
 
+fn default_pool_size() -> u32 {
+    4
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::default(),
             path: default_store_path(),
+            url: None,
+            password_file: None,
+            pool_size: default_pool_size(),
+            seal_key_file: None,
         }
     }
 }
@@ -446,6 +484,20 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
+        if self.store.backend == StoreBackend::Postgres {
+            let Some(url) = &self.store.url else {
+                return Err(invalid("store.url", "is required with backend = \"postgres\""));
+            };
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "store.url",
+                    "must start with postgres:// or postgresql://",
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.store.pool_size) {
+            return Err(invalid("store.pool_size", "must be 1 to 64"));
+        }
         if let Some(url) = &self.devices.sysclient_url
             && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
         {
@@ -605,9 +657,13 @@ impl Config {
             .unwrap_or_else(|| format!("{}/prov", self.app_parent()))
     }
 
-    /// Where the seal key lives: inside the store directory, so backups take both or neither.
+    /// Where the seal key lives: `store.seal_key_file`, else inside the store directory, so
+    /// backups take both or neither.
     pub fn seal_key_path(&self) -> PathBuf {
-        self.store.path.join("seal.key")
+        match &self.store.seal_key_file {
+            Some(file) => file.clone(),
+            None => self.store.path.join("seal.key"),
+        }
     }
 }
 

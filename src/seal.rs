@@ -46,6 +46,9 @@ pub enum SealPurpose {
         /// The field.
         field: String,
     },
+    /// A fixed value a shared database keeps to tell whether an instance has the
+    /// installation's seal key.
+    InstallationCheck,
 }
 
 impl SealPurpose {
@@ -59,6 +62,7 @@ impl SealPurpose {
             SealPurpose::WebPassword(mac) => format!("web-password/{mac}"),
             SealPurpose::AdminPassword(mac) => format!("admin-password/{mac}"),
             SealPurpose::ConfigSecret { mac, key, field } => format!("config-secret/{mac}/{key}/{field}"),
+            SealPurpose::InstallationCheck => "installation-check".to_string(),
         }
     }
 }
@@ -257,6 +261,7 @@ mod tests {
                 key: "5".into(),
                 field: "turnPassword".into(),
             },
+            SealPurpose::InstallationCheck,
         ]
         .iter()
         .map(SealPurpose::label)
@@ -271,6 +276,7 @@ mod tests {
                 "web-password/0015651a2b3c",
                 "admin-password/0015651a2b3c",
                 "config-secret/0015651a2b3c/5/turnPassword",
+                "installation-check",
             ]
         );
     }

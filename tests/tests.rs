@@ -13,6 +13,7 @@ mod devices;
 mod downloads;
 mod handsets;
 mod hostile;
+mod postgres;
 mod provisioning;
 mod supervision;
 mod wire_frames;

@@ -23,6 +23,7 @@
 //! - [`admin_page`]: the admin page (`<parent>/<admin.app>.htm`), a client of the admin door
 //!   that logs in through myApps or with the admin token.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
+//! - [`postgres_store`]: `PostgresStore`, the store in PostgreSQL (`store.backend = "postgres"`).
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
 //! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails.
@@ -59,6 +60,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod persistence;
 pub mod phone_job;
+pub mod postgres_store;
 pub mod prov_http;
 pub mod ready;
 pub mod registry;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
+use innoprov::config::StoreBackend;
 use innoprov::provisioning::auth::NonceKey;
 use innoprov::provisioning::{Renderer, Vendors};
 use innoprov::store::SledStore;
@@ -26,6 +27,7 @@ use crate::http::{self, HttpState};
 use crate::notifier::Notifier;
 use crate::persistence::{Flush, Persistence};
 use crate::phone_job::JobShared;
+use crate::postgres_store::{PostgresSettings, PostgresStore};
 use crate::prov_http::{self, ProvState};
 use crate::registry::{PhoneRegistry, RetireAll};
 
@@ -78,6 +80,25 @@ fn restrict_to_owner(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The PostgreSQL settings of `[store]`: the password from `password_file`, else from
+/// `$PGPASSWORD`, else whatever the URL holds.
+fn postgres_settings(store: &innoprov::config::StoreConfig) -> Result<PostgresSettings, String> {
+    let url = store.url.clone().unwrap_or_default();
+    let password = match &store.password_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("store.password_file {}: {e}", file.display()))?;
+            Some(Secret::new(text.lines().next().unwrap_or_default().to_string()))
+        }
+        None => std::env::var("PGPASSWORD").ok().map(Secret::new),
+    };
+    Ok(PostgresSettings {
+        url,
+        password,
+        pool_size: store.pool_size as usize,
+    })
 }
 
 /// The built-in vendor catalogue with the operator's merged over it, and the templates; checked
@@ -177,22 +198,34 @@ impl RunningService {
         // An existing key is checked before sled touches the directory; a missing one is
         // created only once the store has opened.
         let key_path = config.seal_key_path();
-        let existing_key = match key_path.exists() {
-            true => Some(Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?),
-            false => None,
-        };
-        let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-        let sealer = match existing_key {
-            Some(sealer) => sealer,
-            None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
+        let (store, sealer, store_name): (Arc<dyn Store>, Sealer, String) = match config.store.backend {
+            StoreBackend::Sled => {
+                let existing_key = match key_path.exists() {
+                    true => Some(Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?),
+                    false => None,
+                };
+                let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+                let sealer = match existing_key {
+                    Some(sealer) => sealer,
+                    None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
+                };
+                (Arc::new(store), sealer, store_path.clone())
+            }
+            StoreBackend::Postgres => {
+                let sealer = Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?;
+                let settings = postgres_settings(&config.store).map_err(&store_error)?;
+                let store =
+                    PostgresStore::open(&settings, &sealer).map_err(|e| store_error(e.to_string()))?;
+                let name = store.name();
+                (Arc::new(store), sealer, name)
+            }
         };
         // The store holds every phone's sealed secrets and the seal key: owner only.
         restrict_to_owner(&config.store.path)
             .map_err(|e| store_error(format!("cannot restrict permissions: {e}")))?;
         let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
-        log::info!("store {store_path}: {} phones", phones.len());
+        log::info!("store {store_name}: {} phones", phones.len());
 
-        let store: Arc<dyn Store> = Arc::new(store);
         let persistence_store = Arc::clone(&store);
         // Singletons that end outside a shutdown take the service down (`fatal`).
         let fatal = Fatal::default();

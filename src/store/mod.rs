@@ -81,7 +81,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Encoding of a record value: versioned JSON, so later fields can be added with defaults.
-fn encode(record: &PhoneRecord) -> Result<Vec<u8>, StoreError> {
+pub fn encode(record: &PhoneRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|e| StoreError::Backend(format!("encode {}: {e}", record.mac)))
 }
 
@@ -97,11 +97,13 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<PhoneRecord, StoreError> {
     })
 }
 
-fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+/// Encodes a value to store as JSON; `what` names it in the error.
+pub fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Backend(format!("encode {what}: {e}")))
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a stored JSON value of the phone whose key (MAC bytes) is `key`.
+pub fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         mac: hex::encode(key),
         reason: e.to_string(),
@@ -109,7 +111,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Resu
 }
 
 /// The latest `limit` of `entries`.
-fn latest(mut entries: Vec<AuditEntry>, limit: usize) -> Vec<AuditEntry> {
+pub fn latest(mut entries: Vec<AuditEntry>, limit: usize) -> Vec<AuditEntry> {
     let skip = entries.len().saturating_sub(limit);
     entries.drain(..skip);
     entries

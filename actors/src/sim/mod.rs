@@ -10,6 +10,7 @@
 //! - [`pbx`]: the PBX's App object connection: login, PbxInfo, AppInfo, Services.
 //! - [`users`]: the Users (Profile) service: login and ProvisioningPhone.
 //! - [`devices`]: innovaphone Devices' sysclient endpoint, with fault injection.
+//! - [`postgres`]: a real PostgreSQL server (Debian's package) in a temporary directory.
 //! - [`phone`]: a SIP phone fetching its files over HTTP (Basic/Digest, ETag).
 //! - [`handset`]: one emulator per vendor walking that vendor's documented boot sequence,
 //!   re-check and NOTIFY resync (docs/vendors).
@@ -19,6 +20,7 @@ pub mod devices;
 pub mod handset;
 pub mod pbx;
 pub mod phone;
+pub mod postgres;
 pub mod users;
 pub mod wire;
 

@@ -1,0 +1,428 @@
+//! `PostgresStore`: the [`Store`] in a PostgreSQL database (`store.backend = "postgres"`), for
+//! installations that need more than one machine's sled directory. It passes the same
+//! conformance suite as sled and memory (tests/postgres.rs, against a real server).
+//!
+//! - Schema: versioned migrations (`actors/migrations`, refinery) run at open.
+//! - Values are the sled store's bytes (JSON), so a record compares equal in either store.
+//! - Durability: every write is its own committed statement or transaction, durable when it
+//!   returns (PostgreSQL's default `synchronous_commit`); `flush` has nothing left to do.
+//! - Connections: `pool_size` clients. Their connections run on the store's own runtime
+//!   thread; a call blocks the calling thread for its round trip, driving the query future
+//!   itself, as the sled store blocks on its disk.
+//! - A lost connection is opened again with backoff, and the call retried, for at most
+//!   [`RETRY_FOR`]; after that the call fails with the reason, so a ProvisioningPhone is answered
+//!   `failed` instead of acknowledged without durability.
+//! - The seal key: the `installation` row holds a value sealed with the key of the instance
+//!   that created the database; an instance with another key is refused at open.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use innoprov::provisioning::{AuditEntry, PhoneAccess};
+use innoprov::seal::{SealPurpose, Sealed, Sealer, Secret};
+use innoprov::store::{
+    Freshness, Store, StoreError, decode_json, decode_record, encode, encode_json, latest,
+};
+use innoprov::{Mac, PhoneRecord};
+use tokio_postgres::{Client, NoTls};
+
+refinery::embed_migrations!("migrations");
+
+/// How long a call keeps retrying over a lost connection before it fails.
+pub const RETRY_FOR: Duration = Duration::from_secs(10);
+/// What the installation check seals.
+const CHECK_TEXT: &str = "innoprov installation";
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// The connection URL (a password in it is never logged).
+    pub url: String,
+    /// The password, when not in the URL.
+    pub password: Option<Secret>,
+    /// Connections held.
+    pub pool_size: usize,
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    /// The parsed connection settings, for reconnects.
+    config: tokio_postgres::Config,
+    /// The clients; a call takes the next free one.
+    clients: Vec<Mutex<Client>>,
+    /// Spreads calls over the clients.
+    next: AtomicUsize,
+    /// Runs the connections' I/O; calls only wait on their results. `None` once dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Bumped by every record or download-state write of this instance.
+    epoch: AtomicU64,
+}
+
+fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
+/// The server and database a URL names, for messages (never the password).
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres {host}:{port}/{}",
+        config.get_dbname().unwrap_or("(default)")
+    )
+}
+
+impl PostgresStore {
+    /// Connects, migrates the schema and checks the seal key against the database's.
+    pub fn open(settings: &PostgresSettings, sealer: &Sealer) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = settings.url.parse().map_err(|e| backend("store.url", e))?;
+        if let Some(password) = &settings.password {
+            config.password(password.expose());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postgres-io")
+            .enable_all()
+            .build()
+            .map_err(|e| backend("postgres runtime", e))?;
+        // Held by the store from here on, so that a failed open drops the runtime the way
+        // `Drop` does (this may run on an async thread, where a plain drop panics).
+        let mut store = PostgresStore {
+            config,
+            clients: Vec::new(),
+            next: AtomicUsize::new(0),
+            runtime: Some(runtime),
+            epoch: AtomicU64::new(0),
+        };
+        for _ in 0..settings.pool_size.max(1) {
+            let handle = store.runtime.as_ref().map(|r| r.handle().clone());
+            let handle = handle.ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+            let client = connect(&handle, &store.config)?;
+            store.clients.push(Mutex::new(client));
+        }
+        store.migrate()?;
+        store.check_seal_key(sealer)?;
+        log::info!("store: {} ({} connections)", store.name(), store.clients.len());
+        Ok(store)
+    }
+
+    /// The server and database, for messages.
+    pub fn name(&self) -> String {
+        describe(&self.config)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let name = self.name();
+        self.with_client(|client| {
+            // refinery takes the client by `&mut`; a runner holds no state between calls.
+            futures_executor::block_on(migrations::runner().run_async(client))
+                .map(|_| ())
+                .map_err(|e| backend(&format!("migrating {name}"), e))
+        })
+    }
+
+    fn check_seal_key(&self, sealer: &Sealer) -> Result<(), StoreError> {
+        let sealed = sealer
+            .seal(&Secret::new(CHECK_TEXT), &SealPurpose::InstallationCheck)
+            .map_err(|e| backend("sealing the installation check", e))?;
+        let text = serde_json::to_value(&sealed)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        // The first instance to get here sets the check; every later one reads it.
+        self.retrying("installation check", |client| {
+            run(client.execute(
+                "INSERT INTO installation (id, seal_check) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                &[&text],
+            ))?;
+            let row = run(client.query_one("SELECT seal_check FROM installation WHERE id = 1", &[]))?;
+            Ok(row.get::<_, String>(0))
+        })
+        .and_then(|stored| {
+            let stored: Sealed = serde_json::from_value(serde_json::Value::String(stored))
+                .map_err(|e| backend("installation check", e))?;
+            match sealer.open(&stored, &SealPurpose::InstallationCheck) {
+                Ok(secret) if secret.expose() == CHECK_TEXT => Ok(()),
+                _ => Err(StoreError::Backend(format!(
+                    "{}: the seal key (store.seal_key_file) is not the one this database's secrets are sealed with; every instance sharing a database needs the same key file",
+                    self.name()
+                ))),
+            }
+        })
+    }
+
+    /// Runs `call` on a free client (waiting for one if all are busy).
+    fn with_client<T>(
+        &self,
+        call: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.clients.len();
+        let slot = (0..n)
+            .find_map(|i| self.clients[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| self.clients[start % n].lock().unwrap_or_else(|p| p.into_inner()));
+        let mut client = slot;
+        if client.is_closed() {
+            let runtime = self
+                .runtime
+                .as_ref()
+                .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+            *client = connect(runtime.handle(), &self.config)?;
+        }
+        call(&mut client)
+    }
+
+    /// Runs `call`, opening the connection again and retrying while the failure is a lost
+    /// connection, for at most [`RETRY_FOR`]. `call` must be safe to repeat (every write here
+    /// is an upsert, a delete or a transaction).
+    fn retrying<T>(
+        &self,
+        what: &str,
+        mut call: impl FnMut(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let outcome = self.with_client(|client| Ok(call(client)));
+            let error = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if !lost(&e) => return Err(backend(&format!("{}: {what}", self.name()), e)),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + delay > deadline {
+                return Err(StoreError::Backend(format!(
+                    "{}: {what}: connection lost and not back within {RETRY_FOR:?}: {error}",
+                    self.name()
+                )));
+            }
+            log::warn!("{}: {what}: {error}; retrying in {delay:?}", self.name());
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `e` means the connection is gone (so a new one may succeed), not a refusal.
+fn lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_none() && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.code().is_some_and(|c| {
+            // admin_shutdown, crash_shutdown, cannot_connect_now: the server is restarting.
+            let c = c.code();
+            c == "57P01" || c == "57P02" || c == "57P03"
+        })
+}
+
+/// Drives `future` to its end on the calling thread.
+fn run<T>(future: impl Future<Output = T>) -> T {
+    futures_executor::block_on(future)
+}
+
+/// Opens a connection whose I/O runs on `runtime` (connecting there too: the caller may be on
+/// a runtime of its own, where a nested `block_on` is not allowed).
+fn connect(runtime: &tokio::runtime::Handle, config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    let name = describe(config);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let config = config.clone();
+    let task_name = name.clone();
+    runtime.spawn(async move {
+        match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                let _ = tx.send(Ok(client));
+                if let Err(e) = connection.await {
+                    log::warn!("{task_name}: connection ended: {e}");
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    });
+    match run(rx) {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(backend(&format!("connecting to {name}"), e)),
+        Err(_) => Err(backend(
+            &format!("connecting to {name}"),
+            "the store's runtime stopped",
+        )),
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which a runtime's own thread (where the last reference
+        // may go) does not allow; let its threads wind down by themselves.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn key(mac: &Mac) -> Vec<u8> {
+    mac.bytes().to_vec()
+}
+
+impl Store for PostgresStore {
+    fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
+        let bytes = encode(record)?;
+        let mac = key(&record.mac);
+        let written = self.retrying(&format!("write {}", record.mac), |client| {
+            run(client.execute(
+                "INSERT INTO phones (mac, record) VALUES ($1, $2) ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record",
+                &[&mac, &bytes],
+            ))
+        });
+        self.bump();
+        written.map(|_| ())
+    }
+
+    fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {
+        match self.get_phone_bytes(mac)? {
+            Some(bytes) => decode_record(mac, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_phone_bytes(&self, mac: &Mac) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = key(mac);
+        let row = self.retrying(&format!("read {mac}"), |client| {
+            run(client.query_opt("SELECT record FROM phones WHERE mac = $1", &[&k]))
+        })?;
+        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+    }
+
+    fn phone_changed(&self, mac: &Mac, cached: &[u8]) -> Result<Freshness, StoreError> {
+        Ok(match self.get_phone_bytes(mac)? {
+            None => Freshness::Missing,
+            Some(bytes) if bytes == cached => Freshness::Unchanged,
+            Some(bytes) => Freshness::Changed(bytes),
+        })
+    }
+
+    fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
+        let k = key(mac);
+        let deleted = self.retrying(&format!("delete {mac}"), |client| {
+            run(async {
+                let tx = client.transaction().await?;
+                tx.execute("DELETE FROM access WHERE mac = $1", &[&k]).await?;
+                tx.execute("DELETE FROM audit WHERE mac = $1", &[&k]).await?;
+                let n = tx.execute("DELETE FROM phones WHERE mac = $1", &[&k]).await?;
+                tx.commit().await?;
+                Ok(n > 0)
+            })
+        });
+        self.bump();
+        deleted
+    }
+
+    fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError> {
+        let rows = self.retrying("scan", |client| {
+            run(client.query("SELECT mac, record FROM phones ORDER BY mac", &[]))
+        })?;
+        rows.iter()
+            .map(|row| {
+                let mac: Vec<u8> = row.get(0);
+                let bytes: Vec<u8> = row.get(1);
+                let mac = <[u8; 6]>::try_from(mac.as_slice())
+                    .map(Mac::from_bytes)
+                    .map_err(|_| backend("scan", format!("a key of {} bytes", mac.len())))?;
+                decode_record(&mac, &bytes)
+            })
+            .collect()
+    }
+
+    fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError> {
+        let k = key(mac);
+        let row = self.retrying(&format!("read {mac}"), |client| {
+            run(client.query_opt("SELECT state FROM access WHERE mac = $1", &[&k]))
+        })?;
+        match row {
+            Some(row) => decode_json(&mac.bytes(), &row.get::<_, Vec<u8>>(0)),
+            None => Ok(PhoneAccess::default()),
+        }
+    }
+
+    fn update_access(
+        &self,
+        mac: &Mac,
+        change: &mut dyn FnMut(&mut PhoneAccess),
+    ) -> Result<PhoneAccess, StoreError> {
+        let k = key(mac);
+        let default = encode_json("access", &PhoneAccess::default())?;
+        // Read, change and write in one transaction with the row locked: no other writer,
+        // in this instance or another, comes in between.
+        let outcome = self.retrying(&format!("write {mac}"), |client| {
+            run(async {
+                let tx = client.transaction().await?;
+                tx.execute(
+                    "INSERT INTO access (mac, state) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
+                    &[&k, &default],
+                )
+                .await?;
+                let row = tx
+                    .query_one("SELECT state FROM access WHERE mac = $1 FOR UPDATE", &[&k])
+                    .await?;
+                let stored: Vec<u8> = row.get(0);
+                let mut access = match decode_json::<PhoneAccess>(&k, &stored) {
+                    Ok(access) => access,
+                    // Keep the damaged value rather than overwrite what we cannot read.
+                    Err(e) => return Ok(Err(e)),
+                };
+                change(&mut access);
+                let bytes = match encode_json("access", &access) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Ok(Err(e)),
+                };
+                tx.execute("UPDATE access SET state = $2 WHERE mac = $1", &[&k, &bytes])
+                    .await?;
+                tx.commit().await?;
+                Ok(Ok(access))
+            })
+        });
+        self.bump();
+        outcome?
+    }
+
+    fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let bytes = encode_json("audit", &entries)?;
+        let k = key(mac);
+        self.retrying(&format!("audit {mac}"), |client| {
+            run(client.execute(
+                "INSERT INTO audit (mac, entries) VALUES ($1, $2) ON CONFLICT (mac) DO UPDATE SET entries = EXCLUDED.entries",
+                &[&k, &bytes],
+            ))
+        })
+        .map(|_| ())
+    }
+
+    fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let k = key(mac);
+        let row = self.retrying(&format!("audit {mac}"), |client| {
+            run(client.query_opt("SELECT entries FROM audit WHERE mac = $1", &[&k]))
+        })?;
+        let entries: Vec<AuditEntry> = match row {
+            Some(row) => decode_json(&k, &row.get::<_, Vec<u8>>(0))?,
+            None => Vec::new(),
+        };
+        Ok(latest(entries, limit))
+    }
+
+    fn write_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write above returned only once committed.
+        Ok(())
+    }
+}
