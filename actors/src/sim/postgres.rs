@@ -78,7 +78,7 @@ impl TestPostgres {
                 .map_err(|e| format!("chown: {e}"))?;
         }
         let data = format!("{path}/data");
-        let init = command(
+        run_checked(
             &bin,
             "initdb",
             &[
@@ -92,16 +92,7 @@ impl TestPostgres {
                 "UTF8",
                 "--no-sync",
             ],
-        )
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-        if !init.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&init.stderr)
-            ));
-        }
+        )?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("free port: {e}"))?
@@ -133,19 +124,11 @@ impl TestPostgres {
     pub fn create_database(&self, name: &str) -> Result<String, String> {
         let bin = pg_bin().ok_or("PostgreSQL is not installed")?;
         let port = self.port.to_string();
-        let out = command(
+        run_checked(
             &bin,
             "createdb",
             &["-h", "127.0.0.1", "-p", &port, "-U", "innoprov", name],
-        )
-        .output()
-        .map_err(|e| format!("createdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "createdb {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        )?;
         Ok(self.url(name))
     }
 
@@ -164,6 +147,22 @@ impl Drop for TestPostgres {
     fn drop(&mut self) {
         // Through pg_ctl: the server may run under runuser, which is what `server` is then.
         self.stop();
+    }
+}
+
+/// Runs `program` of `bin` to its end; its stderr is the error when it fails.
+fn run_checked(bin: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let out = command(bin, program, args)
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
