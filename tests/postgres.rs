@@ -151,3 +151,45 @@ fn writes_wait_for_a_restarted_server_and_fail_with_the_reason_when_it_stays_awa
     pg.start_again().expect("start again");
     assert_eq!(store.phones().expect("list after recovery").len(), 2);
 }
+
+#[tokio::test]
+async fn with_the_database_down_provisioning_fails_with_the_reason_and_recovers_when_it_is_back() {
+    let mut pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("down").expect("database");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "backend = \"postgres\"\nurl = \"{url}\"\n{}",
+        devices_config(&sim)
+    );
+    let service = Service::start_in(dir.path(), &extra);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut conn = users.connect(&service.ws_url()).await.expect("login");
+    conn.client.timeout = Duration::from_secs(60);
+    pg.stop();
+    let reply = conn.provision(&phone(&sim, 0xa0)).await.expect("reply");
+    assert_eq!(
+        reply["result"], "failed",
+        "never ok without the database: {reply}"
+    );
+    let error = reply["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("connection lost"), "the reason is given: {error}");
+    // The database returns; the service goes on by itself.
+    pg.start_again().expect("start again");
+    let reply = conn.provision(&phone(&sim, 0xa1)).await.expect("reply");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let (status, logs) = service.terminate();
+    assert!(status.success(), "{logs}");
+    let store = PostgresStore::open(
+        &settings(&url),
+        &Sealer::load_or_create(&dir.path().join("store").join("seal.key")).expect("key"),
+    )
+    .expect("open");
+    let macs: Vec<String> = store
+        .phones()
+        .expect("list")
+        .iter()
+        .map(|r| r.mac.to_string())
+        .collect();
+    assert_eq!(macs, ["0015650000a1"], "only the acknowledged phone is stored");
+}
