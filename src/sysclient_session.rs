@@ -46,7 +46,7 @@ pub enum SessionEvent<'a> {
 pub enum SessionAction {
     /// Write this frame to Devices.
     Send(SysclientFrame),
-    /// Devices accepted the identify.
+    /// Devices accepted the identify (said anything but a close): the link is up again.
     Accepted,
     /// Devices gave the phone its sysclient password: store it (sealed) before relying on it.
     StorePassword(Secret),

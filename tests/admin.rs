@@ -750,3 +750,50 @@ async fn list_over_websocket(client: &mut innoprov_actors::sim::client::AppWsCli
     assert_eq!(list["src"], "l");
     list
 }
+
+/// A link is up once Devices speaks on it, not when its socket opens: with Devices accepting
+/// connections but answering nothing, a dropped phone reconnects yet stays "link down" (and no
+/// reconnect is counted) until a Devices that answers takes it back.
+#[tokio::test]
+async fn a_link_counts_as_up_only_once_devices_answers() {
+    let (service, _dir, sim, phones) = setup("").await;
+    let token = Some(TOKEN);
+    let path = format!("{API}/phones/{}", phones[0].mac);
+    let state = |detail: &Value| (detail["state"].clone(), detail["link"].clone());
+    let (_, detail) = call(&service, "GET", &path, token, None).await;
+    assert_eq!(state(&detail), ("configured".into(), "up".into()), "{detail}");
+
+    sim.set_stall(true);
+    let connects = sim.connect_times().len();
+    assert_eq!(sim.drop_link(&phones[0].mac), 1);
+    assert!(
+        sim.wait_until(Duration::from_secs(10), |s| s.connect_times().len() > connects)
+            .await,
+        "the phone reconnects"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, detail) = call(&service, "GET", &path, token, None).await;
+    assert_eq!(state(&detail), ("link_down".into(), "down".into()), "{detail}");
+    let scraped = scrape(&service).await;
+    assert_eq!(value(&scraped, "innoprov_link_reconnects_total", &[]), 0.0);
+
+    sim.set_stall(false);
+    sim.restart(Duration::from_millis(10)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = call(&service, "GET", &format!("{API}/phones"), token, None).await;
+        let phones = list["phones"].as_array().cloned().unwrap_or_default();
+        if phones.len() == 2
+            && phones
+                .iter()
+                .all(|p| state(p) == ("configured".into(), "up".into()))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "links back: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The restart dropped both phones' links: two came back.
+    let scraped = scrape(&service).await;
+    assert_eq!(value(&scraped, "innoprov_link_reconnects_total", &[]), 2.0);
+}

@@ -372,14 +372,6 @@ impl PhoneJob {
                 Ok(ws) => {
                     act.conn += 1;
                     act.writer = Some(devices_socket::spawn(ws, ctx.address(), act.conn));
-                    if let Some(since) = act.link_down_since.take() {
-                        crate::metrics::metrics().link_reconnects.inc();
-                        log::info!(
-                            "phone {}: link back after {} s down",
-                            act.record.mac,
-                            now_unix().saturating_sub(since)
-                        );
-                    }
                     act.drive(ctx, SessionEvent::Connected);
                 }
                 Err(reason) => act.drive(ctx, SessionEvent::Closed(&reason)),
@@ -546,7 +538,17 @@ impl PhoneJob {
                     self.abandon(ctx, "outbound queue full or closed");
                 }
             }
-            SessionAction::Accepted => {}
+            // The link counts as back only once Devices speaks: an open socket to a Devices
+            // that never answers (or closes after the identify) is still a link down.
+            SessionAction::Accepted => {
+                if let Some(since) = self.link_down_since.take() {
+                    crate::metrics::metrics().link_reconnects.inc();
+                    log::info!(
+                        "phone {mac}: link back after {} s down",
+                        now_unix().saturating_sub(since)
+                    );
+                }
+            }
             SessionAction::StorePassword(password) => {
                 self.record.sysclient_password = self.seal(&password, &SealPurpose::SysclientPassword(mac));
                 let mode = self.write_mode();
