@@ -275,6 +275,14 @@ pub struct StoreConfig {
     /// must have the same key.
     #[serde(default)]
     pub seal_key_file: Option<PathBuf>,
+    /// PostgreSQL only: how long an instance's hold on a phone (its lease) lasts unless
+    /// renewed; an instance that dies has its phones taken over by the others after this.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u32,
+}
+
+fn default_lease_secs() -> u32 {
+    15
 }
 
 fn default_store_path() -> PathBuf {
@@ -294,6 +302,7 @@ impl Default for StoreConfig {
             password_file: None,
             pool_size: default_pool_size(),
             seal_key_file: None,
+            lease_secs: default_lease_secs(),
         }
     }
 }
@@ -497,6 +506,9 @@ impl Config {
         }
         if !(1..=64).contains(&self.store.pool_size) {
             return Err(invalid("store.pool_size", "must be 1 to 64"));
+        }
+        if !(3..=600).contains(&self.store.lease_secs) {
+            return Err(invalid("store.lease_secs", "must be 3 to 600"));
         }
         if let Some(url) = &self.devices.sysclient_url
             && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)

@@ -41,6 +41,17 @@ pub enum ProvisionFailure {
     /// The store failed.
     #[error("storing the phone failed: {0}")]
     Store(String),
+    /// Another instance holds the phone (several instances on PostgreSQL) and did not hand it
+    /// over in time; nothing was stored.
+    #[error(
+        "the phone is held by instance {owner}, which did not hand it over within {secs} s; nothing was stored"
+    )]
+    HeldElsewhere {
+        /// The holding instance's owner name.
+        owner: String,
+        /// How long this instance waited.
+        secs: u64,
+    },
     /// Something inside the service failed (sealing, the phone's job ending without answer).
     #[error("{0}")]
     Internal(String),

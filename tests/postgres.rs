@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use innoprov::Sealer;
 use innoprov::store::{Store, conformance};
-use innoprov_actors::postgres_store::{PostgresSettings, PostgresStore};
+use innoprov_actors::postgres_store::{Claim, PostgresSettings, PostgresStore, StoreEvent};
 use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
@@ -18,6 +18,7 @@ fn settings(url: &str) -> PostgresSettings {
         url: url.to_string(),
         password: None,
         pool_size: 2,
+        lease: None,
     }
 }
 
@@ -31,6 +32,123 @@ fn the_postgres_store_passes_the_store_conformance_suite() {
     conformance::survives_reopen(pg.dir(), |_| {
         PostgresStore::open(&settings(&url), &sealer).expect("open again")
     });
+}
+
+/// Two instances' stores on one database, leases of 1 s: one owner at a time, fencing tokens
+/// that stop a former owner's late write, renewal that reports what was lost, claims of free
+/// phones, release, hand-over and the NOTIFY messages between instances.
+#[test]
+fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("leases").expect("database");
+    let sealer = Sealer::from_key(&[7; 32]);
+    let leased = |secs: f64| PostgresSettings {
+        lease: Some(Duration::from_secs_f64(secs)),
+        ..settings(&url)
+    };
+    let a = PostgresStore::open(&leased(1.0), &sealer).expect("instance a");
+    let b = PostgresStore::open(&leased(1.0), &sealer).expect("instance b");
+    let mut a_events = a.events();
+    let mac: innoprov::Mac = "0015651a2b3c".parse().unwrap();
+    let record = |n| conformance::sample_record("0015651a2b3c", n);
+
+    assert_eq!(a.claim(&mac).expect("claim"), Claim::Held);
+    assert_eq!(
+        b.claim(&mac).expect("claim"),
+        Claim::HeldBy(a.owner().unwrap().to_string())
+    );
+    a.put_phone(&record(1)).expect("the owner writes");
+    let refused = b.put_phone(&record(2)).expect_err("not the owner");
+    assert!(
+        refused.to_string().contains("does not hold its lease"),
+        "{refused}"
+    );
+
+    // b's write reaches a's download path through NOTIFY: a's epoch moves without a's writing.
+    let epoch = a.write_epoch();
+    let reader = PostgresStore::open(&settings(&url), &sealer).expect("unleased");
+    reader
+        .update_access(&mac, &mut |access| access.window_reopened_at = Some(1))
+        .expect("access");
+    assert!(
+        wait(|| a.write_epoch() > epoch),
+        "another instance's write bumps the epoch"
+    );
+
+    // a stops renewing (a pause): once expired, b takes over with a new token, and a's late
+    // write changes nothing.
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(b.claim(&mac).expect("claim"), Claim::Held);
+    b.put_phone(&record(2)).expect("the new owner writes");
+    let late = a.put_phone(&record(3)).expect_err("fenced");
+    assert!(late.to_string().contains("taken over"), "{late}");
+    assert_eq!(reader.get_phone(&mac).unwrap().unwrap().generation, 2);
+    assert!(!a.holds(&mac), "a forgot the lease its write was refused for");
+    assert_eq!(a.renew().expect("renew").lost, Vec::<innoprov::Mac>::new());
+    assert!(b.renew().expect("renew").lost.is_empty());
+
+    // A second phone nobody holds: claimed by whoever looks; b's live lease is not.
+    reader
+        .put_phone(&conformance::sample_record("0015651a2b3d", 4))
+        .unwrap();
+    let free = a.claim_free(100).expect("claim free");
+    assert_eq!(free, vec!["0015651a2b3d".parse().unwrap()]);
+    assert!(b.claim_free(100).expect("claim free").is_empty());
+
+    // b asks a for that phone; a hands it over; b finds it among its leases at renewal.
+    b.want(&free[0]).expect("want");
+    let wanted = recv_event(&mut a_events, |e| matches!(e, StoreEvent::Wanted { .. }));
+    assert_eq!(
+        wanted,
+        StoreEvent::Wanted {
+            mac: free[0],
+            by: b.owner().unwrap().to_string()
+        }
+    );
+    assert!(a.hand_over(&free[0], b.owner().unwrap()).expect("hand over"));
+    assert!(!a.holds(&free[0]));
+    assert_eq!(b.renew().expect("renew").adopted, vec![free[0]]);
+    b.put_phone(&conformance::sample_record("0015651a2b3d", 5))
+        .expect("b owns it now");
+
+    // b shuts down: releases everything and says so; a may claim both at once.
+    assert_eq!(b.release_all().expect("release"), 2);
+    recv_event(&mut a_events, |e| *e == StoreEvent::Released);
+    let mut claimed = a.claim_free(100).expect("claim free");
+    claimed.sort();
+    assert_eq!(claimed.len(), 2);
+    // A deleted phone's lease goes with it: the owner's renewal reports it lost.
+    reader.delete_phone(&mac).expect("delete");
+    assert_eq!(a.renew().expect("renew").lost, vec![mac]);
+}
+
+fn wait(check: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn recv_event(
+    events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    wanted: impl Fn(&StoreEvent) -> bool,
+) -> StoreEvent {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match events.try_recv() {
+            Ok(event) if wanted(&event) => return event,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("events: {e}"),
+        }
+    }
+    panic!("no such event within 5 s")
 }
 
 #[test]

@@ -245,10 +245,22 @@ impl Drop for ClosedGuard {
 
 /// Starts the task that owns `ws` for connection `conn` of `job`; frames for Devices go into
 /// the returned queue, and dropping it closes the websocket.
-pub fn spawn(ws: DevicesStream, job: Addr<PhoneJob>, conn: u64) -> mpsc::Sender<Outgoing> {
+pub fn spawn(ws: DevicesStream, job: Addr<PhoneJob>, conn: u64) -> (mpsc::Sender<Outgoing>, SocketTask) {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    actix::spawn(run(ws, rx, job, conn));
-    tx
+    let task = actix::spawn(run(ws, rx, job, conn));
+    (tx, SocketTask(task))
+}
+
+/// A running socket task; [`SocketTask::closed`] waits for its end.
+#[derive(Debug)]
+pub struct SocketTask(tokio::task::JoinHandle<()>);
+
+impl SocketTask {
+    /// Resolves once the task has ended (after its writer was dropped: the websocket is closed
+    /// and Devices has seen the close), or after `limit`.
+    pub async fn closed(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.0).await;
+    }
 }
 
 async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job: Addr<PhoneJob>, conn: u64) {
@@ -293,8 +305,14 @@ async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job:
                 #[cfg(feature = "simulators")]
                 Some(Outgoing::Panic) => panic!("fault injected into the socket task of connection {conn}"),
                 None => {
-                    // The job let go of this connection: close it, nothing to report.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    // The job let go of this connection: close it and wait for Devices to end it
+                    // too, so that whoever links the phone next (this or another instance) finds
+                    // the old link gone. Nothing to report.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        let _ = ws.close(None).await;
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
                     guard.reason = Some("closed by the job".to_string());
                     return;
                 }

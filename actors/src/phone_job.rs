@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin_core::PhoneState;
 use crate::audit_log::AuditLog;
-use crate::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed};
+use crate::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed, SocketTask};
 use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
 use crate::registry::{JobEnded, JobGenerationChanged, PhoneRegistry};
@@ -112,6 +112,9 @@ pub struct PhoneJob {
     conn: u64,
     /// Queue to the current connection's socket task; `None` while disconnected.
     writer: Option<mpsc::Sender<Outgoing>>,
+    /// The latest socket task, kept after its writer is dropped so that a retirement can wait
+    /// until Devices has seen its link close.
+    socket: Option<SocketTask>,
     /// Whether a connection attempt or a reconnect timer is under way.
     connecting: bool,
     /// The pending ProvisioningPhone answer.
@@ -153,6 +156,7 @@ impl PhoneJob {
             session_epoch: 0,
             conn: 0,
             writer: None,
+            socket: None,
             connecting: false,
             reply: None,
             devices_url,
@@ -291,7 +295,7 @@ impl PhoneJob {
     }
 
     fn start_link(&mut self, ctx: &mut Context<Self>) {
-        if self.session.is_some() {
+        if self.session.is_some() || self.retired {
             return;
         }
         let mac = self.record.mac;
@@ -371,7 +375,9 @@ impl PhoneJob {
             match result {
                 Ok(ws) => {
                     act.conn += 1;
-                    act.writer = Some(devices_socket::spawn(ws, ctx.address(), act.conn));
+                    let (writer, socket) = devices_socket::spawn(ws, ctx.address(), act.conn);
+                    act.writer = Some(writer);
+                    act.socket = Some(socket);
                     act.drive(ctx, SessionEvent::Connected);
                 }
                 Err(reason) => act.drive(ctx, SessionEvent::Closed(&reason)),
@@ -708,14 +714,33 @@ impl Handler<SetJobDevicesUrl> for PhoneJob {
 /// Ends the job and its link (re-provisioned, deleted, shutting down).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Retire;
+#[derive(Default)]
+pub struct Retire {
+    /// The answer to a pending ProvisioningPhone (else the job's end is the answer).
+    pub why: Option<String>,
+}
+
+/// How long a retirement waits for Devices to see the link close.
+const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 
 impl Handler<Retire> for PhoneJob {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+    /// Closes the link and stops once the socket task has ended (Devices saw the close), so
+    /// that the answer tells the registry the phone may be linked elsewhere.
+    fn handle(&mut self, msg: Retire, _ctx: &mut Context<Self>) -> Self::Result {
         self.retired = true;
-        ctx.stop();
+        if let Some(why) = msg.why {
+            self.answer(Err(ProvisionFailure::Superseded(why)));
+        }
+        self.close_link();
+        let socket = self.socket.take();
+        let closed = async move {
+            if let Some(socket) = socket {
+                socket.closed(CLOSE_LIMIT).await;
+            }
+        };
+        Box::pin(closed.into_actor(self).map(|(), _act, ctx| ctx.stop()))
     }
 }
 

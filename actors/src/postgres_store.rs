@@ -14,9 +14,13 @@
 //!   `failed` instead of acknowledged without durability.
 //! - The seal key: the `installation` row holds a value sealed with the key of the instance
 //!   that created the database; an instance with another key is refused at open.
+//! - Several instances: with leases on ([`PostgresSettings::lease`]), a phone's record is
+//!   written only by the instance holding its lease's current fencing token ([`leases`]).
+//!   Every record and download-state write notifies the others in its own transaction; their
+//!   LISTEN connection ([`listener`]) bumps their write epoch, so their download paths re-read.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use innoprov::provisioning::{AuditEntry, PhoneAccess};
@@ -26,6 +30,12 @@ use innoprov::store::{
 };
 use innoprov::{Mac, PhoneRecord};
 use tokio_postgres::{Client, NoTls};
+
+pub mod leases;
+pub mod listener;
+
+pub use leases::{CHANNEL, Claim, Leases, Renewal};
+pub use listener::StoreEvent;
 
 refinery::embed_migrations!("migrations");
 
@@ -43,6 +53,9 @@ pub struct PostgresSettings {
     pub password: Option<Secret>,
     /// Connections held.
     pub pool_size: usize,
+    /// Leases on (several instances): how long one lasts. `None`: this instance is the only
+    /// writer and writes are not fenced.
+    pub lease: Option<Duration>,
 }
 
 /// The PostgreSQL store.
@@ -55,8 +68,13 @@ pub struct PostgresStore {
     next: AtomicUsize,
     /// Runs the connections' I/O; calls only wait on their results. `None` once dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    /// Bumped by every record or download-state write of this instance.
-    epoch: AtomicU64,
+    /// Bumped by every record or download-state write, of this instance or (through the
+    /// LISTEN connection) another.
+    epoch: Arc<AtomicU64>,
+    /// This instance's leases, when on.
+    leases: Option<Leases>,
+    /// Lease messages from the database, for the registry.
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
 
 fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -97,7 +115,9 @@ impl PostgresStore {
             clients: Vec::new(),
             next: AtomicUsize::new(0),
             runtime: Some(runtime),
-            epoch: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
+            leases: settings.lease.map(Leases::new),
+            events: tokio::sync::broadcast::channel(1024).0,
         };
         for _ in 0..settings.pool_size.max(1) {
             let handle = store.runtime.as_ref().map(|r| r.handle().clone());
@@ -107,8 +127,28 @@ impl PostgresStore {
         }
         store.migrate()?;
         store.check_seal_key(sealer)?;
-        log::info!("store: {} ({} connections)", store.name(), store.clients.len());
+        if let Some(runtime) = &store.runtime {
+            listener::spawn(
+                runtime.handle(),
+                store.config.clone(),
+                Arc::clone(&store.epoch),
+                store.events.clone(),
+            );
+        }
+        match store.owner() {
+            Some(owner) => log::info!(
+                "store: {} ({} connections), this instance holds leases as {owner}",
+                store.name(),
+                store.clients.len()
+            ),
+            None => log::info!("store: {} ({} connections)", store.name(), store.clients.len()),
+        }
         Ok(store)
+    }
+
+    /// Lease messages from the database (and [`StoreEvent::Listening`] after every reconnect).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
     }
 
     /// The server and database, for messages.
@@ -272,18 +312,65 @@ fn key(mac: &Mac) -> Vec<u8> {
     mac.bytes().to_vec()
 }
 
+/// The MAC a stored key names.
+fn mac_of(key: &[u8]) -> Result<Mac, String> {
+    <[u8; 6]>::try_from(key)
+        .map(Mac::from_bytes)
+        .map_err(|_| format!("a key of {} bytes", key.len()))
+}
+
+/// The notification every record or download-state write sends in its transaction.
+fn changed(mac: &Mac) -> String {
+    format!("changed {mac}")
+}
+
 impl Store for PostgresStore {
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
         let bytes = encode(record)?;
         let mac = key(&record.mac);
-        let written = self.retrying(&format!("write {}", record.mac), |client| {
-            run(client.execute(
-                "INSERT INTO phones (mac, record) VALUES ($1, $2) ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record",
-                &[&mac, &bytes],
-            ))
+        let notice = changed(&record.mac);
+        let fence = match &self.leases {
+            None => None,
+            Some(leases) => Some((
+                leases.owner.as_str(),
+                leases.token(&record.mac).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "phone {}: this instance does not hold its lease",
+                        record.mac
+                    ))
+                })?,
+            )),
+        };
+        // One statement, so one round trip: the lease row is locked while the record is
+        // written (a takeover waits for it, or it sees the takeover and writes nothing).
+        let written = self.retrying(&format!("write {}", record.mac), |client| match fence {
+            None => run(client.query(
+                "WITH written AS (INSERT INTO phones (mac, record) VALUES ($1, $2)                    ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1)                  SELECT pg_notify($3, $4) FROM written",
+                &[&mac, &bytes, &CHANNEL, &notice],
+            )),
+            Some((owner, token)) => run(client.query(
+                "WITH fence AS (SELECT 1 FROM leases WHERE mac = $1 AND owner = $5 AND token = $6 FOR SHARE),                  written AS (INSERT INTO phones (mac, record) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM fence)                    ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1)                  SELECT pg_notify($3, $4) FROM written",
+                &[&mac, &bytes, &CHANNEL, &notice, &owner, &token],
+            )),
         });
         self.bump();
-        written.map(|_| ())
+        match written {
+            Ok(rows) if rows.is_empty() => {
+                if let Some(leases) = &self.leases {
+                    leases
+                        .held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&record.mac);
+                }
+                Err(StoreError::Backend(format!(
+                    "phone {}: its lease was taken over by another instance; not written",
+                    record.mac
+                )))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {
@@ -311,12 +398,17 @@ impl Store for PostgresStore {
 
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
         let k = key(mac);
+        let notice = changed(mac);
         let deleted = self.retrying(&format!("delete {mac}"), |client| {
             run(async {
                 let tx = client.transaction().await?;
                 tx.execute("DELETE FROM access WHERE mac = $1", &[&k]).await?;
                 tx.execute("DELETE FROM audit WHERE mac = $1", &[&k]).await?;
+                // The owner's next renewal finds the lease gone and ends the phone's link.
+                tx.execute("DELETE FROM leases WHERE mac = $1", &[&k]).await?;
                 let n = tx.execute("DELETE FROM phones WHERE mac = $1", &[&k]).await?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])
+                    .await?;
                 tx.commit().await?;
                 Ok(n > 0)
             })
@@ -331,11 +423,8 @@ impl Store for PostgresStore {
         })?;
         rows.iter()
             .map(|row| {
-                let mac: Vec<u8> = row.get(0);
+                let mac = mac_of(&row.get::<_, Vec<u8>>(0)).map_err(|e| backend("scan", e))?;
                 let bytes: Vec<u8> = row.get(1);
-                let mac = <[u8; 6]>::try_from(mac.as_slice())
-                    .map(Mac::from_bytes)
-                    .map_err(|_| backend("scan", format!("a key of {} bytes", mac.len())))?;
                 decode_record(&mac, &bytes)
             })
             .collect()
@@ -358,6 +447,7 @@ impl Store for PostgresStore {
         change: &mut dyn FnMut(&mut PhoneAccess),
     ) -> Result<PhoneAccess, StoreError> {
         let k = key(mac);
+        let notice = changed(mac);
         let default = encode_json("access", &PhoneAccess::default())?;
         // Read, change and write in one transaction with the row locked: no other writer,
         // in this instance or another, comes in between.
@@ -384,6 +474,8 @@ impl Store for PostgresStore {
                     Err(e) => return Ok(Err(e)),
                 };
                 tx.execute("UPDATE access SET state = $2 WHERE mac = $1", &[&k, &bytes])
+                    .await?;
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])
                     .await?;
                 tx.commit().await?;
                 Ok(Ok(access))

@@ -29,6 +29,7 @@ use crate::persistence::{Flush, Persistence};
 use crate::phone_job::JobShared;
 use crate::postgres_store::{PostgresSettings, PostgresStore};
 use crate::prov_http::{self, ProvState};
+use crate::registry::leased::LeaseDuty;
 use crate::registry::{PhoneRegistry, RetireAll};
 
 /// Why the service could not start; each is a one-line message for the operator.
@@ -98,6 +99,7 @@ fn postgres_settings(store: &innoprov::config::StoreConfig) -> Result<PostgresSe
         url,
         password,
         pool_size: store.pool_size as usize,
+        lease: Some(Duration::from_secs(u64::from(store.lease_secs))),
     })
 }
 
@@ -198,7 +200,12 @@ impl RunningService {
         // An existing key is checked before sled touches the directory; a missing one is
         // created only once the store has opened.
         let key_path = config.seal_key_path();
-        let (store, sealer, store_name): (Arc<dyn Store>, Sealer, String) = match config.store.backend {
+        let (store, sealer, store_name, leases): (
+            Arc<dyn Store>,
+            Sealer,
+            String,
+            Option<Arc<PostgresStore>>,
+        ) = match config.store.backend {
             StoreBackend::Sled => {
                 let existing_key = match key_path.exists() {
                     true => Some(Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?),
@@ -209,7 +216,7 @@ impl RunningService {
                     Some(sealer) => sealer,
                     None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
                 };
-                (Arc::new(store), sealer, store_path.clone())
+                (Arc::new(store), sealer, store_path.clone(), None)
             }
             StoreBackend::Postgres => {
                 let sealer = Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?;
@@ -217,7 +224,8 @@ impl RunningService {
                 let store =
                     PostgresStore::open(&settings, &sealer).map_err(|e| store_error(e.to_string()))?;
                 let name = store.name();
-                (Arc::new(store), sealer, name)
+                let store = Arc::new(store);
+                (Arc::clone(&store) as Arc<dyn Store>, sealer, name, Some(store))
             }
         };
         // The store holds every phone's sealed secrets and the seal key: owner only.
@@ -268,7 +276,12 @@ impl RunningService {
             changes: changes.clone(),
             audit: Arc::clone(&audit),
         });
-        let registry = PhoneRegistry::new(jobs, fatal.clone()).start();
+        let mut registry = PhoneRegistry::new(jobs, fatal.clone());
+        if let Some(store) = leases {
+            let lease = Duration::from_secs(u64::from(config.store.lease_secs));
+            registry = registry.with_leases(LeaseDuty::new(store, lease, devices.connects_per_second));
+        }
+        let registry = registry.start();
         let directory = ServiceDirectory::new(
             devices.sysclient_url.clone(),
             registry.clone().recipient(),

@@ -8,9 +8,15 @@
 //! is a singleton: if it ends outside a shutdown it reports to [`Fatal`](crate::fatal) and the
 //! service exits with status 1.
 //!
+//! Several instances (PostgreSQL): the registry runs jobs only for the phones whose lease this
+//! instance holds, instead of every stored phone ([`leased`]).
+//!
 //! Messages it takes: [`Provision`] (senders use `try_send`: a full mailbox is "busy"),
 //! [`DevicesUrlChanged`], [`JobEnded`], [`DeletePhone`], [`PhoneStatusOf`], [`JobOf`],
-//! [`RetireAll`], and `InjectFault` (tests only).
+//! [`RetireAll`], [`leased::FromStore`] (lease messages from the database), and `InjectFault`
+//! (tests only).
+
+pub mod leased;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +56,8 @@ pub struct PhoneRegistry {
     restarts: HashMap<Mac, (u32, Instant)>,
     /// Told if this actor ends outside a shutdown.
     fatal: crate::fatal::Fatal,
+    /// Several instances: the leases that decide which phones this instance links.
+    leases: Option<leased::LeaseDuty>,
 }
 
 impl PhoneRegistry {
@@ -62,14 +70,21 @@ impl PhoneRegistry {
             shared,
             restarts: HashMap::new(),
             fatal,
+            leases: None,
         }
+    }
+
+    /// Runs jobs only for the phones whose lease this instance holds.
+    pub fn with_leases(mut self, leases: leased::LeaseDuty) -> PhoneRegistry {
+        self.leases = Some(leases);
+        self
     }
 
     fn spawn(&mut self, ctx: &mut Context<Self>, record: PhoneRecord, start: JobStart) {
         let mac = record.mac;
         let generation = record.generation;
         if let Some(old) = self.jobs.remove(&mac) {
-            old.addr.do_send(Retire);
+            old.addr.do_send(Retire::default());
         }
         let job = PhoneJob::new(
             record,
@@ -121,6 +136,9 @@ impl PhoneRegistry {
             if act.jobs.contains_key(&mac) {
                 return; // provisioned again meanwhile
             }
+            if !act.still_held(&mac) {
+                return log::info!("phone {mac}: not restarting: another instance holds it now");
+            }
             let load = persistence.send(GetPhone(mac));
             ctx.spawn(load.into_actor(act).map(move |result, act, ctx| match result {
                 // The stored record of this generation, or of an older one when a
@@ -149,6 +167,9 @@ impl Actor for PhoneRegistry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        if self.leases.is_some() {
+            return self.start_leases(ctx);
+        }
         // Resume every stored phone before taking any other message.
         let load = self.shared.persistence.send(ListPhones);
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
@@ -185,6 +206,15 @@ impl Handler<Provision> for PhoneRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Provision, ctx: &mut Context<Self>) {
+        if self.leases.is_some() {
+            return self.provision_leased(msg, ctx);
+        }
+        self.provision_now(msg, ctx);
+    }
+}
+
+impl PhoneRegistry {
+    fn provision_now(&mut self, msg: Provision, ctx: &mut Context<Self>) {
         let mut record = msg.record;
         record.generation = self.allocate_generation();
         self.spawn(ctx, record, JobStart::Provision(msg.reply));
@@ -271,7 +301,7 @@ impl Handler<DeletePhone> for PhoneRegistry {
 
     fn handle(&mut self, msg: DeletePhone, _ctx: &mut Context<Self>) -> Self::Result {
         if let Some(entry) = self.jobs.remove(&msg.0) {
-            entry.addr.do_send(Retire);
+            entry.addr.do_send(Retire::default());
         }
         log::info!("phone {}: deleting", msg.0);
         let upto = self.allocate_generation();
@@ -334,18 +364,27 @@ impl Handler<JobOf> for PhoneRegistry {
     }
 }
 
-/// Retires every job (shutdown): their links close their websockets.
+/// Retires every job (shutdown); answers once their links are closed and, with leases, every
+/// lease is released, so that the other instances take the phones over at once.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireAll;
 
 impl Handler<RetireAll> for PhoneRegistry {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: RetireAll, _ctx: &mut Context<Self>) {
-        for (_, entry) in self.jobs.drain() {
-            entry.addr.do_send(Retire);
-        }
+    fn handle(&mut self, _msg: RetireAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let leases = self.stop_leases();
+        let jobs: Vec<Addr<PhoneJob>> = self.jobs.drain().map(|(_, entry)| entry.addr).collect();
+        Box::pin(async move {
+            futures_util::future::join_all(jobs.iter().map(|job| job.send(Retire::default()))).await;
+            let Some(store) = leases else { return };
+            match tokio::task::spawn_blocking(move || store.release_all()).await {
+                Ok(Ok(released)) => log::info!("released {released} leases to the other instances"),
+                Ok(Err(e)) => log::warn!("releasing leases failed (they expire by themselves): {e}"),
+                Err(e) => log::warn!("releasing leases failed (they expire by themselves): {e}"),
+            }
+        })
     }
 }
 

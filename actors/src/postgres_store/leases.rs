@@ -1,0 +1,271 @@
+//! Leases: which instance holds each phone's Devices link (design.md, flow step 8).
+//!
+//! A lease row names its owner, lasts until `expires_at` on the database's clock and carries a
+//! fencing token, new whenever the owner changes. While leases are on, the store writes a
+//! phone's record only for the owner holding the current token (checked in the write's own
+//! statement, with the lease row locked), so a paused former owner can never overwrite what
+//! the new owner stored. The tokens this instance holds live in [`Leases::held`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use innoprov::Mac;
+use innoprov::store::StoreError;
+use tokio_postgres::Row;
+
+use super::{PostgresStore, backend, key, mac_of, run};
+
+/// The channel every instance LISTENs on; payloads: `changed <mac>`, `released`,
+/// `wanted <mac> <owner>`.
+pub const CHANNEL: &str = "innoprov";
+
+/// This instance's side of the leases.
+pub struct Leases {
+    /// Who this instance is in the `owner` column (host, process, random: unique per run).
+    pub owner: String,
+    /// How long a lease lasts unless renewed.
+    pub lease: Duration,
+    /// The phones this instance holds, with their fencing tokens.
+    pub held: Mutex<HashMap<Mac, i64>>,
+}
+
+impl Leases {
+    /// Leases for a new owner name of this process.
+    pub fn new(lease: Duration) -> Leases {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "innoprov".into());
+        let mut random = [0u8; 4];
+        let _ = getrandom::fill(&mut random);
+        Leases {
+            owner: format!("{host}/{}/{}", std::process::id(), hex::encode(random)),
+            lease,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, i64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fencing token this instance holds for `mac`.
+    pub fn token(&self, mac: &Mac) -> Option<i64> {
+        self.held().get(mac).copied()
+    }
+}
+
+/// Who holds a phone after a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This instance (new lease, taken over an expired one, or already its own).
+    Held,
+    /// Another live instance.
+    HeldBy(String),
+}
+
+/// What a renewal found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// Held here but no longer in the database as ours (taken over after expiry, or the phone
+    /// was deleted): their jobs must stop.
+    pub lost: Vec<Mac>,
+    /// Ours in the database but not held here (given up during an outage, still unexpired).
+    pub adopted: Vec<Mac>,
+}
+
+impl PostgresStore {
+    fn leases(&self) -> Result<&Leases, StoreError> {
+        self.leases
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("leases are not enabled for this store".into()))
+    }
+
+    /// This instance's owner name, when leases are on.
+    pub fn owner(&self) -> Option<&str> {
+        self.leases.as_ref().map(|l| l.owner.as_str())
+    }
+
+    /// The fencing token held for `mac`, when leases are on.
+    pub fn fence(&self, mac: &Mac) -> Option<i64> {
+        self.leases.as_ref().and_then(|l| l.token(mac))
+    }
+
+    /// Whether this instance holds `mac`'s lease.
+    pub fn holds(&self, mac: &Mac) -> bool {
+        self.fence(mac).is_some()
+    }
+
+    /// Takes `mac`'s lease if it is free, expired or already ours.
+    pub fn claim(&self, mac: &Mac) -> Result<Claim, StoreError> {
+        let leases = self.leases()?;
+        let k = key(mac);
+        let secs = leases.lease.as_secs_f64();
+        let row = self.retrying(&format!("lease {mac}"), |client| {
+            run(client.query_opt(
+                "INSERT INTO leases (mac, owner, token, expires_at) \
+                 VALUES ($1, $2, nextval('lease_tokens'), now() + make_interval(secs => $3)) \
+                 ON CONFLICT (mac) DO UPDATE SET owner = EXCLUDED.owner, \
+                   token = CASE WHEN leases.owner = EXCLUDED.owner THEN leases.token ELSE EXCLUDED.token END, \
+                   expires_at = EXCLUDED.expires_at \
+                 WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() \
+                 RETURNING token",
+                &[&k, &leases.owner, &secs],
+            ))
+        })?;
+        if let Some(row) = row {
+            leases.held().insert(*mac, row.get(0));
+            return Ok(Claim::Held);
+        }
+        leases.held().remove(mac);
+        let owner = self.retrying(&format!("lease {mac}"), |client| {
+            run(client.query_opt("SELECT owner FROM leases WHERE mac = $1", &[&k]))
+        })?;
+        // Gone between the two statements (released or deleted): free now, but let the caller
+        // claim again rather than loop here.
+        Ok(Claim::HeldBy(
+            owner
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_else(|| "(released)".into()),
+        ))
+    }
+
+    /// Takes the leases of up to `limit` stored phones that nobody holds (never leased, expired
+    /// or released); the phones now held.
+    pub fn claim_free(&self, limit: i64) -> Result<Vec<Mac>, StoreError> {
+        let leases = self.leases()?;
+        let secs = leases.lease.as_secs_f64();
+        let rows = self.retrying("claim free leases", |client| {
+            run(client.query(
+                "INSERT INTO leases (mac, owner, token, expires_at) \
+                 SELECT p.mac, $1, nextval('lease_tokens'), now() + make_interval(secs => $2) \
+                 FROM phones p LEFT JOIN leases l ON l.mac = p.mac \
+                 WHERE l.mac IS NULL OR l.expires_at < now() \
+                 ORDER BY p.mac LIMIT $3 \
+                 ON CONFLICT (mac) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token, \
+                   expires_at = EXCLUDED.expires_at \
+                 WHERE leases.expires_at < now() \
+                 RETURNING mac, token",
+                &[&leases.owner, &secs, &limit],
+            ))
+        })?;
+        let claimed = tokens(&rows)?;
+        let mut held = leases.held();
+        Ok(claimed
+            .into_iter()
+            .map(|(mac, token)| {
+                held.insert(mac, token);
+                mac
+            })
+            .collect())
+    }
+
+    /// Extends every lease this instance holds, in one statement.
+    pub fn renew(&self) -> Result<Renewal, StoreError> {
+        let leases = self.leases()?;
+        let secs = leases.lease.as_secs_f64();
+        let rows = self.retrying("renew leases", |client| {
+            run(client.query(
+                "UPDATE leases SET expires_at = now() + make_interval(secs => $2) WHERE owner = $1 \
+                 RETURNING mac, token",
+                &[&leases.owner, &secs],
+            ))
+        })?;
+        let ours: HashMap<Mac, i64> = tokens(&rows)?.into_iter().collect();
+        let mut held = leases.held();
+        let mut renewal = Renewal::default();
+        held.retain(|mac, token| {
+            let kept = ours.get(mac) == Some(token);
+            if !kept {
+                renewal.lost.push(*mac);
+            }
+            kept
+        });
+        for (mac, token) in ours {
+            if let std::collections::hash_map::Entry::Vacant(e) = held.entry(mac) {
+                e.insert(token);
+                renewal.adopted.push(mac);
+            }
+        }
+        Ok(renewal)
+    }
+
+    /// Forgets every lease locally (the database could not be reached for too long to be sure
+    /// of them); [`renew`](Self::renew) adopts those still ours once it is back.
+    pub fn forget_leases(&self) -> Vec<Mac> {
+        match &self.leases {
+            Some(leases) => leases.held().drain().map(|(mac, _)| mac).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Gives up `macs` (their links are closed) so that any instance may take them at once.
+    pub fn release(&self, macs: &[Mac]) -> Result<(), StoreError> {
+        let leases = self.leases()?;
+        let keys: Vec<Vec<u8>> = macs.iter().map(key).collect();
+        self.retrying("release leases", |client| {
+            run(async {
+                client
+                    .execute(
+                        "DELETE FROM leases WHERE owner = $1 AND mac = ANY($2)",
+                        &[&leases.owner, &keys],
+                    )
+                    .await?;
+                client
+                    .execute("SELECT pg_notify($1, 'released')", &[&CHANNEL])
+                    .await
+            })
+        })?;
+        let mut held = leases.held();
+        for mac in macs {
+            held.remove(mac);
+        }
+        Ok(())
+    }
+
+    /// Gives up every lease this instance holds (a graceful shutdown, after its links closed).
+    pub fn release_all(&self) -> Result<usize, StoreError> {
+        let macs: Vec<Mac> = self.leases()?.held().keys().copied().collect();
+        self.release(&macs)?;
+        Ok(macs.len())
+    }
+
+    /// Hands `mac`'s lease straight to `to` (who asked for it), with a new token.
+    pub fn hand_over(&self, mac: &Mac, to: &str) -> Result<bool, StoreError> {
+        let leases = self.leases()?;
+        let k = key(mac);
+        let secs = leases.lease.as_secs_f64();
+        let moved = self.retrying(&format!("hand over {mac}"), |client| {
+            run(client.execute(
+                "UPDATE leases SET owner = $3, token = nextval('lease_tokens'), \
+                   expires_at = now() + make_interval(secs => $4) \
+                 WHERE mac = $1 AND owner = $2",
+                &[&k, &leases.owner, &to, &secs],
+            ))
+        })?;
+        leases.held().remove(mac);
+        Ok(moved == 1)
+    }
+
+    /// Asks `mac`'s owner (through NOTIFY) to hand its lease to this instance.
+    pub fn want(&self, mac: &Mac) -> Result<(), StoreError> {
+        let payload = format!("wanted {mac} {}", self.leases()?.owner);
+        self.retrying(&format!("ask for {mac}"), |client| {
+            run(client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]))
+        })
+        .map(|_| ())
+    }
+}
+
+fn tokens(rows: &[Row]) -> Result<Vec<(Mac, i64)>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                mac_of(&row.get::<_, Vec<u8>>(0)).map_err(|e| backend("leases", e))?,
+                row.get(1),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,137 @@
+//! The store's LISTEN connection: other instances' writes and lease messages arrive here as
+//! PostgreSQL notifications (sent in the writing transaction, so delivered only once it
+//! committed). A `changed` bumps the write epoch, so this instance's download path re-reads
+//! what another instance wrote; lease messages go to [`StoreEvent`] subscribers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use innoprov::Mac;
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::leases::CHANNEL;
+
+/// A message from the database for this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// The LISTEN connection is (again) open: notifications may have been missed meanwhile.
+    Listening,
+    /// Some instance released leases: free phones may be claimed now.
+    Released,
+    /// An instance (`by`, its owner name) asks the owner of `mac`'s lease to hand it over.
+    Wanted {
+        /// The phone.
+        mac: Mac,
+        /// The asking instance.
+        by: String,
+    },
+}
+
+/// Runs the LISTEN connection on `runtime` for the store's life, reconnecting after a loss.
+pub fn spawn(
+    runtime: &tokio::runtime::Handle,
+    config: tokio_postgres::Config,
+    epoch: Arc<AtomicU64>,
+    events: broadcast::Sender<StoreEvent>,
+) {
+    runtime.spawn(async move {
+        loop {
+            if let Err(e) = listen(&config, &epoch, &events).await {
+                log::warn!(
+                    "{}: LISTEN connection: {e}; again in 1 s",
+                    super::describe(&config)
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn listen(
+    config: &tokio_postgres::Config,
+    epoch: &AtomicU64,
+    events: &broadcast::Sender<StoreEvent>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!("LISTEN connection ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    // Whatever changed while not listening is unknown: every cache re-reads.
+    epoch.fetch_add(1, Ordering::AcqRel);
+    let _ = events.send(StoreEvent::Listening);
+    while let Some(payload) = rx.recv().await {
+        match parse(&payload) {
+            Some(Notice::Changed) => {
+                epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            Some(Notice::Event(event)) => {
+                let _ = events.send(event);
+            }
+            None => log::warn!("ignoring a notification on {CHANNEL}: {payload:?}"),
+        }
+    }
+    driver.abort();
+    drop(client);
+    Ok(())
+}
+
+enum Notice {
+    Changed,
+    Event(StoreEvent),
+}
+
+fn parse(payload: &str) -> Option<Notice> {
+    let mut words = payload.split(' ');
+    match (words.next()?, words.next(), words.next()) {
+        ("changed", Some(_), None) => Some(Notice::Changed),
+        ("released", None, None) => Some(Notice::Event(StoreEvent::Released)),
+        ("wanted", Some(mac), Some(by)) => Some(Notice::Event(StoreEvent::Wanted {
+            mac: mac.parse().ok()?,
+            by: by.to_string(),
+        })),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        assert!(matches!(parse("changed 001565000001"), Some(Notice::Changed)));
+        assert!(matches!(
+            parse("released"),
+            Some(Notice::Event(StoreEvent::Released))
+        ));
+        match parse("wanted 001565000001 host/12/abcd") {
+            Some(Notice::Event(StoreEvent::Wanted { mac, by })) => {
+                assert_eq!(mac.to_string(), "001565000001");
+                assert_eq!(by, "host/12/abcd");
+            }
+            _ => panic!("wanted not parsed"),
+        }
+        assert!(parse("wanted nonsense host").is_none());
+        assert!(parse("released extra").is_none());
+        assert!(parse("").is_none());
+    }
+}

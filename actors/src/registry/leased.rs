@@ -1,0 +1,273 @@
+//! The registry's side of several instances on one PostgreSQL database: this instance runs a
+//! job only for the phones whose lease it holds ([`postgres_store::leases`]).
+//!
+//! - Every `lease / 3` (and at once when an instance releases leases, or the LISTEN connection
+//!   is back) it renews all its leases in one statement, stops the jobs of phones it lost,
+//!   and claims free phones (never leased, expired or released), at most as many as the
+//!   Devices connect gate links before the next renewal, so that the survivors of a failed
+//!   instance share its phones instead of the first one taking all.
+//! - If renewals fail for `2/3` of a lease it closes every link itself: by then another
+//!   instance may take the phones over, and two links for one phone must never exist.
+//! - A ProvisioningPhone for a phone another instance holds asks that owner (NOTIFY) to hand the
+//!   lease over, and goes on once it has; the owner answers its own pending ProvisioningPhone
+//!   for the phone as superseded and hands over only after Devices saw its link close.
+//! - At shutdown the jobs are retired (links closed) and then every lease released.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use innoprov::outcome::ProvisionFailure;
+use innoprov::store::{Store, StoreError};
+use innoprov::{Mac, PhoneRecord};
+
+use super::{PhoneRegistry, Provision};
+use crate::phone_job::{JobStart, Retire};
+use crate::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
+
+/// How often a ProvisioningPhone waiting for another instance's lease tries to claim it.
+const CLAIM_RETRY: Duration = Duration::from_millis(100);
+/// How often it repeats its request to the owner (a NOTIFY may be missed during a reconnect).
+const ASK_AGAIN: Duration = Duration::from_secs(2);
+
+/// The leases of this instance, as the registry keeps them.
+pub struct LeaseDuty {
+    /// The store that holds the leases (and the fencing tokens).
+    store: Arc<PostgresStore>,
+    /// How long a lease lasts.
+    lease: Duration,
+    /// Most free phones claimed per renewal.
+    claim_batch: i64,
+    /// When the latest successful renewal started.
+    last_renewed: Instant,
+    /// Whether a renewal is under way.
+    ticking: bool,
+    /// Whether the links were closed because renewals failed.
+    gave_up: bool,
+}
+
+impl LeaseDuty {
+    /// Leases of `lease` held in `store`; `connects_per_second` bounds each claim of free phones.
+    pub fn new(store: Arc<PostgresStore>, lease: Duration, connects_per_second: u32) -> LeaseDuty {
+        let per_renewal = (f64::from(connects_per_second) * (lease / 3).as_secs_f64()) as i64;
+        LeaseDuty {
+            store,
+            lease,
+            claim_batch: per_renewal.max(100),
+            last_renewed: Instant::now(),
+            ticking: false,
+            gave_up: false,
+        }
+    }
+}
+
+/// A message from the database (through the store's LISTEN connection).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromStore(pub StoreEvent);
+
+impl PhoneRegistry {
+    /// Starts renewing and claiming, and listening for the other instances.
+    pub(super) fn start_leases(&mut self, ctx: &mut Context<Self>) {
+        let Some(duty) = &self.leases else { return };
+        let mut events = duty.store.events();
+        let registry = ctx.address().downgrade();
+        actix::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    // Missed some: renewing and claiming now covers a release among them.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreEvent::Released,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                match registry.upgrade() {
+                    Some(registry) => registry.do_send(FromStore(event)),
+                    None => break,
+                }
+            }
+        });
+        ctx.run_interval(duty.lease / 3, |act, ctx| act.renew_and_claim(ctx));
+        self.renew_and_claim(ctx);
+    }
+
+    fn renew_and_claim(&mut self, ctx: &mut Context<Self>) {
+        let Some(duty) = &mut self.leases else { return };
+        if !duty.gave_up && duty.last_renewed.elapsed() > duty.lease * 2 / 3 {
+            duty.gave_up = true;
+            duty.store.forget_leases();
+            log::error!(
+                "leases not renewed for {} s: closing this instance's {} links until the database answers",
+                duty.last_renewed.elapsed().as_secs(),
+                self.jobs.len()
+            );
+            for (_, entry) in self.jobs.drain() {
+                entry.addr.do_send(Retire::default());
+            }
+        }
+        let Some(duty) = &mut self.leases else { return };
+        if duty.ticking {
+            return;
+        }
+        duty.ticking = true;
+        let store = Arc::clone(&duty.store);
+        let batch = duty.claim_batch;
+        let started = Instant::now();
+        let work = tokio::task::spawn_blocking(move || renew_then_claim(&store, batch));
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            let Some(duty) = &mut act.leases else { return };
+            duty.ticking = false;
+            let (renewal, records) = match result {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => return log::warn!("leases: {e}"),
+                Err(e) => return log::warn!("leases: {e}"),
+            };
+            duty.last_renewed = started;
+            if duty.gave_up {
+                duty.gave_up = false;
+                log::info!("leases renewed again");
+            }
+            for mac in renewal.lost {
+                if let Some(entry) = act.jobs.remove(&mac) {
+                    log::warn!("phone {mac}: its lease is gone (taken over or deleted); closing its link");
+                    entry.addr.do_send(Retire::default());
+                }
+            }
+            let mut taken = 0;
+            for record in records {
+                if !act.jobs.contains_key(&record.mac) {
+                    act.next_generation = act.next_generation.max(record.generation + 1);
+                    act.spawn(ctx, record, JobStart::Resume);
+                    taken += 1;
+                }
+            }
+            if taken > 0 {
+                log::info!("took {taken} phones' leases; linking them");
+            }
+        }));
+    }
+
+    /// A ProvisioningPhone on an instance with leases: go on at once when this instance holds
+    /// the phone, else claim it (asking its owner to hand it over) first.
+    pub(super) fn provision_leased(&mut self, msg: Provision, ctx: &mut Context<Self>) {
+        let Some(duty) = &self.leases else {
+            return self.provision_now(msg, ctx);
+        };
+        let mac = msg.record.mac;
+        if duty.store.holds(&mac) {
+            return self.provision_now(msg, ctx);
+        }
+        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.lease + Duration::from_secs(2));
+        ctx.spawn(
+            claim
+                .into_actor(self)
+                .map(move |outcome, act, ctx| match outcome {
+                    Ok(()) => act.provision_now(msg, ctx),
+                    Err(failure) => {
+                        log::warn!("phone {mac}: {failure}");
+                        let _ = msg.reply.send(Err(failure));
+                    }
+                }),
+        );
+    }
+
+    /// Another instance asks for a phone this one holds: close its link, then hand it over.
+    fn hand_over(&mut self, ctx: &mut Context<Self>, mac: Mac, to: String) {
+        let Some(duty) = &self.leases else { return };
+        if duty.store.owner() == Some(to.as_str()) || !duty.store.holds(&mac) {
+            return;
+        }
+        log::info!("phone {mac}: handing it over to instance {to}");
+        let store = Arc::clone(&duty.store);
+        let job = self.jobs.remove(&mac);
+        let handed = async move {
+            if let Some(entry) = job {
+                let why = "the phone was provisioned again through another instance".to_string();
+                let _ = entry.addr.send(Retire { why: Some(why) }).await;
+            }
+            tokio::task::spawn_blocking(move || store.hand_over(&mac, &to)).await
+        };
+        ctx.spawn(
+            handed
+                .into_actor(self)
+                .map(move |result, _act, _ctx| match result {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => log::warn!("phone {mac}: its lease was no longer ours to hand over"),
+                    Ok(Err(e)) => log::warn!("phone {mac}: handing over failed: {e}"),
+                    Err(e) => log::warn!("phone {mac}: handing over failed: {e}"),
+                }),
+        );
+    }
+
+    /// Schedules a job's restart only while this instance still holds the phone.
+    pub(super) fn still_held(&self, mac: &Mac) -> bool {
+        self.leases.as_ref().is_none_or(|duty| duty.store.holds(mac))
+    }
+
+    /// Shutdown: stops claiming; the caller retires the jobs, then calls the returned release.
+    pub(super) fn stop_leases(&mut self) -> Option<Arc<PostgresStore>> {
+        self.leases.take().map(|duty| duty.store)
+    }
+}
+
+impl Handler<FromStore> for PhoneRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromStore, ctx: &mut Context<Self>) {
+        match msg.0 {
+            StoreEvent::Listening | StoreEvent::Released => self.renew_and_claim(ctx),
+            StoreEvent::Wanted { mac, by } => self.hand_over(ctx, mac, by),
+        }
+    }
+}
+
+/// Renews, claims free phones and loads the records of every phone newly held; a claimed
+/// phone whose record is gone (deleted meanwhile) is released again.
+fn renew_then_claim(store: &PostgresStore, batch: i64) -> Result<(Renewal, Vec<PhoneRecord>), StoreError> {
+    let renewal = store.renew()?;
+    let mut gained = renewal.adopted.clone();
+    gained.extend(store.claim_free(batch)?);
+    let mut records = Vec::with_capacity(gained.len());
+    let mut gone = Vec::new();
+    for mac in gained {
+        match store.get_phone(&mac)? {
+            Some(record) => records.push(record),
+            None => gone.push(mac),
+        }
+    }
+    if !gone.is_empty() {
+        store.release(&gone)?;
+    }
+    Ok((renewal, records))
+}
+
+/// Claims `mac`, asking its current owner to hand it over, for at most `wait`.
+async fn claim_or_ask(store: Arc<PostgresStore>, mac: Mac, wait: Duration) -> Result<(), ProvisionFailure> {
+    let deadline = Instant::now() + wait;
+    let mut asked: Option<Instant> = None;
+    loop {
+        let claimer = Arc::clone(&store);
+        let claim = tokio::task::spawn_blocking(move || claimer.claim(&mac))
+            .await
+            .map_err(|e| ProvisionFailure::Internal(format!("claiming the phone's lease: {e}")))?
+            .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
+        let owner = match claim {
+            Claim::Held => return Ok(()),
+            Claim::HeldBy(owner) => owner,
+        };
+        if Instant::now() > deadline {
+            return Err(ProvisionFailure::HeldElsewhere {
+                owner,
+                secs: wait.as_secs(),
+            });
+        }
+        if asked.is_none_or(|at| at.elapsed() > ASK_AGAIN) {
+            let asker = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || asker.want(&mac))
+                .await
+                .map_err(|e| ProvisionFailure::Internal(format!("asking for the phone's lease: {e}")))?
+                .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
+            asked = Some(Instant::now());
+        }
+        tokio::time::sleep(CLAIM_RETRY).await;
+    }
+}
