@@ -23,7 +23,7 @@ async fn provision(sim: &DevicesSim, conn: &mut UsersConnection, mac: &str, n: u
     phone
 }
 
-fn key_values(body: &str, separator: char) -> HashMap<String, String> {
+pub(crate) fn key_values(body: &str, separator: char) -> HashMap<String, String> {
     body.lines()
         .filter_map(|l| l.split_once(separator))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -40,7 +40,7 @@ fn xml_text(body: &str, tag: &str) -> String {
 }
 
 /// The provisioning credentials a first file gave the phone.
-fn credentials(vendor: &str, body: &str) -> (String, String) {
+pub(crate) fn credentials(vendor: &str, body: &str) -> (String, String) {
     match vendor {
         "yealink" => {
             let kv = key_values(body, '=');

@@ -13,6 +13,7 @@ mod devices;
 mod downloads;
 mod handsets;
 mod hostile;
+mod instances;
 mod postgres;
 mod provisioning;
 mod supervision;

@@ -84,7 +84,11 @@ fn main() -> ExitCode {
         Some(Command::Demo { .. }) => "warn",
         _ => "info",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        // tokio-postgres logs every statement's parameters at debug: records (sealed secrets
+        // included) and lease names do not belong in a log, whatever RUST_LOG says.
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
+        .init();
     #[cfg(feature = "simulators")]
     if let Some(Command::Demo { phones, keep_running }) = cli.command {
         return demo(phones, keep_running);

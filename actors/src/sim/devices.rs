@@ -40,6 +40,9 @@ pub enum DevicesEvent {
     ConfigSent { mac: String },
     /// A frame that is not a sysclient admin/tunnel frame arrived.
     BadFrame { mac: Option<String> },
+    /// A phone identified on a second link while its first was still open (never allowed:
+    /// two instances, or a job and its replacement, linking one phone at once).
+    TwoLinks { mac: String },
 }
 
 enum Command {
@@ -68,6 +71,10 @@ struct State {
     events: Vec<DevicesEvent>,
     connects: Vec<Instant>,
     identifies_with_code: HashMap<String, u32>,
+    /// Every phone seen on two open links at once (never cleared).
+    two_links: Vec<String>,
+    /// How long a link stays open after the phone's side ended it.
+    slow_close: Duration,
 }
 
 /// A running Devices simulator.
@@ -266,6 +273,12 @@ impl DevicesSim {
         self.lock().challenge_known = on;
     }
 
+    /// Keeps each link open for `delay` after the phone's side closed it (a slow Devices), so
+    /// that whoever links a phone too early is seen on a second link.
+    pub fn set_slow_close(&self, delay: Duration) {
+        self.lock().slow_close = delay;
+    }
+
     /// Answers nothing on new connections while set.
     pub fn set_stall(&self, stall: bool) {
         self.lock().stall = stall;
@@ -287,6 +300,12 @@ impl DevicesSim {
     /// Everything that happened so far.
     pub fn events(&self) -> Vec<DevicesEvent> {
         self.lock().events.clone()
+    }
+
+    /// The phones that identified on a second link while another of theirs was open, since
+    /// the start (`clear_events` keeps these).
+    pub fn two_links(&self) -> Vec<String> {
+        self.lock().two_links.clone()
     }
 
     /// Phones with an open, identified link.
@@ -409,6 +428,12 @@ impl DevicesSim {
                 },
             }
         }
+        // A slow Devices: the link counts as open (and the socket stays up) a while after the
+        // phone's side closed it.
+        let slow = self.lock().slow_close;
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         self.lock().links.remove(&id);
     }
 
@@ -444,6 +469,14 @@ impl DevicesSim {
                 .to_string()
         };
         let mac = text("id");
+        let open_elsewhere = state
+            .links
+            .iter()
+            .any(|(id, l)| *id != link && l.mac.as_deref() == Some(mac.as_str()));
+        if open_elsewhere {
+            state.events.push(DevicesEvent::TwoLinks { mac: mac.clone() });
+            state.two_links.push(mac.clone());
+        }
         if let Some(l) = state.links.get_mut(&link) {
             l.mac = Some(mac.clone());
         }

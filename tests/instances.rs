@@ -1,0 +1,325 @@
+//! Several instances of the release binary on one PostgreSQL database (a real server the test
+//! starts) and one Devices simulator: each phone linked by exactly one instance (the simulator
+//! counts a phone identifying on a second open link), downloads and updates served by any
+//! instance, ownership moving with a ProvisioningPhone, and the phones of a SIGKILLed or
+//! SIGTERMed instance taken over by the others.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim, admin_frame, example_configs};
+use innoprov_actors::sim::phone::{Auth, PhoneSim};
+use innoprov_actors::sim::postgres::TestPostgres;
+use innoprov_actors::sim::users::UsersSim;
+
+use crate::common::{PASSWORD, Service, devices_config, phone};
+use crate::downloads::{credentials, key_values};
+
+const PROV: &str = "/example.com/innoprov/prov";
+
+/// One instance in its own directory under `root`, sharing the database and the seal key.
+fn instance(root: &Path, name: &str, url: &str, sim: &DevicesSim, lease_secs: u32) -> Service {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("instance dir");
+    let extra = format!(
+        "backend = \"postgres\"\nurl = \"{url}\"\nseal_key_file = \"{}\"\nlease_secs = {lease_secs}\n{}",
+        root.join("seal.key").display(),
+        devices_config(sim)
+    );
+    Service::start_in(&dir, &extra)
+}
+
+fn mac(n: u32) -> String {
+    format!("001565{n:06x}")
+}
+
+/// Waits until every phone in `macs` has an open link at Devices.
+async fn all_linked(sim: &DevicesSim, macs: &[String], limit: Duration) -> bool {
+    sim.wait_until(limit, |s| {
+        let linked: HashSet<String> = s.connected_macs().into_iter().collect();
+        macs.iter().all(|m| linked.contains(m))
+    })
+    .await
+}
+
+/// The simulator's own check: a phone identifying on a second open link is recorded.
+#[tokio::test]
+async fn the_devices_simulator_records_a_phone_on_two_open_links() {
+    let sim = DevicesSim::start().await;
+    let identify = admin_frame(
+        0,
+        &format!(
+            r#"{{"mt":"Identify","id":"001565abcdef","product":"p","version":"1","provisioningCode":"{}"}}"#,
+            sim.issue_code()
+        ),
+    );
+    let (mut first, _) = tokio_tungstenite::connect_async(sim.sysclient_url())
+        .await
+        .expect("first");
+    first.send(identify.clone().into()).await.expect("send");
+    assert!(
+        sim.wait_until(Duration::from_secs(5), |s| s.connected_macs().len() == 1)
+            .await
+    );
+    assert!(sim.two_links().is_empty(), "one link is fine");
+    let (mut second, _) = tokio_tungstenite::connect_async(sim.sysclient_url())
+        .await
+        .expect("second");
+    second.send(identify.into()).await.expect("send");
+    assert!(
+        sim.wait_until(Duration::from_secs(5), |s| !s.two_links().is_empty())
+            .await
+    );
+    assert_eq!(sim.two_links(), vec!["001565abcdef".to_string()]);
+    let _ = first.close(None).await;
+    let _ = second.next().await;
+}
+
+#[tokio::test]
+async fn two_instances_share_the_phones_one_link_each_and_any_serves_downloads_and_updates() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("two").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = instance(root.path(), "a", &url, &sim, 5);
+    let b = instance(root.path(), "b", &url, &sim, 5);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    let mut to_b = users.connect(&b.ws_url()).await.expect("login b");
+    for n in 0..6 {
+        let conn = if n % 2 == 0 { &mut to_a } else { &mut to_b };
+        let reply = conn.provision(&phone(&sim, n)).await.expect("reply");
+        assert_eq!(reply["result"], "ok", "{reply}");
+    }
+    let macs: Vec<String> = (0..6).map(mac).collect();
+    assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    let mut linked = sim.connected_macs();
+    linked.sort();
+    assert_eq!(linked, macs, "one link per phone");
+
+    // Phone 0 was provisioned through a; it fetches its file from b.
+    let device = PhoneSim {
+        addr: b.addr,
+        user_agent: "Yealink SIP-T46U 108.86.0.90".into(),
+    };
+    let path = format!("{PROV}/{}.cfg", mac(0));
+    let first = device.fetch(&path, &Auth::None, None).await.expect("GET");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let (user, password) = credentials("yealink", &first.body);
+    let creds = Auth::Basic(user, password);
+    let etag = first.headers["etag"].clone();
+
+    // Devices updates phone 0 on a's link; b's download path serves the new file promptly.
+    let update = r#"{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx2.example.com","coder":"OPUS-WB","frameSize":20}"#;
+    assert_eq!(sim.push_update(&mac(0), update), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let changed = loop {
+        let r = device.fetch(&path, &creds, Some(&etag)).await.expect("GET");
+        if r.status == 200 {
+            break r;
+        }
+        assert_eq!(r.status, 304);
+        assert!(Instant::now() < deadline, "b never served a's update");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        key_values(&changed.body, '=')["account.1.sip_server.1.address"],
+        "pbx2.example.com"
+    );
+
+    // Phone 0 provisioned again, now through b: a hands it over only once Devices has ended
+    // its link (slow here), b answers, one link.
+    sim.set_slow_close(Duration::from_millis(500));
+    let again = phone(&sim, 0);
+    let reply = to_b.provision(&again).await.expect("reply");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    assert!(
+        a.wait_for_log(
+            &format!("phone {}: handing it over", mac(0)),
+            Duration::from_secs(5)
+        )
+        .await,
+        "{}",
+        a.logs()
+    );
+    assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    assert_eq!(sim.connected_macs().len(), 6);
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+    let (status, logs) = a.terminate();
+    assert!(status.success(), "{logs}");
+    let (status, logs) = b.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// SIGKILL of one of three instances in the middle of provisioning and of an update: every
+/// acknowledged phone is linked again by the others within the lease and the connect gate, with
+/// the configuration Devices holds now, and never on two links.
+#[tokio::test]
+async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("three").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let lease = 3;
+    let a = instance(root.path(), "a", &url, &sim, lease);
+    let b = instance(root.path(), "b", &url, &sim, lease);
+    let c = instance(root.path(), "c", &url, &sim, lease);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    for n in 0..10 {
+        let reply = to_a.provision(&phone(&sim, n)).await.expect("reply");
+        assert_eq!(reply["result"], "ok", "{reply}");
+    }
+    // Mid-provisioning: more phones sent, a few acknowledged.
+    let mut acknowledged: Vec<String> = (0..10).map(mac).collect();
+    for n in 10..30 {
+        let text = to_a
+            .provisioning_text(&phone(&sim, n), Some(&n.to_string()))
+            .expect("text");
+        to_a.client.send_raw(&text).await.expect("send");
+    }
+    for _ in 0..3 {
+        let reply = to_a
+            .client
+            .recv_mt("ProvisioningPhoneResult")
+            .await
+            .expect("result");
+        assert_eq!(reply["result"], "ok", "{reply}");
+        let src: u32 = reply["src"].as_str().and_then(|s| s.parse().ok()).expect("src");
+        acknowledged.push(mac(src));
+    }
+    // Mid-update: Devices changes every phone's registrar and tells a, which dies at once.
+    let mut configs = example_configs();
+    configs[0] = configs[0].replace("pbx.example.com", "pbx3.example.com");
+    sim.set_configs(configs);
+    let update = r#"{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx3.example.com","coder":"G722","frameSize":20}"#;
+    for m in &acknowledged {
+        sim.push_update(m, update);
+    }
+    sim.clear_events();
+    let killed_at = Instant::now();
+    a.kill9();
+
+    // Linked again: each phone answered Devices' challenge on a new link, from b or c.
+    let relinked = |s: &DevicesSim| {
+        let events = s.events();
+        acknowledged.iter().all(|m| {
+            events.contains(&DevicesEvent::ChallengeAnswered {
+                mac: m.clone(),
+                ok: true,
+            })
+        })
+    };
+    assert!(
+        sim.wait_until(Duration::from_secs(30), relinked).await,
+        "events: {:?}",
+        sim.events()
+    );
+    assert!(all_linked(&sim, &acknowledged, Duration::from_secs(5)).await);
+    let took = killed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(u64::from(lease) * 3),
+        "taken over in {took:?} with {lease} s leases"
+    );
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+    let (b_logs, c_logs) = (b.logs(), c.logs());
+    assert!(
+        b_logs.contains("phones' leases") || c_logs.contains("phones' leases"),
+        "{b_logs}\n{c_logs}"
+    );
+    // Each phone's stored configuration is what Devices holds now.
+    let check = innoprov_actors::postgres_store::PostgresStore::open(
+        &innoprov_actors::postgres_store::PostgresSettings {
+            url: url.clone(),
+            password: None,
+            pool_size: 1,
+            lease: None,
+        },
+        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
+    )
+    .expect("open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for m in &acknowledged {
+        let mac: innoprov::Mac = m.parse().unwrap();
+        loop {
+            let record = innoprov::Store::get_phone(&check, &mac)
+                .expect("read")
+                .expect("stored");
+            if record
+                .configs
+                .iter()
+                .any(|c| c.body.text().contains("pbx3.example.com"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "phone {m} kept an old configuration");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    drop(check);
+    let (status, logs) = b.terminate();
+    assert!(status.success(), "{logs}");
+    let (status, logs) = c.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// SIGTERM releases the leases after the links closed: the other instance links the phones at
+/// once, long before the lease would have expired; a rolling restart back does the same.
+#[tokio::test]
+async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_link_each() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("rolling").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let lease = 60;
+    let a = instance(root.path(), "a", &url, &sim, lease);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    for n in 0..10 {
+        let reply = to_a.provision(&phone(&sim, n)).await.expect("reply");
+        assert_eq!(reply["result"], "ok", "{reply}");
+    }
+    drop(to_a);
+    let macs: Vec<String> = (0..10).map(mac).collect();
+    let b = instance(root.path(), "b", &url, &sim, lease);
+    assert!(b.wait_for_log("store postgres", Duration::from_secs(5)).await);
+    let stopped_at = Instant::now();
+    let (status, logs) = a.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("released 10 leases"), "{logs}");
+    assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "taken over after {:?}, not after the {lease} s lease",
+        stopped_at.elapsed()
+    );
+    // And back: a starts again, b stops.
+    let a = instance(root.path(), "a", &url, &sim, lease);
+    assert!(a.wait_for_log("store postgres", Duration::from_secs(5)).await);
+    let (status, logs) = b.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    assert!(
+        a.wait_for_log("took 10 phones' leases", Duration::from_secs(5))
+            .await,
+        "{}",
+        a.logs()
+    );
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+    let (status, logs) = a.terminate();
+    assert!(status.success(), "{logs}");
+}
