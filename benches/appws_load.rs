@@ -7,19 +7,15 @@
 //! Every loop is bounded in count and time, and only 127.0.0.1 is contacted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use innoprov_actors::sim::client::AppWsClient;
 use innoprov_actors::sim::devices::DevicesSim;
-use innoprov_actors::sim::users::{SimPhone, UsersSim};
+use innoprov_actors::sim::users::UsersSim;
 
 mod support;
 
-use support::{PASSWORD, ServiceProcess};
-
-/// No phase may run longer than this.
-const PHASE_LIMIT: Duration = Duration::from_secs(120);
+use support::{PASSWORD, ServiceProcess, provision_phones, rate, take};
 
 struct Sizes {
     connect_logins: u32,
@@ -56,34 +52,6 @@ fn sizes() -> Sizes {
             idle_sessions: 2_000,
         }
     }
-}
-
-/// Runs `tasks` copies of `work` sharing a counter of `total` units; returns units/s.
-async fn rate<F, Fut>(total: u32, tasks: u32, work: F) -> f64
-where
-    F: Fn(Arc<AtomicU32>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let counter = Arc::new(AtomicU32::new(0));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| tokio::spawn(work(Arc::clone(&counter))))
-        .collect();
-    let all = async {
-        for h in handles {
-            h.await.expect("bench task");
-        }
-    };
-    tokio::time::timeout(PHASE_LIMIT, all)
-        .await
-        .expect("phase finished in time");
-    f64::from(total.min(counter.load(Ordering::Relaxed))) / start.elapsed().as_secs_f64()
-}
-
-/// Takes the next unit of work, or `None` when `total` are taken.
-fn take(counter: &AtomicU32, total: u32) -> Option<u32> {
-    let n = counter.fetch_add(1, Ordering::Relaxed);
-    (n < total).then_some(n)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -196,39 +164,14 @@ async fn provisioning_pass(sizes: &Sizes) -> f64 {
         ),
         "warn,innoprov_actors::service=info",
     );
-    let (url, users) = (service.ws_url(), UsersSim::new("innoprov", PASSWORD));
-    let (total, window) = (sizes.phones, sizes.phone_window);
-    let phones_per_second = rate(total, sizes.phone_connections, move |c| {
-        let (url, users, codes) = (url.clone(), users.clone(), codes.clone());
-        async move {
-            let mut conn = users.connect(&url).await.expect("login");
-            let mut in_flight = 0;
-            loop {
-                while in_flight < window {
-                    let Some(n) = take(&c, total) else { break };
-                    let phone = SimPhone {
-                        code: codes[n as usize].clone(),
-                        ..SimPhone::numbered(n)
-                    };
-                    let text = conn
-                        .provisioning_text(&phone, Some(&n.to_string()))
-                        .expect("text");
-                    conn.client.send_raw(&text).await.expect("send");
-                    in_flight += 1;
-                }
-                if in_flight == 0 {
-                    break;
-                }
-                let reply = conn
-                    .client
-                    .recv_mt("ProvisioningPhoneResult")
-                    .await
-                    .expect("result");
-                assert_eq!(reply["result"], "ok", "{reply}");
-                in_flight -= 1;
-            }
-        }
-    })
+    let phones_per_second = provision_phones(
+        &service.ws_url(),
+        codes,
+        0,
+        sizes.phones,
+        sizes.phone_connections,
+        sizes.phone_window,
+    )
     .await;
     drop(service);
     phones_per_second

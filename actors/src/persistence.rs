@@ -3,6 +3,11 @@
 //! write is answered only once a flush that covers it has finished. Many concurrent
 //! ProvisioningPhone messages therefore cost one fsync per batch, not one each.
 //!
+//! A store whose writes are durable when they return and may run side by side (PostgreSQL,
+//! [`Store::concurrent_writes`]) gets up to that many writes at once instead, one at a time
+//! per phone (a lock per MAC, held from the generation check to the write's commit), so that
+//! the server's concurrent commits share their log flushes.
+//!
 //! If it ends outside a shutdown (a panic included) it reports to [`Fatal`](crate::fatal), and
 //! the service exits with status 1 to be started again: it is not restarted in place.
 //!
@@ -65,11 +70,19 @@ pub struct Persistence {
     deleted_upto: std::collections::HashMap<Mac, u64>,
     /// Told if this actor ends outside a shutdown.
     fatal: Fatal,
+    /// Writes at once, for a store with concurrent writes (else `None`: group commit).
+    concurrent: Option<Arc<tokio::sync::Semaphore>>,
+    /// Per phone with a concurrent write under way or waiting, the lock that orders them.
+    phone_locks: std::collections::HashMap<Mac, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Persistence {
     /// An actor over `store`; start it on its own arbiter so store I/O never stalls sessions.
     pub fn new(store: Arc<dyn Store>, fatal: Fatal) -> Persistence {
+        let concurrent = match store.concurrent_writes() {
+            0 => None,
+            n => Some(Arc::new(tokio::sync::Semaphore::new(n))),
+        };
         Persistence {
             store,
             written: 0,
@@ -77,7 +90,57 @@ impl Persistence {
             durable: watch::channel(Durability::default()).0,
             deleted_upto: Default::default(),
             fatal,
+            concurrent,
+            phone_locks: Default::default(),
         }
+    }
+
+    /// The lock ordering `mac`'s concurrent writes.
+    fn phone_lock(&mut self, mac: Mac) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.phone_locks.entry(mac).or_default())
+    }
+
+    /// Forgets `mac`'s lock once no write holds or waits for it.
+    fn unlock(&mut self, mac: Mac) {
+        if self
+            .phone_locks
+            .get(&mac)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            self.phone_locks.remove(&mac);
+        }
+    }
+
+    /// Runs `write` on the blocking pool under `mac`'s lock and a write permit, once the lock
+    /// is held and `check` (run on the actor, so it sees the latest deletes) allows it.
+    fn concurrently<T: Send + 'static>(
+        &mut self,
+        mac: Mac,
+        permits: Arc<tokio::sync::Semaphore>,
+        check: impl FnOnce(&mut Self) -> Result<(), PersistError> + 'static,
+        write: impl FnOnce(&dyn Store) -> Result<T, PersistError> + Send + 'static,
+    ) -> ResponseActFuture<Self, Result<T, PersistError>> {
+        let locked = self.phone_lock(mac).lock_owned();
+        let run = locked.into_actor(self).then(move |guard, act, _ctx| {
+            let allowed = check(act);
+            let store = Arc::clone(&act.store);
+            async move {
+                let _guard = guard;
+                allowed?;
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| PersistError::Store("persistence stopped".into()))?;
+                tokio::task::spawn_blocking(move || write(store.as_ref()))
+                    .await
+                    .map_err(|e| PersistError::Store(format!("write task: {e}")))?
+            }
+            .into_actor(act)
+        });
+        Box::pin(run.map(move |result, act, _ctx| {
+            act.unlock(mac);
+            result
+        }))
     }
 
     /// Records a write and returns a future that resolves once it is durable.
@@ -177,38 +240,57 @@ pub struct PutPhone {
     pub mode: WriteMode,
 }
 
+/// Whether a write in `mode` of generation `generation` may meet `stored`.
+fn write_allowed(mode: WriteMode, stored: Option<u64>, generation: u64) -> bool {
+    match (mode, stored) {
+        (WriteMode::Provision, Some(stored)) => stored <= generation,
+        (WriteMode::Provision, None) => true,
+        (WriteMode::Update, Some(stored)) => stored == generation,
+        (WriteMode::Update, None) => false,
+    }
+}
+
+fn stale(mac: Mac) -> PersistError {
+    PersistError::Stale(format!("phone {mac} was re-provisioned or deleted meanwhile"))
+}
+
 impl Handler<PutPhone> for Persistence {
-    type Result = ResponseFuture<Result<(), PersistError>>;
+    type Result = ResponseActFuture<Self, Result<(), PersistError>>;
 
     fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(permits) = self.concurrent.clone() {
+            let (record, mode) = (msg.record, msg.mode);
+            let (mac, generation) = (record.mac, record.generation);
+            let not_deleted = move |act: &mut Self| match act.deleted_upto.get(&mac) {
+                Some(upto) if generation <= *upto => Err(stale(mac)),
+                _ => Ok(()),
+            };
+            return self.concurrently(mac, permits, not_deleted, move |store| {
+                let stored = store.get_phone(&mac)?.map(|s| s.generation);
+                if !write_allowed(mode, stored, generation) {
+                    return Err(stale(mac));
+                }
+                Ok(store.put_phone(&record)?)
+            });
+        }
         let record = msg.record;
         let stored = match self.store.get_phone(&record.mac) {
             Ok(stored) => stored,
-            Err(e) => return Box::pin(async move { Err(e.into()) }),
+            Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
         };
         let deleted = self
             .deleted_upto
             .get(&record.mac)
             .is_some_and(|upto| record.generation <= *upto);
-        let allowed = !deleted
-            && match (msg.mode, stored.map(|s| s.generation)) {
-                (WriteMode::Provision, Some(generation)) => generation <= record.generation,
-                (WriteMode::Provision, None) => true,
-                (WriteMode::Update, Some(generation)) => generation == record.generation,
-                (WriteMode::Update, None) => false,
-            };
+        let allowed = !deleted && write_allowed(msg.mode, stored.map(|s| s.generation), record.generation);
         if !allowed {
             let mac = record.mac;
-            return Box::pin(async move {
-                Err(PersistError::Stale(format!(
-                    "phone {mac} was re-provisioned or deleted meanwhile"
-                )))
-            });
+            return Box::pin(actix::fut::ready(Err(stale(mac))));
         }
         if let Err(e) = self.store.put_phone(&record) {
-            return Box::pin(async move { Err(e.into()) });
+            return Box::pin(actix::fut::ready(Err(e.into())));
         }
-        Box::pin(self.durable_after_write(ctx))
+        Box::pin(self.durable_after_write(ctx).into_actor(self))
     }
 }
 
@@ -224,17 +306,26 @@ pub struct DeletePhone {
 }
 
 impl Handler<DeletePhone> for Persistence {
-    type Result = ResponseFuture<Result<bool, PersistError>>;
+    type Result = ResponseActFuture<Self, Result<bool, PersistError>>;
 
     fn handle(&mut self, msg: DeletePhone, ctx: &mut Context<Self>) -> Self::Result {
         let tombstone = self.deleted_upto.entry(msg.mac).or_insert(0);
         *tombstone = (*tombstone).max(msg.upto);
-        let existed = match self.store.delete_phone(&msg.mac) {
+        let mac = msg.mac;
+        if let Some(permits) = self.concurrent.clone() {
+            return self.concurrently(
+                mac,
+                permits,
+                |_| Ok(()),
+                move |store| Ok(store.delete_phone(&mac)?),
+            );
+        }
+        let existed = match self.store.delete_phone(&mac) {
             Ok(existed) => existed,
-            Err(e) => return Box::pin(async move { Err(e.into()) }),
+            Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
         };
         let durable = self.durable_after_write(ctx);
-        Box::pin(async move { durable.await.map(|()| existed) })
+        Box::pin(async move { durable.await.map(|()| existed) }.into_actor(self))
     }
 }
 

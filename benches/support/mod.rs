@@ -7,7 +7,14 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
+
+/// No phase may run longer than this.
+pub const PHASE_LIMIT: Duration = Duration::from_secs(180);
 
 /// The App object password of every bench config.
 pub const PASSWORD: &str = "bench-pw";
@@ -28,12 +35,17 @@ impl ServiceProcess {
     /// Starts the release binary with `extra` appended to the config and `RUST_LOG` =
     /// `rust_log`; it says where it listens over `NOTIFY_SOCKET` (innoprov_actors::ready).
     pub fn start(extra: &str, rust_log: &str) -> ServiceProcess {
+        ServiceProcess::start_with_store("", extra, rust_log)
+    }
+
+    /// Like [`start`](Self::start), with `store_keys` written into the `[store]` section.
+    pub fn start_with_store(store_keys: &str, extra: &str, rust_log: &str) -> ServiceProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{extra}",
+                "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{store_keys}{extra}",
                 dir.path().join("store").display()
             ),
         )
@@ -68,6 +80,12 @@ impl ServiceProcess {
         }
     }
 
+    /// SIGKILL: no shutdown, no release of anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The AppWebsocket URL.
     pub fn ws_url(&self) -> String {
         format!("ws://{}{APP_PATH}", self.addr)
@@ -91,4 +109,79 @@ impl Drop for ServiceProcess {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `tasks` copies of `work` sharing a counter of `total` units; returns units/s.
+pub async fn rate<F, Fut>(total: u32, tasks: u32, work: F) -> f64
+where
+    F: Fn(Arc<AtomicU32>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let counter = Arc::new(AtomicU32::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| tokio::spawn(work(Arc::clone(&counter))))
+        .collect();
+    let all = async {
+        for h in handles {
+            h.await.expect("bench task");
+        }
+    };
+    tokio::time::timeout(PHASE_LIMIT, all)
+        .await
+        .expect("phase finished in time");
+    f64::from(total.min(counter.load(Ordering::Relaxed))) / start.elapsed().as_secs_f64()
+}
+
+/// Takes the next unit of work, or `None` when `total` are taken.
+pub fn take(counter: &AtomicU32, total: u32) -> Option<u32> {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    (n < total).then_some(n)
+}
+
+/// Provisions phones `first .. first + total` (`SimPhone::numbered`, with `codes[n - first]`)
+/// over `connections` Users logins to `url`, `window` ProvisioningPhone in flight on each, and
+/// asserts every answer is ok; phones/s.
+pub async fn provision_phones(
+    url: &str,
+    codes: Arc<Vec<String>>,
+    first: u32,
+    total: u32,
+    connections: u32,
+    window: u32,
+) -> f64 {
+    let (url, users) = (url.to_string(), UsersSim::new("innoprov", PASSWORD));
+    rate(total, connections, move |c| {
+        let (url, users, codes) = (url.clone(), users.clone(), codes.clone());
+        async move {
+            let mut conn = users.connect(&url).await.expect("login");
+            let mut in_flight = 0;
+            loop {
+                while in_flight < window {
+                    let Some(i) = take(&c, total) else { break };
+                    let n = first + i;
+                    let phone = SimPhone {
+                        code: codes[i as usize].clone(),
+                        ..SimPhone::numbered(n)
+                    };
+                    let text = conn
+                        .provisioning_text(&phone, Some(&n.to_string()))
+                        .expect("text");
+                    conn.client.send_raw(&text).await.expect("send");
+                    in_flight += 1;
+                }
+                if in_flight == 0 {
+                    break;
+                }
+                let reply = conn
+                    .client
+                    .recv_mt("ProvisioningPhoneResult")
+                    .await
+                    .expect("result");
+                assert_eq!(reply["result"], "ok", "{reply}");
+                in_flight -= 1;
+            }
+        }
+    })
+    .await
 }

@@ -78,6 +78,12 @@ pub trait Store: Send + Sync + 'static {
     fn write_epoch(&self) -> u64;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// How many writes may run at once, each durable when it returns (a database server with
+    /// a pool of connections, whose concurrent commits share their log flushes). 0, the
+    /// default: writes are applied one after another and made durable together by `flush`.
+    fn concurrent_writes(&self) -> usize {
+        0
+    }
 }
 
 /// Encoding of a record value: versioned JSON, so later fields can be added with defaults.

@@ -103,17 +103,21 @@ impl PostgresStore {
         let leases = self.leases()?;
         let k = key(mac);
         let secs = leases.lease.as_secs_f64();
-        let row = self.retrying(&format!("lease {mac}"), |client| {
-            run(client.query_opt(
-                "INSERT INTO leases (mac, owner, token, expires_at) \
+        let row = self.retrying(&format!("lease {mac}"), |conn| {
+            run(async {
+                let statement = conn
+                    .prepared(
+                        "INSERT INTO leases (mac, owner, token, expires_at) \
                  VALUES ($1, $2, nextval('lease_tokens'), now() + make_interval(secs => $3)) \
                  ON CONFLICT (mac) DO UPDATE SET owner = EXCLUDED.owner, \
                    token = CASE WHEN leases.owner = EXCLUDED.owner THEN leases.token ELSE EXCLUDED.token END, \
                    expires_at = EXCLUDED.expires_at \
                  WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() \
                  RETURNING token",
-                &[&k, &leases.owner, &secs],
-            ))
+                    )
+                    .await?;
+                conn.query_opt(&statement, &[&k, &leases.owner, &secs]).await
+            })
         })?;
         if let Some(row) = row {
             leases.held().insert(*mac, row.get(0));
@@ -166,6 +170,10 @@ impl PostgresStore {
     pub fn renew(&self) -> Result<Renewal, StoreError> {
         let leases = self.leases()?;
         let secs = leases.lease.as_secs_f64();
+        // Claims, hand-overs and releases may run while the statement does: only what was
+        // held before it and is still held unchanged can be lost, and only what was neither
+        // held before nor is now can be adopted.
+        let before = leases.held().clone();
         let rows = self.retrying("renew leases", |client| {
             run(client.query(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => $2) WHERE owner = $1 \
@@ -176,16 +184,15 @@ impl PostgresStore {
         let ours: HashMap<Mac, i64> = tokens(&rows)?.into_iter().collect();
         let mut held = leases.held();
         let mut renewal = Renewal::default();
-        held.retain(|mac, token| {
-            let kept = ours.get(mac) == Some(token);
-            if !kept {
+        for (mac, token) in &before {
+            if ours.get(mac) != Some(token) && held.get(mac) == Some(token) {
+                held.remove(mac);
                 renewal.lost.push(*mac);
             }
-            kept
-        });
+        }
         for (mac, token) in ours {
-            if let std::collections::hash_map::Entry::Vacant(e) = held.entry(mac) {
-                e.insert(token);
+            if !before.contains_key(&mac) && !held.contains_key(&mac) {
+                held.insert(mac, token);
                 renewal.adopted.push(mac);
             }
         }
