@@ -14,17 +14,19 @@ use innoprov_actors::sim::phone::{Auth, PhoneSim};
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
 
+use crate::admin::call;
 use crate::common::{PASSWORD, Service, devices_config, phone};
 use crate::downloads::{credentials, key_values};
 
 const PROV: &str = "/example.com/innoprov/prov";
+const TOKEN: &str = "instances-admin-token";
 
 /// One instance in its own directory under `root`, sharing the database and the seal key.
 fn instance(root: &Path, name: &str, url: &str, sim: &DevicesSim, lease_secs: u32) -> Service {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).expect("instance dir");
     let extra = format!(
-        "backend = \"postgres\"\nurl = \"{url}\"\nseal_key_file = \"{}\"\nlease_secs = {lease_secs}\n{}",
+        "backend = \"postgres\"\nurl = \"{url}\"\nseal_key_file = \"{}\"\nlease_secs = {lease_secs}\n{}[admin]\ntoken = \"{TOKEN}\"\n",
         root.join("seal.key").display(),
         devices_config(sim)
     );
@@ -98,6 +100,34 @@ async fn two_instances_share_the_phones_one_link_each_and_any_serves_downloads_a
     let mut linked = sim.connected_macs();
     linked.sort();
     assert_eq!(linked, macs, "one link per phone");
+    // Each instance's admin list: its own phones live, the other's as held elsewhere.
+    let (status, list) = call(
+        &b,
+        "GET",
+        "/example.com/innoprov/api/v1/phones",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let states: Vec<(String, String)> = list["phones"]
+        .as_array()
+        .expect("phones")
+        .iter()
+        .map(|p| {
+            (
+                p["state"].as_str().unwrap_or("").into(),
+                p["link"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = (0..6)
+        .map(|n| match n % 2 {
+            0 => ("elsewhere".into(), "elsewhere".into()),
+            _ => ("configured".into(), "up".into()),
+        })
+        .collect();
+    assert_eq!(states, expected, "{list}");
 
     // Phone 0 was provisioned through a; it fetches its file from b.
     let device = PhoneSim {
@@ -321,5 +351,92 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
         "never two links for one phone"
     );
     let (status, logs) = a.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// PostgreSQL restarted while two instances provision: every ProvisioningPhone is answered (ok
+/// only when stored), every acknowledged phone is stored and linked once afterwards, and
+/// provisioning goes on without restarting either instance.
+#[tokio::test]
+async fn a_postgres_restart_under_load_loses_no_acknowledged_phone() {
+    let mut pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("restart").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = instance(root.path(), "a", &url, &sim, 6);
+    let b = instance(root.path(), "b", &url, &sim, 6);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut conns = vec![
+        users.connect(&a.ws_url()).await.expect("login a"),
+        users.connect(&b.ws_url()).await.expect("login b"),
+    ];
+    let phones: Vec<_> = (0..40).map(|n| phone(&sim, n)).collect();
+    let load = {
+        let mut conns = std::mem::take(&mut conns);
+        let phones = phones.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for (i, p) in phones.iter().enumerate() {
+                let reply = conns[i % 2]
+                    .provision(p)
+                    .await
+                    .expect("every ProvisioningPhone is answered");
+                answers.push((p.mac.clone(), reply));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.start_again().expect("start again");
+    let answers = tokio::time::timeout(Duration::from_secs(90), load)
+        .await
+        .expect("load finished")
+        .expect("load task");
+    let ok: Vec<String> = answers
+        .iter()
+        .filter(|(_, r)| r["result"] == "ok")
+        .map(|(m, _)| m.clone())
+        .collect();
+    for (mac, reply) in &answers {
+        assert!(
+            reply["result"] == "ok" || reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{mac}: {reply}"
+        );
+    }
+    assert!(ok.len() >= 20, "most went through: {answers:?}");
+    let check = innoprov_actors::postgres_store::PostgresStore::open(
+        &innoprov_actors::postgres_store::PostgresSettings {
+            url: url.clone(),
+            password: None,
+            pool_size: 1,
+            lease: None,
+        },
+        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
+    )
+    .expect("open");
+    for mac in &ok {
+        let record = innoprov::Store::get_phone(&check, &mac.parse().unwrap()).expect("read");
+        assert!(
+            record.is_some_and(|r| r.configured_at.is_some()),
+            "acknowledged phone {mac} is stored"
+        );
+    }
+    assert!(all_linked(&sim, &ok, Duration::from_secs(20)).await);
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+    // And it goes on.
+    let mut again = users.connect(&b.ws_url()).await.expect("login b");
+    let reply = again.provision(&phone(&sim, 100)).await.expect("reply");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    drop(check);
+    let (status, logs) = a.terminate();
+    assert!(status.success(), "{logs}");
+    let (status, logs) = b.terminate();
     assert!(status.success(), "{logs}");
 }

@@ -37,6 +37,9 @@ pub enum PhoneState {
     LinkDown,
     /// No job runs for the phone (it ended and waits for its restart).
     Failed,
+    /// Another instance holds the phone and links it (several instances on PostgreSQL); its
+    /// live state is known there.
+    Elsewhere,
 }
 
 impl PhoneState {
@@ -62,6 +65,7 @@ impl PhoneState {
             PhoneState::Updating => "updating",
             PhoneState::LinkDown => "link_down",
             PhoneState::Failed => "failed",
+            PhoneState::Elsewhere => "elsewhere",
         }
     }
 
@@ -74,6 +78,7 @@ impl PhoneState {
             PhoneState::Updating,
             PhoneState::LinkDown,
             PhoneState::Failed,
+            PhoneState::Elsewhere,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -90,6 +95,8 @@ pub enum LinkState {
     Down,
     /// No link.
     None,
+    /// Held by another instance.
+    Elsewhere,
 }
 
 /// One phone in a list (interface.md PHONE).
@@ -247,12 +254,29 @@ pub struct AdminCore {
     pub notifier: Option<Recipient<PhoneConfigChanged>>,
     /// Where Devices is.
     pub directory: Addr<ServiceDirectory>,
+    /// Several instances: the leases, to tell a phone another instance links from a failed one.
+    pub leases: Option<Arc<crate::postgres_store::PostgresStore>>,
 }
 
-fn state_of(status: Option<&PhoneStatus>) -> (PhoneState, LinkState) {
+fn state_of(status: Option<&PhoneStatus>, elsewhere: bool) -> (PhoneState, LinkState) {
     match status {
+        None if elsewhere => (PhoneState::Elsewhere, LinkState::Elsewhere),
         None => (PhoneState::Failed, LinkState::None),
         Some(s) => PhoneState::of(s.phase, s.link_down_since.is_some()),
+    }
+}
+
+/// The running jobs' statuses, and the phones other instances hold.
+struct LiveStates {
+    /// This instance's jobs.
+    statuses: HashMap<Mac, PhoneStatus>,
+    /// Phones whose live lease another instance holds.
+    elsewhere: std::collections::HashSet<Mac>,
+}
+
+impl LiveStates {
+    fn of(&self, mac: &Mac) -> (Option<&PhoneStatus>, bool) {
+        (self.statuses.get(mac), self.elsewhere.contains(mac))
     }
 }
 
@@ -262,8 +286,12 @@ impl AdminCore {
         failure(500, "the store failed")
     }
 
-    fn summary(&self, record: &PhoneRecord, status: Option<&PhoneStatus>) -> PhoneSummary {
-        let (state, link) = state_of(status);
+    fn summary(
+        &self,
+        record: &PhoneRecord,
+        (status, elsewhere): (Option<&PhoneStatus>, bool),
+    ) -> PhoneSummary {
+        let (state, link) = state_of(status, elsewhere);
         // From memory once seen since start: listing thousands of phones reads no audits.
         let last = self.audit.last_fetch(&record.mac);
         let pinned = self
@@ -321,7 +349,7 @@ impl AdminCore {
         q: Option<&str>,
         state: Option<PhoneState>,
     ) -> Result<Vec<PhoneSummary>, AdminFailure> {
-        let (records, statuses) = self.phones_and_statuses().await?;
+        let (records, live) = self.phones_and_statuses().await?;
         let q = q.map(|q| {
             q.to_ascii_lowercase()
                 .chars()
@@ -330,7 +358,7 @@ impl AdminCore {
         });
         let mut out: Vec<PhoneSummary> = records
             .iter()
-            .map(|r| self.summary(r, statuses.get(&r.mac)))
+            .map(|r| self.summary(r, live.of(&r.mac)))
             .filter(|p| state.is_none_or(|s| p.state == s))
             .filter(|p| {
                 q.as_deref().is_none_or(|q| {
@@ -344,17 +372,23 @@ impl AdminCore {
         Ok(out)
     }
 
-    /// Every stored phone and every running job's status.
-    async fn phones_and_statuses(
-        &self,
-    ) -> Result<(Vec<PhoneRecord>, HashMap<Mac, PhoneStatus>), AdminFailure> {
+    /// Every stored phone, every running job's status and the phones other instances hold.
+    async fn phones_and_statuses(&self) -> Result<(Vec<PhoneRecord>, LiveStates), AdminFailure> {
         let records = self.store.phones().map_err(Self::store_failure)?;
         let statuses = self
             .registry
             .send(AllStatuses)
             .await
             .map_err(|_| failure(503, "the phone registry is not running"))?;
-        Ok((records, statuses))
+        let elsewhere = self.held_elsewhere()?;
+        Ok((records, LiveStates { statuses, elsewhere }))
+    }
+
+    fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, AdminFailure> {
+        match &self.leases {
+            Some(store) => store.held_elsewhere().map_err(Self::store_failure),
+            None => Ok(Default::default()),
+        }
     }
 
     async fn record(&self, mac: &Mac) -> Result<PhoneRecord, AdminFailure> {
@@ -368,11 +402,12 @@ impl AdminCore {
     pub async fn detail(&self, mac: &Mac) -> Result<PhoneDetail, AdminFailure> {
         let record = self.record(mac).await?;
         let status = self.registry.send(PhoneStatusOf(*mac)).await.ok().flatten();
+        let elsewhere = self.held_elsewhere()?.contains(mac);
         let access = self.store.get_access(mac).map_err(Self::store_failure)?;
         let recent = self.audit.recent(mac, AUDIT_LIMIT).unwrap_or_default();
         let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
         Ok(PhoneDetail {
-            summary: self.summary(&record, status.as_ref()),
+            summary: self.summary(&record, (status.as_ref(), elsewhere)),
             dns: record.dns.clone(),
             pinned_vendor: access.pinned_vendor.clone(),
             provisioned_at: record.provisioned_at,
@@ -457,7 +492,7 @@ impl AdminCore {
 
     /// The phones and links by state, in the Prometheus text format (gauges of `/metrics`).
     pub async fn state_gauges(&self) -> Result<String, AdminFailure> {
-        let (records, statuses) = self.phones_and_statuses().await?;
+        let (records, live) = self.phones_and_statuses().await?;
         let mut phones: std::collections::BTreeMap<&'static str, u64> = [
             "stored",
             "linking",
@@ -465,19 +500,24 @@ impl AdminCore {
             "updating",
             "link_down",
             "failed",
+            "elsewhere",
         ]
         .into_iter()
         .map(|s| (s, 0))
         .collect();
-        let mut links: std::collections::BTreeMap<&'static str, u64> =
-            ["up", "down", "none"].into_iter().map(|s| (s, 0)).collect();
+        let mut links: std::collections::BTreeMap<&'static str, u64> = ["up", "down", "none", "elsewhere"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
         for record in &records {
-            let (state, link) = state_of(statuses.get(&record.mac));
+            let (status, elsewhere) = live.of(&record.mac);
+            let (state, link) = state_of(status, elsewhere);
             let state = state.as_str();
             let link = match link {
                 LinkState::Up => "up",
                 LinkState::Down => "down",
                 LinkState::None => "none",
+                LinkState::Elsewhere => "elsewhere",
             };
             *phones.entry(state).or_default() += 1;
             *links.entry(link).or_default() += 1;

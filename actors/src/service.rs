@@ -277,7 +277,7 @@ impl RunningService {
             audit: Arc::clone(&audit),
         });
         let mut registry = PhoneRegistry::new(jobs, fatal.clone());
-        if let Some(store) = leases {
+        if let Some(store) = leases.clone() {
             let lease = Duration::from_secs(u64::from(config.store.lease_secs));
             registry = registry.with_leases(LeaseDuty::new(store, lease, devices.connects_per_second));
         }
@@ -311,6 +311,7 @@ impl RunningService {
             audit: Arc::clone(&audit),
             notifier,
             directory: directory.clone(),
+            leases,
         });
         let ws = &config.websocket;
         let shared = Arc::new(SessionShared {

@@ -256,6 +256,18 @@ impl PostgresStore {
         Ok(moved == 1)
     }
 
+    /// The phones whose unexpired lease another instance holds.
+    pub fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, StoreError> {
+        let owner = self.leases()?.owner.clone();
+        let rows = self.retrying("read leases", |client| {
+            run(client.query(
+                "SELECT mac, token FROM leases WHERE owner <> $1 AND expires_at > now()",
+                &[&owner],
+            ))
+        })?;
+        Ok(tokens(&rows)?.into_iter().map(|(mac, _)| mac).collect())
+    }
+
     /// Asks `mac`'s owner (through NOTIFY) to hand its lease to this instance.
     pub fn want(&self, mac: &Mac) -> Result<(), StoreError> {
         let payload = format!("wanted {mac} {}", self.leases()?.owner);
