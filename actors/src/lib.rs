@@ -23,10 +23,13 @@
 //! - [`admin_page`]: the admin page (`<parent>/<admin.app>.htm`), a client of the admin door
 //!   that logs in through myApps or with the admin token.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
-//! - [`postgres_store`]: `PostgresStore`, the store in PostgreSQL (`store.backend = "postgres"`).
+//! - [`postgres_store`]: `PostgresStore`, the store in PostgreSQL (`store.backend = "postgres"`),
+//!   with the leases that give each phone one instance and the LISTEN connection that tells
+//!   an instance what the others wrote.
 //! - [`persistence`]: `Persistence`, the only writer of the store, with group commit.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
-//! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails.
+//! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails;
+//!   with several instances, only for the phones whose lease this instance holds.
 //! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
 //! - [`devices_socket`]: one phone's websocket to Devices as a plain task that moves bytes for
 //!   its job (the protocol is the core's `SysclientSession`, driven by the job).

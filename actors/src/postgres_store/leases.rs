@@ -4,7 +4,7 @@
 //! fencing token, new whenever the owner changes. While leases are on, the store writes a
 //! phone's record only for the owner holding the current token (checked in the write's own
 //! statement, with the lease row locked), so a paused former owner can never overwrite what
-//! the new owner stored. The tokens this instance holds live in [`Leases::held`].
+//! the new owner stored. The tokens this instance holds live in `Leases::held`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

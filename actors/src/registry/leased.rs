@@ -1,5 +1,5 @@
 //! The registry's side of several instances on one PostgreSQL database: this instance runs a
-//! job only for the phones whose lease it holds ([`postgres_store::leases`]).
+//! job only for the phones whose lease it holds ([`crate::postgres_store::leases`]).
 //!
 //! - Every `lease / 3` (and at once when an instance releases leases, or the LISTEN connection
 //!   is back) it renews all its leases in one statement, stops the jobs of phones it lost,
