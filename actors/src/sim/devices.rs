@@ -75,6 +75,20 @@ struct State {
     two_links: Vec<String>,
     /// How long a link stays open after the phone's side ended it.
     slow_close: Duration,
+    /// Open identified links per phone (a count, so identifying stays O(1) with 10,000 links).
+    open_links: HashMap<String, usize>,
+}
+
+impl State {
+    /// One of `mac`'s links closed or identified as another phone.
+    fn forget_link_of(&mut self, mac: &str) {
+        if let Some(open) = self.open_links.get_mut(mac) {
+            *open -= 1;
+            if *open == 0 {
+                self.open_links.remove(mac);
+            }
+        }
+    }
 }
 
 /// A running Devices simulator.
@@ -434,7 +448,10 @@ impl DevicesSim {
         if !slow.is_zero() {
             tokio::time::sleep(slow).await;
         }
-        self.lock().links.remove(&id);
+        let mut state = self.lock();
+        if let Some(mac) = state.links.remove(&id).and_then(|l| l.mac) {
+            state.forget_link_of(&mac);
+        }
     }
 
     /// Handles one frame from a phone; returns the frames to send (and whether to close).
@@ -469,16 +486,17 @@ impl DevicesSim {
                 .to_string()
         };
         let mac = text("id");
-        let open_elsewhere = state
-            .links
-            .iter()
-            .any(|(id, l)| *id != link && l.mac.as_deref() == Some(mac.as_str()));
-        if open_elsewhere {
-            state.events.push(DevicesEvent::TwoLinks { mac: mac.clone() });
-            state.two_links.push(mac.clone());
-        }
-        if let Some(l) = state.links.get_mut(&link) {
-            l.mac = Some(mac.clone());
+        let before = state.links.get_mut(&link).and_then(|l| l.mac.replace(mac.clone()));
+        if before.as_deref() != Some(mac.as_str()) {
+            if let Some(before) = before {
+                state.forget_link_of(&before);
+            }
+            let open = state.open_links.entry(mac.clone()).or_default();
+            *open += 1;
+            if *open > 1 {
+                state.events.push(DevicesEvent::TwoLinks { mac: mac.clone() });
+                state.two_links.push(mac.clone());
+            }
         }
         let other = body.get("other") == Some(&Value::Bool(true));
         if body.contains_key("digest") {
