@@ -440,3 +440,110 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_phone() {
     let (status, logs) = b.terminate();
     assert!(status.success(), "{logs}");
 }
+
+/// A phone provisioned again on the same instance: the new job links only once Devices has
+/// seen the old job's link close (slow here), so Devices never has two links for it.
+#[tokio::test]
+async fn a_reprovisioned_phone_is_never_on_two_links_even_on_one_instance() {
+    let (service, _dir, sim) = crate::common::start_with_devices("").await;
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut conn = users.connect(&service.ws_url()).await.expect("login");
+    assert_eq!(
+        conn.provision(&phone(&sim, 7)).await.expect("reply")["result"],
+        "ok"
+    );
+    sim.set_slow_close(Duration::from_millis(500));
+    let reply = conn.provision(&phone(&sim, 7)).await.expect("reply");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    assert!(all_linked(&sim, &[mac(7)], Duration::from_secs(5)).await);
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+}
+
+/// An admin deletes, through b, a phone a links: the phone moves to b first (a's link closes),
+/// then it is gone everywhere; provisioned again through b, it is linked once.
+#[tokio::test]
+async fn deleting_a_phone_through_another_instance_ends_its_link_first() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("delete").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = instance(root.path(), "a", &url, &sim, 30);
+    let b = instance(root.path(), "b", &url, &sim, 30);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    assert_eq!(
+        to_a.provision(&phone(&sim, 3)).await.expect("reply")["result"],
+        "ok"
+    );
+    sim.set_slow_close(Duration::from_millis(300));
+    let path = format!("/example.com/innoprov/api/v1/phones/{}", mac(3));
+    let (status, body) = call(&b, "DELETE", &path, Some(TOKEN), None).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    // Answered only once a handed the phone over, after Devices saw a's link close.
+    assert_eq!(
+        sim.connected_macs(),
+        Vec::<String>::new(),
+        "a's link closed first"
+    );
+    let (status, _) = call(&a, "GET", &path, Some(TOKEN), None).await;
+    assert_eq!(status, 404, "gone for a too");
+    let mut to_b = users.connect(&b.ws_url()).await.expect("login b");
+    assert_eq!(
+        to_b.provision(&phone(&sim, 3)).await.expect("reply")["result"],
+        "ok"
+    );
+    assert!(all_linked(&sim, &[mac(3)], Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.connected_macs(), vec![mac(3)]);
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
+}
+
+/// With the database gone for longer than 2/3 of a lease, an instance closes its links itself
+/// (another could take the phones over at the lease's end), and links them again once its
+/// renewals succeed.
+#[tokio::test]
+async fn an_instance_that_cannot_renew_its_leases_closes_its_links_in_time() {
+    let mut pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("outage").expect("database");
+    let sim = DevicesSim::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let lease = 3;
+    let a = instance(root.path(), "a", &url, &sim, lease);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    let macs: Vec<String> = (0..5).map(mac).collect();
+    for n in 0..5 {
+        assert_eq!(
+            to_a.provision(&phone(&sim, n)).await.expect("reply")["result"],
+            "ok"
+        );
+    }
+    assert!(all_linked(&sim, &macs, Duration::from_secs(5)).await);
+    pg.stop();
+    let stopped = Instant::now();
+    assert!(
+        sim.wait_until(Duration::from_secs(u64::from(lease)), |s| s
+            .connected_macs()
+            .is_empty())
+            .await,
+        "links still open {:?} after the database went away: {}",
+        stopped.elapsed(),
+        a.logs()
+    );
+    pg.start_again().expect("start again");
+    assert!(
+        all_linked(&sim, &macs, Duration::from_secs(20)).await,
+        "{}",
+        a.logs()
+    );
+    assert!(a.logs().contains("leases renewed again"), "{}", a.logs());
+    assert_eq!(sim.two_links(), Vec::<String>::new());
+}

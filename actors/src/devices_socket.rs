@@ -39,7 +39,30 @@ pub struct LinkShared {
     pub backoff: innoprov::sysclient_session::Backoff,
     /// TLS settings for `wss://`: the public web PKI plus `devices.ca_file`'s CAs.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Whether this instance may hold links at all (several instances: `false` while it
+    /// cannot renew its leases). Turning it off closes every socket at once, whatever its job
+    /// is busy with, and refuses new connections.
+    pub links_allowed: tokio::sync::watch::Sender<bool>,
 }
+
+impl LinkShared {
+    /// Settings with links allowed.
+    pub fn new(
+        gate: Arc<ConnectGate>,
+        backoff: innoprov::sysclient_session::Backoff,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> LinkShared {
+        LinkShared {
+            gate,
+            backoff,
+            tls,
+            links_allowed: tokio::sync::watch::channel(true).0,
+        }
+    }
+}
+
+/// Why a link is refused or closed while links are not allowed.
+const LINKS_PAUSED: &str = "links paused: this instance cannot renew its leases";
 
 /// The websocket settings of a sysclient link: small buffers, because thousands are open at
 /// once and Devices sends little.
@@ -55,6 +78,9 @@ pub fn websocket_config() -> WebSocketConfig {
 /// Opens a websocket to `url` once the gate admits it; the error says why not.
 pub async fn connect(url: String, shared: &LinkShared) -> Result<DevicesStream, String> {
     shared.gate.admit().await;
+    if !*shared.links_allowed.borrow() {
+        return Err(LINKS_PAUSED.to_string());
+    }
     let tls = Arc::clone(&shared.tls);
     match tokio::time::timeout(CONNECT_TIMEOUT, open(&url, tls)).await {
         Ok(Ok(ws)) => Ok(ws),
@@ -245,9 +271,14 @@ impl Drop for ClosedGuard {
 
 /// Starts the task that owns `ws` for connection `conn` of `job`; frames for Devices go into
 /// the returned queue, and dropping it closes the websocket.
-pub fn spawn(ws: DevicesStream, job: Addr<PhoneJob>, conn: u64) -> (mpsc::Sender<Outgoing>, SocketTask) {
+pub fn spawn(
+    ws: DevicesStream,
+    job: Addr<PhoneJob>,
+    conn: u64,
+    shared: &LinkShared,
+) -> (mpsc::Sender<Outgoing>, SocketTask) {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let task = actix::spawn(run(ws, rx, job, conn));
+    let task = actix::spawn(run(ws, rx, job, conn, shared.links_allowed.subscribe()));
     (tx, SocketTask(task))
 }
 
@@ -263,7 +294,13 @@ impl SocketTask {
     }
 }
 
-async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job: Addr<PhoneJob>, conn: u64) {
+async fn run(
+    mut ws: DevicesStream,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    job: Addr<PhoneJob>,
+    conn: u64,
+    mut allowed: tokio::sync::watch::Receiver<bool>,
+) {
     let mut guard = ClosedGuard {
         job: job.clone(),
         conn,
@@ -276,6 +313,12 @@ async fn run(mut ws: DevicesStream, mut outgoing: mpsc::Receiver<Outgoing>, job:
     let mut last_heard = tokio::time::Instant::now();
     let reason = loop {
         tokio::select! {
+            Ok(()) = allowed.changed() => {
+                if !*allowed.borrow_and_update() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    break LINKS_PAUSED.to_string();
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > KEEPALIVE * 3 {
                     break "no answer from Devices to pings".to_string();

@@ -136,6 +136,8 @@ pub struct PhoneJob {
     admin_password_staged: bool,
     /// The state last announced on `changes` (phase, link down, configuration version).
     announced: Option<(Phase, bool, u64)>,
+    /// The phone's previous job, retired before this one starts: its link closes first.
+    predecessor: Option<Addr<PhoneJob>>,
 }
 
 impl PhoneJob {
@@ -167,7 +169,14 @@ impl PhoneJob {
             staged: Staged::Nothing,
             admin_password_staged: false,
             announced: None,
+            predecessor: None,
         }
+    }
+
+    /// Starts only once `previous` (the phone's job so far) has retired and its link closed.
+    pub fn after(mut self, previous: Option<Addr<PhoneJob>>) -> PhoneJob {
+        self.predecessor = previous;
+        self
     }
 
     /// The write mode of the next store: the first write of a ProvisioningPhone stores (or
@@ -375,7 +384,8 @@ impl PhoneJob {
             match result {
                 Ok(ws) => {
                     act.conn += 1;
-                    let (writer, socket) = devices_socket::spawn(ws, ctx.address(), act.conn);
+                    let (writer, socket) =
+                        devices_socket::spawn(ws, ctx.address(), act.conn, &act.shared.link);
                     act.writer = Some(writer);
                     act.socket = Some(socket);
                     act.drive(ctx, SessionEvent::Connected);
@@ -464,6 +474,37 @@ impl Actor for PhoneJob {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
+        match self.predecessor.take() {
+            // Never two links for one phone: the previous job's closes (Devices sees it) first.
+            Some(previous) => ctx.wait(
+                previous
+                    .send(Retire::default())
+                    .into_actor(self)
+                    .map(|_, act, ctx| act.begin(ctx)),
+            ),
+            None => self.begin(ctx),
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let _ = self.shared.changes.send(self.record.mac);
+        self.close_link();
+        self.answer(Err(ProvisionFailure::Internal(
+            "the phone's provisioning job ended".into(),
+        )));
+        if let Some(registry) = self.registry.upgrade() {
+            registry.do_send(JobEnded {
+                mac: self.record.mac,
+                generation: self.record.generation,
+                retired: self.retired,
+            });
+        }
+    }
+}
+
+impl PhoneJob {
+    /// Starts the job's work: a ProvisioningPhone stages its record, a resumed phone links.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
         match self.start.take() {
             Some(JobStart::Provision(reply)) => {
                 self.reply = Some(reply);
@@ -512,21 +553,6 @@ impl Actor for PhoneJob {
                 }
                 self.start_link(ctx);
             }
-        }
-    }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        let _ = self.shared.changes.send(self.record.mac);
-        self.close_link();
-        self.answer(Err(ProvisionFailure::Internal(
-            "the phone's provisioning job ended".into(),
-        )));
-        if let Some(registry) = self.registry.upgrade() {
-            registry.do_send(JobEnded {
-                mac: self.record.mac,
-                generation: self.record.generation,
-                retired: self.retired,
-            });
         }
     }
 }

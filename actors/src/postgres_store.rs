@@ -145,6 +145,15 @@ impl PostgresStore {
     /// Connects, migrates the schema and checks the seal key against the database's.
     pub fn open(settings: &PostgresSettings, sealer: &Sealer) -> Result<PostgresStore, StoreError> {
         let mut config: tokio_postgres::Config = settings.url.parse().map_err(|e| backend("store.url", e))?;
+        // A dead server or a half-open connection is noticed in seconds, not hours (the LISTEN
+        // connection carries the other instances' messages), unless the URL says otherwise.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
         if let Some(password) = &settings.password {
             config.password(password.expose());
         }
@@ -450,6 +459,9 @@ impl Store for PostgresStore {
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
         let k = key(mac);
         let notice = changed(mac);
+        if let Some(leases) = &self.leases {
+            leases.held.lock().unwrap_or_else(|p| p.into_inner()).remove(mac);
+        }
         let deleted = self.retrying(&format!("delete {mac}"), |client| {
             run(async {
                 let tx = client.transaction().await?;

@@ -258,14 +258,14 @@ impl RunningService {
         });
         let notifier = notifier_actor.clone().map(Addr::recipient);
         let devices = &config.devices;
-        let link = Arc::new(LinkShared {
-            gate: Arc::new(ConnectGate::new(devices.connects_per_second)),
-            backoff: innoprov::sysclient_session::Backoff {
+        let link = Arc::new(LinkShared::new(
+            Arc::new(ConnectGate::new(devices.connects_per_second)),
+            innoprov::sysclient_session::Backoff {
                 min: Duration::from_millis(devices.reconnect_min_ms),
                 max: Duration::from_secs(devices.reconnect_max_secs),
             },
-            tls: devices_tls,
-        });
+            devices_tls,
+        ));
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         let jobs = Arc::new(JobShared {
             persistence: persistence.clone(),

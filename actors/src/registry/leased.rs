@@ -2,17 +2,26 @@
 //! job only for the phones whose lease it holds ([`crate::postgres_store::leases`]).
 //!
 //! - Every `lease / 3` (and at once when an instance releases leases, or the LISTEN connection
-//!   is back) it renews all its leases in one statement, stops the jobs of phones it lost,
-//!   and claims free phones (never leased, expired or released), at most as many as the
+//!   is back) it renews all its leases in one statement, stops the jobs of phones it no longer
+//!   holds, and claims free phones (never leased, expired or released), at most as many as the
 //!   Devices connect gate links before the next renewal, so that the survivors of a failed
 //!   instance share its phones instead of the first one taking all.
-//! - If renewals fail for `2/3` of a lease it closes every link itself: by then another
-//!   instance may take the phones over, and two links for one phone must never exist.
-//! - A ProvisioningPhone for a phone another instance holds asks that owner (NOTIFY) to hand the
-//!   lease over, and goes on once it has; the owner answers its own pending ProvisioningPhone
-//!   for the phone as superseded and hands over only after Devices saw its link close.
-//! - At shutdown the jobs are retired (links closed) and then every lease released.
+//! - If no renewal has succeeded for `2/3` of a lease (checked every `lease / 12`) it closes
+//!   every link at once, through the sockets themselves rather than the jobs' mailboxes
+//!   ([`LinkShared::links_allowed`](crate::devices_socket::LinkShared)), and refuses new ones
+//!   until a renewal succeeds: by the lease's end another instance may take the phones over,
+//!   and two links for one phone must never exist.
+//! - A ProvisioningPhone (or an admin's delete) for a phone another instance holds asks that
+//!   owner (NOTIFY) to hand the lease over, and goes on once it has; the owner answers its own
+//!   pending ProvisioningPhone for the phone as superseded and hands over only after its job
+//!   retired (link closed, or given up after 3 s); a second request meanwhile is ignored.
+//! - Every callback checks the lease again when it runs: what a renewal, a claim or a
+//!   hand-over found may have changed while it ran.
+//! - A phone that ends up not stored (a new phone Devices refused) has its lease released.
+//! - At shutdown nothing new is taken (a ProvisioningPhone is answered busy), the jobs are
+//!   retired (links closed) and then every lease released.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +38,8 @@ use crate::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
 const CLAIM_RETRY: Duration = Duration::from_millis(100);
 /// How often it repeats its request to the owner (a NOTIFY may be missed during a reconnect).
 const ASK_AGAIN: Duration = Duration::from_secs(2);
+/// Why a ProvisioningPhone is refused during a shutdown.
+const SHUTTING_DOWN: &str = "the service is shutting down";
 
 /// The leases of this instance, as the registry keeps them.
 pub struct LeaseDuty {
@@ -44,6 +55,10 @@ pub struct LeaseDuty {
     ticking: bool,
     /// Whether the links were closed because renewals failed.
     gave_up: bool,
+    /// Phones being handed to another instance (their job retiring).
+    handing_over: HashSet<Mac>,
+    /// Set at shutdown: nothing is claimed or provisioned any more.
+    stopping: bool,
 }
 
 impl LeaseDuty {
@@ -57,7 +72,19 @@ impl LeaseDuty {
             last_renewed: Instant::now(),
             ticking: false,
             gave_up: false,
+            handing_over: HashSet::new(),
+            stopping: false,
         }
+    }
+
+    /// Whether this instance holds `mac` and is not handing it over.
+    fn holds(&self, mac: &Mac) -> bool {
+        self.store.holds(mac) && !self.handing_over.contains(mac)
+    }
+
+    /// How long a ProvisioningPhone or a delete waits for another instance to hand over.
+    fn claim_wait(&self) -> Duration {
+        self.lease + Duration::from_secs(2)
     }
 }
 
@@ -87,25 +114,33 @@ impl PhoneRegistry {
             }
         });
         ctx.run_interval(duty.lease / 3, |act, ctx| act.renew_and_claim(ctx));
+        let check = (duty.lease / 12).max(Duration::from_millis(250));
+        ctx.run_interval(check, |act, _ctx| act.give_up_if_stale());
         self.renew_and_claim(ctx);
+    }
+
+    /// Closes every link when the leases may be expiring unrenewed.
+    fn give_up_if_stale(&mut self) {
+        let Some(duty) = &mut self.leases else { return };
+        if duty.gave_up || duty.stopping || duty.last_renewed.elapsed() < duty.lease * 2 / 3 {
+            return;
+        }
+        duty.gave_up = true;
+        duty.store.forget_leases();
+        self.shared.link.links_allowed.send_replace(false);
+        log::error!(
+            "leases not renewed for {} s: closing this instance's {} links until the database answers",
+            duty.last_renewed.elapsed().as_secs(),
+            self.jobs.len()
+        );
+        for (_, entry) in self.jobs.drain() {
+            entry.addr.do_send(Retire::default());
+        }
     }
 
     fn renew_and_claim(&mut self, ctx: &mut Context<Self>) {
         let Some(duty) = &mut self.leases else { return };
-        if !duty.gave_up && duty.last_renewed.elapsed() > duty.lease * 2 / 3 {
-            duty.gave_up = true;
-            duty.store.forget_leases();
-            log::error!(
-                "leases not renewed for {} s: closing this instance's {} links until the database answers",
-                duty.last_renewed.elapsed().as_secs(),
-                self.jobs.len()
-            );
-            for (_, entry) in self.jobs.drain() {
-                entry.addr.do_send(Retire::default());
-            }
-        }
-        let Some(duty) = &mut self.leases else { return };
-        if duty.ticking {
+        if duty.ticking || duty.stopping {
             return;
         }
         duty.ticking = true;
@@ -121,12 +156,25 @@ impl PhoneRegistry {
                 Ok(Err(e)) => return log::warn!("leases: {e}"),
                 Err(e) => return log::warn!("leases: {e}"),
             };
+            if duty.stopping {
+                return;
+            }
             duty.last_renewed = started;
             if duty.gave_up {
                 duty.gave_up = false;
+                act.shared.link.links_allowed.send_replace(true);
                 log::info!("leases renewed again");
             }
-            for mac in renewal.lost {
+            // Whatever this instance runs without holding the phone now (lost at renewal, or
+            // while this renewal ran) ends.
+            let lost: Vec<Mac> = act
+                .jobs
+                .keys()
+                .filter(|mac| !duty.store.holds(mac) && !duty.handing_over.contains(mac))
+                .copied()
+                .chain(renewal.lost)
+                .collect();
+            for mac in lost {
                 if let Some(entry) = act.jobs.remove(&mac) {
                     log::warn!("phone {mac}: its lease is gone (taken over or deleted); closing its link");
                     entry.addr.do_send(Retire::default());
@@ -134,7 +182,8 @@ impl PhoneRegistry {
             }
             let mut taken = 0;
             for record in records {
-                if !act.jobs.contains_key(&record.mac) {
+                let held = act.leases.as_ref().is_some_and(|duty| duty.holds(&record.mac));
+                if held && !act.jobs.contains_key(&record.mac) {
                     act.next_generation = act.next_generation.max(record.generation + 1);
                     act.spawn(ctx, record, JobStart::Resume);
                     taken += 1;
@@ -152,30 +201,80 @@ impl PhoneRegistry {
         let Some(duty) = &self.leases else {
             return self.provision_now(msg, ctx);
         };
+        if duty.stopping {
+            let _ = msg.reply.send(Err(ProvisionFailure::Busy(SHUTTING_DOWN)));
+            return;
+        }
         let mac = msg.record.mac;
-        if duty.store.holds(&mac) {
+        if duty.holds(&mac) {
             return self.provision_now(msg, ctx);
         }
-        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.lease + Duration::from_secs(2));
-        ctx.spawn(
-            claim
-                .into_actor(self)
-                .map(move |outcome, act, ctx| match outcome {
-                    Ok(()) => act.provision_now(msg, ctx),
-                    Err(failure) => {
-                        log::warn!("phone {mac}: {failure}");
-                        let _ = msg.reply.send(Err(failure));
+        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.claim_wait());
+        ctx.spawn(claim.into_actor(self).map(move |outcome, act, ctx| {
+            let failure = match (outcome, &act.leases) {
+                (Ok(_), Some(duty)) if duty.stopping => ProvisionFailure::Busy(SHUTTING_DOWN),
+                (Ok(stored), Some(duty)) if duty.holds(&mac) => {
+                    // Generations rise above what another instance stored, whatever the clocks.
+                    if let Some(stored) = stored {
+                        act.next_generation = act.next_generation.max(stored + 1);
                     }
+                    return act.provision_now(msg, ctx);
+                }
+                (Ok(_), _) => ProvisionFailure::Store(
+                    "the phone's lease moved on while it was being claimed; nothing was stored".into(),
+                ),
+                (Err(failure), _) => failure,
+            };
+            log::warn!("phone {mac}: {failure}");
+            let _ = msg.reply.send(Err(failure));
+        }));
+    }
+
+    /// For an admin's delete of a phone another instance holds: resolves once this instance
+    /// holds it (its link elsewhere closed). `None`: nothing to wait for.
+    pub(super) fn claim_for_delete(
+        &self,
+        mac: Mac,
+    ) -> Option<impl Future<Output = Result<(), ProvisionFailure>> + use<>> {
+        let duty = self.leases.as_ref()?;
+        if duty.holds(&mac) || duty.stopping {
+            return None;
+        }
+        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.claim_wait());
+        Some(async move { claim.await.map(|_| ()) })
+    }
+
+    /// A job ended with nothing stored for its phone (a new phone Devices refused): let the
+    /// lease go, so that neither the table nor the renewals grow with phones that never were.
+    pub(super) fn release_if_unstored(&mut self, ctx: &mut Context<Self>, mac: Mac) {
+        let Some(duty) = &self.leases else { return };
+        if !duty.holds(&mac) || duty.stopping {
+            return;
+        }
+        let store = Arc::clone(&duty.store);
+        let release = tokio::task::spawn_blocking(move || match store.get_phone(&mac)? {
+            Some(_) => Ok(false),
+            None => store.release(&[mac]).map(|()| true),
+        });
+        ctx.spawn(
+            release
+                .into_actor(self)
+                .map(move |result, _act, _ctx| match result {
+                    Ok(Ok(true)) => log::info!("phone {mac}: not stored; its lease is released"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => log::warn!("phone {mac}: releasing its lease: {e}"),
+                    Err(e) => log::warn!("phone {mac}: releasing its lease: {e}"),
                 }),
         );
     }
 
     /// Another instance asks for a phone this one holds: close its link, then hand it over.
     fn hand_over(&mut self, ctx: &mut Context<Self>, mac: Mac, to: String) {
-        let Some(duty) = &self.leases else { return };
-        if duty.store.owner() == Some(to.as_str()) || !duty.store.holds(&mac) {
+        let Some(duty) = &mut self.leases else { return };
+        if duty.store.owner() == Some(to.as_str()) || !duty.holds(&mac) || duty.stopping {
             return;
         }
+        duty.handing_over.insert(mac);
         log::info!("phone {mac}: handing it over to instance {to}");
         let store = Arc::clone(&duty.store);
         let job = self.jobs.remove(&mac);
@@ -186,26 +285,32 @@ impl PhoneRegistry {
             }
             tokio::task::spawn_blocking(move || store.hand_over(&mac, &to)).await
         };
-        ctx.spawn(
-            handed
-                .into_actor(self)
-                .map(move |result, _act, _ctx| match result {
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => log::warn!("phone {mac}: its lease was no longer ours to hand over"),
-                    Ok(Err(e)) => log::warn!("phone {mac}: handing over failed: {e}"),
-                    Err(e) => log::warn!("phone {mac}: handing over failed: {e}"),
-                }),
-        );
+        ctx.spawn(handed.into_actor(self).map(move |result, act, _ctx| {
+            if let Some(duty) = &mut act.leases {
+                duty.handing_over.remove(&mac);
+            }
+            match result {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => log::warn!("phone {mac}: its lease was no longer ours to hand over"),
+                Ok(Err(e)) => log::warn!("phone {mac}: handing over failed: {e}"),
+                Err(e) => log::warn!("phone {mac}: handing over failed: {e}"),
+            }
+        }));
     }
 
     /// Schedules a job's restart only while this instance still holds the phone.
     pub(super) fn still_held(&self, mac: &Mac) -> bool {
-        self.leases.as_ref().is_none_or(|duty| duty.store.holds(mac))
+        self.leases
+            .as_ref()
+            .is_none_or(|duty| duty.holds(mac) && !duty.stopping)
     }
 
-    /// Shutdown: stops claiming; the caller retires the jobs, then calls the returned release.
+    /// Shutdown: stops claiming and provisioning; the caller retires the jobs, then releases
+    /// the leases through the returned store.
     pub(super) fn stop_leases(&mut self) -> Option<Arc<PostgresStore>> {
-        self.leases.take().map(|duty| duty.store)
+        let duty = self.leases.as_mut()?;
+        duty.stopping = true;
+        Some(Arc::clone(&duty.store))
     }
 }
 
@@ -240,8 +345,13 @@ fn renew_then_claim(store: &PostgresStore, batch: i64) -> Result<(Renewal, Vec<P
     Ok((renewal, records))
 }
 
-/// Claims `mac`, asking its current owner to hand it over, for at most `wait`.
-async fn claim_or_ask(store: Arc<PostgresStore>, mac: Mac, wait: Duration) -> Result<(), ProvisionFailure> {
+/// Claims `mac`, asking its current owner to hand it over, for at most `wait`; the stored
+/// record's generation, if any.
+async fn claim_or_ask(
+    store: Arc<PostgresStore>,
+    mac: Mac,
+    wait: Duration,
+) -> Result<Option<u64>, ProvisionFailure> {
     let deadline = Instant::now() + wait;
     let mut asked: Option<Instant> = None;
     loop {
@@ -251,7 +361,14 @@ async fn claim_or_ask(store: Arc<PostgresStore>, mac: Mac, wait: Duration) -> Re
             .map_err(|e| ProvisionFailure::Internal(format!("claiming the phone's lease: {e}")))?
             .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
         let owner = match claim {
-            Claim::Held => return Ok(()),
+            Claim::Held => {
+                let reader = Arc::clone(&store);
+                return tokio::task::spawn_blocking(move || reader.get_phone(&mac))
+                    .await
+                    .map_err(|e| ProvisionFailure::Internal(format!("reading the phone: {e}")))?
+                    .map(|stored| stored.map(|record| record.generation))
+                    .map_err(|e| ProvisionFailure::Store(e.to_string()));
+            }
             Claim::HeldBy(owner) => owner,
         };
         if Instant::now() > deadline {

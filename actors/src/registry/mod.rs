@@ -83,16 +83,16 @@ impl PhoneRegistry {
     fn spawn(&mut self, ctx: &mut Context<Self>, record: PhoneRecord, start: JobStart) {
         let mac = record.mac;
         let generation = record.generation;
-        if let Some(old) = self.jobs.remove(&mac) {
-            old.addr.do_send(Retire::default());
-        }
+        // The new job retires the old one and waits for its link to close before linking.
+        let previous = self.jobs.remove(&mac).map(|old| old.addr);
         let job = PhoneJob::new(
             record,
             start,
             self.devices_url.clone(),
             Arc::clone(&self.shared),
             ctx.address().downgrade(),
-        );
+        )
+        .after(previous);
         self.jobs.insert(
             mac,
             JobEntry {
@@ -263,6 +263,8 @@ impl Handler<JobEnded> for PhoneRegistry {
         self.jobs.remove(&msg.mac);
         if !msg.retired {
             self.schedule_restart(ctx, msg.mac, msg.generation);
+        } else {
+            self.release_if_unstored(ctx, msg.mac);
         }
     }
 }
@@ -299,7 +301,19 @@ pub struct DeletePhone(pub Mac);
 impl Handler<DeletePhone> for PhoneRegistry {
     type Result = ResponseFuture<Result<bool, PersistError>>;
 
-    fn handle(&mut self, msg: DeletePhone, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: DeletePhone, ctx: &mut Context<Self>) -> Self::Result {
+        // Several instances: the phone moves here first (its link elsewhere closes), so that
+        // no other instance goes on linking a deleted phone.
+        if let Some(claim) = self.claim_for_delete(msg.0) {
+            let registry = ctx.address();
+            return Box::pin(async move {
+                claim.await.map_err(|e| PersistError::Store(e.to_string()))?;
+                registry
+                    .send(msg)
+                    .await
+                    .map_err(|e| PersistError::Store(e.to_string()))?
+            });
+        }
         if let Some(entry) = self.jobs.remove(&msg.0) {
             entry.addr.do_send(Retire::default());
         }

@@ -486,7 +486,10 @@ impl DevicesSim {
                 .to_string()
         };
         let mac = text("id");
-        let before = state.links.get_mut(&link).and_then(|l| l.mac.replace(mac.clone()));
+        let before = state
+            .links
+            .get_mut(&link)
+            .and_then(|l| l.mac.replace(mac.clone()));
         if before.as_deref() != Some(mac.as_str()) {
             if let Some(before) = before {
                 state.forget_link_of(&before);
