@@ -53,6 +53,7 @@ fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
     let record = |n| conformance::sample_record("0015651a2b3c", n);
 
     assert_eq!(a.claim(&mac).expect("claim"), Claim::Held);
+    let first_token = a.fence(&mac).expect("a token");
     assert_eq!(
         b.claim(&mac).expect("claim"),
         Claim::HeldBy(a.owner().unwrap().to_string())
@@ -117,6 +118,15 @@ fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
     let mut claimed = a.claim_free(100).expect("claim free");
     claimed.sort();
     assert_eq!(claimed.len(), 2);
+    // a holds the phone again, under a new token: a write made with the token of a's first
+    // hold (a job that outlived it) is refused and a keeps the lease; a current write is not.
+    let stale = a
+        .put_phone_fenced(&record(6), first_token)
+        .expect_err("stale token");
+    assert!(stale.to_string().contains("taken over"), "{stale}");
+    assert!(a.holds(&mac));
+    a.put_phone(&record(7)).expect("the current token writes");
+    assert_eq!(reader.get_phone(&mac).unwrap().unwrap().generation, 7);
     // A deleted phone's lease goes with it: the owner's renewal reports it lost.
     reader.delete_phone(&mac).expect("delete");
     assert_eq!(a.renew().expect("renew").lost, vec![mac]);

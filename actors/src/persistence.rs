@@ -238,6 +238,9 @@ pub struct PutPhone {
     pub record: PhoneRecord,
     /// Whether it may create or only update.
     pub mode: WriteMode,
+    /// The fencing token of the phone's lease when the writing job started (several
+    /// instances): the write is refused once another token is current.
+    pub fence: Option<i64>,
 }
 
 /// Whether a write in `mode` of generation `generation` may meet `stored`.
@@ -250,6 +253,13 @@ fn write_allowed(mode: WriteMode, stored: Option<u64>, generation: u64) -> bool 
     }
 }
 
+fn put(store: &dyn Store, record: &PhoneRecord, fence: Option<i64>) -> Result<(), StoreError> {
+    match fence {
+        Some(fence) => store.put_phone_fenced(record, fence),
+        None => store.put_phone(record),
+    }
+}
+
 fn stale(mac: Mac) -> PersistError {
     PersistError::Stale(format!("phone {mac} was re-provisioned or deleted meanwhile"))
 }
@@ -259,7 +269,7 @@ impl Handler<PutPhone> for Persistence {
 
     fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(permits) = self.concurrent.clone() {
-            let (record, mode) = (msg.record, msg.mode);
+            let (record, mode, fence) = (msg.record, msg.mode, msg.fence);
             let (mac, generation) = (record.mac, record.generation);
             let not_deleted = move |act: &mut Self| match act.deleted_upto.get(&mac) {
                 Some(upto) if generation <= *upto => Err(stale(mac)),
@@ -270,7 +280,7 @@ impl Handler<PutPhone> for Persistence {
                 if !write_allowed(mode, stored, generation) {
                     return Err(stale(mac));
                 }
-                Ok(store.put_phone(&record)?)
+                Ok(put(store, &record, fence)?)
             });
         }
         let record = msg.record;
@@ -287,7 +297,7 @@ impl Handler<PutPhone> for Persistence {
             let mac = record.mac;
             return Box::pin(actix::fut::ready(Err(stale(mac))));
         }
-        if let Err(e) = self.store.put_phone(&record) {
+        if let Err(e) = put(self.store.as_ref(), &record, msg.fence) {
             return Box::pin(actix::fut::ready(Err(e.into())));
         }
         Box::pin(self.durable_after_write(ctx).into_actor(self))

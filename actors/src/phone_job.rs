@@ -91,6 +91,8 @@ pub struct JobShared {
     pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
     /// Where each state change is written, for the admin's per-phone timeline.
     pub audit: Arc<AuditLog>,
+    /// Several instances: the leases, whose fencing token each job writes with.
+    pub leases: Option<Arc<crate::postgres_store::PostgresStore>>,
 }
 
 /// One phone's job.
@@ -138,6 +140,10 @@ pub struct PhoneJob {
     announced: Option<(Phase, bool, u64)>,
     /// The phone's previous job, retired before this one starts: its link closes first.
     predecessor: Option<Addr<PhoneJob>>,
+    /// The fencing token of the phone's lease when this job began (several instances): its
+    /// writes count only while that token is current, so a job outlived by its lease (paused,
+    /// or retiring with a write queued) never overwrites what the phone's next holder stored.
+    fence: Option<i64>,
 }
 
 impl PhoneJob {
@@ -170,6 +176,7 @@ impl PhoneJob {
             admin_password_staged: false,
             announced: None,
             predecessor: None,
+            fence: None,
         }
     }
 
@@ -276,6 +283,7 @@ impl PhoneJob {
         let put = self.shared.persistence.send(PutPhone {
             record: self.record.clone(),
             mode,
+            fence: self.fence,
         });
         ctx.wait(put.into_actor(self).map(move |result, act, ctx| match result {
             Ok(Ok(())) => then(act, ctx),
@@ -505,6 +513,11 @@ impl Actor for PhoneJob {
 impl PhoneJob {
     /// Starts the job's work: a ProvisioningPhone stages its record, a resumed phone links.
     fn begin(&mut self, ctx: &mut Context<Self>) {
+        self.fence = self
+            .shared
+            .leases
+            .as_ref()
+            .and_then(|s| s.fence(&self.record.mac));
         match self.start.take() {
             Some(JobStart::Provision(reply)) => {
                 self.reply = Some(reply);

@@ -360,6 +360,18 @@ impl Drop for PostgresStore {
     }
 }
 
+/// Writes a record and notifies the other instances, in one statement.
+const WRITE_RECORD: &str = "WITH written AS (INSERT INTO phones (mac, record) VALUES ($1, $2) \
+      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1) \
+    SELECT pg_notify($3, $4) FROM written";
+/// The same only while `$5` owns the phone's lease with token `$6` (the lease row locked until
+/// the statement commits); no row back: nothing written.
+const WRITE_FENCED_RECORD: &str = "WITH fence AS (SELECT 1 FROM leases \
+      WHERE mac = $1 AND owner = $5 AND token = $6 FOR SHARE), \
+    written AS (INSERT INTO phones (mac, record) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM fence) \
+      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1) \
+    SELECT pg_notify($3, $4) FROM written";
+
 fn key(mac: &Mac) -> Vec<u8> {
     mac.bytes().to_vec()
 }
@@ -376,34 +388,29 @@ fn changed(mac: &Mac) -> String {
     format!("changed {mac}")
 }
 
-impl Store for PostgresStore {
-    fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
+impl PostgresStore {
+    /// Writes a phone's record, fenced with `token` when leases are on: the write happens only
+    /// while that token is the phone's current one and this instance its owner.
+    fn write_record(&self, record: &PhoneRecord, token: Option<i64>) -> Result<(), StoreError> {
         let bytes = encode(record)?;
         let mac = key(&record.mac);
         let notice = changed(&record.mac);
-        let fence = match &self.leases {
-            None => None,
-            Some(leases) => Some((
-                leases.owner.as_str(),
-                leases.token(&record.mac).ok_or_else(|| {
-                    StoreError::Backend(format!(
-                        "phone {}: this instance does not hold its lease",
-                        record.mac
-                    ))
-                })?,
-            )),
+        let fence = match (&self.leases, token) {
+            (Some(leases), Some(token)) => Some((leases.owner.as_str(), token)),
+            _ => None,
         };
+
         // One statement, so one round trip: the lease row is locked while the record is
         // written (a takeover waits for it, or it sees the takeover and writes nothing).
         let written = self.retrying(&format!("write {}", record.mac), |conn| {
             run(async {
                 match fence {
                     None => {
-                        let statement = conn.prepared("WITH written AS (INSERT INTO phones (mac, record) VALUES ($1, $2)                    ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1)                  SELECT pg_notify($3, $4) FROM written").await?;
+                        let statement = conn.prepared(WRITE_RECORD).await?;
                         conn.query(&statement, &[&mac, &bytes, &CHANNEL, &notice]).await
                     }
                     Some((owner, token)) => {
-                        let statement = conn.prepared("WITH fence AS (SELECT 1 FROM leases WHERE mac = $1 AND owner = $5 AND token = $6 FOR SHARE),                  written AS (INSERT INTO phones (mac, record) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM fence)                    ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1)                  SELECT pg_notify($3, $4) FROM written").await?;
+                        let statement = conn.prepared(WRITE_FENCED_RECORD).await?;
                         conn.query(&statement, &[&mac, &bytes, &CHANNEL, &notice, &owner, &token])
                             .await
                     }
@@ -413,12 +420,13 @@ impl Store for PostgresStore {
         self.bump();
         match written {
             Ok(rows) if rows.is_empty() => {
-                if let Some(leases) = &self.leases {
-                    leases
-                        .held
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&record.mac);
+                // Forgotten only if it is the token refused (a late write of an older job of
+                // this instance does not end the lease its successor holds).
+                if let (Some(leases), Some(token)) = (&self.leases, token) {
+                    let mut held = leases.held.lock().unwrap_or_else(|p| p.into_inner());
+                    if held.get(&record.mac) == Some(&token) {
+                        held.remove(&record.mac);
+                    }
                 }
                 Err(StoreError::Backend(format!(
                     "phone {}: its lease was taken over by another instance; not written",
@@ -428,6 +436,25 @@ impl Store for PostgresStore {
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Store for PostgresStore {
+    fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
+        let token = match &self.leases {
+            None => None,
+            Some(leases) => Some(leases.token(&record.mac).ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "phone {}: this instance does not hold its lease",
+                    record.mac
+                ))
+            })?),
+        };
+        self.write_record(record, token)
+    }
+
+    fn put_phone_fenced(&self, record: &PhoneRecord, fence: i64) -> Result<(), StoreError> {
+        self.write_record(record, Some(fence))
     }
 
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {

@@ -275,6 +275,7 @@ impl RunningService {
             notifier: notifier.clone(),
             changes: changes.clone(),
             audit: Arc::clone(&audit),
+            leases: leases.clone(),
         });
         let mut registry = PhoneRegistry::new(jobs, fatal.clone());
         if let Some(store) = leases.clone() {

@@ -48,6 +48,13 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a phone's record atomically.
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError>;
+    /// Like [`put_phone`](Store::put_phone) for a writer that held the phone with fencing
+    /// token `fence` when it started: a store shared by several instances refuses the write
+    /// unless that token is still the phone's current one. One writer's store ignores it.
+    fn put_phone_fenced(&self, record: &PhoneRecord, fence: i64) -> Result<(), StoreError> {
+        let _ = fence;
+        self.put_phone(record)
+    }
     /// The phone's record, if stored.
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError>;
     /// The phone's record as stored bytes (for caches that compare instead of decoding).
