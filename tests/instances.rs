@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use innoprov_actors::postgres_store::{PostgresSettings, PostgresStore};
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim, admin_frame, example_configs};
 use innoprov_actors::sim::phone::{Auth, PhoneSim};
 use innoprov_actors::sim::postgres::TestPostgres;
@@ -31,6 +32,46 @@ fn instance(root: &Path, name: &str, url: &str, sim: &DevicesSim, lease_secs: u3
         devices_config(sim)
     );
     Service::start_in(&dir, &extra)
+}
+
+/// A PostgreSQL server with database `db`, a Devices simulator and a directory for instances.
+async fn cluster(db: &str) -> (TestPostgres, String, DevicesSim, tempfile::TempDir) {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database(db).expect("database");
+    (
+        pg,
+        url,
+        DevicesSim::start().await,
+        tempfile::tempdir().expect("tempdir"),
+    )
+}
+
+/// The database as the instances see it, opened without leases (a reader).
+fn check_store(url: &str, root: &Path) -> PostgresStore {
+    let settings = PostgresSettings {
+        url: url.to_string(),
+        password: None,
+        pool_size: 1,
+        lease: None,
+    };
+    let sealer = innoprov::Sealer::load_or_create(&root.join("seal.key")).expect("key");
+    PostgresStore::open(&settings, &sealer).expect("open")
+}
+
+/// SIGTERM, and a clean exit; the logs.
+fn stop(service: Service) -> String {
+    let (status, logs) = service.terminate();
+    assert!(status.success(), "{logs}");
+    logs
+}
+
+/// The simulator never saw a phone identify on a second open link.
+fn assert_one_link_each(sim: &DevicesSim) {
+    assert_eq!(
+        sim.two_links(),
+        Vec::<String>::new(),
+        "never two links for one phone"
+    );
 }
 
 fn mac(n: u32) -> String {
@@ -81,10 +122,7 @@ async fn the_devices_simulator_records_a_phone_on_two_open_links() {
 
 #[tokio::test]
 async fn two_instances_share_the_phones_one_link_each_and_any_serves_downloads_and_updates() {
-    let pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("two").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (_pg, url, sim, root) = cluster("two").await;
     let a = instance(root.path(), "a", &url, &sim, 5);
     let b = instance(root.path(), "b", &url, &sim, 5);
     let users = UsersSim::new("innoprov", PASSWORD);
@@ -176,15 +214,9 @@ async fn two_instances_share_the_phones_one_link_each_and_any_serves_downloads_a
     );
     assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
     assert_eq!(sim.connected_macs().len(), 6);
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
-    let (status, logs) = a.terminate();
-    assert!(status.success(), "{logs}");
-    let (status, logs) = b.terminate();
-    assert!(status.success(), "{logs}");
+    assert_one_link_each(&sim);
+    stop(a);
+    stop(b);
 }
 
 /// SIGKILL of one of three instances in the middle of provisioning and of an update: every
@@ -192,10 +224,7 @@ async fn two_instances_share_the_phones_one_link_each_and_any_serves_downloads_a
 /// the configuration Devices holds now, and never on two links.
 #[tokio::test]
 async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
-    let pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("three").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (_pg, url, sim, root) = cluster("three").await;
     let lease = 3;
     let a = instance(root.path(), "a", &url, &sim, lease);
     let b = instance(root.path(), "b", &url, &sim, lease);
@@ -257,27 +286,14 @@ async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
         took < Duration::from_secs(u64::from(lease) * 3),
         "taken over in {took:?} with {lease} s leases"
     );
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
+    assert_one_link_each(&sim);
     let (b_logs, c_logs) = (b.logs(), c.logs());
     assert!(
         b_logs.contains("phones' leases") || c_logs.contains("phones' leases"),
         "{b_logs}\n{c_logs}"
     );
     // Each phone's stored configuration is what Devices holds now.
-    let check = innoprov_actors::postgres_store::PostgresStore::open(
-        &innoprov_actors::postgres_store::PostgresSettings {
-            url: url.clone(),
-            password: None,
-            pool_size: 1,
-            lease: None,
-        },
-        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
-    )
-    .expect("open");
+    let check = check_store(&url, root.path());
     let deadline = Instant::now() + Duration::from_secs(10);
     for m in &acknowledged {
         let mac: innoprov::Mac = m.parse().unwrap();
@@ -297,20 +313,15 @@ async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
         }
     }
     drop(check);
-    let (status, logs) = b.terminate();
-    assert!(status.success(), "{logs}");
-    let (status, logs) = c.terminate();
-    assert!(status.success(), "{logs}");
+    stop(b);
+    stop(c);
 }
 
 /// SIGTERM releases the leases after the links closed: the other instance links the phones at
 /// once, long before the lease would have expired; a rolling restart back does the same.
 #[tokio::test]
 async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_link_each() {
-    let pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("rolling").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (_pg, url, sim, root) = cluster("rolling").await;
     let lease = 60;
     let a = instance(root.path(), "a", &url, &sim, lease);
     let users = UsersSim::new("innoprov", PASSWORD);
@@ -324,8 +335,7 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
     let b = instance(root.path(), "b", &url, &sim, lease);
     assert!(b.wait_for_log("store postgres", Duration::from_secs(5)).await);
     let stopped_at = Instant::now();
-    let (status, logs) = a.terminate();
-    assert!(status.success(), "{logs}");
+    let logs = stop(a);
     assert!(logs.contains("released 10 leases"), "{logs}");
     assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
     assert!(
@@ -336,8 +346,7 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
     // And back: a starts again, b stops.
     let a = instance(root.path(), "a", &url, &sim, lease);
     assert!(a.wait_for_log("store postgres", Duration::from_secs(5)).await);
-    let (status, logs) = b.terminate();
-    assert!(status.success(), "{logs}");
+    stop(b);
     assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
     assert!(
         a.wait_for_log("took 10 phones' leases", Duration::from_secs(5))
@@ -345,13 +354,8 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
         "{}",
         a.logs()
     );
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
-    let (status, logs) = a.terminate();
-    assert!(status.success(), "{logs}");
+    assert_one_link_each(&sim);
+    stop(a);
 }
 
 /// PostgreSQL restarted while two instances provision: every ProvisioningPhone is answered (ok
@@ -359,10 +363,7 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
 /// provisioning goes on without restarting either instance.
 #[tokio::test]
 async fn a_postgres_restart_under_load_loses_no_acknowledged_phone() {
-    let mut pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("restart").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (mut pg, url, sim, root) = cluster("restart").await;
     let a = instance(root.path(), "a", &url, &sim, 6);
     let b = instance(root.path(), "b", &url, &sim, 6);
     let users = UsersSim::new("innoprov", PASSWORD);
@@ -407,16 +408,7 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_phone() {
         );
     }
     assert!(ok.len() >= 20, "most went through: {answers:?}");
-    let check = innoprov_actors::postgres_store::PostgresStore::open(
-        &innoprov_actors::postgres_store::PostgresSettings {
-            url: url.clone(),
-            password: None,
-            pool_size: 1,
-            lease: None,
-        },
-        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
-    )
-    .expect("open");
+    let check = check_store(&url, root.path());
     for mac in &ok {
         let record = innoprov::Store::get_phone(&check, &mac.parse().unwrap()).expect("read");
         assert!(
@@ -425,20 +417,14 @@ async fn a_postgres_restart_under_load_loses_no_acknowledged_phone() {
         );
     }
     assert!(all_linked(&sim, &ok, Duration::from_secs(20)).await);
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
+    assert_one_link_each(&sim);
     // And it goes on.
     let mut again = users.connect(&b.ws_url()).await.expect("login b");
     let reply = again.provision(&phone(&sim, 100)).await.expect("reply");
     assert_eq!(reply["result"], "ok", "{reply}");
     drop(check);
-    let (status, logs) = a.terminate();
-    assert!(status.success(), "{logs}");
-    let (status, logs) = b.terminate();
-    assert!(status.success(), "{logs}");
+    stop(a);
+    stop(b);
 }
 
 /// A phone provisioned again on the same instance: the new job links only once Devices has
@@ -456,21 +442,14 @@ async fn a_reprovisioned_phone_is_never_on_two_links_even_on_one_instance() {
     let reply = conn.provision(&phone(&sim, 7)).await.expect("reply");
     assert_eq!(reply["result"], "ok", "{reply}");
     assert!(all_linked(&sim, &[mac(7)], Duration::from_secs(5)).await);
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
+    assert_one_link_each(&sim);
 }
 
 /// An admin deletes, through b, a phone a links: the phone moves to b first (a's link closes),
 /// then it is gone everywhere; provisioned again through b, it is linked once.
 #[tokio::test]
 async fn deleting_a_phone_through_another_instance_ends_its_link_first() {
-    let pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("delete").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (_pg, url, sim, root) = cluster("delete").await;
     let a = instance(root.path(), "a", &url, &sim, 30);
     let b = instance(root.path(), "b", &url, &sim, 30);
     let users = UsersSim::new("innoprov", PASSWORD);
@@ -499,11 +478,7 @@ async fn deleting_a_phone_through_another_instance_ends_its_link_first() {
     assert!(all_linked(&sim, &[mac(3)], Duration::from_secs(5)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sim.connected_macs(), vec![mac(3)]);
-    assert_eq!(
-        sim.two_links(),
-        Vec::<String>::new(),
-        "never two links for one phone"
-    );
+    assert_one_link_each(&sim);
 }
 
 /// With the database gone for longer than 2/3 of a lease, an instance closes its links itself
@@ -511,10 +486,7 @@ async fn deleting_a_phone_through_another_instance_ends_its_link_first() {
 /// renewals succeed.
 #[tokio::test]
 async fn an_instance_that_cannot_renew_its_leases_closes_its_links_in_time() {
-    let mut pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("outage").expect("database");
-    let sim = DevicesSim::start().await;
-    let root = tempfile::tempdir().unwrap();
+    let (mut pg, url, sim, root) = cluster("outage").await;
     let lease = 3;
     let a = instance(root.path(), "a", &url, &sim, lease);
     let users = UsersSim::new("innoprov", PASSWORD);
@@ -545,5 +517,5 @@ async fn an_instance_that_cannot_renew_its_leases_closes_its_links_in_time() {
         a.logs()
     );
     assert!(a.logs().contains("leases renewed again"), "{}", a.logs());
-    assert_eq!(sim.two_links(), Vec::<String>::new());
+    assert_one_link_each(&sim);
 }
