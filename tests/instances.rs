@@ -74,6 +74,39 @@ fn assert_one_link_each(sim: &DevicesSim) {
     );
 }
 
+/// Waits (10 s at most) until every phone in `macs` has a stored configuration item whose
+/// text contains `needle`.
+async fn all_hold(url: &str, root: &Path, macs: &[String], needle: &str) -> bool {
+    let check = check_store(url, root);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = macs.iter().all(|m| {
+            let mac: innoprov::Mac = m.parse().expect("mac");
+            innoprov::Store::get_phone(&check, &mac)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.configs.iter().any(|c| c.body.text().contains(needle)))
+        });
+        if held || Instant::now() > deadline {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Devices changes every phone's registrar to `registrar` and pushes the update on its links.
+fn change_registrar(sim: &DevicesSim, macs: &[String], registrar: &str) {
+    let mut configs = example_configs();
+    configs[0] = configs[0].replace("pbx.example.com", registrar);
+    sim.set_configs(configs);
+    let update = format!(
+        r#"{{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"{registrar}","coder":"G722","frameSize":20}}"#
+    );
+    for m in macs {
+        sim.push_update(m, &update);
+    }
+}
+
 fn mac(n: u32) -> String {
     format!("001565{n:06x}")
 }
@@ -254,13 +287,7 @@ async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
         acknowledged.push(mac(src));
     }
     // Mid-update: Devices changes every phone's registrar and tells a, which dies at once.
-    let mut configs = example_configs();
-    configs[0] = configs[0].replace("pbx.example.com", "pbx3.example.com");
-    sim.set_configs(configs);
-    let update = r#"{"id":3,"domainId":1,"type":"PHONE","categories":[],"gk1":"pbx3.example.com","coder":"G722","frameSize":20}"#;
-    for m in &acknowledged {
-        sim.push_update(m, update);
-    }
+    change_registrar(&sim, &acknowledged, "pbx3.example.com");
     sim.clear_events();
     let killed_at = Instant::now();
     a.kill9();
@@ -293,32 +320,14 @@ async fn the_phones_of_a_killed_instance_are_taken_over_by_the_others() {
         "{b_logs}\n{c_logs}"
     );
     // Each phone's stored configuration is what Devices holds now.
-    let check = check_store(&url, root.path());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for m in &acknowledged {
-        let mac: innoprov::Mac = m.parse().unwrap();
-        loop {
-            let record = innoprov::Store::get_phone(&check, &mac)
-                .expect("read")
-                .expect("stored");
-            if record
-                .configs
-                .iter()
-                .any(|c| c.body.text().contains("pbx3.example.com"))
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "phone {m} kept an old configuration");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    drop(check);
+    assert!(all_hold(&url, root.path(), &acknowledged, "pbx3.example.com").await);
     stop(b);
     stop(c);
 }
 
 /// SIGTERM releases the leases after the links closed: the other instance links the phones at
-/// once, long before the lease would have expired; a rolling restart back does the same.
+/// once, long before the lease would have expired; a rolling restart back does the same, and
+/// an update Devices sends while an instance stops is not lost.
 #[tokio::test]
 async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_link_each() {
     let (_pg, url, sim, root) = cluster("rolling").await;
@@ -334,10 +343,13 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
     let macs: Vec<String> = (0..10).map(mac).collect();
     let b = instance(root.path(), "b", &url, &sim, lease);
     assert!(b.wait_for_log("store postgres", Duration::from_secs(5)).await);
+    // An update from Devices as a stops: none is lost (b gets the whole set on linking).
+    change_registrar(&sim, &macs, "pbx4.example.com");
     let stopped_at = Instant::now();
     let logs = stop(a);
     assert!(logs.contains("released 10 leases"), "{logs}");
     assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    assert!(all_hold(&url, root.path(), &macs, "pbx4.example.com").await);
     assert!(
         stopped_at.elapsed() < Duration::from_secs(10),
         "taken over after {:?}, not after the {lease} s lease",
@@ -346,8 +358,10 @@ async fn sigterm_hands_the_phones_over_at_once_and_a_rolling_restart_keeps_one_l
     // And back: a starts again, b stops.
     let a = instance(root.path(), "a", &url, &sim, lease);
     assert!(a.wait_for_log("store postgres", Duration::from_secs(5)).await);
+    change_registrar(&sim, &macs, "pbx5.example.com");
     stop(b);
     assert!(all_linked(&sim, &macs, Duration::from_secs(10)).await);
+    assert!(all_hold(&url, root.path(), &macs, "pbx5.example.com").await);
     assert!(
         a.wait_for_log("took 10 phones' leases", Duration::from_secs(5))
             .await,
