@@ -321,3 +321,42 @@ async fn with_the_database_down_provisioning_fails_with_the_reason_and_recovers_
         .collect();
     assert_eq!(macs, ["0015650000a1"], "only the acknowledged phone is stored");
 }
+
+/// Two instances flushing downloads of the same phone at once keep each other's entries: the
+/// append is one transaction with the audit row locked.
+#[test]
+fn two_instances_appending_to_one_phones_audit_lose_nothing() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("audit").expect("database");
+    let sealer = Sealer::from_key(&[5; 32]);
+    let stores = [
+        PostgresStore::open(&settings(&url), &sealer).expect("a"),
+        PostgresStore::open(&settings(&url), &sealer).expect("b"),
+    ];
+    let mac: innoprov::Mac = "0015651a2b3c".parse().unwrap();
+    let entry = |instance: u64, n: u64| innoprov::provisioning::AuditEntry {
+        seq: 0,
+        at: 1_700_000_000 + n,
+        client: format!("192.0.2.{}:5060", instance + 1),
+        user_agent: "Yealink SIP-T46U".into(),
+        file: format!("{n}.cfg"),
+        vendor: "yealink".into(),
+        status: 200,
+        outcome: "served".into(),
+        config_version: 1,
+        state: None,
+    };
+    std::thread::scope(|s| {
+        for (i, store) in stores.iter().enumerate() {
+            s.spawn(move || {
+                for n in 0..40 {
+                    store
+                        .append_audit(&mac, vec![entry(i as u64, n)], 1_000)
+                        .expect("append");
+                }
+            });
+        }
+    });
+    let audit = stores[0].audit(&mac, 1_000).expect("audit");
+    assert_eq!(audit.len(), 80, "every entry of both instances kept");
+}

@@ -164,10 +164,7 @@ impl AuditLog {
             if self.store.get_phone_bytes(&mac)?.is_none() {
                 continue;
             }
-            let mut entries = self.store.audit(&mac, self.keep + ENROLMENT_ENTRIES)?;
-            entries.extend(new);
-            trim_audit(&mut entries, self.keep);
-            self.store.put_audit(&mac, &entries)?;
+            self.store.append_audit(&mac, new, self.keep)?;
         }
         Ok(())
     }

@@ -587,6 +587,43 @@ impl Store for PostgresStore {
         .map(|_| ())
     }
 
+    fn append_audit(&self, mac: &Mac, new: Vec<AuditEntry>, keep: usize) -> Result<(), StoreError> {
+        let k = key(mac);
+        let empty = encode_json("audit", &Vec::<AuditEntry>::new())?;
+        // Read, append and write in one transaction with the row locked: two instances
+        // flushing the same phone's downloads each keep the other's.
+        let outcome = self.retrying(&format!("audit {mac}"), |client| {
+            run(async {
+                let tx = client.transaction().await?;
+                tx.execute(
+                    "INSERT INTO audit (mac, entries) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
+                    &[&k, &empty],
+                )
+                .await?;
+                let row = tx
+                    .query_one("SELECT entries FROM audit WHERE mac = $1 FOR UPDATE", &[&k])
+                    .await?;
+                let stored: Vec<AuditEntry> = match decode_json(&k, &row.get::<_, Vec<u8>>(0)) {
+                    Ok(entries) => entries,
+                    // Keep the damaged value rather than overwrite what we cannot read.
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut entries = latest(stored, keep + innoprov::provisioning::ENROLMENT_ENTRIES);
+                entries.extend(new.iter().cloned());
+                innoprov::provisioning::trim_audit(&mut entries, keep);
+                let bytes = match encode_json("audit", &entries) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Ok(Err(e)),
+                };
+                tx.execute("UPDATE audit SET entries = $2 WHERE mac = $1", &[&k, &bytes])
+                    .await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+        });
+        outcome?
+    }
+
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let k = key(mac);
         let row = self.retrying(&format!("audit {mac}"), |client| {

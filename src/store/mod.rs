@@ -78,6 +78,16 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the phone's stored audit (its latest downloads, oldest first; the caller bounds
     /// it). One value per phone: the download path batches audit writes in memory.
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Appends `new` to the phone's stored audit and trims it to the newest `keep` ordinary
+    /// downloads plus its enrolment entries ([`trim_audit`](crate::provisioning::trim_audit)).
+    /// A store shared by several instances does it atomically (each flushes its own batch);
+    /// the default reads and writes, for a store with one writer.
+    fn append_audit(&self, mac: &Mac, new: Vec<AuditEntry>, keep: usize) -> Result<(), StoreError> {
+        let mut entries = self.audit(mac, keep + crate::provisioning::ENROLMENT_ENTRIES)?;
+        entries.extend(new);
+        crate::provisioning::trim_audit(&mut entries, keep);
+        self.put_audit(mac, &entries)
+    }
     /// The phone's latest `limit` stored downloads, oldest first.
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// A number that changes whenever a record or a download state is written or deleted (not
