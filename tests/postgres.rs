@@ -49,6 +49,7 @@ fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
     let a = PostgresStore::open(&leased(1.0), &sealer).expect("instance a");
     let b = PostgresStore::open(&leased(1.0), &sealer).expect("instance b");
     let mut a_events = a.events();
+    let mut b_events = b.events();
     let mac: innoprov::Mac = "0015651a2b3c".parse().unwrap();
     let record = |n| conformance::sample_record("0015651a2b3c", n);
 
@@ -108,6 +109,14 @@ fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
     );
     assert!(a.hand_over(&free[0], b.owner().unwrap()).expect("hand over"));
     assert!(!a.holds(&free[0]));
+    assert_eq!(
+        recv_event(&mut b_events, |e| matches!(e, StoreEvent::Handed { .. })),
+        StoreEvent::Handed {
+            mac: free[0],
+            to: b.owner().unwrap().to_string()
+        },
+        "the new owner hears of it"
+    );
     assert_eq!(b.renew().expect("renew").adopted, vec![free[0]]);
     b.put_phone(&conformance::sample_record("0015651a2b3d", 5))
         .expect("b owns it now");

@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use super::{PostgresStore, backend, key, mac_of, run};
 
 /// The channel every instance LISTENs on; payloads: `changed <mac>`, `released`,
-/// `wanted <mac> <owner>`.
+/// `wanted <mac> <owner>`, `handed <mac> <owner>`.
 pub const CHANNEL: &str = "innoprov";
 
 /// This instance's side of the leases.
@@ -244,16 +244,19 @@ impl PostgresStore {
         let leases = self.leases()?;
         let k = key(mac);
         let secs = leases.lease.as_secs_f64();
+        let notice = format!("handed {mac} {to}");
+        // The new owner hears of it at once (it waits for this instead of polling fast).
         let moved = self.retrying(&format!("hand over {mac}"), |client| {
-            run(client.execute(
-                "UPDATE leases SET owner = $3, token = nextval('lease_tokens'), \
+            run(client.query(
+                "WITH moved AS (UPDATE leases SET owner = $3, token = nextval('lease_tokens'), \
                    expires_at = now() + make_interval(secs => $4) \
-                 WHERE mac = $1 AND owner = $2",
-                &[&k, &leases.owner, &to, &secs],
+                 WHERE mac = $1 AND owner = $2 RETURNING 1) \
+                 SELECT pg_notify($5, $6) FROM moved",
+                &[&k, &leases.owner, &to, &secs, &CHANNEL, &notice],
             ))
         })?;
         leases.held().remove(mac);
-        Ok(moved == 1)
+        Ok(moved.len() == 1)
     }
 
     /// The phones whose unexpired lease another instance holds.

@@ -28,6 +28,13 @@ pub enum StoreEvent {
         /// The asking instance.
         by: String,
     },
+    /// `mac`'s lease was handed over to `to`.
+    Handed {
+        /// The phone.
+        mac: Mac,
+        /// The new owner.
+        to: String,
+    },
 }
 
 /// Runs the LISTEN connection on `runtime` for the store's life, reconnecting after a loss.
@@ -108,6 +115,10 @@ fn parse(payload: &str) -> Option<Notice> {
             mac: mac.parse().ok()?,
             by: by.to_string(),
         })),
+        ("handed", Some(mac), Some(to)) => Some(Notice::Event(StoreEvent::Handed {
+            mac: mac.parse().ok()?,
+            to: to.to_string(),
+        })),
         _ => None,
     }
 }
@@ -129,6 +140,13 @@ mod tests {
                 assert_eq!(by, "host/12/abcd");
             }
             _ => panic!("wanted not parsed"),
+        }
+        match parse("handed 001565000001 host/13/ef01") {
+            Some(Notice::Event(StoreEvent::Handed { mac, to })) => {
+                assert_eq!(mac.to_string(), "001565000001");
+                assert_eq!(to, "host/13/ef01");
+            }
+            _ => panic!("handed not parsed"),
         }
         assert!(parse("wanted nonsense host").is_none());
         assert!(parse("released extra").is_none());

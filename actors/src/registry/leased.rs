@@ -14,7 +14,8 @@
 //! - A ProvisioningPhone (or an admin's delete) for a phone another instance holds asks that
 //!   owner (NOTIFY) to hand the lease over, and goes on once it has; the owner answers its own
 //!   pending ProvisioningPhone for the phone as superseded and hands over only after its job
-//!   retired (link closed, or given up after 3 s); a second request meanwhile is ignored.
+//!   retired (link closed, or given up after 3 s), telling the asker (NOTIFY `handed`); a
+//!   second request meanwhile is ignored.
 //! - Every callback checks the lease again when it runs: what a renewal, a claim or a
 //!   hand-over found may have changed while it ran.
 //! - A phone that ends up not stored (a new phone Devices refused) has its lease released.
@@ -34,8 +35,12 @@ use super::{PhoneRegistry, Provision};
 use crate::phone_job::{JobStart, Retire};
 use crate::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
 
-/// How often a ProvisioningPhone waiting for another instance's lease tries to claim it.
+/// A ProvisioningPhone waiting for another instance's lease tries to claim it again after
+/// this, doubling up to [`CLAIM_RETRY_MAX`], and at once when the owner says it handed over:
+/// a flood of such requests costs the database a few claims each, not ten a second.
 const CLAIM_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between two claims.
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(1);
 /// How often it repeats its request to the owner (a NOTIFY may be missed during a reconnect).
 const ASK_AGAIN: Duration = Duration::from_secs(2);
 /// Why a ProvisioningPhone is refused during a shutdown.
@@ -321,6 +326,8 @@ impl Handler<FromStore> for PhoneRegistry {
         match msg.0 {
             StoreEvent::Listening | StoreEvent::Released => self.renew_and_claim(ctx),
             StoreEvent::Wanted { mac, by } => self.hand_over(ctx, mac, by),
+            // Waiting claims listen for it themselves.
+            StoreEvent::Handed { .. } => {}
         }
     }
 }
@@ -354,6 +361,8 @@ async fn claim_or_ask(
 ) -> Result<Option<u64>, ProvisionFailure> {
     let deadline = Instant::now() + wait;
     let mut asked: Option<Instant> = None;
+    let mut events = store.events();
+    let mut retry = CLAIM_RETRY;
     loop {
         let claimer = Arc::clone(&store);
         let claim = tokio::task::spawn_blocking(move || claimer.claim(&mac))
@@ -385,6 +394,23 @@ async fn claim_or_ask(
                 .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
             asked = Some(Instant::now());
         }
-        tokio::time::sleep(CLAIM_RETRY).await;
+        let handed_here = async {
+            loop {
+                match events.recv().await {
+                    Ok(StoreEvent::Handed { mac: handed, .. }) if handed == mac => return,
+                    // Missed some: it may have been among them.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return std::future::pending().await;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            () = handed_here => {}
+        }
+        retry = (retry * 2).min(CLAIM_RETRY_MAX);
     }
 }
