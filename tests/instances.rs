@@ -35,7 +35,7 @@ fn instance(root: &Path, name: &str, url: &str, sim: &DevicesSim, lease_secs: u3
 }
 
 /// A PostgreSQL server with database `db`, a Devices simulator and a directory for instances.
-async fn cluster(db: &str) -> (TestPostgres, String, DevicesSim, tempfile::TempDir) {
+pub(crate) async fn cluster(db: &str) -> (TestPostgres, String, DevicesSim, tempfile::TempDir) {
     let pg = TestPostgres::start().expect("postgres");
     let url = pg.create_database(db).expect("database");
     (

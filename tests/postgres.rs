@@ -7,11 +7,11 @@ use std::time::Duration;
 use innoprov::Sealer;
 use innoprov::store::{Store, conformance};
 use innoprov_actors::postgres_store::{Claim, PostgresSettings, PostgresStore, StoreEvent};
-use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
 
 use crate::common::{PASSWORD, Service, devices_config, phone};
+use crate::instances::cluster;
 
 fn settings(url: &str) -> PostgresSettings {
     PostgresSettings {
@@ -219,10 +219,7 @@ fn a_bad_url_or_an_unreachable_server_is_a_clear_start_error() {
 
 #[tokio::test]
 async fn the_service_provisions_on_postgres_and_resumes_its_phones_after_a_restart() {
-    let pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("service").expect("database");
-    let sim = DevicesSim::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (_pg, url, sim, dir) = cluster("service").await;
     let extra = format!(
         "backend = \"postgres\"\nurl = \"{url}\"\n{}",
         devices_config(&sim)
@@ -291,10 +288,7 @@ fn writes_wait_for_a_restarted_server_and_fail_with_the_reason_when_it_stays_awa
 
 #[tokio::test]
 async fn with_the_database_down_provisioning_fails_with_the_reason_and_recovers_when_it_is_back() {
-    let mut pg = TestPostgres::start().expect("postgres");
-    let url = pg.create_database("down").expect("database");
-    let sim = DevicesSim::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (mut pg, url, sim, dir) = cluster("down").await;
     let extra = format!(
         "backend = \"postgres\"\nurl = \"{url}\"\n{}",
         devices_config(&sim)
@@ -343,24 +337,12 @@ fn two_instances_appending_to_one_phones_audit_lose_nothing() {
         PostgresStore::open(&settings(&url), &sealer).expect("b"),
     ];
     let mac: innoprov::Mac = "0015651a2b3c".parse().unwrap();
-    let entry = |instance: u64, n: u64| innoprov::provisioning::AuditEntry {
-        seq: 0,
-        at: 1_700_000_000 + n,
-        client: format!("192.0.2.{}:5060", instance + 1),
-        user_agent: "Yealink SIP-T46U".into(),
-        file: format!("{n}.cfg"),
-        vendor: "yealink".into(),
-        status: 200,
-        outcome: "served".into(),
-        config_version: 1,
-        state: None,
-    };
     std::thread::scope(|s| {
         for (i, store) in stores.iter().enumerate() {
             s.spawn(move || {
                 for n in 0..40 {
                     store
-                        .append_audit(&mac, vec![entry(i as u64, n)], 1_000)
+                        .append_audit(&mac, vec![conformance::sample_entry(i as u64 * 1_000 + n)], 1_000)
                         .expect("append");
                 }
             });

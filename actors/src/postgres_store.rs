@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use innoprov::provisioning::{AuditEntry, PhoneAccess};
 use innoprov::seal::{SealPurpose, Sealed, Sealer, Secret};
 use innoprov::store::{
-    Freshness, Store, StoreError, decode_json, decode_record, encode, encode_json, latest,
+    Freshness, Store, StoreError, appended, decode_json, decode_record, encode, encode_json, latest,
 };
 use innoprov::{Mac, PhoneRecord};
 use tokio_postgres::{Client, NoTls};
@@ -439,6 +439,81 @@ impl PostgresStore {
     }
 }
 
+/// A table holding one JSON value per phone that is changed in place: its statements.
+struct LockedValue {
+    /// What the value is, in messages.
+    what: &'static str,
+    /// Inserts the default value (`$2`) unless the phone has one.
+    insert: &'static str,
+    /// Reads the value with its row locked.
+    select: &'static str,
+    /// Writes the changed value (`$2`).
+    update: &'static str,
+    /// Whether other instances are told (a download-state write; the audit is not cached).
+    notify: bool,
+}
+
+/// The phones' download states.
+const ACCESS: LockedValue = LockedValue {
+    what: "access",
+    insert: "INSERT INTO access (mac, state) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
+    select: "SELECT state FROM access WHERE mac = $1 FOR UPDATE",
+    update: "UPDATE access SET state = $2 WHERE mac = $1",
+    notify: true,
+};
+
+/// The phones' download audits.
+const AUDIT: LockedValue = LockedValue {
+    what: "audit",
+    insert: "INSERT INTO audit (mac, entries) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
+    select: "SELECT entries FROM audit WHERE mac = $1 FOR UPDATE",
+    update: "UPDATE audit SET entries = $2 WHERE mac = $1",
+    notify: false,
+};
+
+impl PostgresStore {
+    /// Reads, changes and writes `mac`'s value in `table` in one transaction with its row
+    /// locked: no other writer, in this instance or another, comes in between. A stored value
+    /// that cannot be read is kept, not overwritten.
+    fn change_locked<T>(
+        &self,
+        mac: &Mac,
+        table: &LockedValue,
+        change: &mut dyn FnMut(&mut T),
+    ) -> Result<T, StoreError>
+    where
+        T: Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let k = key(mac);
+        let notice = changed(mac);
+        let default = encode_json(table.what, &T::default())?;
+        let outcome = self.retrying(&format!("write {} of {mac}", table.what), |client| {
+            run(async {
+                let tx = client.transaction().await?;
+                tx.execute(table.insert, &[&k, &default]).await?;
+                let row = tx.query_one(table.select, &[&k]).await?;
+                let mut value = match decode_json::<T>(&k, &row.get::<_, Vec<u8>>(0)) {
+                    Ok(value) => value,
+                    Err(e) => return Ok(Err(e)),
+                };
+                change(&mut value);
+                let bytes = match encode_json(table.what, &value) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Ok(Err(e)),
+                };
+                tx.execute(table.update, &[&k, &bytes]).await?;
+                if table.notify {
+                    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(value))
+            })
+        });
+        outcome?
+    }
+}
+
 impl Store for PostgresStore {
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError> {
         let token = match &self.leases {
@@ -536,43 +611,9 @@ impl Store for PostgresStore {
         mac: &Mac,
         change: &mut dyn FnMut(&mut PhoneAccess),
     ) -> Result<PhoneAccess, StoreError> {
-        let k = key(mac);
-        let notice = changed(mac);
-        let default = encode_json("access", &PhoneAccess::default())?;
-        // Read, change and write in one transaction with the row locked: no other writer,
-        // in this instance or another, comes in between.
-        let outcome = self.retrying(&format!("write {mac}"), |client| {
-            run(async {
-                let tx = client.transaction().await?;
-                tx.execute(
-                    "INSERT INTO access (mac, state) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
-                    &[&k, &default],
-                )
-                .await?;
-                let row = tx
-                    .query_one("SELECT state FROM access WHERE mac = $1 FOR UPDATE", &[&k])
-                    .await?;
-                let stored: Vec<u8> = row.get(0);
-                let mut access = match decode_json::<PhoneAccess>(&k, &stored) {
-                    Ok(access) => access,
-                    // Keep the damaged value rather than overwrite what we cannot read.
-                    Err(e) => return Ok(Err(e)),
-                };
-                change(&mut access);
-                let bytes = match encode_json("access", &access) {
-                    Ok(bytes) => bytes,
-                    Err(e) => return Ok(Err(e)),
-                };
-                tx.execute("UPDATE access SET state = $2 WHERE mac = $1", &[&k, &bytes])
-                    .await?;
-                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])
-                    .await?;
-                tx.commit().await?;
-                Ok(Ok(access))
-            })
-        });
+        let access = self.change_locked(mac, &ACCESS, change);
         self.bump();
-        outcome?
+        access
     }
 
     fn put_audit(&self, mac: &Mac, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -588,40 +629,12 @@ impl Store for PostgresStore {
     }
 
     fn append_audit(&self, mac: &Mac, new: Vec<AuditEntry>, keep: usize) -> Result<(), StoreError> {
-        let k = key(mac);
-        let empty = encode_json("audit", &Vec::<AuditEntry>::new())?;
-        // Read, append and write in one transaction with the row locked: two instances
-        // flushing the same phone's downloads each keep the other's.
-        let outcome = self.retrying(&format!("audit {mac}"), |client| {
-            run(async {
-                let tx = client.transaction().await?;
-                tx.execute(
-                    "INSERT INTO audit (mac, entries) VALUES ($1, $2) ON CONFLICT (mac) DO NOTHING",
-                    &[&k, &empty],
-                )
-                .await?;
-                let row = tx
-                    .query_one("SELECT entries FROM audit WHERE mac = $1 FOR UPDATE", &[&k])
-                    .await?;
-                let stored: Vec<AuditEntry> = match decode_json(&k, &row.get::<_, Vec<u8>>(0)) {
-                    Ok(entries) => entries,
-                    // Keep the damaged value rather than overwrite what we cannot read.
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut entries = latest(stored, keep + innoprov::provisioning::ENROLMENT_ENTRIES);
-                entries.extend(new.iter().cloned());
-                innoprov::provisioning::trim_audit(&mut entries, keep);
-                let bytes = match encode_json("audit", &entries) {
-                    Ok(bytes) => bytes,
-                    Err(e) => return Ok(Err(e)),
-                };
-                tx.execute("UPDATE audit SET entries = $2 WHERE mac = $1", &[&k, &bytes])
-                    .await?;
-                tx.commit().await?;
-                Ok(Ok(()))
-            })
-        });
-        outcome?
+        // Under the row lock: two instances flushing the same phone's downloads each keep the
+        // other's.
+        self.change_locked(mac, &AUDIT, &mut |entries: &mut Vec<AuditEntry>| {
+            *entries = appended(std::mem::take(entries), new.clone(), keep);
+        })
+        .map(|_| ())
     }
 
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

@@ -36,6 +36,22 @@ pub fn sample_record(mac: &str, n: u64) -> PhoneRecord {
     }
 }
 
+/// A served download at `n` (Unix seconds), of `<n>.cfg` and configuration version `n`.
+pub fn sample_entry(n: u64) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: n,
+        client: "127.0.0.1:5060".into(),
+        user_agent: "Yealink".into(),
+        file: format!("{n}.cfg"),
+        vendor: "yealink".into(),
+        status: 200,
+        outcome: "served".into(),
+        config_version: n,
+        state: None,
+    }
+}
+
 /// The contract: put, get, replace, list in MAC order, delete, flush. Panics on a breach.
 pub fn run(store: &dyn Store) {
     let a: Mac = "0015651a2b3c".parse().unwrap_or_else(|_| unreachable!());
@@ -142,18 +158,7 @@ pub fn access_and_audit(store: &dyn Store) {
     );
     assert_eq!(store.get_access(&mac).expect("access"), access);
 
-    let entry = |n: u64| AuditEntry {
-        seq: 0,
-        at: n,
-        client: "127.0.0.1:5060".into(),
-        user_agent: "Yealink".into(),
-        file: format!("{n}.cfg"),
-        vendor: "yealink".into(),
-        status: 200,
-        outcome: "served".into(),
-        config_version: n,
-        state: None,
-    };
+    let entry = sample_entry;
     let entries: Vec<AuditEntry> = (0..20).map(entry).collect();
     store.put_audit(&mac, &entries).expect("put audit");
     let other: Mac = "0015650000ab".parse().unwrap_or_else(|_| unreachable!());
@@ -173,6 +178,30 @@ pub fn access_and_audit(store: &dyn Store) {
         1,
         "per phone"
     );
+    // Appending keeps what is stored, adds in order and trims to `keep` ordinary downloads.
+    store
+        .append_audit(&other, vec![entry(8), entry(9)], 100)
+        .expect("append");
+    let ats: Vec<u64> = store
+        .audit(&other, 10)
+        .expect("appended")
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(ats, [7, 8, 9], "appended after what was stored");
+    store
+        .append_audit(&other, vec![entry(10)], 2)
+        .expect("append and trim");
+    let ats: Vec<u64> = store
+        .audit(&other, 10)
+        .expect("trimmed")
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(ats, [9, 10], "trimmed to the newest 2");
+    store
+        .put_audit(&other, &[entry(7)])
+        .expect("put other audit again");
 
     let epoch = store.write_epoch();
     assert!(store.delete_phone(&mac).expect("delete"));

@@ -83,10 +83,8 @@ pub trait Store: Send + Sync + 'static {
     /// A store shared by several instances does it atomically (each flushes its own batch);
     /// the default reads and writes, for a store with one writer.
     fn append_audit(&self, mac: &Mac, new: Vec<AuditEntry>, keep: usize) -> Result<(), StoreError> {
-        let mut entries = self.audit(mac, keep + crate::provisioning::ENROLMENT_ENTRIES)?;
-        entries.extend(new);
-        crate::provisioning::trim_audit(&mut entries, keep);
-        self.put_audit(mac, &entries)
+        let stored = self.audit(mac, keep + crate::provisioning::ENROLMENT_ENTRIES)?;
+        self.put_audit(mac, &appended(stored, new, keep))
     }
     /// The phone's latest `limit` stored downloads, oldest first.
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
@@ -131,6 +129,15 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> 
         mac: hex::encode(key),
         reason: e.to_string(),
     })
+}
+
+/// A phone's audit with `new` appended: the stored entries a read of `keep` plus the enrolment
+/// entries returns, then `new`, trimmed by [`trim_audit`](crate::provisioning::trim_audit).
+pub fn appended(stored: Vec<AuditEntry>, new: Vec<AuditEntry>, keep: usize) -> Vec<AuditEntry> {
+    let mut entries = latest(stored, keep + crate::provisioning::ENROLMENT_ENTRIES);
+    entries.extend(new);
+    crate::provisioning::trim_audit(&mut entries, keep);
+    entries
 }
 
 /// The latest `limit` of `entries`.

@@ -201,10 +201,9 @@ impl PostgresStore {
 
     /// Forgets every lease locally (the database could not be reached for too long to be sure
     /// of them); [`renew`](Self::renew) adopts those still ours once it is back.
-    pub fn forget_leases(&self) -> Vec<Mac> {
-        match &self.leases {
-            Some(leases) => leases.held().drain().map(|(mac, _)| mac).collect(),
-            None => Vec::new(),
+    pub fn forget_leases(&self) {
+        if let Some(leases) = &self.leases {
+            leases.held().clear();
         }
     }
 
