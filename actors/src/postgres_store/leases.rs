@@ -5,6 +5,13 @@
 //! phone's record only for the owner holding the current token (checked in the write's own
 //! statement, with the lease row locked), so a paused former owner can never overwrite what
 //! the new owner stored. The tokens this instance holds live in `Leases::held`.
+//!
+//! Why two instances cannot both claim one phone: a claim is `INSERT … ON CONFLICT DO UPDATE
+//! … WHERE expired or ours`. Under READ COMMITTED, PostgreSQL waits for a concurrent writer
+//! of the row, locks it, and evaluates the `WHERE` once, on that latest version (PostgreSQL's
+//! isolation spec `src/test/isolation/specs/insert-conflict-do-update-3.spec` and the
+//! `INSERT` reference, "ON CONFLICT DO UPDATE guarantees an atomic INSERT or UPDATE
+//! outcome"): the second claimer sees the first one's unexpired lease and takes nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,6 +1,9 @@
 //! The store's LISTEN connection: other instances' writes and lease messages arrive here as
-//! PostgreSQL notifications (sent in the writing transaction, so delivered only once it
-//! committed). A `changed` bumps the write epoch, so this instance's download path re-reads
+//! PostgreSQL notifications, sent in the writing transaction and so delivered only once it
+//! committed (PostgreSQL `NOTIFY` reference: "if a NOTIFY is executed inside a transaction,
+//! the notify events are not delivered until and unless the transaction is committed").
+//! Notifications sent while this connection was down are lost, hence
+//! [`StoreEvent::Listening`] after every reconnect. A `changed` bumps the write epoch, so this instance's download path re-reads
 //! what another instance wrote; lease messages go to [`StoreEvent`] subscribers.
 
 use std::sync::Arc;
