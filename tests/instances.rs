@@ -533,3 +533,55 @@ async fn an_instance_that_cannot_renew_its_leases_closes_its_links_in_time() {
     assert!(a.logs().contains("leases renewed again"), "{}", a.logs());
     assert_one_link_each(&sim);
 }
+
+/// A new phone whose code Devices refuses leaves no lease behind (a peer sending phones that
+/// never come to be cannot grow the lease table or the renewals), while a stored phone keeps
+/// its lease.
+#[tokio::test]
+async fn a_refused_new_phone_leaves_no_lease_behind() {
+    let (_pg, url, sim, root) = cluster("refused").await;
+    let a = instance(root.path(), "a", &url, &sim, 10);
+    let users = UsersSim::new("innoprov", PASSWORD);
+    let mut to_a = users.connect(&a.ws_url()).await.expect("login a");
+    assert_eq!(
+        to_a.provision(&phone(&sim, 1)).await.expect("reply")["result"],
+        "ok"
+    );
+    let refused = innoprov_actors::sim::users::SimPhone {
+        code: "111111111111".into(),
+        ..innoprov_actors::sim::users::SimPhone::numbered(2)
+    };
+    let reply = to_a.provision(&refused).await.expect("reply");
+    assert_eq!(reply["result"], "failed", "{reply}");
+    // An observer instance's view of the leases others hold.
+    let observer = PostgresStore::open(
+        &PostgresSettings {
+            url: url.clone(),
+            password: None,
+            pool_size: 1,
+            lease: Some(Duration::from_secs(10)),
+        },
+        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
+    )
+    .expect("open");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = observer.held_elsewhere().expect("leases");
+        let (stored, refused) = (mac(1).parse().unwrap(), mac(2).parse().unwrap());
+        assert!(held.contains(&stored), "the stored phone keeps its lease");
+        if !held.contains(&refused) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused phone's lease is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        a.logs()
+            .contains(&format!("phone {}: not stored; its lease is released", mac(2)))
+    );
+    drop(observer);
+    stop(a);
+}
