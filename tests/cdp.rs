@@ -45,7 +45,7 @@ impl Browser {
         let path = chromium_path();
         assert!(
             path.exists(),
-            "{} not found: the browser tests need Debian's chromium (`apt-get install chromium`; .ci/run installs it)",
+            "{} not found: the browser tests need Debian's chromium: run ./test.sh, which installs it",
             path.display()
         );
         let profile = tempfile::tempdir().expect("profile dir");

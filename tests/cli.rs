@@ -144,9 +144,97 @@ fn the_demo_provisions_its_phones_and_they_fetch_their_files() {
         "{last}"
     );
     assert!(stdout.contains("REST API  http://127.0.0.1:"), "{stdout}");
+    // A newcomer's first screen: what to open, and no warning about a setup they did not make.
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("open in a browser: http://127.0.0.1:"),
+        "{first}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.trim().is_empty(), "the demo warns: {stderr}");
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
         .args(["demo", "--phones", "0"])
         .output()
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn check_validates_a_config_without_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    let good = d.join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:1\"\n[app]\npassword = \"{}\"\n[store]\npath = \"{}\"\n",
+            "p".repeat(40),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(["check", "--config", good.to_str().unwrap()])
+        .output()
+        .expect("run innoprov check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("ok: listen 127.0.0.1:1"), "{stdout}");
+    assert!(stdout.contains("4 vendors"), "{stdout}");
+    // Nothing was started: nothing written, and the port (1, privileged) was never bound.
+    assert!(!store.exists(), "check created the store");
+
+    let write = |name: &str, text: &str| {
+        std::fs::write(d.join(name), text).unwrap();
+        d.join(name).to_str().unwrap().to_string()
+    };
+    let unknown = write("unknown.toml", "[app]\npassword = \"x\"\nbogus = 1\n");
+    assert_one_line_exit_2(&["check", "--config", &unknown], d, "bogus");
+    let no_cert = write(
+        "tls.toml",
+        "[app]\npassword = \"x\"\n[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"nope.pem\"\nkey = \"nope.key\"\n",
+    );
+    assert_one_line_exit_2(&["check", "--config", &no_cert], d, "nope.pem");
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(d.join("templates/yealink.j2"), "{% if %}").unwrap();
+    let bad_template = write(
+        "template.toml",
+        &format!(
+            "[app]\npassword = \"x\"\n[provisioning]\ntemplate_dir = \"{}\"\n",
+            d.join("templates").display()
+        ),
+    );
+    assert_one_line_exit_2(&["check", "--config", &bad_template], d, "yealink.j2");
+    assert!(!d.join("data").exists(), "a failed check wrote the default store");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .arg("--version")
+        .output()
+        .expect("run innoprov --version");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert!(
+        stdout.starts_with(concat!("innoprov ", env!("CARGO_PKG_VERSION"), " (commit ")),
+        "{stdout}"
+    );
+    if let Some(head) = head {
+        assert!(stdout.contains(&head), "{stdout} should name {head}");
+    }
 }

@@ -68,8 +68,16 @@ impl Service {
         self.child.id()
     }
 
+    /// Starts another build of the binary (the one a package installed) with a config file.
+    pub fn start_binary(binary: &Path, config: &Path) -> Service {
+        Service::spawn_binary(binary.to_str().expect("utf-8 path"), config, None)
+    }
+
     fn spawn(config: &Path, soft_nofile: Option<u64>) -> Service {
-        let binary = env!("CARGO_BIN_EXE_innoprov");
+        Service::spawn_binary(env!("CARGO_BIN_EXE_innoprov"), config, soft_nofile)
+    }
+
+    fn spawn_binary(binary: &str, config: &Path, soft_nofile: Option<u64>) -> Service {
         let config = config.to_str().expect("utf-8 path");
         let mut command = match soft_nofile {
             None => {

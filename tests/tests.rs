@@ -14,6 +14,7 @@ mod downloads;
 mod handsets;
 mod hostile;
 mod instances;
+mod package;
 mod postgres;
 mod provisioning;
 mod supervision;

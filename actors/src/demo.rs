@@ -82,8 +82,10 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
     let devices = DevicesSim::start().await;
     let password = random_hex(12);
     let token = random_hex(16);
+    // The demo's own setup, complete: the App object's name (its simulated PBX logs in as
+    // it), a random password and token, a free port; nothing for the service to warn about.
     let config_text = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npassword = \"{password}\"\ntitle = \"Demo phones\"\n[store]\npath = \"{}\"\n[provisioning]\nnotify = false\n[admin]\ntoken = \"{token}\"\napp = \"innoprov-admin\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[app]\npassword = \"{password}\"\ntitle = \"Demo phones\"\nobject = \"innoprov\"\n[store]\npath = \"{}\"\n[provisioning]\nnotify = false\n[admin]\ntoken = \"{token}\"\napp = \"innoprov-admin\"\n",
         dir.path().join("store").display()
     );
     let config = Config::parse(&config_text, "demo").map_err(|e| e.to_string())?;
@@ -91,15 +93,15 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
     let base = format!("http://{}", service.addr);
     let api = format!("{base}{}/", config.api_path());
     println!(
-        "innoprov demo: {phones} phones, store in {}",
-        dir.path().display()
-    );
-    println!(
-        "  admin     {base}{}/innoprov-admin.htm#token={token}   (open it in a browser)",
+        "open in a browser: {base}{}/innoprov-admin.htm#token={token}",
         config.app_parent()
     );
     println!("  REST API  {api}phones   (Authorization: Bearer {token})");
     println!("  metrics   {base}/metrics  (same token)");
+    println!(
+        "innoprov demo: {phones} phones, store in {}",
+        dir.path().display()
+    );
     let ws_url = format!("ws://{}{}", service.addr, config.app.path);
 
     // The PBX logs in as the App object and tells where Devices is.

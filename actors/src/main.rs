@@ -16,9 +16,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The repository's config.toml, used when no file is named and none is in the working directory.
 const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
 
+/// The version and the commit it was built from (actors/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("INNOPROV_COMMIT"),
+    ")"
+);
+
 /// innoprov: provisions 3rd-party SIP phones for users of an innovaphone PBX.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "innoprov", version = VERSION, about)]
 struct Cli {
     /// Configuration file (TOML). Default: ./config.toml if present, else the built-in default.
     #[arg(long, global = true, value_name = "FILE")]
@@ -31,6 +39,12 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve,
+    /// Check the configuration (and the templates, vendor catalogue and TLS files it names)
+    /// without starting anything: exit 0 with a summary, exit 2 with the problem.
+    Check,
+    /// Ask the configured listener's /healthz (a container's health check): exit 0 when it
+    /// answers 200 within 5 s, else 1.
+    Health,
     /// Run the service with a simulated PBX, Users service, Devices and N phones on a temporary
     /// store, provision the phones, let them fetch their files, and print a summary.
     #[cfg(feature = "simulators")]
@@ -44,13 +58,18 @@ enum Command {
     },
 }
 
-fn load_config(named: Option<&PathBuf>) -> Result<Config, String> {
+/// The configuration and where it came from.
+fn load_config(named: Option<&PathBuf>) -> Result<(Config, String), String> {
     match named {
-        Some(path) => Config::load(path).map_err(|e| e.to_string()),
-        None if std::path::Path::new("config.toml").exists() => {
-            Config::load("config.toml".as_ref()).map_err(|e| e.to_string())
-        }
-        None => Config::parse(DEFAULT_CONFIG, "built-in default").map_err(|e| e.to_string()),
+        Some(path) => Config::load(path)
+            .map(|c| (c, path.display().to_string()))
+            .map_err(|e| e.to_string()),
+        None if std::path::Path::new("config.toml").exists() => Config::load("config.toml".as_ref())
+            .map(|c| (c, "config.toml".into()))
+            .map_err(|e| e.to_string()),
+        None => Config::parse(DEFAULT_CONFIG, "built-in default")
+            .map(|c| (c, "built-in default".into()))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -93,11 +112,69 @@ fn main() -> ExitCode {
     if let Some(Command::Demo { phones, keep_running }) = cli.command {
         return demo(phones, keep_running);
     }
-    let config = match load_config(cli.config.as_ref()) {
-        Ok(config) => config,
+    let (config, origin) = match load_config(cli.config.as_ref()) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
+    if let Some(Command::Check) = cli.command {
+        return match innoprov_actors::service::check(&config) {
+            Ok(summary) => {
+                println!("innoprov: {origin}: ok: {summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        };
+    }
+    if let Some(Command::Health) = cli.command {
+        return health(&config);
+    }
     serve(config)
+}
+
+/// `innoprov health`: one GET of /healthz on the configured listener (a wildcard address is
+/// asked on loopback), with the standard library only: the container image has no curl.
+fn health(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut addr = match config.listen_addr() {
+        Ok(addr) => addr,
+        Err(e) => return fail(&e),
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let limit = std::time::Duration::from_secs(5);
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)?;
+        stream.set_read_timeout(Some(limit))?;
+        stream.set_write_timeout(Some(limit))?;
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    })();
+    match answer {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => {
+            println!("innoprov: healthy at {addr}");
+            ExitCode::SUCCESS
+        }
+        Ok(head) => {
+            eprintln!(
+                "innoprov: /healthz at {addr} answered {}",
+                head.lines().next().unwrap_or("nothing")
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("innoprov: /healthz at {addr}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: a service that inherited 1024 from

@@ -141,6 +141,13 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The server and database `url` names, for `innoprov check` (never the password); an
+/// unparsable URL is the error.
+pub fn describe_url(url: &str) -> Result<String, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| backend("store.url", e))?;
+    Ok(describe(&config))
+}
+
 impl PostgresStore {
     /// Connects, migrates the schema and checks the seal key against the database's.
     pub fn open(settings: &PostgresSettings, sealer: &Sealer) -> Result<PostgresStore, StoreError> {
@@ -647,6 +654,24 @@ impl Store for PostgresStore {
             None => Vec::new(),
         };
         Ok(latest(entries, limit))
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.retrying(&format!("setting {key}"), |client| {
+            run(client.query_opt("SELECT value FROM settings WHERE key = $1", &[&key]))
+        })?;
+        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+    }
+
+    fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.retrying(&format!("setting {key}"), |client| match value {
+            Some(value) => run(client.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )),
+            None => run(client.execute("DELETE FROM settings WHERE key = $1", &[&key])),
+        })
+        .map(|_| ())
     }
 
     fn write_epoch(&self) -> u64 {

@@ -132,6 +132,57 @@ fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartEr
     Ok((vendors, renderer))
 }
 
+/// `innoprov check`: every check the start makes that neither binds nor writes (the config's
+/// values, the vendor catalogue and templates, the TLS files, the CA file, the PostgreSQL
+/// password file, an existing seal key), and a one-line summary of what would run.
+pub fn check(config: &Config) -> Result<String, StartError> {
+    let (vendors, renderer) = vendors_and_templates(config)?;
+    if let Some(problem) = renderer.problems().first() {
+        return Err(StartError::Vendors {
+            path: "provisioning.template_dir".into(),
+            reason: problem.clone(),
+        });
+    }
+    config.listen_addr().map_err(|reason| StartError::Listen {
+        addr: config.http.listen.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+    })?;
+    devices_client_config(config.devices.ca_file.as_deref())?;
+    let https = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+        (Some(listen), Some(cert), Some(key)) => {
+            tls_server_config(cert, key)?;
+            format!("https {listen}")
+        }
+        _ => "no https".to_string(),
+    };
+    let store_error = |reason: String| StartError::Store {
+        path: config.store.path.display().to_string(),
+        reason,
+    };
+    let key_path = config.seal_key_path();
+    if key_path.exists() {
+        Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?;
+    }
+    let store = match config.store.backend {
+        StoreBackend::Sled => format!("sled at {}", config.store.path.display()),
+        StoreBackend::Postgres => {
+            let settings = postgres_settings(&config.store).map_err(&store_error)?;
+            crate::postgres_store::describe_url(&settings.url).map_err(|e| store_error(e.to_string()))?
+        }
+    };
+    let admin = match (&config.admin.token, &config.admin.app) {
+        (Some(_), Some(app)) => format!("REST and admin app {app}"),
+        (Some(_), None) => "REST".to_string(),
+        (None, Some(app)) => format!("admin app {app}"),
+        (None, None) => "no admin door".to_string(),
+    };
+    Ok(format!(
+        "listen {}, {https}, store {store}, {} vendors, {admin}",
+        config.http.listen,
+        vendors.all().len()
+    ))
+}
+
 /// A started service.
 pub struct RunningService {
     /// The bound listener address (useful when the config asked for port 0).

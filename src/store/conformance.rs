@@ -118,6 +118,34 @@ pub fn run(store: &dyn Store) {
     assert_eq!(store.phones().expect("list after delete").len(), 3);
     store.flush().expect("flush");
     access_and_audit(store);
+    settings(store);
+}
+
+/// Service-wide settings: missing, set, replaced, removed, independent of each other.
+pub fn settings(store: &dyn Store) {
+    assert_eq!(store.get_setting("pbx_identity").expect("missing"), None);
+    store.put_setting("pbx_identity", Some(b"innoprov")).expect("set");
+    store.put_setting("other", Some(b"")).expect("set empty");
+    assert_eq!(
+        store.get_setting("pbx_identity").expect("get").as_deref(),
+        Some(&b"innoprov"[..])
+    );
+    store
+        .put_setting("pbx_identity", Some(b"pbx-2"))
+        .expect("replace");
+    assert_eq!(
+        store.get_setting("pbx_identity").expect("get").as_deref(),
+        Some(&b"pbx-2"[..])
+    );
+    assert_eq!(
+        store.get_setting("other").expect("other").as_deref(),
+        Some(&b""[..])
+    );
+    store.put_setting("pbx_identity", None).expect("remove");
+    store.put_setting("pbx_identity", None).expect("remove again");
+    assert_eq!(store.get_setting("pbx_identity").expect("removed"), None);
+    store.put_setting("other", None).expect("remove other");
+    store.flush().expect("flush");
 }
 
 /// Download state and audit: defaults, replacement, order, bound, and removal with the phone.
@@ -219,6 +247,9 @@ pub fn survives_reopen<S: Store>(path: &Path, open: impl Fn(&Path) -> S) {
     {
         let store = open(path);
         store.put_phone(&sample_record("0a0b0c0d0e0f", 9)).expect("put");
+        store
+            .put_setting("pbx_identity", Some(b"innoprov"))
+            .expect("setting");
         store.flush().expect("flush");
     }
     let store = open(path);
@@ -226,6 +257,10 @@ pub fn survives_reopen<S: Store>(path: &Path, open: impl Fn(&Path) -> S) {
     assert_eq!(
         store.get_phone(&mac).expect("get"),
         Some(sample_record("0a0b0c0d0e0f", 9))
+    );
+    assert_eq!(
+        store.get_setting("pbx_identity").expect("setting").as_deref(),
+        Some(&b"innoprov"[..])
     );
 }
 

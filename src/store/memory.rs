@@ -19,6 +19,8 @@ pub struct MemoryStore {
     audit: Mutex<BTreeMap<[u8; 6], Vec<u8>>>,
     /// Bumped by every record or download-state write.
     epoch: std::sync::atomic::AtomicU64,
+    /// Service-wide settings by key.
+    settings: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,6 +121,19 @@ impl Store for MemoryStore {
 
     fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError> {
         self.lock().iter().map(|(k, v)| decode(k, v)).collect()
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.settings).get(key).cloned())
+    }
+
+    fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut settings = lock(&self.settings);
+        match value {
+            Some(value) => settings.insert(key.to_string(), value.to_vec()),
+            None => settings.remove(key),
+        };
+        Ok(())
     }
 
     fn write_epoch(&self) -> u64 {

@@ -89,6 +89,11 @@ pub trait Store: Send + Sync + 'static {
     /// The phone's latest `limit` stored downloads, oldest first.
     fn audit(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// A number that changes whenever a record or a download state is written or deleted (not
+    /// A service-wide setting (the pinned PBX identity, the addresses that logged in before),
+    /// `None` when never set.
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a service-wide setting, or removes it with `None`; durable after `flush`.
+    fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
     /// the audit), so an in-process cache can skip re-reading while it is unchanged.
     fn write_epoch(&self) -> u64;
     /// Makes every write so far durable.

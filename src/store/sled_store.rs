@@ -21,6 +21,8 @@ pub struct SledStore {
     access: sled::Tree,
     /// Audits (latest downloads) by MAC bytes.
     audit: sled::Tree,
+    /// Service-wide settings by key (the pinned PBX, the addresses that logged in before).
+    settings: sled::Tree,
     /// Bumped by every record or download-state write (shared by clones).
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -42,11 +44,13 @@ impl SledStore {
         let phones = db.open_tree(PHONES_TREE).map_err(|e| backend("open tree", e))?;
         let access = db.open_tree("access").map_err(|e| backend("open tree", e))?;
         let audit = db.open_tree("audit").map_err(|e| backend("open tree", e))?;
+        let settings = db.open_tree("settings").map_err(|e| backend("open tree", e))?;
         Ok(SledStore {
             db,
             phones,
             access,
             audit,
+            settings,
             epoch: Default::default(),
         })
     }
@@ -201,6 +205,21 @@ impl Store for SledStore {
             None => Vec::new(),
         };
         Ok(latest(entries, limit))
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.settings
+            .get(key.as_bytes())
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| backend(&format!("setting {key}"), e))
+    }
+
+    fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(value) => self.settings.insert(key.as_bytes(), value).map(|_| ()),
+            None => self.settings.remove(key.as_bytes()).map(|_| ()),
+        }
+        .map_err(|e| backend(&format!("setting {key}"), e))
     }
 
     fn write_epoch(&self) -> u64 {

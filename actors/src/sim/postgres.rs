@@ -62,7 +62,7 @@ fn command(bin: &Path, program: &str, args: &[&str]) -> Command {
 impl TestPostgres {
     /// Makes a cluster and starts the server; the error says what is missing or failed.
     pub fn start() -> Result<TestPostgres, String> {
-        let bin = pg_bin().ok_or("PostgreSQL is not installed (apt-get install postgresql)")?;
+        let bin = pg_bin().ok_or("PostgreSQL is not installed: run ./test.sh, which installs it")?;
         let dir = tempfile::Builder::new()
             .prefix("innoprov-pg")
             .tempdir()
