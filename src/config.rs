@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Shortest `admin.token` accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// Why a configuration cannot be used; the text names the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -587,11 +590,22 @@ impl Config {
                 "misses_per_minute, notify_per_second and audit_entries must be at least 1",
             ));
         }
-        if self.admin.token.as_deref().is_some_and(str::is_empty) {
-            return Err(invalid(
-                "admin.token",
-                "must not be empty (leave it out to switch the REST API off)",
-            ));
+        if let Some(token) = self.admin.token.as_deref() {
+            if token.is_empty() {
+                return Err(invalid(
+                    "admin.token",
+                    "must not be empty (leave it out to switch the REST API off)",
+                ));
+            }
+            // A bearer token is guessed offline-fast if short or patterned; 48 random hex
+            // digits (as the package writes) pass, "change-me-admin" or "aaaa..." do not.
+            let distinct = token.chars().collect::<std::collections::HashSet<_>>().len();
+            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS || distinct < 8 {
+                return Err(invalid(
+                    "admin.token",
+                    "must be at least 32 characters and look random (e.g. `openssl rand -hex 24`)",
+                ));
+            }
         }
         let tls = &self.tls;
         match (&tls.listen, &tls.cert, &tls.key) {
@@ -797,6 +811,18 @@ mod tests {
                 "http.listen",
             ),
             ("[app]\npassword = \"\"\n", "app.password"),
+            (
+                "[app]\npassword = \"pw\"\n[admin]\ntoken = \"a\"\n",
+                "admin.token",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[admin]\ntoken = \"change-me-admin\"\n",
+                "admin.token",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[admin]\ntoken = \"abababababababababababababababababab\"\n",
+                "admin.token",
+            ),
             ("[app]\npassword = \"pw\"\npath = \"noslash\"\n", "app.path"),
             ("[app]\npassword = \"pw\"\npath = \"/a//b\"\n", "app.path"),
             (

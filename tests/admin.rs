@@ -12,7 +12,7 @@ use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
 use crate::common::{PASSWORD, Service, start_with_devices};
 
-const TOKEN: &str = "change-me-admin";
+const TOKEN: &str = "change-me-admin-0f3a9c2e7b14d6a85e9c";
 const API: &str = "/example.com/innoprov/api/v1";
 
 /// One HTTP/1.1 request; (status, JSON body or Null).
@@ -83,6 +83,7 @@ async fn setup(
 #[tokio::test]
 async fn the_token_guards_every_call_and_says_nothing_else() {
     let (service, _dir, _sim, _phones) = setup("").await;
+    let mut attempt = 0u8;
     for (method, path) in [
         ("GET", format!("{API}/phones")),
         ("GET", format!("{API}/phones/805ec000003d")),
@@ -91,9 +92,19 @@ async fn the_token_guards_every_call_and_says_nothing_else() {
         ("GET", format!("{API}/nothing")),
     ] {
         for token in [None, Some("wrong-token-value"), Some("change-me-admi")] {
-            let (status, body) = call(&service, method, &path, token, None).await;
+            // Each from its own address: ten wrong tokens from one address get 429
+            // (admin_throttle, tested in safe_by_default.rs).
+            attempt += 1;
+            let from = std::net::IpAddr::from([127, 0, 8, attempt]);
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let reply =
+                innoprov_actors::sim::phone::request_from(from, method, service.addr, &path, &headers)
+                    .await
+                    .expect("call");
+            let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
             assert_eq!(
-                (status, body.clone()),
+                (reply.status, body),
                 (401, serde_json::json!({"error": "unauthorized"})),
                 "{method} {path}"
             );
@@ -404,7 +415,7 @@ async fn the_openapi_document_matches_the_routes() {
             calls += 1;
         }
     }
-    assert_eq!(calls, 8);
+    assert_eq!(calls, 10);
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use crate::admin::call;
 use crate::cdp::{Browser, screenshot_path};
 use crate::common::{PASSWORD, Service, start_with_devices};
 
-const TOKEN: &str = "page-admin-token-1";
+const TOKEN: &str = "page-admin-token-1-7c0e5b9a2d4f6183";
 const API: &str = "/example.com/innoprov/api/v1";
 const PAGE: &str = "/example.com/innoprov/innoprov-admin.htm";
 const WAIT: Duration = Duration::from_secs(20);
@@ -483,4 +483,65 @@ async fn the_demo_prints_an_admin_page_where_its_phones_appear() {
         .await;
     browser.screenshot(&page, &screenshot_path("demo")).await;
     let _ = demo.start_kill();
+}
+
+#[tokio::test]
+async fn the_page_shows_the_pinned_pbx_and_resets_the_pin() {
+    let s = setup().await;
+    let base = format!("http://{}", s.service.addr);
+    let mut pbx = innoprov_actors::sim::pbx::PbxSim::new(
+        "innoprov",
+        &format!("{base}/example.com/innoprov/innoprov"),
+        PASSWORD,
+    )
+    .connect(&s.service.ws_url())
+    .await
+    .expect("PBX login");
+    pbx.send_pbx_info(&["Services"]).await.expect("PbxInfo");
+    pbx.client
+        .recv_mt("SubscribeServices")
+        .await
+        .expect("pinned and subscribed");
+    let mut browser = Browser::launch().await;
+    let page = browser.open(&format!("{base}{PAGE}#token={TOKEN}")).await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('pbx-name').textContent === 'innoprov'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(&page, None, "document.getElementById('pbx-how').textContent")
+            .await,
+        "(pinned at its first login)"
+    );
+    // Two clicks: the first arms the button, the second resets.
+    for _ in 0..2 {
+        browser
+            .eval(&page, None, "document.getElementById('pbx-reset').click(), ''")
+            .await;
+    }
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('pbx-name').textContent === 'not yet known' && document.getElementById('pbx-reset').hidden",
+            WAIT,
+        )
+        .await;
+    browser.screenshot(&page, &screenshot_path("pbx-reset")).await;
+    let (status, body) = {
+        let reply = innoprov_actors::sim::phone::get(
+            s.service.addr,
+            &format!("{API}/pbx"),
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .await
+        .expect("GET pbx");
+        (reply.status, reply.body)
+    };
+    assert_eq!((status, body.as_str()), (200, r#"{"object":null,"pinned":null}"#));
 }

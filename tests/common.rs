@@ -68,28 +68,45 @@ impl Service {
         self.child.id()
     }
 
+    /// Starts the binary with its hard (and soft) limit of open files set to `hard` (a host
+    /// whose administrator never raised it).
+    pub fn start_with_hard_open_files(config: &Path, hard: u64) -> Service {
+        Service::spawn_binary(
+            env!("CARGO_BIN_EXE_innoprov"),
+            config,
+            Some(format!("-n {hard}")),
+            "debug",
+        )
+    }
+
+    /// Starts the binary with `RUST_LOG` set to `log` instead of debug.
+    pub fn start_with_log_level(config: &Path, log: &str) -> Service {
+        Service::spawn_binary(env!("CARGO_BIN_EXE_innoprov"), config, None, log)
+    }
+
     /// Starts another build of the binary (the one a package installed) with a config file.
     pub fn start_binary(binary: &Path, config: &Path) -> Service {
-        Service::spawn_binary(binary.to_str().expect("utf-8 path"), config, None)
+        Service::spawn_binary(binary.to_str().expect("utf-8 path"), config, None, "debug")
     }
 
     fn spawn(config: &Path, soft_nofile: Option<u64>) -> Service {
-        Service::spawn_binary(env!("CARGO_BIN_EXE_innoprov"), config, soft_nofile)
+        let ulimit = soft_nofile.map(|soft| format!("-Sn {soft}"));
+        Service::spawn_binary(env!("CARGO_BIN_EXE_innoprov"), config, ulimit, "debug")
     }
 
-    fn spawn_binary(binary: &str, config: &Path, soft_nofile: Option<u64>) -> Service {
+    fn spawn_binary(binary: &str, config: &Path, ulimit: Option<String>, log: &str) -> Service {
         let config = config.to_str().expect("utf-8 path");
-        let mut command = match soft_nofile {
+        let mut command = match ulimit {
             None => {
                 let mut c = Command::new(binary);
                 c.args(["--config", config]);
                 c
             }
-            Some(soft) => {
+            Some(ulimit) => {
                 let mut c = Command::new("sh");
                 c.args([
                     "-c",
-                    &format!("ulimit -Sn {soft} && exec \"$0\" --config \"$1\""),
+                    &format!("ulimit {ulimit} && exec \"$0\" --config \"$1\""),
                     binary,
                     config,
                 ]);
@@ -101,7 +118,7 @@ impl Service {
         let notify_path = notify_dir.path().join("notify");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
         let mut child = command
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", log)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -226,4 +243,46 @@ pub fn phone(sim: &DevicesSim, n: u32) -> SimPhone {
         code: sim.issue_code(),
         ..SimPhone::numbered(n)
     }
+}
+
+/// Opens a websocket upgrade from `local` (a loopback address) with extra `headers` and
+/// returns the HTTP status and the open socket (kept idle: it never logs in).
+pub async fn idle_upgrade_with(
+    server: SocketAddr,
+    local: &str,
+    headers: &[(&str, &str)],
+) -> (u16, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{local}:0").parse().expect("local address"))
+        .expect("bind");
+    let mut tcp = socket.connect(server).await.expect("connect");
+    let mut request = format!(
+        "GET {APP_PATH} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, tcp)
+}
+
+/// [`idle_upgrade_with`] without extra headers.
+pub async fn idle_upgrade(server: SocketAddr, local: &str) -> (u16, tokio::net::TcpStream) {
+    idle_upgrade_with(server, local, &[]).await
 }

@@ -1,7 +1,6 @@
 //! A hostile peer against the release binary, over loopback: password guessing from one
 //! address, connections that never log in, and the open-files limit.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::client::AppWsClient;
@@ -9,35 +8,7 @@ use innoprov_actors::sim::pbx::PbxSim;
 use innoprov_actors::sim::users::UsersSim;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{APP_PATH, PASSWORD, Service, config_text};
-
-/// Opens a websocket upgrade from `local` (a loopback address) and returns the HTTP status and
-/// the open socket (kept idle: it never logs in).
-async fn idle_upgrade(server: SocketAddr, local: &str) -> (u16, tokio::net::TcpStream) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(format!("{local}:0").parse().expect("local address"))
-        .expect("bind");
-    let mut tcp = socket.connect(server).await.expect("connect");
-    let request = format!(
-        "GET {APP_PATH} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
-        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await {
-            Ok(Ok(1)) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    let status = String::from_utf8_lossy(&head)
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, tcp)
-}
+use crate::common::{APP_PATH, PASSWORD, Service, config_text, idle_upgrade};
 
 #[tokio::test]
 async fn password_guessing_from_one_address_is_slowed_and_a_correct_login_still_works() {
@@ -116,8 +87,28 @@ async fn connections_that_never_log_in_are_capped_with_a_reserve_for_the_pbx() {
     let (status, tcp) = idle_upgrade(service.addr, "127.0.0.3").await;
     assert_eq!(status, 101);
     idle.push(tcp);
+    // The cap is reached. A newcomer takes the oldest slot of the address holding the most
+    // (127.0.0.2: 3), whose connection the service closes; again while that address holds
+    // more than the newcomer would.
+    for newcomer in ["127.0.0.4", "127.0.0.5"] {
+        let (status, tcp) = idle_upgrade(service.addr, newcomer).await;
+        assert_eq!(status, 101, "{newcomer} takes a slot of 127.0.0.2");
+        idle.push(tcp);
+    }
+    let mut closed = 0;
+    for tcp in idle.iter_mut().take(3) {
+        let mut byte = [0u8; 64];
+        // The evicted connections get a close frame, then EOF; the kept one stays silent.
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut byte)).await
+            && n > 0
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2, "127.0.0.2's two oldest connections were closed");
+    // Every address holds one now: nobody holds more than a newcomer would.
     assert_eq!(
-        idle_upgrade(service.addr, "127.0.0.4").await.0,
+        idle_upgrade(service.addr, "127.0.0.6").await.0,
         503,
         "service-wide"
     );
@@ -135,7 +126,7 @@ async fn connections_that_never_log_in_are_capped_with_a_reserve_for_the_pbx() {
     drop(idle);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, tcp) = idle_upgrade(service.addr, "127.0.0.4").await;
+        let (status, tcp) = idle_upgrade(service.addr, "127.0.0.6").await;
         if status == 101 {
             drop(tcp);
             break;

@@ -20,7 +20,7 @@ use crate::common::{PASSWORD, Service, devices_config, phone};
 use crate::downloads::{credentials, key_values};
 
 const PROV: &str = "/example.com/innoprov/prov";
-const TOKEN: &str = "instances-admin-token";
+const TOKEN: &str = "instances-admin-token-9b2e7d4c1a6f";
 
 /// One instance in its own directory under `root`, sharing the database and the seal key.
 fn instance(root: &Path, name: &str, url: &str, sim: &DevicesSim, lease_secs: u32) -> Service {

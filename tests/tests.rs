@@ -17,5 +17,6 @@ mod instances;
 mod package;
 mod postgres;
 mod provisioning;
+mod safe_by_default;
 mod supervision;
 mod wire_frames;

@@ -185,6 +185,10 @@ pub enum AdminRequest {
     Act(Mac, AdminAction),
     /// `AdminSubscribe`: push every phone's state changes from now on.
     Subscribe,
+    /// `AdminPbx`: who the PBX is.
+    Pbx,
+    /// `AdminResetPbx`: forget the pinned PBX.
+    ResetPbx,
 }
 
 /// What `AdminAction` asks for.
@@ -226,6 +230,8 @@ impl AdminRequest {
                 AdminRequest::Act(mac, action)
             }
             "AdminSubscribe" => AdminRequest::Subscribe,
+            "AdminPbx" => AdminRequest::Pbx,
+            "AdminResetPbx" => AdminRequest::ResetPbx,
             other => return Err(format!("unknown admin message {other}")),
         })
     }
@@ -256,6 +262,8 @@ pub struct AdminCore {
     pub directory: Addr<ServiceDirectory>,
     /// Several instances: the leases, to tell a phone another instance links from a failed one.
     pub leases: Option<Arc<crate::postgres_store::PostgresStore>>,
+    /// Who the PBX is (shown, and the pin reset).
+    pub pbx: Arc<crate::pbx_pin::PbxPin>,
 }
 
 fn state_of(status: Option<&PhoneStatus>, elsewhere: bool) -> (PhoneState, LinkState) {
@@ -341,6 +349,11 @@ impl AdminCore {
                 serde_json::json!({ "ok": true })
             }
             AdminRequest::Subscribe => serde_json::json!({}),
+            AdminRequest::Pbx => json(serde_json::to_value(self.pbx_identity()))?,
+            AdminRequest::ResetPbx => {
+                self.reset_pbx_pin().await?;
+                serde_json::json!({ "ok": true })
+            }
         })
     }
 
@@ -487,6 +500,27 @@ impl AdminCore {
             Ok(Ok(false)) => Err(failure(404, format!("no phone {mac}"))),
             Ok(Err(e)) => Err(Self::store_failure(e)),
             Err(_) => Err(failure(503, "the phone registry is not running")),
+        }
+    }
+
+    /// Who the PBX is: `app.object`, or the pinned name.
+    pub fn pbx_identity(&self) -> crate::pbx_pin::PbxIdentity {
+        self.pbx.identity()
+    }
+
+    /// Forgets the pinned PBX (409 when `app.object` names it: nothing is pinned then).
+    pub async fn reset_pbx_pin(&self) -> Result<(), AdminFailure> {
+        if let Some(object) = self.pbx.identity().object {
+            return Err(failure(
+                409,
+                format!("the PBX is app.object {object:?}, not a pin; change the configuration"),
+            ));
+        }
+        let pbx = Arc::clone(&self.pbx);
+        match actix_web::rt::task::spawn_blocking(move || pbx.reset()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Self::store_failure(e)),
+            Err(e) => Err(failure(500, format!("resetting the pin ended: {e}"))),
         }
     }
 

@@ -21,6 +21,10 @@ pub struct AdminHttp {
     pub core: Arc<AdminCore>,
     /// `admin.token`; `None` switches the REST API and `/metrics` off (404).
     pub token: Option<String>,
+    /// Failed tokens by client address: slowed, then refused.
+    pub throttle: crate::admin_throttle::AdminThrottle,
+    /// Whose forwarding headers name the client.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 /// `{"error": reason}`.
@@ -76,11 +80,31 @@ impl From<AdminFailure> for HttpResponse {
     }
 }
 
-/// The token check: `Some(response)` when the request may not go on.
-fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
+/// The token check: `Some(response)` when the request may not go on. An address that keeps
+/// presenting wrong tokens waits for every answer, then gets 429 (admin_throttle).
+async fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
+    use crate::admin_throttle::AdminVerdict;
     let Some(token) = &state.token else {
         return Some(json_error(404, "not found"));
     };
+    let ip = state
+        .trusted_proxies
+        .client(req.peer_addr(), req.headers())
+        .or(req.peer_addr())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    match state.throttle.verdict(ip) {
+        AdminVerdict::Refuse => {
+            return Some(
+                HttpResponse::TooManyRequests()
+                    .insert_header(("Retry-After", "60"))
+                    .json(ErrorBody {
+                        error: "too many wrong tokens from this address; try again in a minute".into(),
+                    }),
+            );
+        }
+        AdminVerdict::Go { delay } if !delay.is_zero() => actix_web::rt::time::sleep(delay).await,
+        AdminVerdict::Go { .. } => {}
+    }
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -93,6 +117,7 @@ fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
     if innoprov::appws::crypto::digest_matches(&hash(token), &hash(presented)) {
         None
     } else {
+        state.throttle.failed(ip);
         Some(
             HttpResponse::Unauthorized()
                 .insert_header(("WWW-Authenticate", "Bearer realm=\"innoprov\""))
@@ -104,12 +129,37 @@ fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
 }
 
 /// The token check, then the `{mac}` of the path (any usual spelling; malformed: 400).
-fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Result<Mac, Box<HttpResponse>> {
-    if let Some(refused) = refuse(req, state) {
+async fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Result<Mac, Box<HttpResponse>> {
+    if let Some(refused) = refuse(req, state).await {
         return Err(Box::new(refused));
     }
     text.parse::<Mac>()
         .map_err(|e| Box::new(json_error(400, &format!("malformed MAC {text:?}: {e}"))))
+}
+
+/// Who the PBX is: `app.object`, or the App object pinned at its first PbxInfo.
+#[utoipa::path(get, path = "/pbx",
+    responses((status = 200, body = crate::pbx_pin::PbxIdentity), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_pbx(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    HttpResponse::Ok().json(state.core.pbx_identity())
+}
+
+/// Forgets the pinned PBX: the next App object login that sends PbxInfo is pinned.
+#[utoipa::path(delete, path = "/pbx/pin",
+    responses((status = 204, description = "pin reset"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn reset_pbx_pin(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    match state.core.reset_pbx_pin().await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(f) => f.into(),
+    }
 }
 
 /// Lists phones.
@@ -117,7 +167,7 @@ fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Result<Ma
     responses((status = 200, body = PhoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_phones(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
+    if let Some(refused) = refuse(&req, &state).await {
         return refused;
     }
     // Parsed only after the token check: a bad query from a stranger gets 401, not 400.
@@ -143,7 +193,7 @@ async fn list_phones(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpRespo
     responses((status = 200, body = PhoneDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -158,7 +208,7 @@ async fn get_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_audit(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -173,7 +223,7 @@ async fn get_audit(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path
     responses((status = 202, description = "NOTIFY queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn resync(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -188,7 +238,7 @@ async fn resync(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<St
     responses((status = 200, description = "window reopened"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn reopen(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -208,7 +258,7 @@ async fn pin_vendor(
     mac: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -232,7 +282,7 @@ async fn pin_vendor(
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn delete_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<String>) -> HttpResponse {
-    let mac = match authorized_mac(&req, &state, &mac) {
+    let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
@@ -246,7 +296,7 @@ async fn delete_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::P
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")),
     security(("bearer" = [])))]
 async fn openapi(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
+    if let Some(refused) = refuse(&req, &state).await {
         return refused;
     }
     HttpResponse::Ok().json(ApiDoc::openapi())
@@ -269,15 +319,15 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
-    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, openapi),
-    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody)),
+    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, get_pbx, reset_pbx_pin, openapi),
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, crate::pbx_pin::PbxIdentity)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
 
 /// `GET /metrics`: Prometheus text exposition, bearer token as the REST API.
 async fn metrics(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
-    if let Some(refused) = refuse(&req, &state) {
+    if let Some(refused) = refuse(&req, &state).await {
         return refused;
     }
     match state.core.state_gauges().await {
@@ -315,10 +365,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, api_path: &str) {
                 .route("/phones/{mac}/resync", web::post().to(resync))
                 .route("/phones/{mac}/enrolment", web::post().to(reopen))
                 .route("/phones/{mac}/vendor", web::put().to(pin_vendor))
+                .route("/pbx", web::get().to(get_pbx))
+                .route("/pbx/pin", web::delete().to(reset_pbx_pin))
                 .route("/openapi.json", web::get().to(openapi))
                 .default_service(web::to(
                     |req: HttpRequest, state: web::Data<AdminHttp>| async move {
-                        refuse(&req, &state).unwrap_or_else(|| json_error(404, "no such call"))
+                        refuse(&req, &state)
+                            .await
+                            .unwrap_or_else(|| json_error(404, "no such call"))
                     },
                 )),
         );

@@ -17,6 +17,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
 use innoprov::appws::message::{self, Outbound};
 use innoprov::appws::received::{AppCheckLogin, PbxInfo, ServicesInfo};
+use innoprov::appws::role::PbxVerdict;
 use innoprov::appws::{
     AppLogin, AppMessage, Inbound, LoginFields, LoginRole, ProvisioningPhone, crypto, login_role,
 };
@@ -120,8 +121,8 @@ pub struct SessionShared {
     pub domain: String,
     /// Title published for com.innovaphone.provisioning.
     pub title: String,
-    /// `app.object`: the App object's own SIP name, when configured.
-    pub own_object: Option<String>,
+    /// Who the PBX is: `app.object`, or the name pinned at its first PbxInfo.
+    pub pbx: Arc<crate::pbx_pin::PbxPin>,
     /// `app.provisioners`: who may send ProvisioningPhone, when configured.
     pub provisioners: Option<Vec<String>>,
     /// Seconds between pings.
@@ -380,7 +381,7 @@ impl AppSession {
         let role = if operator {
             LoginRole::Operator
         } else {
-            login_role(&login, self.shared.own_object.as_deref())
+            login_role(&login, self.shared.pbx.own_object().as_deref())
         };
         // Which App object the login was made for is `info.appobj` (under the digest); only
         // logins for the admin App object administer, never the PBX's or Users' logins for
@@ -487,10 +488,61 @@ impl AppSession {
             info.domain,
             info.apis
         );
-        if info.apis.iter().any(|api| api == "Services") && !self.pbx {
+        if !info.apis.iter().any(|api| api == "Services") || self.pbx {
+            return;
+        }
+        // A password login holds the App object's password itself: it is not pinned. An App
+        // object login is the PBX only under the configured or pinned name.
+        if *role == LoginRole::Password {
+            return self.subscribe_services(ctx);
+        }
+        match self.shared.pbx.verdict(who) {
+            PbxVerdict::Known => self.subscribe_services(ctx),
+            PbxVerdict::Refused { pbx } => self.refuse_as_pbx(who, &pbx),
+            PbxVerdict::PinNow => {
+                // The pin is durable before anything is subscribed on it; the store call
+                // runs off the worker, and nothing else of this session waits meanwhile.
+                let (pin, sip) = (Arc::clone(&self.shared.pbx), who.clone());
+                let pinning = actix_web::rt::task::spawn_blocking(move || pin.pin(&sip));
+                ctx.wait(pinning.into_actor(self).map(|outcome, act, ctx| {
+                    let Login::Done { who, .. } = &act.login else {
+                        return;
+                    };
+                    let who = who.clone();
+                    match outcome {
+                        Ok(Ok(PbxVerdict::Known)) => act.subscribe_services(ctx),
+                        Ok(Ok(PbxVerdict::Refused { pbx })) => act.refuse_as_pbx(&who, &pbx),
+                        Ok(Ok(PbxVerdict::PinNow)) => {}
+                        Ok(Err(e)) => log::error!(
+                            "session {} ({}): cannot pin {who:?} as the PBX: {e}",
+                            act.id,
+                            act.peer
+                        ),
+                        Err(e) => log::error!(
+                            "session {} ({}): pinning {who:?} as the PBX ended: {e}",
+                            act.id,
+                            act.peer
+                        ),
+                    }
+                }));
+            }
+        }
+    }
+
+    fn subscribe_services(&mut self, ctx: &mut Context<Self>) {
+        if !self.pbx {
             self.pbx = true;
             self.send(ctx, message::subscribe_services(SERVICES_SRC));
         }
+    }
+
+    fn refuse_as_pbx(&self, who: &str, pbx: &str) {
+        crate::metrics::metrics().pbx_refused.inc();
+        log::warn!(
+            "session {} ({}): ignoring PbxInfo from {who:?}: the PBX is {pbx:?} (app.object or the pin; an administrator can reset the pin)",
+            self.id,
+            self.peer
+        );
     }
 
     fn on_services_info(&mut self, src: Option<&str>, info: ServicesInfo) {
@@ -702,6 +754,14 @@ impl Actor for AppSession {
             }
         });
         ctx.run_interval(self.shared.ping_interval, Self::heartbeat);
+        // A newcomer from another address may take this connection's login slot (login_guard).
+        if let Some(evicted) = self.pending.as_ref().map(PendingSlot::evicted) {
+            ctx.spawn(evicted.into_actor(self).map(|(), act, ctx| {
+                if matches!(act.login, Login::Pending { .. }) {
+                    act.close(ctx, CloseCode::Again, "login slot given to another address");
+                }
+            }));
+        }
         let mut shutdown = self.shared.shutdown.clone();
         let stopping = async move {
             // A dropped sender also means the service is going away.

@@ -49,6 +49,30 @@ fn forwarded_elements(headers: &HeaderMap) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
+/// `http.trusted_proxies`: whose forwarding headers name the client. Every door counts a
+/// client by the address this gives (websocket login slots and throttle, admin throttle,
+/// download limits and audit), so that behind a proxy each client has its own budget.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<innoprov::config::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+
+    /// The client of a request from `peer` with `headers`: the peer itself, or behind a
+    /// trusted proxy the address it forwarded for; `None` when a trusted proxy's headers name
+    /// no usable client.
+    pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<SocketAddr> {
+        let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if !self.contains(peer.ip()) {
+            return Some(peer);
+        }
+        client(headers, &|ip| self.contains(ip)).ok()
+    }
+}
+
 /// The client as the proxies saw it: walking from the nearest hop back, the first address that
 /// is not itself a trusted proxy. One header family is read: `X-Forwarded-For` when present
 /// (what common proxies set, appending to whatever the client sent), else `Forwarded`; a hop

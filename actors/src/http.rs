@@ -15,6 +15,8 @@ pub struct HttpState {
     pub sessions: Arc<SessionShared>,
     /// Bound on one inbound message, fragments reassembled.
     pub max_message_bytes: usize,
+    /// Whose forwarding headers name the client (counted by that address).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 /// The paths that accept the AppWebsocket upgrade.
@@ -54,9 +56,13 @@ async fn upgrade(
 ) -> Result<HttpResponse, actix_web::Error> {
     // Counted before the upgrade: a peer that never logs in holds one of a bounded number of
     // places, per address and service-wide.
-    let ip = req
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    // Behind a trusted proxy each client is counted by the address it forwarded for; a
+    // proxy whose headers name no usable client is counted as itself.
+    let client = state
+        .trusted_proxies
+        .client(req.peer_addr(), req.headers())
+        .or(req.peer_addr());
+    let ip = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
     let slot = match state.sessions.guard.admit(ip) {
         Ok(slot) => slot,
         Err(refused) => {
@@ -73,13 +79,6 @@ async fn upgrade(
     let (response, ws, _unused_reader) = actix_ws::handle(&req, unused)?;
     let logged_in = LoggedIn::default();
     let stream = LimitedMessages::new(body.into_inner(), state.max_message_bytes, logged_in.clone());
-    AppSession::start(
-        Arc::clone(&state.sessions),
-        ws,
-        stream,
-        req.peer_addr(),
-        slot,
-        logged_in,
-    );
+    AppSession::start(Arc::clone(&state.sessions), ws, stream, client, slot, logged_in);
     Ok(response)
 }

@@ -15,11 +15,15 @@
 //! - [`ready`]: `sd_notify` readiness (`READY=1` with the bound addresses, `STOPPING=1`).
 //! - [`fatal`]: who supervises the singletons: a singleton that ends outside a shutdown takes
 //!   the service down with exit status 1 (systemd restarts it).
+//! - [`logging`]: the logger, with ceilings on third-party targets that trace secrets.
 //! - [`login_guard`]: caps on connections not yet logged in, and per-address login throttling.
+//! - [`pbx_pin`]: `PbxPin`, who the PBX is: `app.object`, or the App object pinned at its
+//!   first PbxInfo.
 //! - [`admin_core`]: `AdminCore`, the one set of admin operations (list, detail, audit,
 //!   resync, reopen enrolment, pin vendor, delete) over the live system.
 //! - [`admin_http`]: its REST door under `<parent>/api/v1/` (bearer token, OpenAPI derived
 //!   from the handlers), `/healthz` and `/readyz`.
+//! - [`admin_throttle`]: `AdminThrottle`, wrong admin tokens per address slowed, then 429.
 //! - [`admin_page`]: the admin page (`<parent>/<admin.app>.htm`), a client of the admin door
 //!   that logs in through myApps or with the admin token.
 //! - [`app_session`]: `AppSession`, one actor per AppWebsocket connection (PBX, Users, browser).
@@ -47,6 +51,7 @@
 pub mod admin_core;
 pub mod admin_http;
 pub mod admin_page;
+pub mod admin_throttle;
 pub mod app_session;
 pub mod audit_log;
 pub mod connect_gate;
@@ -58,9 +63,11 @@ pub mod fatal;
 pub mod forwarded;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod login_guard;
 pub mod metrics;
 pub mod notifier;
+pub mod pbx_pin;
 pub mod persistence;
 pub mod phone_job;
 pub mod postgres_store;

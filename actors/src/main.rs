@@ -103,11 +103,8 @@ fn main() -> ExitCode {
         Some(Command::Demo { .. }) => "warn",
         _ => "info",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        // tokio-postgres logs every statement's parameters at debug: records (sealed secrets
-        // included) and lease names do not belong in a log, whatever RUST_LOG says.
-        .filter_module("tokio_postgres", log::LevelFilter::Info)
-        .init();
+    // Third-party frame traces stay below trace whatever RUST_LOG says: no secret in a log.
+    innoprov_actors::logging::init(default_level);
     #[cfg(feature = "simulators")]
     if let Some(Command::Demo { phones, keep_running }) = cli.command {
         return demo(phones, keep_running);
@@ -179,14 +176,22 @@ fn health(config: &Config) -> ExitCode {
 
 /// Raises the soft limit on open files to the hard one: a service that inherited 1024 from
 /// systemd would otherwise run out of descriptors for sockets, Devices links and the store.
-fn raise_open_files_limit() {
+/// Raised before the start (the login caps follow it); what happened is logged once started.
+fn raise_open_files_limit() -> (log::Level, String) {
     let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
     match (before, rlimit::increase_nofile_limit(u64::MAX)) {
-        (Ok((soft, hard)), Ok(now)) => {
-            log::info!("open files: soft limit {soft} raised to {now} (hard limit {hard})")
-        }
-        (_, Err(e)) => log::warn!("open files: cannot raise the soft limit: {e}"),
-        (Err(e), Ok(now)) => log::info!("open files: soft limit now {now} ({e} before)"),
+        (Ok((soft, hard)), Ok(now)) => (
+            log::Level::Info,
+            format!("open files: soft limit {soft} raised to {now} (hard limit {hard})"),
+        ),
+        (_, Err(e)) => (
+            log::Level::Warn,
+            format!("open files: cannot raise the soft limit: {e}"),
+        ),
+        (Err(e), Ok(now)) => (
+            log::Level::Info,
+            format!("open files: soft limit now {now} ({e} before)"),
+        ),
     }
 }
 
@@ -218,11 +223,12 @@ fn serve(config: Config) -> ExitCode {
     let outcome = system.block_on(async move {
         let signals = ShutdownSignals::install()
             .map_err(|e| RunFailure::Shutdown(format!("cannot watch SIGTERM/SIGINT: {e}")))?;
+        let (level, raised) = raise_open_files_limit();
         let service = RunningService::start(&config)
             .await
             .map_err(|e| RunFailure::Shutdown(e.to_string()))?;
         // After the start: a failed start prints its one line and nothing else.
-        raise_open_files_limit();
+        log::log!(level, "{raised}");
         innoprov_actors::ready::notify_ready(service.addr, service.https_addr);
         service.run_until_signal(signals).await
     });

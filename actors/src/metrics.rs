@@ -27,6 +27,12 @@ pub struct Metrics {
     pub download_statuses: Family<[Label; 1], Counter>,
     /// Failed AppLogins and AppCheckLogins.
     pub login_failures: Counter,
+    /// PbxInfo from an App object login that is not the configured or pinned PBX.
+    pub pbx_refused: Counter,
+    /// Admin requests (REST, /metrics) with a missing or wrong bearer token.
+    pub admin_auth_failures: Counter,
+    /// Connections not yet logged in that were closed to give their slot to another address.
+    pub login_slots_evicted: Counter,
     /// Devices links back up after being down.
     pub link_reconnects: Counter,
     /// Seconds one store flush (group commit) took.
@@ -65,11 +71,23 @@ fn build() -> Metrics {
         "Failed AppLogin and AppCheckLogin checks",
         login_failures.clone(),
     );
-    let link_reconnects = Counter::default();
-    registry.register(
-        "link_reconnects",
-        "Devices links back up after being down",
-        link_reconnects.clone(),
+    let mut counter = |name: &str, help: &str| {
+        let counter = Counter::default();
+        registry.register(name, help, counter.clone());
+        counter
+    };
+    let link_reconnects = counter("link_reconnects", "Devices links back up after being down");
+    let pbx_refused = counter(
+        "pbx_refused",
+        "PbxInfo from an App object login that is not the configured or pinned PBX",
+    );
+    let admin_auth_failures = counter(
+        "admin_auth_failures",
+        "Admin requests (REST, /metrics) with a missing or wrong bearer token",
+    );
+    let login_slots_evicted = counter(
+        "login_slots_evicted",
+        "Connections not yet logged in closed to give their slot to another address",
     );
     let store_flush = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]);
     registry.register(
@@ -84,6 +102,9 @@ fn build() -> Metrics {
         downloads,
         download_statuses,
         login_failures,
+        pbx_refused,
+        admin_auth_failures,
+        login_slots_evicted,
         link_reconnects,
         store_flush,
     }
@@ -105,7 +126,8 @@ pub fn provisioning(outcome: &'static str) {
 
 /// The fixed name of a download outcome (audit outcomes may carry an address).
 pub fn outcome_kind(outcome: &str) -> &'static str {
-    const KINDS: [&str; 8] = [
+    const KINDS: [&str; 9] = [
+        "checked (HEAD)",
         "served for enrolment",
         "served",
         "enrolled",

@@ -71,7 +71,7 @@ pub struct ProvState {
     /// stored bytes are unchanged, so every store write is seen at once.
     pub views: Mutex<HashMap<Mac, Arc<PhoneView>>>,
     /// Reverse proxies whose forwarding headers name the client, its scheme and host.
-    pub trusted_proxies: Vec<innoprov::config::IpNet>,
+    pub trusted_proxies: forwarded::TrustedProxies,
     /// Networks a phone's file may be served to without credentials (empty: any).
     pub enrol_from: Vec<innoprov::config::IpNet>,
     /// The vendors' names as fixed strings, by vendor index (metric labels without an
@@ -124,26 +124,16 @@ impl ProvState {
         }
     }
 
-    /// Whether `ip` is one of `http.trusted_proxies`.
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
-    }
-
     /// Whether `req` came through a trusted proxy (whose forwarding headers count).
     fn via_trusted_proxy(&self, req: &HttpRequest) -> bool {
-        req.peer_addr().is_some_and(|peer| self.is_trusted(peer.ip()))
+        req.peer_addr()
+            .is_some_and(|peer| self.trusted_proxies.contains(peer.ip()))
     }
 
     /// The client: the TCP peer, or, behind a trusted proxy, the address the proxy forwarded
     /// for (forwarded.rs); `None` when a trusted proxy's headers name no usable client.
     fn client(&self, req: &HttpRequest) -> Option<SocketAddr> {
-        let peer = req
-            .peer_addr()
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if !self.via_trusted_proxy(req) {
-            return Some(peer);
-        }
-        forwarded::client(req.headers(), &|ip| self.is_trusted(ip)).ok()
+        self.trusted_proxies.client(req.peer_addr(), req.headers())
     }
 
     fn prov_url(&self, req: &HttpRequest) -> String {
@@ -569,7 +559,10 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
     // Atomic: an admin's pin or reopened window written meanwhile is kept.
     let generation = record.generation;
     let mut enrolled_note = None;
-    if authenticated && !access.enrolled(record) {
+    // A HEAD fetches nothing: it neither enrols the phone nor uses up its one-time hand-out,
+    // and is audited as a check.
+    let head = req.method() == actix_web::http::Method::HEAD;
+    if !head && authenticated && !access.enrolled(record) {
         match state
             .store
             .update_access(&mac, &mut |a| a.enrolled_generation = Some(generation))
@@ -590,7 +583,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
             }
             _ => "enrolled".to_string(),
         });
-    } else if enrolling && access.handed_out_generation != Some(generation) {
+    } else if !head && enrolling && access.handed_out_generation != Some(generation) {
         // The first credential-less serve of this generation: remembered, and with
         // enrolment_once the last.
         let to = ip.to_string();
@@ -610,6 +603,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
             .finish();
     }
     let outcome = match (&enrolled_note, enrolling) {
+        _ if head => "checked (HEAD)",
         (Some(note), _) => note.as_str(),
         (None, true) => "served for enrolment",
         (None, false) => "served",

@@ -23,8 +23,11 @@ use crate::connect_gate::ConnectGate;
 use crate::devices_socket::LinkShared;
 use crate::directory::ServiceDirectory;
 use crate::fatal::Fatal;
+use crate::forwarded::TrustedProxies;
 use crate::http::{self, HttpState};
+use crate::login_guard::{LoginGuard, LoginLimits};
 use crate::notifier::Notifier;
+use crate::pbx_pin::PbxPin;
 use crate::persistence::{Flush, Persistence};
 use crate::phone_job::JobShared;
 use crate::postgres_store::{PostgresSettings, PostgresStore};
@@ -132,6 +135,56 @@ fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartEr
     Ok((vendors, renderer))
 }
 
+/// The store setting that keeps the addresses that logged in before (login_guard).
+const KNOWN_ADDRESSES_SETTING: &str = "login_known_addresses";
+
+/// The login guard: the configured caps lowered to the open-files limit the process got, and
+/// the addresses that logged in before this start.
+fn login_guard(config: &Config, store: &dyn Store) -> Result<Arc<LoginGuard>, innoprov::store::StoreError> {
+    let ws = &config.websocket;
+    let configured = LoginLimits {
+        max_pending: ws.max_pending_logins,
+        per_address: ws.pending_logins_per_address,
+    };
+    let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(u64::MAX, |(soft, _)| soft);
+    let limits = LoginLimits::for_open_files(configured, open_files);
+    log::info!(
+        "open files {open_files}: at most {} connections waiting for a login ({} per address), the rest for Devices links and downloads",
+        limits.max_pending,
+        limits.per_address
+    );
+    let known = store.get_setting(KNOWN_ADDRESSES_SETTING)?.unwrap_or_default();
+    Ok(LoginGuard::new(limits, &known))
+}
+
+/// Keeps the addresses that logged in in the store when they changed.
+fn save_known_addresses(guard: &LoginGuard, store: &dyn Store) {
+    if let Some(bytes) = guard.known_to_save()
+        && let Err(e) = store.put_setting(KNOWN_ADDRESSES_SETTING, Some(&bytes))
+    {
+        log::warn!("cannot keep the addresses that logged in: {e}");
+    }
+}
+
+/// Saves the addresses that logged in every 5 s (and `shutdown` once more), off the actix
+/// workers.
+fn spawn_known_address_saver(
+    guard: Arc<LoginGuard>,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            let (guard, store) = (Arc::clone(&guard), Arc::clone(&store));
+            let _ = actix_web::rt::task::spawn_blocking(move || save_known_addresses(&guard, &*store)).await;
+        }
+    });
+}
+
 /// `innoprov check`: every check the start makes that neither binds nor writes (the config's
 /// values, the vendor catalogue and templates, the TLS files, the CA file, the PostgreSQL
 /// password file, an existing seal key), and a one-line summary of what would run.
@@ -209,6 +262,8 @@ pub struct RunningService {
     pub directory: Addr<ServiceDirectory>,
     /// SIP NOTIFY to phones, when `provisioning.notify` is on.
     pub notifier: Option<Addr<Notifier>>,
+    /// The login guard, whose known addresses are saved at shutdown.
+    guard: Arc<LoginGuard>,
 }
 
 impl RunningService {
@@ -284,6 +339,10 @@ impl RunningService {
             .map_err(|e| store_error(format!("cannot restrict permissions: {e}")))?;
         let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
         log::info!("store {store_name}: {} phones", phones.len());
+        let pbx = Arc::new(
+            PbxPin::load(config.app.object.clone(), Arc::clone(&store))
+                .map_err(|e| store_error(e.to_string()))?,
+        );
 
         let persistence_store = Arc::clone(&store);
         // Singletons that end outside a shutdown take the service down (`fatal`).
@@ -342,11 +401,6 @@ impl RunningService {
         .start();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        if config.app.object.is_none() {
-            log::warn!(
-                "app.object is unset: any App object login without pbxObj may act as the PBX; set it to this App object's name"
-            );
-        }
         if config.admin.token.as_deref() == Some(config.app.password.as_str()) {
             log::warn!(
                 "admin.token equals app.password: the standalone admin page cannot log in; give it its own value"
@@ -364,8 +418,11 @@ impl RunningService {
             notifier,
             directory: directory.clone(),
             leases,
+            pbx: Arc::clone(&pbx),
         });
         let ws = &config.websocket;
+        let guard = login_guard(config, &*store).map_err(|e| store_error(e.to_string()))?;
+        let trusted_proxies = TrustedProxies(config.trusted_proxies().unwrap_or_default());
         let shared = Arc::new(SessionShared {
             provisionings_in_flight: Arc::default(),
             admin: Arc::clone(&admin_core),
@@ -375,7 +432,7 @@ impl RunningService {
             password: Secret::new(config.app.password.clone()),
             domain: config.app_domain().to_string(),
             title: config.app.title.clone(),
-            own_object: config.app.object.clone(),
+            pbx: Arc::clone(&pbx),
             provisioners: config.app.provisioners.clone(),
             ping_interval: Duration::from_secs(ws.ping_interval_secs),
             idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
@@ -384,15 +441,15 @@ impl RunningService {
             registry: registry.clone(),
             directory: directory.clone(),
             shutdown: shutdown_rx,
-            guard: crate::login_guard::LoginGuard::new(crate::login_guard::LoginLimits {
-                max_pending: ws.max_pending_logins,
-                per_address: ws.pending_logins_per_address,
-            }),
+            guard: Arc::clone(&guard),
         });
+        spawn_known_address_saver(Arc::clone(&guard), Arc::clone(&store), shutdown.subscribe());
         let prov_path = config.prov_path();
         let admin_state = web::Data::new(AdminHttp {
             core: Arc::clone(&admin_core),
             token: config.admin.token.clone(),
+            throttle: Default::default(),
+            trusted_proxies: trusted_proxies.clone(),
         });
         let api_path = config.api_path();
         let vendor_names: Vec<&'static str> = vendors
@@ -415,7 +472,7 @@ impl RunningService {
             misses_per_minute: prov.misses_per_minute,
             misses: std::sync::Mutex::new(crate::limits::MinuteCounts::new(prov_http::MAX_TRACKED_ADDRESSES)),
             views: Default::default(),
-            trusted_proxies: config.trusted_proxies().unwrap_or_default(),
+            trusted_proxies: trusted_proxies.clone(),
             enrol_from: config.enrol_from().unwrap_or_default(),
             // Leaked once per vendor at start: a handful of names, for the process's lifetime.
             vendor_names: vendor_names.clone(),
@@ -423,6 +480,7 @@ impl RunningService {
         let state = web::Data::new(HttpState {
             sessions: shared,
             max_message_bytes: ws.max_message_bytes,
+            trusted_proxies: trusted_proxies.clone(),
         });
         let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
         let routes_prov_path = prov_path.clone();
@@ -489,6 +547,7 @@ impl RunningService {
             fatal,
             directory,
             notifier: notifier_actor,
+            guard,
         })
     }
 
@@ -520,6 +579,7 @@ impl RunningService {
         if let Err(e) = self.audit.flush() {
             log::warn!("final audit write failed: {e}");
         }
+        save_known_addresses(&self.guard, &*self.store);
         match self.persistence.send(Flush).await {
             Ok(Ok(())) => {
                 log::info!("store flushed; bye");

@@ -65,6 +65,33 @@ pub fn login_role(login: &AppLogin, own_object: Option<&str>) -> LoginRole {
     }
 }
 
+/// Whether a login of role [`LoginRole::Pbx`] named `sip` is the PBX, when it sends PbxInfo.
+/// The PBX's identity is never a guess: `app.object` when configured, else the first name
+/// that acted as the PBX, pinned in the store (trust on first use, as SSH does with host
+/// keys: the PBX's own connection arrives within seconds of the App object's creation, long
+/// before anyone else's, and the pin can be reset by an administrator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PbxVerdict {
+    /// `sip` is the configured or pinned PBX.
+    Known,
+    /// Nothing is configured or pinned: pin `sip` (durably) and it is the PBX.
+    PinNow,
+    /// Another name is the PBX.
+    Refused {
+        /// The configured or pinned name.
+        pbx: String,
+    },
+}
+
+/// The verdict for `sip` given `app.object` (`configured`) and the pinned name.
+pub fn pbx_verdict(configured: Option<&str>, pinned: Option<&str>, sip: &str) -> PbxVerdict {
+    match configured.or(pinned) {
+        Some(pbx) if pbx == sip => PbxVerdict::Known,
+        Some(pbx) => PbxVerdict::Refused { pbx: pbx.to_string() },
+        None => PbxVerdict::PinNow,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +148,25 @@ mod tests {
         let listed = ["innoprov-admin".to_string()];
         assert!(!op.may_provision("innoprov-admin", Some(&listed)));
         assert!(LoginRole::Peer.may_provision("users", None));
+    }
+
+    #[test]
+    fn the_pbx_is_configured_or_pinned_never_guessed() {
+        assert_eq!(pbx_verdict(None, None, "innoprov"), PbxVerdict::PinNow);
+        assert_eq!(pbx_verdict(None, Some("innoprov"), "innoprov"), PbxVerdict::Known);
+        assert_eq!(
+            pbx_verdict(None, Some("innoprov"), "users"),
+            PbxVerdict::Refused {
+                pbx: "innoprov".into()
+            }
+        );
+        assert_eq!(pbx_verdict(Some("innoprov"), None, "innoprov"), PbxVerdict::Known);
+        // The configuration wins over a pin left from before it was set.
+        assert_eq!(
+            pbx_verdict(Some("innoprov"), Some("old"), "old"),
+            PbxVerdict::Refused {
+                pbx: "innoprov".into()
+            }
+        );
     }
 }

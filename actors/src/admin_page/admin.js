@@ -195,6 +195,7 @@
       $("main").hidden = false;
       $("login").hidden = true;
       send({ mt: "AdminSubscribe" }, () => {});
+      loadPbx();
       return send({ mt: "AdminListPhones" }, (r) => {
         if (r.error) {
           setStatus("failed", "not allowed");
@@ -331,6 +332,22 @@
     });
   }
 
+  // Who the PBX is: app.object, or the App object pinned at its first PbxInfo (resettable).
+  function loadPbx() {
+    send({ mt: "AdminPbx" }, (r) => {
+      if (r.error) return;
+      const name = r.object || r.pinned;
+      $("pbx").hidden = false;
+      $("pbx-name").textContent = name || "not yet known";
+      $("pbx-how").textContent = r.object
+        ? "(app.object)"
+        : r.pinned
+          ? "(pinned at its first login)"
+          : "(the next App object that sends PbxInfo is pinned)";
+      $("pbx-reset").hidden = !r.pinned || !!r.object;
+    });
+  }
+
   function act(action, extra) {
     if (!selected) return;
     const msg = Object.assign({ mt: "AdminAction", mac: selected, action: action }, extra || {});
@@ -349,6 +366,20 @@
   $("act-resync").addEventListener("click", () => act("resync"));
   $("act-enrolment").addEventListener("click", () => act("enrolment"));
   $("act-vendor").addEventListener("click", () => act("vendor", { vendor: $("act-vendor-choice").value || null }));
+  $("pbx-reset").addEventListener("click", () => {
+    const b = $("pbx-reset");
+    if (!b.dataset.armed) {
+      b.dataset.armed = "1";
+      b.textContent = "Really forget the PBX pin?";
+      return;
+    }
+    delete b.dataset.armed;
+    b.textContent = "Reset PBX pin";
+    send({ mt: "AdminResetPbx" }, (r) => {
+      say(r.error ? "reset failed: " + r.error : "PBX pin reset: the next App object that sends PbxInfo is pinned");
+      loadPbx();
+    });
+  });
   $("act-delete").addEventListener("click", () => {
     const b = $("act-delete");
     if (!b.dataset.armed) {

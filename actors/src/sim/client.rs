@@ -66,6 +66,47 @@ impl AppWsClient {
         })
     }
 
+    /// Connects to `url` from the local address `from` (any 127.0.0.0/8 address on
+    /// loopback), sending `headers` with the upgrade (a reverse proxy's `X-Forwarded-For`).
+    pub async fn connect_from(
+        url: &str,
+        from: std::net::IpAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<AppWsClient, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ClientError::Protocol(format!("header name {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| ClientError::Protocol(format!("header value {value:?}: {e}")))?;
+            request.headers_mut().append(name, value);
+        }
+        let target = format!(
+            "{}:{}",
+            request.uri().host().unwrap_or("127.0.0.1"),
+            request.uri().port_u16().unwrap_or(80)
+        );
+        let target: std::net::SocketAddr = target
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("address {target}: {e}")))?;
+        let tcp = super::phone::connect_from(from, target)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("connect from {from}: {e}")))?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Plain(tcp),
+            Some(super::websocket_config()),
+        )
+        .await?;
+        Ok(AppWsClient {
+            ws,
+            timeout: Duration::from_secs(10),
+            session_key: None,
+        })
+    }
+
     /// The websocket itself, for a peer that reads and writes at once (split it).
     pub fn into_stream(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
         self.ws

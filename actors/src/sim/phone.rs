@@ -37,8 +37,41 @@ pub enum Auth {
 
 /// GETs `path` from `addr` with the given headers; one connection per request.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    let mut tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await??;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await??;
+    request_on(tcp, "GET", addr, path, headers).await
+}
+
+/// A TCP connection to `addr` from the local address `from` (on loopback, any address of
+/// 127.0.0.0/8: several clients on one machine).
+pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    tokio::time::timeout(Duration::from_secs(10), socket.connect(addr)).await?
+}
+
+/// `method` of `path` at `addr` from the local address `from`, with the given headers.
+pub async fn request_from(
+    from: std::net::IpAddr,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let tcp = connect_from(from, addr).await?;
+    request_on(tcp, method, addr, path, headers).await
+}
+
+async fn request_on(
+    mut tcp: TcpStream,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
