@@ -70,13 +70,58 @@ pub struct Config {
 }
 
 /// `[admin]`: who may administer (interface.md "Operating").
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer token of the REST API and `/metrics`; unset, those answer 404.
     pub token: Option<String>,
     /// App object name whose AppWebsocket logins may administer.
     pub app: Option<String>,
+    /// The admin page's file name (`<parent>/<page>.htm`), when it differs from the App
+    /// object's name (innovaphone's own apps: App object `users`, page `innovaphone-users`).
+    pub page: Option<String>,
+    /// Origins (`https://host[:port]`) besides the page's own that myApps' `url` argument may
+    /// name for the page's websocket (a reverse proxy or cache serving the page).
+    #[serde(default)]
+    pub url_origins: Vec<String>,
+    /// Minutes a phone's link may be down before the admin app's badge counts it.
+    #[serde(default = "default_badge_link_down_minutes")]
+    pub badge_link_down_minutes: u32,
+}
+
+fn default_badge_link_down_minutes() -> u32 {
+    10
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            app: None,
+            page: None,
+            url_origins: Vec::new(),
+            badge_link_down_minutes: default_badge_link_down_minutes(),
+        }
+    }
+}
+
+/// An origin as the admin page compares them: `scheme://host[:port]`, lowercase, the scheme
+/// `http`/`https` (a `ws`/`wss` origin is its HTTP twin); `None` when `text` is no origin.
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "http",
+        "https" | "wss" => "https",
+        _ => return None,
+    };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return None;
+    }
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 /// `[provisioning]`: phone downloads.
@@ -589,6 +634,14 @@ impl Config {
                 "provisioning",
                 "misses_per_minute, notify_per_second and audit_entries must be at least 1",
             ));
+        }
+        for origin in &self.admin.url_origins {
+            if normalize_origin(origin).is_none() {
+                return Err(invalid(
+                    "admin.url_origins",
+                    &format!("{origin:?} is not an origin like \"https://apps.example.com\""),
+                ));
+            }
         }
         if let Some(token) = self.admin.token.as_deref() {
             if token.is_empty() {

@@ -317,6 +317,24 @@ async fn myapps_double(
     password: &'static str,
     appobj: &'static str,
 ) -> std::net::SocketAddr {
+    myapps_double_with(
+        page_url,
+        password,
+        appobj,
+        "?name=innoprov-admin&lang=en&scheme=light",
+    )
+    .await
+}
+
+/// The myApps double with the page's URL arguments given (`query`, "" for a website-mode App
+/// object). It records every message the page posts in `window.fromApp`, and
+/// `window.toApp(obj)` posts one to the page as JSON text, as the client does.
+async fn myapps_double_with(
+    page_url: String,
+    password: &'static str,
+    appobj: &'static str,
+    query: &str,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = json!({
@@ -326,6 +344,7 @@ async fn myapps_double(
         "appobj": appobj,
         "appurl": page_url.trim_end_matches(".htm"),
         "password": password,
+        "query": query,
     });
     let html = format!(
         r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>myApps double</title></head>
@@ -334,10 +353,14 @@ async fn myapps_double(
 const cfg = {config};
 const toHex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
 window.getLogins = [];
+window.fromApp = [];
+window.toApp = (obj) => document.getElementById("app").contentWindow.postMessage(JSON.stringify(obj), "*");
 window.addEventListener("message", async (event) => {{
   let m;
   try {{ m = JSON.parse(event.data); }} catch (e) {{ return; }}
-  if (!m || m.mt !== "getLogin") return;
+  if (!m) return;
+  window.fromApp.push(m);
+  if (m.mt !== "getLogin") return;
   window.getLogins.push(m);
   // What the PBX puts into AppGetLoginResult for a user of this App object.
   const info = {{ appobj: cfg.appobj, appdn: "innoprov admin", appurl: cfg.appurl, pbx: "pbx-main", cn: "olga", unlicensed: true, groups: [], apps: [] }};
@@ -346,7 +369,7 @@ window.addEventListener("message", async (event) => {{
   const digest = toHex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
   event.source.postMessage(JSON.stringify({{ mt: "Login", app: who.app, domain: who.domain, sip: who.sip, guid: who.guid, dn: who.dn, info: info, digest: digest, pbxObj: m.app, salt: "0011", key: "00" }}), "*");
 }});
-document.getElementById("app").src = cfg.page + "?name=" + encodeURIComponent(cfg.name) + "&lang=en&scheme=light";
+document.getElementById("app").src = cfg.page + cfg.query;
 </script></body></html>"#
     );
     tokio::spawn(async move {
@@ -544,4 +567,324 @@ async fn the_page_shows_the_pinned_pbx_and_resets_the_pin() {
         (reply.status, reply.body)
     };
     assert_eq!((status, body.as_str()), (200, r#"{"object":null,"pinned":null}"#));
+}
+
+/// `admin.badge_link_down_minutes = 0`: a phone whose link is down counts at once.
+async fn setup_badge(extra: &str) -> Setup {
+    let (service, dir, sim) = start_with_devices(&format!(
+        "[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\nbadge_link_down_minutes = 0\n{extra}"
+    ))
+    .await;
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let mut phones = Vec::new();
+    for n in [81u32, 82] {
+        let phone = SimPhone {
+            mac: format!("000413{n:06x}"),
+            code: sim.issue_code(),
+            ..SimPhone::numbered(n)
+        };
+        assert_eq!(users.provision(&phone).await.expect("reply")["result"], "ok");
+        phones.push(phone);
+    }
+    Setup {
+        service,
+        _dir: dir,
+        sim,
+        users,
+        phones,
+    }
+}
+
+const FROM_APP: &str = "JSON.stringify(window.fromApp)";
+
+#[tokio::test]
+async fn inside_myapps_the_page_follows_scheme_language_args_reload_and_shows_a_badge() {
+    let s = setup_badge("").await;
+    let page_url = format!("http://{}{PAGE}", s.service.addr);
+    let mut browser = Browser::launch().await;
+    let parent = myapps_double(page_url, PASSWORD, "innoprov-admin").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(&top, Some(frame), &format!("{ROWS} === 2"), WAIT)
+        .await;
+    // Alive first, and a badge of 0: nothing needs an administrator.
+    browser
+        .wait_for(
+            &top,
+            None,
+            "window.fromApp.some(m => m.mt === 'Action' && m.type === 'SetBadge' && m.value === 0)",
+            WAIT,
+        )
+        .await;
+    let sent: Value = serde_json::from_str(browser.eval(&top, None, FROM_APP).await.as_str().unwrap_or("[]"))
+        .expect("messages");
+    assert_eq!(sent[0]["mt"], "Alive", "{sent}");
+
+    // SetScheme recolours at once.
+    const BACKGROUND: &str = "getComputedStyle(document.body).backgroundColor";
+    assert_eq!(
+        browser.eval(&top, Some(frame), BACKGROUND).await,
+        "rgb(255, 255, 255)"
+    );
+    browser
+        .eval(&top, None, "window.toApp({mt: 'SetScheme', scheme: 'dark'}), ''")
+        .await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            &format!("{BACKGROUND} === 'rgb(25, 25, 25)'"),
+            WAIT,
+        )
+        .await;
+
+    // SetLang retranslates the page, the list and the status.
+    browser
+        .eval(&top, None, "window.toApp({mt: 'SetLang', lang: 'de'}), ''")
+        .await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.querySelectorAll('#phones th')[1].textContent === 'Benutzer' && document.getElementById('status').textContent === 'verbunden' && document.getElementById('count').textContent === '2 von 2 Telefonen'",
+            WAIT,
+        )
+        .await;
+    browser.screenshot(&top, &screenshot_path("myapps-dark-de")).await;
+
+    // PrepareReload is answered.
+    browser
+        .eval(&top, None, "window.toApp({mt: 'PrepareReload'}), ''")
+        .await;
+    browser
+        .wait_for(
+            &top,
+            None,
+            "window.fromApp.some(m => m.mt === 'PrepareReloadComplete')",
+            WAIT,
+        )
+        .await;
+
+    // SetArgs opens a phone.
+    let mac = s.phones[1].mac.clone();
+    browser
+        .eval(
+            &top,
+            None,
+            &format!("window.toApp({{mt: 'SetArgs', args: {{mac: '{mac}'}}}}), ''"),
+        )
+        .await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            &format!("!document.getElementById('detail').hidden && document.getElementById('detail-title').textContent.includes('{mac}')"),
+            WAIT,
+        )
+        .await;
+
+    // A phone whose link goes down (Devices refusing it) is counted in the badge.
+    s.sim.set_refuse(true);
+    assert!(s.sim.drop_link(&s.phones[0].mac) > 0);
+    browser
+        .wait_for(
+            &top,
+            None,
+            "window.fromApp.some(m => m.mt === 'Action' && m.type === 'SetBadge' && m.value === 1)",
+            WAIT,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn the_url_argument_is_followed_for_an_accepted_origin_and_refused_otherwise() {
+    // The service's port is fixed before the start, so that admin.url_origins can name it
+    // under another host name (localhost) than the page is loaded from (127.0.0.1).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = innoprov_actors::sim::devices::DevicesSim::start().await;
+    let text = crate::common::config_text(
+        dir.path(),
+        &format!(
+            "{}[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\nurl_origins = [\"http://localhost:{port}\"]\n",
+            crate::common::devices_config(&sim)
+        ),
+    )
+    .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, text).expect("config");
+    let service = Service::start_with_config_file(&file);
+    let page_url = format!("http://{}{PAGE}", service.addr);
+
+    // The CSP names the websocket origins (CSP Level 2 does not count ws: as 'self').
+    let page = innoprov_actors::sim::phone::get(service.addr, PAGE, &[])
+        .await
+        .expect("page");
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' ws://127.0.0.1:{port} wss://127.0.0.1:{port} ws://localhost:{port};"
+        )),
+        "{csp}"
+    );
+
+    let mut browser = Browser::launch().await;
+    let accepted = format!("http://localhost:{port}/example.com/innoprov/innoprov-admin");
+    let parent = myapps_double_with(
+        page_url.clone(),
+        PASSWORD,
+        "innoprov-admin",
+        &format!(
+            "?name=innoprov-admin&lang=en&scheme=light&url={}",
+            urlencode(&accepted)
+        ),
+    )
+    .await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.getElementById('status').dataset.state === 'connected'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(&top, Some(frame), "document.documentElement.dataset.websocket")
+            .await,
+        format!("ws://localhost:{port}/example.com/innoprov"),
+        "the url argument is used"
+    );
+
+    let refused = "https://elsewhere.example/example.com/innoprov/innoprov-admin";
+    let parent = myapps_double_with(
+        page_url,
+        PASSWORD,
+        "innoprov-admin",
+        &format!("?name=innoprov-admin&url={}", urlencode(refused)),
+    )
+    .await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.getElementById('status').dataset.state === 'connected'",
+            WAIT,
+        )
+        .await;
+    let said = browser
+        .eval(
+            &top,
+            Some(frame),
+            "document.getElementById('message').textContent",
+        )
+        .await;
+    assert!(
+        said.as_str()
+            .is_some_and(|m| m.contains(refused) && m.contains("admin.url_origins")),
+        "{said}"
+    );
+    assert_eq!(
+        browser
+            .eval(&top, Some(frame), "document.documentElement.dataset.websocket")
+            .await,
+        format!("ws://127.0.0.1:{port}/example.com/innoprov")
+    );
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn website_mode_and_a_refused_login_say_why_and_a_refused_login_is_tried_again() {
+    let s = setup().await;
+    let page_url = format!("http://{}{PAGE}", s.service.addr);
+    let mut browser = Browser::launch().await;
+    // An App object marked "website": no arguments, no messages.
+    let parent = myapps_double_with(page_url.clone(), PASSWORD, "innoprov-admin", "").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    let said = browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "!document.getElementById('login').hidden && document.getElementById('message').textContent",
+            WAIT,
+        )
+        .await;
+    assert!(said.as_str().is_some_and(|m| m.contains("Website")), "{said}");
+
+    // A refused login shows Connection.js's reason and is tried again with backoff.
+    let parent = myapps_double(page_url, "not-the-password", "innoprov-admin").await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    let said = browser
+        .wait_for(
+            &top,
+            Some(frame),
+            "document.getElementById('status').dataset.state === 'refused' && document.getElementById('message').textContent",
+            WAIT,
+        )
+        .await;
+    assert!(said.as_str().is_some_and(|m| m.contains("UNLICENSED")), "{said}");
+    browser
+        .wait_for(&top, None, "window.getLogins.length >= 2", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn the_page_may_be_named_apart_from_the_app_object() {
+    // innovaphone's own pattern: App object `provadmin`, page `innoprov-admin.htm`.
+    let (service, _dir, _sim) = start_with_devices(&format!(
+        "[admin]\ntoken = \"{TOKEN}\"\napp = \"provadmin\"\npage = \"innoprov-admin\"\n"
+    ))
+    .await;
+    let page_url = format!("http://{}{PAGE}", service.addr);
+    assert_eq!(
+        innoprov_actors::sim::phone::get(service.addr, "/example.com/innoprov/provadmin.htm", &[])
+            .await
+            .expect("GET")
+            .status,
+        404,
+        "the page is under admin.page only"
+    );
+    let mut browser = Browser::launch().await;
+    let parent = myapps_double_with(
+        page_url,
+        PASSWORD,
+        "provadmin",
+        "?name=provadmin&lang=en&scheme=light",
+    )
+    .await;
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    browser
+        .wait_for(&top, Some(frame), "document.getElementById('status').dataset.state === 'connected' && !document.getElementById('main').hidden", WAIT)
+        .await;
+    let asked: Value = browser.eval(&top, None, "window.getLogins").await;
+    assert_eq!(
+        asked[0]["app"], "provadmin",
+        "getLogin names the App object: {asked}"
+    );
 }

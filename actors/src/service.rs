@@ -135,6 +135,32 @@ fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartEr
     Ok((vendors, renderer))
 }
 
+/// The admin page and its websocket path: named `admin.page`, else after `admin.app` (myApps
+/// opens `<App object URL>.htm`), else the default name when only the token login is set.
+fn admin_page_settings(config: &Config) -> Option<admin_page::PageSettings> {
+    let admin = &config.admin;
+    let name = match (admin.page.as_ref().or(admin.app.as_ref()), &admin.token) {
+        (Some(name), _) if admin_page::valid_name(name) => name.clone(),
+        (Some(name), _) => {
+            log::warn!(
+                "admin page {name:?} cannot name a page (letters, digits, '-', '_', '.'): no admin page is served"
+            );
+            return None;
+        }
+        (None, Some(_)) => admin_page::DEFAULT_NAME.to_string(),
+        (None, None) => return None,
+    };
+    Some(admin_page::PageSettings {
+        name,
+        origins: admin
+            .url_origins
+            .iter()
+            .filter_map(|o| innoprov::config::normalize_origin(o))
+            .collect(),
+        badge_link_down_minutes: admin.badge_link_down_minutes,
+    })
+}
+
 /// The store setting that keeps the addresses that logged in before (login_guard).
 const KNOWN_ADDRESSES_SETTING: &str = "login_known_addresses";
 
@@ -484,20 +510,9 @@ impl RunningService {
         });
         let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
         let routes_prov_path = prov_path.clone();
-        // The admin page and its websocket path: named after admin.app (myApps opens it
-        // there), or the default name when only the token login is configured.
-        let admin_page_name = match (&config.admin.app, &config.admin.token) {
-            (Some(app), _) if admin_page::valid_name(app) => Some(app.clone()),
-            (Some(app), _) => {
-                log::warn!(
-                    "admin.app {app:?} cannot name a page (letters, digits, '-', '_', '.'): no admin page is served"
-                );
-                None
-            }
-            (None, Some(_)) => Some(admin_page::DEFAULT_NAME.to_string()),
-            (None, None) => None,
-        };
-        let admin_page_html = admin_page_name.as_deref().map(admin_page::page_html);
+        let admin_page = admin_page_settings(config);
+        let admin_page_name = admin_page.as_ref().map(|p| p.name.clone());
+        let admin_page_html = admin_page.as_ref().map(admin_page::page_html);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -507,8 +522,8 @@ impl RunningService {
                 .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
                 .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
                 .configure(|cfg| {
-                    if let (Some(name), Some(html)) = (&admin_page_name, &admin_page_html) {
-                        admin_page::configure(cfg, &app_parent, name, html);
+                    if let (Some(settings), Some(html)) = (&admin_page, &admin_page_html) {
+                        admin_page::configure(cfg, &app_parent, settings, html);
                     }
                 })
         })

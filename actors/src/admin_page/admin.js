@@ -1,11 +1,15 @@
 // The innoprov admin page: a client of innoprov's AppWebsocket admin door.
 //
-// Inside myApps the page is loaded in an iframe as `<App object URL>.htm?name=<App object>`
-// and gets its login from the myApps client, as every innovaphone app does (sources in
-// docs/admin-page.md): AppChallenge to the service, `{"mt":"getLogin","app",challenge}`
-// posted to the parent as JSON text, the parent's `{"mt":"Login",...}` answer forwarded as
-// AppLogin when its `pbxObj` is this App object. Outside myApps (a plain browser tab) it asks
-// for the admin token and makes the AppLogin digest with it, so the token never travels.
+// Inside myApps the page is loaded in an iframe as `<App object URL>.htm?name=<App object>&...`
+// and behaves as innovaphone's app library does (sources in docs/admin-page.md): it posts
+// Alive; asks the parent for a login (`getLogin`) and forwards the parent's `Login` as
+// AppLogin when its `pbxObj` is this App object; follows SetScheme, SetLang and SetArgs;
+// answers PrepareReload with PrepareReloadComplete; shows the number of phones that need an
+// administrator as the app's badge (`Action`/`SetBadge`); uses myApps' `url` argument for its
+// websocket when the service accepts that origin; after a refused login shows the reason and
+// tries again (1 s doubling to 32 s). Messages both ways are JSON text. Outside myApps (a
+// plain browser tab, or an App object marked "website", which gets no arguments) it asks for
+// the admin token and makes the AppLogin digest with it, so the token never travels.
 //
 // Every value shown comes from the network and is set as text, never as markup.
 "use strict";
@@ -15,11 +19,42 @@
   const file = location.pathname.split("/").pop() || "";
   // The App object this page was opened for; myApps passes it as `name`.
   const objectName = args.get("name") || file.replace(/\.htm$/, "");
-  // The service's AppWebsocket, on this origin only (the `url` argument of myApps is not
-  // followed: the page talks to the service that served it).
-  const dir = location.pathname.slice(0, location.pathname.lastIndexOf("/"));
-  const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + dir;
   const embedded = window.self !== window.top;
+  // Inside myApps the client passes URL arguments (`name`, `lang`, `scheme`, ...) and talks to
+  // the page; an App object marked "website" gets neither, and the page logs in with the
+  // admin token as outside myApps.
+  const viaMyApps = embedded && Array.from(args.keys()).length > 0;
+  const meta = (name) => (document.querySelector('meta[name="' + name + '"]') || { content: "" }).content;
+  // Origins the service accepts for myApps' `url` argument besides the page's own
+  // (admin.url_origins), and how long a link may be down before the badge counts it.
+  const urlOrigins = meta("innoprov-url-origins").split(/\s+/).filter((o) => /^https?:\/\//.test(o));
+  const badgeMinutes = Number(meta("innoprov-badge-minutes")) || 0;
+
+  // The websocket base as innovaphone.lib1 makes it: the URL cut at its last '/', http→ws.
+  function wsBase(href) {
+    const u = new URL(href, location.href);
+    u.search = "";
+    u.hash = "";
+    return u.href.slice(0, u.href.lastIndexOf("/")).replace(/^http/, "ws");
+  }
+  // myApps' `url` argument ("the websocket base URL to be used by the app") is followed when
+  // it names this page's origin or one of admin.url_origins; otherwise the page says so and
+  // uses its own origin.
+  let wsUrl = wsBase(location.href);
+  let urlRefused = null;
+  if (args.get("url")) {
+    let target = null;
+    try {
+      target = new URL(args.get("url"), location.href);
+    } catch (e) {
+      target = null;
+    }
+    const origin = target ? target.origin.replace(/^ws/, "http") : "";
+    if (target && (origin === location.origin || urlOrigins.includes(origin))) wsUrl = wsBase(target.href);
+    else urlRefused = args.get("url");
+  }
+  // Where the page connects, for a look in the browser's inspector (and the tests).
+  document.documentElement.dataset.websocket = wsUrl;
 
   const $ = (id) => document.getElementById(id);
   const phones = new Map(); // mac -> PHONE summary
@@ -29,8 +64,10 @@
   let selected = null;
   let token = null;
   let retry = 1000;
-
-  if (args.get("scheme")) document.documentElement.dataset.scheme = args.get("scheme");
+  let message = null; // [text id, values...] of the message shown
+  let pbxIdentity = null;
+  let lastLogin = null; // the parent's last Login, for the reason of a refusal
+  let badge = null;
 
   // --- SHA-256 (FIPS 180-4), for the token login; crypto.subtle is missing on plain http.
   const K = new Uint32Array([
@@ -77,14 +114,168 @@
   }
   window.innoprovSha256 = sha256Hex; // checked against the FIPS vectors by the browser test
 
+  // --- texts: one table, a column per language; another language is one more column.
+  const TEXTS = {
+    en: {
+      title: "innoprov phones",
+      pbx: "PBX",
+      pbxReset: "Reset PBX pin",
+      pbxResetArmed: "Really forget the PBX pin?",
+      pbxUnknown: "not yet known",
+      pbxConfigured: "(app.object)",
+      pbxPinned: "(pinned at its first login)",
+      pbxNext: "(the next App object that sends PbxInfo is pinned)",
+      pbxResetDone: "PBX pin reset: the next App object that sends PbxInfo is pinned",
+      pbxResetFailed: "reset failed: $0",
+      tokenIntro: "Outside myApps, log in with the admin token (admin.token).",
+      tokenLabel: "Admin token",
+      tokenGo: "Log in",
+      filter: "Filter by MAC, user or name",
+      stateLabel: "State",
+      allStates: "all states",
+      state_stored: "stored",
+      state_linking: "linking",
+      state_configured: "configured",
+      state_updating: "updating",
+      state_link_down: "link down",
+      state_failed: "failed",
+      state_elsewhere: "on another instance",
+      colUser: "User",
+      colName: "Name",
+      colVendor: "Vendor",
+      colState: "State",
+      colLink: "Link",
+      colVersion: "Version",
+      colFetch: "Last fetch",
+      actResync: "Resync (NOTIFY)",
+      actEnrolment: "Reopen enrolment",
+      notPinned: "not pinned",
+      actVendor: "Pin vendor",
+      actDelete: "Delete",
+      actDeleteArmed: "Really delete $0?",
+      timeline: "Timeline",
+      count: "$0 of $1 phones",
+      connecting: "connecting…",
+      connected: "connected",
+      retrying: "disconnected; retrying",
+      waitingToken: "waiting for the token",
+      refused: "login refused",
+      notAllowed: "not allowed",
+      website: "website mode",
+      refusedToken: "The admin token was refused.",
+      refusedMyApps: "myApps' login for $0 was refused ($1); trying again.",
+      notAllowedText: "This login may not administer phones: $0",
+      websiteText:
+        "This page was opened as a plain website (the App object's Website flag): myApps passes it no login. Clear the flag, or log in with the admin token.",
+      urlRefusedText:
+        "myApps asked for the websocket at $0, an origin this service does not accept (admin.url_origins); this page's own origin is used.",
+      actionDone: "$0 done for $1",
+      actionFailed: "$0 failed: $1",
+      raw: "$0",
+      link_up: "up",
+      link_down: "down",
+      link_none: "none",
+      link_elsewhere: "elsewhere",
+    },
+    de: {
+      title: "innoprov Telefone",
+      pbx: "PBX",
+      pbxReset: "PBX-Bindung aufheben",
+      pbxResetArmed: "PBX-Bindung wirklich aufheben?",
+      pbxUnknown: "noch nicht bekannt",
+      pbxConfigured: "(app.object)",
+      pbxPinned: "(bei ihrer ersten Anmeldung gebunden)",
+      pbxNext: "(das nächste App-Objekt, das PbxInfo sendet, wird gebunden)",
+      pbxResetDone: "PBX-Bindung aufgehoben: das nächste App-Objekt, das PbxInfo sendet, wird gebunden",
+      pbxResetFailed: "Aufheben fehlgeschlagen: $0",
+      tokenIntro: "Außerhalb von myApps mit dem Admin-Token (admin.token) anmelden.",
+      tokenLabel: "Admin-Token",
+      tokenGo: "Anmelden",
+      filter: "Nach MAC, Benutzer oder Name filtern",
+      stateLabel: "Zustand",
+      allStates: "alle Zustände",
+      state_stored: "gespeichert",
+      state_linking: "verbindet",
+      state_configured: "konfiguriert",
+      state_updating: "aktualisiert",
+      state_link_down: "Verbindung unterbrochen",
+      state_failed: "fehlgeschlagen",
+      state_elsewhere: "auf anderer Instanz",
+      colUser: "Benutzer",
+      colName: "Name",
+      colVendor: "Hersteller",
+      colState: "Zustand",
+      colLink: "Verbindung",
+      colVersion: "Version",
+      colFetch: "Letzter Abruf",
+      actResync: "Neu laden (NOTIFY)",
+      actEnrolment: "Registrierung wieder öffnen",
+      notPinned: "nicht festgelegt",
+      actVendor: "Hersteller festlegen",
+      actDelete: "Löschen",
+      actDeleteArmed: "$0 wirklich löschen?",
+      timeline: "Verlauf",
+      count: "$0 von $1 Telefonen",
+      connecting: "verbinde…",
+      connected: "verbunden",
+      retrying: "getrennt; neuer Versuch",
+      waitingToken: "warte auf das Token",
+      refused: "Anmeldung abgelehnt",
+      notAllowed: "nicht erlaubt",
+      website: "Website-Modus",
+      refusedToken: "Das Admin-Token wurde abgelehnt.",
+      refusedMyApps: "Die myApps-Anmeldung für $0 wurde abgelehnt ($1); neuer Versuch folgt.",
+      notAllowedText: "Diese Anmeldung darf keine Telefone verwalten: $0",
+      websiteText:
+        "Diese Seite wurde als einfache Website geöffnet (Website-Option des App-Objekts): myApps übergibt keine Anmeldung. Option entfernen oder mit dem Admin-Token anmelden.",
+      urlRefusedText:
+        "myApps verlangt den Websocket unter $0, einem Ursprung, den dieser Dienst nicht annimmt (admin.url_origins); der eigene Ursprung der Seite wird verwendet.",
+      actionDone: "$0 ausgeführt für $1",
+      actionFailed: "$0 fehlgeschlagen: $1",
+      link_up: "aktiv",
+      link_down: "unterbrochen",
+      link_none: "keine",
+      link_elsewhere: "anderswo",
+    },
+  };
+  let lang = "en";
+  // A text in the current language ($0, $1 replaced), else in English.
+  function t(id, ...values) {
+    const text = (TEXTS[lang] && TEXTS[lang][id]) || TEXTS.en[id] || "{" + id + "}";
+    return text.replace(/\$(\d)/g, (_, n) => (values[Number(n)] === undefined ? "" : String(values[Number(n)])));
+  }
+  // Every text of the page in the language myApps asks for (`lang`, then SetLang).
+  function setLang(wanted) {
+    const code = String(wanted || "").toLowerCase().split(/[-_]/)[0];
+    lang = TEXTS[code] ? code : "en";
+    document.documentElement.lang = lang;
+    for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+    for (const el of document.querySelectorAll("[data-t-placeholder]")) el.placeholder = t(el.dataset.tPlaceholder);
+    for (const el of document.querySelectorAll("[data-t-label]")) el.setAttribute("aria-label", t(el.dataset.tLabel));
+    document.title = t("title");
+    const status = $("status");
+    if (status.dataset.key) status.textContent = t(status.dataset.key);
+    if (message) say(...message);
+    if (pbxIdentity) showPbx(pbxIdentity);
+    render();
+  }
+  // light or dark, as myApps says (`scheme`, then SetScheme); the colours are admin.css's.
+  function setScheme(scheme) {
+    if (scheme === "dark" || scheme === "light") document.documentElement.dataset.scheme = scheme;
+  }
+
   // --- UI helpers
-  function setStatus(state, text) {
+  // The status line: a state (for the colour) and a text id (retranslated on SetLang).
+  function setStatus(state, key) {
     const el = $("status");
     el.dataset.state = state;
-    el.textContent = text;
+    el.dataset.key = key;
+    el.textContent = t(key);
   }
-  function say(text) {
-    $("message").textContent = text;
+  // The message line: a text id and its values (retranslated on SetLang).
+  function say(id, ...values) {
+    message = [id, ...values];
+    $("message").textContent = t(id, ...values);
   }
   function when(unix) {
     return unix ? new Date(unix * 1000).toLocaleString() : "—";
@@ -132,15 +323,36 @@
       cell(tr, p.user);
       cell(tr, p.name);
       cell(tr, p.vendor);
-      cell(tr, p.state.replace("_", " "), "state-" + p.state);
-      cell(tr, p.link);
+      cell(tr, t("state_" + p.state), "state-" + p.state);
+      cell(tr, t("link_" + p.link));
       cell(tr, p.config_version);
       cell(tr, p.last_fetch ? when(p.last_fetch) : null);
       tr.addEventListener("click", () => select(p.mac));
       rows.push(tr);
     }
     body.replaceChildren(...rows);
-    $("count").textContent = shown + " of " + phones.size + " phones";
+    $("count").textContent = t("count", shown, phones.size);
+    updateBadge();
+  }
+
+  // The badge myApps shows on the app: phones that need an administrator (failed, or their
+  // link down for admin.badge_link_down_minutes), posted whenever the count changes.
+  function needsAdmin(p, now) {
+    if (p.state === "failed") return true;
+    return p.state === "link_down" && !!p.link_down_since && now - p.link_down_since >= badgeMinutes * 60;
+  }
+  function updateBadge() {
+    if (!viaMyApps || $("main").hidden) return;
+    const now = Date.now() / 1000;
+    let count = 0;
+    for (const p of phones.values()) if (needsAdmin(p, now)) count++;
+    if (count === badge) return;
+    badge = count;
+    post({ mt: "Action", type: "SetBadge", value: count });
+  }
+  // To myApps: JSON text, as innovaphone.lib1 sends it.
+  function post(msg) {
+    if (viaMyApps) window.parent.postMessage(JSON.stringify(msg), "*");
   }
 
   // --- the websocket
@@ -154,7 +366,7 @@
   }
 
   function connect() {
-    setStatus("connecting", "connecting…");
+    setStatus("connecting", "connecting");
     ws = new WebSocket(wsUrl);
     ws.onopen = () => ws.send(JSON.stringify({ mt: "AppChallenge" }));
     ws.onmessage = (event) => {
@@ -171,7 +383,9 @@
       ws = null;
       pending.clear();
       if ($("status").dataset.state === "failed") return;
-      setStatus("closed", "disconnected; retrying");
+      // After a refused myApps login too: the reason stays shown, the page tries again
+      // (1 s doubling to 32 s, as innovaphone's Connection.js).
+      if ($("status").dataset.state !== "refused") setStatus("closed", "retrying");
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 32000);
     };
@@ -181,30 +395,40 @@
     if (msg.mt === "AppChallengeResult") return login(String(msg.challenge));
     if (msg.mt === "AppLoginResult") {
       if (!msg.ok) {
-        setStatus("failed", "login refused");
-        say(embedded ? "myApps' login for " + objectName + " was refused." : "The admin token was refused.");
-        if (!embedded) {
-          sessionStorage.removeItem("innoprov-admin-token");
-          token = null;
-          $("login").hidden = false;
+        if (viaMyApps) {
+          // The reason as Connection.js gives it: from the Login myApps handed over.
+          const l = lastLogin || {};
+          const reason = l.info && l.info.unlicensed ? "UNLICENSED" : l.errorText ? l.errorText : l.error ? "Error " + l.error : "LOGIN_FAILURE";
+          setStatus("refused", "refused");
+          return say("refusedMyApps", objectName, reason);
         }
+        setStatus("failed", "refused");
+        say("refusedToken");
+        sessionStorage.removeItem("innoprov-admin-token");
+        token = null;
+        $("login").hidden = false;
         return;
       }
       retry = 1000;
       setStatus("connected", "connected");
+      if (message && message[0] !== "urlRefusedText") {
+        message = null;
+        $("message").textContent = "";
+      }
       $("main").hidden = false;
       $("login").hidden = true;
       send({ mt: "AdminSubscribe" }, () => {});
       loadPbx();
       return send({ mt: "AdminListPhones" }, (r) => {
         if (r.error) {
-          setStatus("failed", "not allowed");
+          setStatus("failed", "notAllowed");
           $("main").hidden = true;
-          return say("This login may not administer phones: " + r.error);
+          return say("notAllowedText", r.error);
         }
         phones.clear();
         for (const p of r.phones || []) phones.set(p.mac, p);
         render();
+        if (wantedMac && phones.has(wantedMac)) select(wantedMac);
       });
     }
     if (msg.mt === "AdminPhoneChanged") return changed(msg);
@@ -216,13 +440,13 @@
   }
 
   function login(challenge) {
-    if (embedded) {
+    if (viaMyApps) {
       window.parent.postMessage(JSON.stringify({ mt: "getLogin", app: objectName, challenge: challenge }), "*");
       return;
     }
     if (!token) {
       $("login").hidden = false;
-      setStatus("connecting", "waiting for the token");
+      setStatus("connecting", "waitingToken");
       $("token").focus();
       return;
     }
@@ -232,21 +456,42 @@
   }
 
   // myApps answers getLogin with Login; only a login made for this App object is used.
+  // What myApps sends the page (JSON text, as innovaphone.lib1 reads it).
   window.addEventListener("message", (event) => {
-    if (!embedded || event.source !== window.parent || typeof event.data !== "string") return;
+    if (!viaMyApps || event.source !== window.parent || typeof event.data !== "string") return;
     let obj;
     try {
       obj = JSON.parse(event.data);
     } catch (e) {
       return;
     }
-    if (!obj || obj.mt !== "Login" || obj.pbxObj !== objectName || !ws) return;
+    if (!obj || typeof obj.mt !== "string") return;
+    if (obj.mt === "SetScheme") return setScheme(obj.scheme);
+    if (obj.mt === "SetLang") return setLang(obj.lang);
+    if (obj.mt === "SetArgs") return takeArgs(obj.args);
+    if (obj.mt === "PrepareReload") return post({ mt: "PrepareReloadComplete" });
+    if (obj.mt !== "Login" || obj.pbxObj !== objectName || !ws) return;
+    lastLogin = obj;
     const out = { mt: "AppLogin", app: obj.app, domain: obj.domain, sip: obj.sip, guid: obj.guid, dn: obj.dn };
     if (obj.info !== undefined) out.info = obj.info;
     out.digest = obj.digest;
     out.pbxObj = objectName;
     ws.send(JSON.stringify(out));
   });
+
+  // SetArgs (and the page's own URL arguments): `q` filters the list, `mac` opens a phone.
+  let wantedMac = null;
+  function takeArgs(given) {
+    if (!given || typeof given !== "object") return;
+    if (typeof given.q === "string") {
+      $("filter").value = given.q;
+      render();
+    }
+    if (typeof given.mac === "string") {
+      wantedMac = given.mac.toLowerCase().replace(/[^0-9a-f]/g, "");
+      if (phones.has(wantedMac)) select(wantedMac);
+    }
+  }
 
   // --- live changes and the detail pane
   function changed(msg) {
@@ -268,7 +513,7 @@
     selected = mac;
     render();
     send({ mt: "AdminGetPhone", mac: mac }, (r) => {
-      if (r.error) return say(r.error);
+      if (r.error) return say("raw", r.error);
       showDetail(r.phone);
     });
     loadTimeline(mac);
@@ -335,28 +580,26 @@
   // Who the PBX is: app.object, or the App object pinned at its first PbxInfo (resettable).
   function loadPbx() {
     send({ mt: "AdminPbx" }, (r) => {
-      if (r.error) return;
-      const name = r.object || r.pinned;
-      $("pbx").hidden = false;
-      $("pbx-name").textContent = name || "not yet known";
-      $("pbx-how").textContent = r.object
-        ? "(app.object)"
-        : r.pinned
-          ? "(pinned at its first login)"
-          : "(the next App object that sends PbxInfo is pinned)";
-      $("pbx-reset").hidden = !r.pinned || !!r.object;
+      if (!r.error) showPbx(r);
     });
+  }
+  function showPbx(r) {
+    pbxIdentity = r;
+    $("pbx").hidden = false;
+    $("pbx-name").textContent = r.object || r.pinned || t("pbxUnknown");
+    $("pbx-how").textContent = t(r.object ? "pbxConfigured" : r.pinned ? "pbxPinned" : "pbxNext");
+    $("pbx-reset").hidden = !r.pinned || !!r.object;
   }
 
   function act(action, extra) {
     if (!selected) return;
     const msg = Object.assign({ mt: "AdminAction", mac: selected, action: action }, extra || {});
-    send(msg, (r) => say(r.error ? action + " failed: " + r.error : action + " done for " + msg.mac));
+    send(msg, (r) => (r.error ? say("actionFailed", action, r.error) : say("actionDone", action, msg.mac)));
   }
 
   function resetDelete() {
     const b = $("act-delete");
-    b.textContent = "Delete";
+    b.textContent = t("actDelete");
     delete b.dataset.armed;
   }
 
@@ -370,13 +613,14 @@
     const b = $("pbx-reset");
     if (!b.dataset.armed) {
       b.dataset.armed = "1";
-      b.textContent = "Really forget the PBX pin?";
+      b.textContent = t("pbxResetArmed");
       return;
     }
     delete b.dataset.armed;
-    b.textContent = "Reset PBX pin";
+    b.textContent = t("pbxReset");
     send({ mt: "AdminResetPbx" }, (r) => {
-      say(r.error ? "reset failed: " + r.error : "PBX pin reset: the next App object that sends PbxInfo is pinned");
+      if (r.error) say("pbxResetFailed", r.error);
+      else say("pbxResetDone");
       loadPbx();
     });
   });
@@ -384,7 +628,7 @@
     const b = $("act-delete");
     if (!b.dataset.armed) {
       b.dataset.armed = "1";
-      b.textContent = "Really delete " + selected + "?";
+      b.textContent = t("actDeleteArmed", selected);
       return;
     }
     resetDelete();
@@ -396,13 +640,15 @@
     $("token").value = "";
     sessionStorage.setItem("innoprov-admin-token", token);
     $("login").hidden = true;
-    setStatus("connecting", "connecting…");
+    setStatus("connecting", "connecting");
     // AppChallenge is taken at any time: an open connection just starts over.
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ mt: "AppChallenge" }));
     else if (!ws) connect();
   });
 
-  if (!embedded) {
+  setScheme(args.get("scheme"));
+  setLang(args.get("lang") || navigator.language);
+  if (!viaMyApps) {
     // `#token=...` (the demo prints such a link) is taken once and removed from the address bar.
     const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
     if (fromHash) {
@@ -410,8 +656,18 @@
       history.replaceState(null, "", location.pathname + location.search);
     }
     token = sessionStorage.getItem("innoprov-admin-token");
+    if (embedded) {
+      setStatus("connecting", "website");
+      say("websiteText");
+    }
   } else {
-    window.parent.postMessage(JSON.stringify({ mt: "Alive" }), "*");
+    post({ mt: "Alive" });
+    const own = {};
+    for (const [key, value] of args) if (!["name", "lang", "scheme", "url", "title", "originalUrl"].includes(key)) own[key] = value;
+    takeArgs(own);
   }
+  if (urlRefused) say("urlRefusedText", urlRefused);
+  // A phone's link-down time passes without any message: the badge is checked every 30 s.
+  setInterval(updateBadge, 30000);
   connect();
 })();
