@@ -31,8 +31,14 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("", [71, 72]).await
+}
+
+/// The service with an admin token and `admin.app`, `extra` admin keys, and two provisioned
+/// Snom phones numbered `numbers`.
+async fn setup_with(extra: &str, numbers: [u32; 2]) -> Setup {
     let (service, dir, sim) = start_with_devices(&format!(
-        "[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\n"
+        "[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\n{extra}"
     ))
     .await;
     let mut users = UsersSim::new("innoprov", PASSWORD)
@@ -40,7 +46,7 @@ async fn setup() -> Setup {
         .await
         .expect("users");
     let mut phones = Vec::new();
-    for n in [71u32, 72] {
+    for n in numbers {
         let phone = SimPhone {
             mac: format!("000413{n:06x}"),
             code: sim.issue_code(),
@@ -570,39 +576,15 @@ async fn the_page_shows_the_pinned_pbx_and_resets_the_pin() {
 }
 
 /// `admin.badge_link_down_minutes = 0`: a phone whose link is down counts at once.
-async fn setup_badge(extra: &str) -> Setup {
-    let (service, dir, sim) = start_with_devices(&format!(
-        "[admin]\ntoken = \"{TOKEN}\"\napp = \"innoprov-admin\"\nbadge_link_down_minutes = 0\n{extra}"
-    ))
-    .await;
-    let mut users = UsersSim::new("innoprov", PASSWORD)
-        .connect(&service.ws_url())
-        .await
-        .expect("users");
-    let mut phones = Vec::new();
-    for n in [81u32, 82] {
-        let phone = SimPhone {
-            mac: format!("000413{n:06x}"),
-            code: sim.issue_code(),
-            ..SimPhone::numbered(n)
-        };
-        assert_eq!(users.provision(&phone).await.expect("reply")["result"], "ok");
-        phones.push(phone);
-    }
-    Setup {
-        service,
-        _dir: dir,
-        sim,
-        users,
-        phones,
-    }
+async fn setup_badge() -> Setup {
+    setup_with("badge_link_down_minutes = 0\n", [81, 82]).await
 }
 
 const FROM_APP: &str = "JSON.stringify(window.fromApp)";
 
 #[tokio::test]
 async fn inside_myapps_the_page_follows_scheme_language_args_reload_and_shows_a_badge() {
-    let s = setup_badge("").await;
+    let s = setup_badge().await;
     let page_url = format!("http://{}{PAGE}", s.service.addr);
     let mut browser = Browser::launch().await;
     let parent = myapps_double(page_url, PASSWORD, "innoprov-admin").await;
@@ -751,16 +733,7 @@ async fn the_url_argument_is_followed_for_an_accepted_origin_and_refused_otherwi
         ),
     )
     .await;
-    let top = browser.open(&format!("http://{parent}/")).await;
-    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
-    browser
-        .wait_for(
-            &top,
-            Some(frame),
-            "document.getElementById('status').dataset.state === 'connected'",
-            WAIT,
-        )
-        .await;
+    let (top, frame) = open_connected(&mut browser, parent).await;
     assert_eq!(
         browser
             .eval(&top, Some(frame), "document.documentElement.dataset.websocket")
@@ -777,16 +750,7 @@ async fn the_url_argument_is_followed_for_an_accepted_origin_and_refused_otherwi
         &format!("?name=innoprov-admin&url={}", urlencode(refused)),
     )
     .await;
-    let top = browser.open(&format!("http://{parent}/")).await;
-    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
-    browser
-        .wait_for(
-            &top,
-            Some(frame),
-            "document.getElementById('status').dataset.state === 'connected'",
-            WAIT,
-        )
-        .await;
+    let (top, frame) = open_connected(&mut browser, parent).await;
     let said = browser
         .eval(
             &top,
@@ -807,6 +771,30 @@ async fn the_url_argument_is_followed_for_an_accepted_origin_and_refused_otherwi
     );
 }
 
+/// The myApps double at `parent` opened, once `condition` holds in its framed page; with the
+/// condition's value.
+async fn open_until(
+    browser: &mut Browser,
+    parent: std::net::SocketAddr,
+    condition: &str,
+) -> (crate::cdp::Page, i64, Value) {
+    let top = browser.open(&format!("http://{parent}/")).await;
+    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
+    let value = browser.wait_for(&top, Some(frame), condition, WAIT).await;
+    (top, frame, value)
+}
+
+/// [`open_until`] the framed page is connected.
+async fn open_connected(browser: &mut Browser, parent: std::net::SocketAddr) -> (crate::cdp::Page, i64) {
+    let (top, frame, _) = open_until(
+        browser,
+        parent,
+        "document.getElementById('status').dataset.state === 'connected'",
+    )
+    .await;
+    (top, frame)
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -823,30 +811,22 @@ async fn website_mode_and_a_refused_login_say_why_and_a_refused_login_is_tried_a
     let mut browser = Browser::launch().await;
     // An App object marked "website": no arguments, no messages.
     let parent = myapps_double_with(page_url.clone(), PASSWORD, "innoprov-admin", "").await;
-    let top = browser.open(&format!("http://{parent}/")).await;
-    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
-    let said = browser
-        .wait_for(
-            &top,
-            Some(frame),
-            "!document.getElementById('login').hidden && document.getElementById('message').textContent",
-            WAIT,
-        )
-        .await;
+    let (_top, _frame, said) = open_until(
+        &mut browser,
+        parent,
+        "!document.getElementById('login').hidden && document.getElementById('message').textContent",
+    )
+    .await;
     assert!(said.as_str().is_some_and(|m| m.contains("Website")), "{said}");
 
     // A refused login shows Connection.js's reason and is tried again with backoff.
     let parent = myapps_double(page_url, "not-the-password", "innoprov-admin").await;
-    let top = browser.open(&format!("http://{parent}/")).await;
-    let frame = browser.frame_context(&top, "innoprov-admin.htm").await;
-    let said = browser
-        .wait_for(
-            &top,
-            Some(frame),
-            "document.getElementById('status').dataset.state === 'refused' && document.getElementById('message').textContent",
-            WAIT,
-        )
-        .await;
+    let (top, _frame, said) = open_until(
+        &mut browser,
+        parent,
+        "document.getElementById('status').dataset.state === 'refused' && document.getElementById('message').textContent",
+    )
+    .await;
     assert!(said.as_str().is_some_and(|m| m.contains("UNLICENSED")), "{said}");
     browser
         .wait_for(&top, None, "window.getLogins.length >= 2", WAIT)

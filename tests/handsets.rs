@@ -63,11 +63,13 @@ fn mac_of(vendor: &str, n: u32) -> String {
 }
 
 async fn walk(vendor: &str, https: bool) {
-    let sip = SipListener::bind().await.expect("sip port");
+    // The operator's NOTIFY port. The phone learns it from its file only: the emulator binds
+    // where the file says, so a file that leaves the port out (a Snom then picks a random
+    // one) loses every resync.
+    let notify_port = SipListener::bind().await.expect("a free port").port();
     let tls = if https { tls_section() } else { String::new() };
     let (service, _dir, sim) = start_with_devices(&format!(
-        "[provisioning]\nnotify_port = {}\nenrolment_once = true\n{tls}",
-        sip.port()
+        "[provisioning]\nnotify_port = {notify_port}\nenrolment_once = true\n{tls}"
     ))
     .await;
     let mut conn = UsersSim::new("innoprov", PASSWORD)
@@ -85,6 +87,15 @@ async fn walk(vendor: &str, https: bool) {
         .await
         .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
     let registration = phone.registration().unwrap_or_else(|e| panic!("{e}"));
+    // What a real phone takes from its file: where it listens for the NOTIFY, how often it
+    // checks again, and that a DHCP-offered server no longer moves it.
+    assert_eq!(phone.sip_port(), Some(notify_port), "{vendor}: its SIP port");
+    assert_eq!(phone.recheck_minutes(), Some(60), "{vendor}: periodic re-check");
+    assert!(
+        phone.ignores_dhcp_server(),
+        "{vendor}: DHCP option 66 still moves it"
+    );
+    let sip = phone.sip_listener().await.expect("the phone's SIP port");
     assert_eq!(
         (registration.server.as_str(), registration.port, registration.tls),
         ("pbx.example.com", 5061, true),

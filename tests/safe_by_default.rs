@@ -42,6 +42,48 @@ fn app_service_login(name: &str, service: &Service) -> PbxSim {
     sim
 }
 
+/// Connects from the loopback address `from` (with `headers`, as a proxy would add them) and
+/// logs in as `identity` with `password`, waiting at most `limit` for the answer.
+async fn login_from(
+    service: &Service,
+    from: &str,
+    headers: &[(&str, &str)],
+    identity: &innoprov_actors::sim::client::Identity,
+    password: &str,
+    limit: Duration,
+) -> Result<serde_json::Value, innoprov_actors::sim::client::ClientError> {
+    let mut client = AppWsClient::connect_from(&service.ws_url(), ip(from), headers).await?;
+    client.timeout = limit;
+    client.login(identity, password).await
+}
+
+/// Whether [`login_from`] with the App password is accepted.
+async fn logs_in(
+    service: &Service,
+    from: &str,
+    headers: &[(&str, &str)],
+    identity: &innoprov_actors::sim::client::Identity,
+    limit: Duration,
+) -> bool {
+    login_from(service, from, headers, identity, PASSWORD, limit)
+        .await
+        .is_ok_and(|reply| reply["ok"] == true)
+}
+
+/// The PBX's App object logged in, PbxInfo sent and Services served naming `devices`: a PBX
+/// the service subscribed on (and pinned, when nothing was).
+async fn pbx_subscribed(service: &Service, devices: &DevicesSim) -> innoprov_actors::sim::pbx::PbxConnection {
+    let mut pbx = PbxSim::new("innoprov", &app_url(service), PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("PBX login");
+    pbx.send_pbx_info(&["Services"]).await.expect("PbxInfo");
+    pbx.serve_services(&devices_services(&devices_http(devices)))
+        .await
+        .expect("the PBX is subscribed");
+    pbx
+}
+
 fn write_config(dir: &std::path::Path, extra: &str, sections: &str) -> std::path::PathBuf {
     let text = config_text(dir, extra).replace("[store]", &format!("{sections}[store]"));
     let file = dir.join("config.toml");
@@ -70,14 +112,7 @@ async fn another_app_object_never_becomes_the_pbx_once_the_first_is_pinned() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = format!("[admin]\ntoken = \"{TOKEN}\"\n");
     let service = Service::start_in(dir.path(), &admin);
-    let mut pbx = PbxSim::new("innoprov", &app_url(&service), PASSWORD)
-        .connect(&service.ws_url())
-        .await
-        .expect("PBX login");
-    pbx.send_pbx_info(&["Services"]).await.expect("PbxInfo");
-    pbx.serve_services(&devices_services(&devices_http(&real)))
-        .await
-        .expect("the first App object is subscribed and pinned");
+    let pbx = pbx_subscribed(&service, &real).await;
     assert_eq!(
         rest(&service, "127.0.0.1", "GET", "pbx", TOKEN).await,
         (200, r#"{"object":null,"pinned":"innoprov"}"#.to_string())
@@ -137,14 +172,7 @@ async fn another_app_object_never_becomes_the_pbx_once_the_first_is_pinned() {
         rest(&service, "127.0.0.1", "DELETE", "pbx/pin", TOKEN).await.0,
         204
     );
-    let mut pbx = PbxSim::new("innoprov", &app_url(&service), PASSWORD)
-        .connect(&service.ws_url())
-        .await
-        .expect("PBX login");
-    pbx.send_pbx_info(&["Services"]).await.expect("PbxInfo");
-    pbx.serve_services(&devices_services(&devices_http(&real)))
-        .await
-        .expect("pinned again");
+    let _pbx = pbx_subscribed(&service, &real).await;
     assert!(
         rest(&service, "127.0.0.1", "GET", "pbx", TOKEN)
             .await
@@ -164,14 +192,10 @@ async fn five_addresses_cannot_lock_the_others_out_and_the_reserve_survives_a_re
     let service = Service::start_with_config_file(&file);
     // The PBX, from its own address, has logged in before.
     let pbx = PbxSim::new("innoprov", &app_url(&service), PASSWORD);
-    let mut first = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.9"), &[])
-        .await
-        .expect("connect");
-    assert_eq!(
-        first.login(&pbx.identity, PASSWORD).await.expect("login")["ok"],
-        true
+    assert!(
+        logs_in(&service, "127.0.0.9", &[], &pbx.identity, Duration::from_secs(10)).await,
+        "login"
     );
-    drop(first);
 
     // Five addresses open 20 idle upgrades each: 100 for 40 slots.
     let mut idle = Vec::new();
@@ -203,12 +227,9 @@ async fn five_addresses_cannot_lock_the_others_out_and_the_reserve_survives_a_re
         503,
         "nobody holds more than a newcomer would"
     );
-    let mut again = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.9"), &[])
-        .await
-        .expect("the PBX's address keeps its reserve after the restart");
-    assert_eq!(
-        again.login(&pbx.identity, PASSWORD).await.expect("login")["ok"],
-        true
+    assert!(
+        logs_in(&service, "127.0.0.9", &[], &pbx.identity, Duration::from_secs(10)).await,
+        "login"
     );
     drop(holders);
 }
@@ -245,13 +266,17 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
 
     // Eight wrong logins of one client slow that client, not the others behind the proxy.
     let users = UsersSim::new("innoprov", PASSWORD);
+    let guesser = forwarded("198.51.100.3");
     for _ in 0..8 {
-        let mut guess =
-            AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.1"), &forwarded("198.51.100.3"))
-                .await
-                .expect("connect");
-        guess.timeout = Duration::from_secs(15);
-        let _ = guess.login(&users.identity, "guess").await;
+        let guess = login_from(
+            &service,
+            "127.0.0.1",
+            &guesser,
+            &users.identity,
+            "guess",
+            Duration::from_secs(15),
+        );
+        let _ = guess.await;
     }
     assert!(
         service
@@ -262,14 +287,17 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
             .await,
         "the throttle names the forwarded client"
     );
-    let mut good = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.1"), &forwarded("198.51.100.4"))
-        .await
-        .expect("connect");
     // Throttled, this answer would wait 2 s.
-    good.timeout = Duration::from_millis(1500);
-    assert_eq!(
-        good.login(&users.identity, PASSWORD).await.expect("not delayed")["ok"],
-        true
+    assert!(
+        logs_in(
+            &service,
+            "127.0.0.1",
+            &forwarded("198.51.100.4"),
+            &users.identity,
+            Duration::from_millis(1500)
+        )
+        .await,
+        "not delayed"
     );
 }
 
@@ -322,14 +350,10 @@ async fn wrong_admin_tokens_are_slowed_then_refused_per_address() {
 async fn past_the_failure_budget_strangers_wait_and_known_addresses_do_not() {
     let (service, _dir) = Service::start("");
     let pbx = PbxSim::new("innoprov", &app_url(&service), PASSWORD);
-    let mut known = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.9"), &[])
-        .await
-        .expect("connect");
-    assert_eq!(
-        known.login(&pbx.identity, PASSWORD).await.expect("login")["ok"],
-        true
+    assert!(
+        logs_in(&service, "127.0.0.9", &[], &pbx.identity, Duration::from_secs(10)).await,
+        "login"
     );
-    drop(known);
     // 104 wrong logins from 26 addresses: four each, below any one address's own limit.
     let users = UsersSim::new("innoprov", PASSWORD);
     let mut guesses = Vec::new();
@@ -356,21 +380,18 @@ async fn past_the_failure_budget_strangers_wait_and_known_addresses_do_not() {
             .await
     );
     // A stranger's answer waits, even with the right password; the PBX's does not.
-    let mut stranger = AppWsClient::connect_from(&service.ws_url(), ip("127.0.6.1"), &[])
-        .await
-        .expect("connect");
-    stranger.timeout = Duration::from_secs(2);
-    assert!(
-        stranger.login(&users.identity, PASSWORD).await.is_err(),
-        "not delayed"
+    let stranger = login_from(
+        &service,
+        "127.0.6.1",
+        &[],
+        &users.identity,
+        PASSWORD,
+        Duration::from_secs(2),
     );
-    let mut pbx_again = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.9"), &[])
-        .await
-        .expect("connect");
-    pbx_again.timeout = Duration::from_secs(2);
-    assert_eq!(
-        pbx_again.login(&pbx.identity, PASSWORD).await.expect("at once")["ok"],
-        true
+    assert!(stranger.await.is_err(), "not delayed");
+    assert!(
+        logs_in(&service, "127.0.0.9", &[], &pbx.identity, Duration::from_secs(2)).await,
+        "at once"
     );
 }
 
@@ -510,12 +531,9 @@ async fn with_a_hard_limit_of_1024_files_idle_upgrades_leave_room_for_logins_and
         }
     }
     let pbx = PbxSim::new("innoprov", &app_url(&service), PASSWORD);
-    let mut login = AppWsClient::connect_from(&service.ws_url(), ip("127.0.0.9"), &[])
-        .await
-        .expect("a new address still connects");
-    assert_eq!(
-        login.login(&pbx.identity, PASSWORD).await.expect("login")["ok"],
-        true
+    assert!(
+        logs_in(&service, "127.0.0.9", &[], &pbx.identity, Duration::from_secs(10)).await,
+        "login"
     );
     let download = get(service.addr, "/example.com/innoprov/prov/000000000000.cfg", &[])
         .await

@@ -61,6 +61,8 @@ pub struct ProvState {
     pub enrolment_once: bool,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
+    /// The SIP port written into the files (`provisioning.notify_port`: where the NOTIFY goes).
+    pub sip_port: u16,
     /// Misses per address per minute before 429.
     pub misses_per_minute: u32,
     /// Misses per address in the current minute.
@@ -289,6 +291,7 @@ impl ProvState {
             }
         };
         ctx.file = file.to_string();
+        ctx.prov.sip_port = self.sip_port;
         let text = match self.renderer.render_phone(vendor, &ctx) {
             Ok(text) => text,
             Err(e) => {

@@ -494,6 +494,7 @@ impl RunningService {
             window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
             enrolment_once: prov.enrolment_once,
             recheck_minutes: prov.recheck_minutes,
+            sip_port: prov.notify_port,
             audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,
             misses: std::sync::Mutex::new(crate::limits::MinuteCounts::new(prov_http::MAX_TRACKED_ADDRESSES)),

@@ -159,6 +159,9 @@ pub struct Prov {
     pub password: String,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
+    /// The UDP port the phone listens on for SIP: innoprov's `provisioning.notify_port`, where
+    /// its resync NOTIFY goes (a Snom otherwise picks a random one).
+    pub sip_port: u16,
     /// The provisioning host and path without scheme or trailing `/` (Grandstream's P237).
     pub server_path: String,
 }
@@ -304,6 +307,7 @@ impl PhoneContext {
                 server_path: without_scheme.trim_end_matches('/').to_string(),
                 https: prov_url.starts_with("https://"),
                 recheck_minutes,
+                sip_port: 5060,
                 ..Prov::default()
             },
         }

@@ -238,13 +238,14 @@ impl Vendors {
                 return Err(VendorError(format!("vendor {}: named twice", v.name)));
             }
             for oui in &v.ouis {
-                if oui.len() != 6
+                // MA-L, MA-M and MA-S blocks: 6, 7 or 9 hex digits of the MAC.
+                if ![6, 7, 9].contains(&oui.len())
                     || !oui
                         .bytes()
                         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 {
                     return Err(VendorError(format!(
-                        "vendor {}: OUI {oui:?} is not 6 lowercase hex digits",
+                        "vendor {}: OUI {oui:?} is not 6, 7 or 9 lowercase hex digits (an IEEE MA-L, MA-M or MA-S block)",
                         v.name
                     )));
                 }
@@ -549,6 +550,43 @@ mod tests {
             v.by_name("fanvil")
                 .unwrap()
                 .named_in("Fanvil X4U 2.4.12 0c383e0a0b0c")
+        );
+    }
+
+    /// The built-in catalogue holds exactly the IEEE registry's assignments to each vendor's
+    /// companies, as the pinned extract (tools/ieee-extract.py) lists them.
+    #[test]
+    fn the_ouis_are_the_ieee_registrys() {
+        let extract = include_str!("ieee-extract.csv");
+        let mut registered: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+            Default::default();
+        for line in extract.lines().filter(|l| !l.starts_with('#')).skip(1) {
+            let mut fields = line.splitn(4, ',');
+            let (Some(vendor), Some(_registry), Some(assignment)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                panic!("extract line {line:?}")
+            };
+            registered
+                .entry(vendor)
+                .or_default()
+                .insert(assignment.to_string());
+        }
+        let vendors = Vendors::builtin();
+        for vendor in vendors.all() {
+            let ours: std::collections::BTreeSet<String> = vendor.ouis.iter().cloned().collect();
+            let theirs = registered.remove(vendor.name.as_str()).unwrap_or_default();
+            assert_eq!(
+                ours, theirs,
+                "{}: the catalogue against the registry",
+                vendor.name
+            );
+        }
+        // Vendors in the extract without a catalogue entry yet.
+        let missing: Vec<&str> = registered.keys().copied().collect();
+        assert!(
+            missing.iter().all(|v| ["gigaset", "poly"].contains(v)),
+            "vendors registered but not catalogued: {missing:?}"
         );
     }
 }

@@ -119,7 +119,19 @@ impl FanvilPhone {
             let (key, value) = line
                 .split_once(':')
                 .ok_or_else(|| fault(VENDOR, format!("not Key :Value: {line:?}")))?;
-            settings.insert(format!("{module} {}", key.trim()), value.trim().to_string());
+            let key = key.trim();
+            // A line's keys follow their list's marker, as in a factory export.
+            let marker = match key {
+                k if k.starts_with("SIP1 ") && module == SIP => Some("--SIP Line List--"),
+                k if k.starts_with("Account1 ") && module == "<MMI CONFIG MODULE>" => Some("--MMI Account--"),
+                _ => None,
+            };
+            if let Some(marker) = marker
+                && !settings.contains_key(&format!("{module} {marker}"))
+            {
+                return Err(fault(VENDOR, format!("{key} before the {marker} marker")));
+            }
+            settings.insert(format!("{module} {key}"), value.trim().to_string());
         }
         if !ended {
             return Err(fault(VENDOR, "no <<END OF FILE>>"));
@@ -136,6 +148,31 @@ impl FanvilPhone {
     /// Whether a NOTIFY makes it fetch again.
     pub fn accepts(&self, notify: &SipRequest) -> bool {
         notify.headers.get("event").map(String::as_str) == Some("check-sync")
+    }
+
+    /// The UDP port it listens on for SIP: `SIP  Port` of the SIP module, else 5060.
+    pub fn sip_port(&self) -> Option<u16> {
+        Some(
+            self.get(SIP, "SIP  Port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5060),
+        )
+    }
+
+    /// Minutes between its periodic checks: `Flash Interval` hours, when `Flash Mode` is 2
+    /// (periodic; 1 checks at power-on only: Tancredi's "Fanvil: use provisioning_freq").
+    pub fn recheck_minutes(&self) -> Option<u32> {
+        (self.get(AUTOUPDATE, "Flash Mode").map(String::as_str) == Some("2"))
+            .then(|| self.get(AUTOUPDATE, "Flash Interval")?.parse::<u32>().ok())
+            .flatten()
+            .map(|hours| hours * 60)
+    }
+
+    /// Whether a server offered in DHCP option 66 is ignored: `DHCP Option` is 0 (66 would use
+    /// it) and PnP is off.
+    pub fn ignores_dhcp_server(&self) -> bool {
+        self.get("<NET CONFIG MODULE>", "DHCP Option").map(String::as_str) == Some("0")
+            && self.get(AUTOUPDATE, "PNP Enable").map(String::as_str) == Some("0")
     }
 
     /// The account it would register with.

@@ -136,6 +136,29 @@ impl GrandstreamPhone {
             && self.settings.get("P26015").map(String::as_str) == Some("0")
     }
 
+    /// The UDP port it listens on for SIP: P40 (account 1's local SIP port), else 5060.
+    pub fn sip_port(&self) -> Option<u16> {
+        Some(
+            self.settings
+                .get("P40")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5060),
+        )
+    }
+
+    /// Minutes between its periodic checks: P193, when P194 (automatic upgrade) is 1.
+    pub fn recheck_minutes(&self) -> Option<u32> {
+        (self.settings.get("P194").map(String::as_str) == Some("1"))
+            .then(|| self.settings.get("P193")?.parse().ok())
+            .flatten()
+    }
+
+    /// Whether a server offered in DHCP option 66 is ignored: P145 ("allow DHCP option 66 to
+    /// override the server") is 0.
+    pub fn ignores_dhcp_server(&self) -> bool {
+        self.settings.get("P145").map(String::as_str) == Some("0")
+    }
+
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
         let get = |key: &str| setting(&self.settings, VENDOR, key);

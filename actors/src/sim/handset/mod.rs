@@ -284,8 +284,13 @@ pub struct SipRequest {
 impl SipListener {
     /// Binds 127.0.0.1 on an ephemeral port.
     pub async fn bind() -> std::io::Result<SipListener> {
+        SipListener::bind_port(0).await
+    }
+
+    /// Binds 127.0.0.1 on `port` (0: an ephemeral one), where the phone's file told it to.
+    pub async fn bind_port(port: u16) -> std::io::Result<SipListener> {
         Ok(SipListener {
-            socket: UdpSocket::bind("127.0.0.1:0").await?,
+            socket: UdpSocket::bind(("127.0.0.1", port)).await?,
         })
     }
 
@@ -517,6 +522,41 @@ impl Handset {
             Handset::Snom(p) => p.registration(),
             Handset::Grandstream(p) => p.registration(),
             Handset::Fanvil(p) => p.registration(),
+        }
+    }
+
+    /// The UDP port it listens on for SIP, as its file left it (`None`: a random one).
+    pub fn sip_port(&self) -> Option<u16> {
+        match self {
+            Handset::Yealink(p) => p.sip_port(),
+            Handset::Snom(p) => p.sip_port(),
+            Handset::Grandstream(p) => p.sip_port(),
+            Handset::Fanvil(p) => p.sip_port(),
+        }
+    }
+
+    /// Its SIP port, bound on loopback where its file says (an ephemeral one for `None`).
+    pub async fn sip_listener(&self) -> std::io::Result<SipListener> {
+        SipListener::bind_port(self.sip_port().unwrap_or(0)).await
+    }
+
+    /// Minutes between its periodic checks, as its file set them (`None`: no periodic check).
+    pub fn recheck_minutes(&self) -> Option<u32> {
+        match self {
+            Handset::Yealink(p) => p.recheck_minutes(),
+            Handset::Snom(p) => p.recheck_minutes(),
+            Handset::Grandstream(p) => p.recheck_minutes(),
+            Handset::Fanvil(p) => p.recheck_minutes(),
+        }
+    }
+
+    /// Whether its file makes it ignore a provisioning server offered by DHCP (option 66).
+    pub fn ignores_dhcp_server(&self) -> bool {
+        match self {
+            Handset::Yealink(p) => p.ignores_dhcp_server(),
+            Handset::Snom(p) => p.ignores_dhcp_server(),
+            Handset::Grandstream(p) => p.ignores_dhcp_server(),
+            Handset::Fanvil(p) => p.ignores_dhcp_server(),
         }
     }
 

@@ -122,6 +122,33 @@ impl SnomPhone {
             && self.settings.get("checksync_action").map(String::as_str) == Some("sync")
     }
 
+    /// The UDP port it listens on for SIP: `network_id_port`; without it a Snom picks a random
+    /// one ("Usually, the phone chooses a random one!", Snom 320 manual p.92): `None`.
+    pub fn sip_port(&self) -> Option<u16> {
+        self.settings
+            .get("network_id_port")
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p != 0)
+    }
+
+    /// Minutes between its periodic checks (`settings_refresh_timer`, in seconds; 0 is off).
+    pub fn recheck_minutes(&self) -> Option<u32> {
+        let seconds: u32 = self.settings.get("settings_refresh_timer")?.parse().ok()?;
+        (seconds > 0).then_some(seconds / 60)
+    }
+
+    /// Whether a server offered by DHCP is ignored: `provisioning_order` names no DHCP method
+    /// and PnP is off.
+    pub fn ignores_dhcp_server(&self) -> bool {
+        let order = self
+            .settings
+            .get("provisioning_order")
+            .map(String::as_str)
+            .unwrap_or("dhcp:stop");
+        !order.split_whitespace().any(|m| m.starts_with("dhcp"))
+            && self.settings.get("pnp_config").map(String::as_str) == Some("off")
+    }
+
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
         let get = |key: &str| setting(&self.settings, VENDOR, key);

@@ -117,6 +117,40 @@ impl YealinkPhone {
         event.starts_with("check-sync") && reboot_policy == Some("0") && !event.contains("reboot=true")
     }
 
+    /// The UDP port it listens on for SIP: `sip.listen_port`, else its default 5060.
+    pub fn sip_port(&self) -> Option<u16> {
+        Some(
+            self.settings
+                .get("sip.listen_port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5060),
+        )
+    }
+
+    /// Minutes between its periodic checks, when `static.auto_provision.repeat.enable` is on.
+    pub fn recheck_minutes(&self) -> Option<u32> {
+        (self
+            .settings
+            .get("static.auto_provision.repeat.enable")
+            .map(String::as_str)
+            == Some("1"))
+        .then(|| {
+            self.settings
+                .get("static.auto_provision.repeat.minutes")?
+                .parse()
+                .ok()
+        })
+        .flatten()
+    }
+
+    /// Whether a server offered in DHCP option 66 is ignored (the file turned the option off).
+    pub fn ignores_dhcp_server(&self) -> bool {
+        self.settings
+            .get("static.auto_provision.dhcp_option.enable")
+            .map(String::as_str)
+            == Some("0")
+    }
+
     /// The account it would register with, if complete and over TLS.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
         let get = |key: &str| setting(&self.settings, VENDOR, key);
