@@ -57,6 +57,7 @@ fn mac_of(vendor: &str, n: u32) -> String {
         "yealink" => "805ec0",
         "snom" => "000413",
         "grandstream" => "000b82",
+        "poly" => "0004f2",
         _ => "0c383e",
     };
     format!("{oui}{n:06x}")
@@ -230,16 +231,26 @@ async fn fanvil_boots_rechecks_and_resyncs_over_https() {
 }
 
 #[tokio::test]
+async fn poly_boots_rechecks_and_resyncs_over_http() {
+    walk("poly", false).await;
+}
+
+#[tokio::test]
+async fn poly_boots_rechecks_and_resyncs_over_https() {
+    walk("poly", true).await;
+}
+
+#[tokio::test]
 async fn fifty_phones_rebooting_behind_one_address_are_never_throttled() {
     let (service, _dir, sim) = start_with_devices("[provisioning]\nmisses_per_minute = 10\n").await;
     let mut conn = UsersSim::new("innoprov", PASSWORD)
         .connect(&service.ws_url())
         .await
         .expect("users");
-    let vendors = ["yealink", "snom", "grandstream", "fanvil"];
+    let vendors = ["yealink", "snom", "grandstream", "fanvil", "poly"];
     let mut phones = Vec::new();
     for n in 0..50u32 {
-        let vendor = vendors[n as usize % 4];
+        let vendor = vendors[n as usize % vendors.len()];
         let mac = mac_of(vendor, 0x100 + n);
         provision(&sim, &mut conn, &mac, 200 + n).await;
         phones.push(Handset::new(vendor, &mac, dhcp_url(&service, false), client(false)).expect("vendor"));

@@ -413,6 +413,28 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         }
         return miss();
     };
+    // A model-wide file named by MAC (Poly's master `<mac>.cfg`) belongs to the vendor that
+    // owns the MAC's OUI, even where another vendor's per-phone file has the same name.
+    let by_oui = candidates.iter().find(|c| {
+        matches!(&c.kind, FileKind::Common { mac: Some(mac), .. } if state.vendors.all()[c.vendor].owns_oui(mac))
+    });
+    if let Some(
+        common @ Candidate {
+            kind: FileKind::Common { model, mac },
+            ..
+        },
+    ) = by_oui
+    {
+        return serve_common(
+            req,
+            file,
+            state,
+            std::slice::from_ref(common),
+            user_agent,
+            model.as_deref(),
+            *mac,
+        );
+    }
     let (mac, model) = match &first.kind {
         FileKind::Common { model, mac } => {
             return serve_common(req, file, state, &candidates, user_agent, model.as_deref(), *mac);

@@ -13,7 +13,7 @@ use super::context::PhoneContext;
 use super::vendor::{FileFormat, VendorDescriptor, Vendors};
 
 /// The built-in templates, by file name.
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 10] = [
     ("yealink.cfg.j2", include_str!("templates/yealink.cfg.j2")),
     (
         "yealink-common.cfg.j2",
@@ -31,6 +31,8 @@ const BUILTIN: [(&str, &str); 8] = [
         "fanvil-common.cfg.j2",
         include_str!("templates/fanvil-common.cfg.j2"),
     ),
+    ("poly.cfg.j2", include_str!("templates/poly.cfg.j2")),
+    ("poly-common.cfg.j2", include_str!("templates/poly-common.cfg.j2")),
 ];
 
 /// Why a file could not be rendered.

@@ -109,15 +109,34 @@ fn key_values(text: &str, separator: char) -> HashMap<String, String> {
 
 fn xml_values(text: &str) -> HashMap<String, String> {
     let doc = roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("not well-formed XML: {e}\n{text}"));
-    doc.descendants()
-        .filter(|n| n.is_element() && n.children().all(|c| c.is_text()))
-        .map(|n| {
-            (
-                n.tag_name().name().to_string(),
-                n.text().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    let mut values = HashMap::new();
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        // Poly's parameters are attributes; Snom's and Grandstream's are elements.
+        if doc.root_element().has_tag_name("polycomConfig") {
+            for attribute in node.attributes() {
+                values.insert(attribute.name().to_string(), attribute.value().to_string());
+            }
+        } else if node.children().all(|c| c.is_text()) {
+            values.insert(
+                node.tag_name().name().to_string(),
+                node.text().unwrap_or_default().to_string(),
+            );
+        }
+    }
+    values
+}
+
+#[test]
+fn poly() {
+    let text = render("poly", "0004f2a1b2c3", None);
+    insta::assert_snapshot!(text);
+    let x = xml_values(&text);
+    assert_eq!(x["reg.1.address"], "alice");
+    assert_eq!(x["reg.1.server.1.port"], "5061");
+    assert_eq!(x["reg.1.server.1.transport"], "TLS");
+    assert_eq!(x["device.set"], "1");
+    assert_eq!(x["device.dhcp.bootSrvUseOpt"], "2");
+    assert_eq!(x["voIpProt.SIP.specialEvent.checkSync.alwaysReboot"], "0");
 }
 
 #[test]
@@ -229,6 +248,7 @@ fn every_vendor_declares_keys_its_file_has() {
         ("snom", "000413a1b2c3"),
         ("grandstream", "000b82a1b2c3"),
         ("fanvil", "0c383e0a0b0c"),
+        ("poly", "0004f2a1b2c3"),
     ];
     for (name, mac) in macs {
         let v = vendors.by_name(name).unwrap();
@@ -293,6 +313,7 @@ fn documented_keys(vendor: &str) -> HashMap<String, String> {
         "snom" => include_str!("../../docs/vendors/snom.md"),
         "grandstream" => include_str!("../../docs/vendors/grandstream.md"),
         "fanvil" => include_str!("../../docs/vendors/fanvil.md"),
+        "poly" => include_str!("../../docs/vendors/poly.md"),
         other => panic!("no notes for {other}"),
     };
     let block = notes
@@ -329,6 +350,7 @@ fn keys_of(vendor: &str, text: &str) -> Vec<String> {
             }
             keys
         }
+        "poly" => xml_values(text).into_keys().collect(),
         _ => {
             let doc = roxmltree::Document::parse(text).unwrap();
             let parent = if vendor == "snom" {
@@ -361,6 +383,7 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
         ("snom", "000413a1b2c3"),
         ("grandstream", "000b82a1b2c3"),
         ("fanvil", "0c383e0a0b0c"),
+        ("poly", "0004f2a1b2c3"),
     ] {
         let documented = documented_keys(vendor);
         let required: Vec<&String> = documented

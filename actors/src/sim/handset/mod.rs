@@ -10,7 +10,7 @@
 //! - [`HttpClient`]: HTTP/1.1 over TCP or TLS, written by hand, Basic and Digest (RFC 7616).
 //! - [`Url`]: the URLs a file hands the phone.
 //! - [`SipListener`]: the phone's SIP port, receiving NOTIFY and answering 200 OK.
-//! - [`yealink`], [`snom`], [`grandstream`], [`fanvil`]: the four boot sequences.
+//! - [`yealink`], [`snom`], [`grandstream`], [`fanvil`], [`poly`]: the boot sequences.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use super::wire;
 
 pub mod fanvil;
 pub mod grandstream;
+pub mod poly;
 pub mod snom;
 pub mod yealink;
 
@@ -481,6 +482,8 @@ pub enum Handset {
     Grandstream(grandstream::GrandstreamPhone),
     /// A Fanvil.
     Fanvil(fanvil::FanvilPhone),
+    /// A Poly.
+    Poly(poly::PolyPhone),
 }
 
 impl Handset {
@@ -501,6 +504,7 @@ impl Handset {
                 Handset::Grandstream(grandstream::GrandstreamPhone::new(mac, "GXP2170", server, http))
             }
             "fanvil" => Handset::Fanvil(fanvil::FanvilPhone::new(mac, "X4", server, http)),
+            "poly" => Handset::Poly(poly::PolyPhone::new(mac, "450", server, http)),
             _ => return None,
         })
     }
@@ -512,6 +516,7 @@ impl Handset {
             Handset::Snom(p) => p.provision().await,
             Handset::Grandstream(p) => p.provision().await,
             Handset::Fanvil(p) => p.provision().await,
+            Handset::Poly(p) => p.provision().await,
         }
     }
 
@@ -522,6 +527,7 @@ impl Handset {
             Handset::Snom(p) => p.registration(),
             Handset::Grandstream(p) => p.registration(),
             Handset::Fanvil(p) => p.registration(),
+            Handset::Poly(p) => p.registration(),
         }
     }
 
@@ -532,6 +538,7 @@ impl Handset {
             Handset::Snom(p) => p.sip_port(),
             Handset::Grandstream(p) => p.sip_port(),
             Handset::Fanvil(p) => p.sip_port(),
+            Handset::Poly(p) => p.sip_port(),
         }
     }
 
@@ -547,6 +554,7 @@ impl Handset {
             Handset::Snom(p) => p.recheck_minutes(),
             Handset::Grandstream(p) => p.recheck_minutes(),
             Handset::Fanvil(p) => p.recheck_minutes(),
+            Handset::Poly(p) => p.recheck_minutes(),
         }
     }
 
@@ -557,6 +565,7 @@ impl Handset {
             Handset::Snom(p) => p.ignores_dhcp_server(),
             Handset::Grandstream(p) => p.ignores_dhcp_server(),
             Handset::Fanvil(p) => p.ignores_dhcp_server(),
+            Handset::Poly(p) => p.ignores_dhcp_server(),
         }
     }
 
@@ -567,6 +576,7 @@ impl Handset {
             Handset::Snom(p) => (&p.server, p.credentials.as_ref()),
             Handset::Grandstream(p) => (&p.server, p.credentials.as_ref()),
             Handset::Fanvil(p) => (&p.server, p.credentials.as_ref()),
+            Handset::Poly(p) => (&p.server, p.credentials.as_ref()),
         }
     }
 
@@ -577,6 +587,7 @@ impl Handset {
             Handset::Snom(p) => &p.http,
             Handset::Grandstream(p) => &p.http,
             Handset::Fanvil(p) => &p.http,
+            Handset::Poly(p) => &p.http,
         }
     }
 
@@ -586,7 +597,7 @@ impl Handset {
         match self {
             Handset::Snom(p) => (p.checksync_challenge(), false),
             Handset::Grandstream(p) => (p.notify_challenge(), true),
-            Handset::Yealink(_) | Handset::Fanvil(_) => (None, false),
+            Handset::Yealink(_) | Handset::Fanvil(_) | Handset::Poly(_) => (None, false),
         }
     }
 
@@ -597,6 +608,7 @@ impl Handset {
             Handset::Snom(p) => p.accepts(notify),
             Handset::Grandstream(p) => p.accepts(notify),
             Handset::Fanvil(p) => p.accepts(notify),
+            Handset::Poly(p) => p.accepts(notify),
         }
     }
 
