@@ -154,6 +154,9 @@ pub struct ProvisioningConfig {
     /// Operator vendor catalogue (TOML, `[[vendor]]` entries) merged over the built-in one:
     /// more OUIs, file names and User-Agent patterns, or whole new vendors.
     pub vendors_file: Option<PathBuf>,
+    /// PEM file of the CAs that sign the PBX's SIP-TLS certificate (and innoprov's HTTPS
+    /// certificate): served to the phones and installed in each vendor's documented way.
+    pub trust_anchors: Option<PathBuf>,
     /// Misses (unknown files or MACs, bad credentials) one address may have per minute before
     /// it gets 429.
     #[serde(default = "default_misses_per_minute")]
@@ -209,6 +212,7 @@ impl Default for ProvisioningConfig {
             recheck_minutes: default_recheck_minutes(),
             template_dir: None,
             vendors_file: None,
+            trust_anchors: None,
             misses_per_minute: default_misses_per_minute(),
             audit_entries: default_audit_entries(),
             notify: true,

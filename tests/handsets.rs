@@ -69,8 +69,10 @@ async fn walk(vendor: &str, https: bool) {
     // one) loses every resync.
     let notify_port = SipListener::bind().await.expect("a free port").port();
     let tls = if https { tls_section() } else { String::new() };
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let (service, _dir, sim) = start_with_devices(&format!(
-        "[provisioning]\nnotify_port = {notify_port}\nenrolment_once = true\n{tls}"
+        "[provisioning]\nnotify_port = {notify_port}\nenrolment_once = true\ntrust_anchors = \"{}\"\n{tls}",
+        fixtures.join("pbx-ca.pem").display()
     ))
     .await;
     let mut conn = UsersSim::new("innoprov", PASSWORD)
@@ -97,6 +99,20 @@ async fn walk(vendor: &str, https: bool) {
         "{vendor}: DHCP option 66 still moves it"
     );
     let sip = phone.sip_listener().await.expect("the phone's SIP port");
+    // The PBX's certificate (signed by the private CA of provisioning.trust_anchors) is
+    // trusted where the vendor documents how a file installs a CA; a certificate of another
+    // CA for the same name is not.
+    if ["yealink", "snom"].contains(&vendor) {
+        phone
+            .verify_server(include_bytes!("fixtures/pbx-cert.pem"), "pbx.example.com")
+            .unwrap_or_else(|e| panic!("{vendor}: {e}"));
+        assert!(
+            phone
+                .verify_server(include_bytes!("fixtures/pbx-cert-foreign.pem"), "pbx.example.com")
+                .is_err(),
+            "{vendor}: another CA's certificate is trusted"
+        );
+    }
     assert_eq!(
         (registration.server.as_str(), registration.port, registration.tls),
         ("pbx.example.com", 5061, true),
@@ -632,4 +648,46 @@ async fn by_default_the_window_serves_until_the_phone_uses_its_credentials() {
         401,
         "enrolled"
     );
+}
+
+#[tokio::test]
+async fn the_trust_anchors_are_served_as_certificates_only() {
+    // An operator's PEM file that holds a private key beside the CA by mistake.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mixed = dir.path().join("anchors.pem");
+    let ca = std::fs::read_to_string(fixtures.join("pbx-ca.pem")).expect("ca");
+    let key = std::fs::read_to_string(fixtures.join("key.pem")).expect("key");
+    std::fs::write(&mixed, format!("{key}{ca}")).expect("write");
+    let (service, _dir) = Service::start(&format!(
+        "[provisioning]\ntrust_anchors = \"{}\"\n",
+        mixed.display()
+    ));
+    let served = innoprov_actors::sim::phone::get(service.addr, &format!("{PROV}/innoprov-ca.crt"), &[])
+        .await
+        .expect("GET");
+    assert_eq!(served.status, 200);
+    assert!(!served.body.contains("PRIVATE KEY"), "{}", served.body);
+    let certs = innoprov_actors::sim::handset::pem_certificates("test", &served.body).expect("certificates");
+    let expected = innoprov_actors::sim::handset::pem_certificates("test", &ca).expect("the CA");
+    assert_eq!(certs, expected);
+
+    // A file without a certificate stops the start.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, key).expect("write");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        crate::common::config_text(
+            dir.path(),
+            &format!("[provisioning]\ntrust_anchors = \"{}\"\n", empty.display()),
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_innoprov"))
+        .args(["check", "--config", config.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("provisioning.trust_anchors"));
 }

@@ -63,6 +63,9 @@ pub struct ProvState {
     pub recheck_minutes: u32,
     /// The SIP port written into the files (`provisioning.notify_port`: where the NOTIFY goes).
     pub sip_port: u16,
+    /// `provisioning.trust_anchors` as PEM certificates (empty when unset); served as
+    /// [`TRUST_ANCHORS_FILE`] and written into the files that install them.
+    pub trust_anchors: Vec<String>,
     /// Misses per address per minute before 429.
     pub misses_per_minute: u32,
     /// Misses per address in the current minute.
@@ -292,6 +295,7 @@ impl ProvState {
         };
         ctx.file = file.to_string();
         ctx.prov.sip_port = self.sip_port;
+        ctx.prov.trust_anchors = self.trust_anchors.clone();
         let text = match self.renderer.render_phone(vendor, &ctx) {
             Ok(text) => text,
             Err(e) => {
@@ -381,8 +385,18 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
     response
 }
 
+/// The file of the CAs phones are told to trust (`provisioning.trust_anchors`), by URL where
+/// the vendor loads them so (Yealink's `static.trusted_certificates.url`).
+pub const TRUST_ANCHORS_FILE: &str = "innoprov-ca.crt";
+
 fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> HttpResponse {
     use actix_web::http::StatusCode;
+    // Public certificates, the same for everyone: no lookup, no credentials.
+    if file == TRUST_ANCHORS_FILE && !state.trust_anchors.is_empty() {
+        return HttpResponse::Ok()
+            .content_type("application/x-pem-file")
+            .body(state.trust_anchors.concat());
+    }
     let ip = peer.ip();
     // An address over its miss limit is refused at once, unless the request carries
     // credentials: a phone that proves itself is served even behind a noisy NAT.

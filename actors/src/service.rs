@@ -227,6 +227,7 @@ pub fn check(config: &Config) -> Result<String, StartError> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
     })?;
     devices_client_config(config.devices.ca_file.as_deref())?;
+    trust_anchors(config)?;
     let https = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
         (Some(listen), Some(cert), Some(key)) => {
             tls_server_config(cert, key)?;
@@ -260,6 +261,38 @@ pub fn check(config: &Config) -> Result<String, StartError> {
         config.http.listen,
         vendors.all().len()
     ))
+}
+
+/// `provisioning.trust_anchors`: every certificate of the PEM file, encoded again as PEM, so
+/// that nothing else the file may hold (a private key by mistake) is ever served.
+fn trust_anchors(config: &Config) -> Result<Vec<String>, StartError> {
+    use base64::Engine;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let Some(path) = &config.provisioning.trust_anchors else {
+        return Ok(Vec::new());
+    };
+    let error = |e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("provisioning.trust_anchors {}: {e}", path.display()))
+    };
+    let mut pems = Vec::new();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| error(&e))? {
+        let der = cert.map_err(|e| error(&e))?;
+        let text = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = text
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        pems.push(format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        ));
+    }
+    if pems.is_empty() {
+        return Err(error(&"no certificate in the file"));
+    }
+    Ok(pems)
 }
 
 /// A started service.
@@ -298,6 +331,7 @@ impl RunningService {
         // One TLS provider for the whole process (HTTPS listener, wss:// to Devices).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (vendors, renderer) = vendors_and_templates(config)?;
+        let trust_anchors = trust_anchors(config)?;
         let addr = config.listen_addr().map_err(|reason| StartError::Listen {
             addr: config.http.listen.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
@@ -495,6 +529,7 @@ impl RunningService {
             enrolment_once: prov.enrolment_once,
             recheck_minutes: prov.recheck_minutes,
             sip_port: prov.notify_port,
+            trust_anchors: trust_anchors.clone(),
             audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,
             misses: std::sync::Mutex::new(crate::limits::MinuteCounts::new(prov_http::MAX_TRACKED_ADDRESSES)),

@@ -159,6 +159,9 @@ pub struct Prov {
     pub password: String,
     /// Minutes between periodic re-checks.
     pub recheck_minutes: u32,
+    /// `provisioning.trust_anchors`, each certificate as PEM (empty: the phone keeps only its
+    /// built-in CAs).
+    pub trust_anchors: Vec<String>,
     /// The UDP port the phone listens on for SIP: innoprov's `provisioning.notify_port`, where
     /// its resync NOTIFY goes (a Snom otherwise picks a random one).
     pub sip_port: u16,

@@ -423,6 +423,54 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// The CA certificates of a PEM text (what a phone installs from its file or a URL).
+pub fn pem_certificates(vendor: &'static str, pem: &str) -> Result<Vec<Vec<u8>>, HandsetError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.map(|c| c.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fault(vendor, format!("a CA certificate that does not parse: {e}")))?;
+    if certs.is_empty() {
+        return Err(fault(vendor, "a CA file without a certificate"));
+    }
+    Ok(certs)
+}
+
+/// Whether `chain_pem` (leaf first) is a valid chain for `name` under exactly the CAs in
+/// `trusted` (what the phone's file installed), as a phone checks a SIP-TLS server.
+pub fn verify_chain(
+    vendor: &'static str,
+    trusted: &[Vec<u8>],
+    chain_pem: &[u8],
+    name: &str,
+) -> Result<(), HandsetError> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    for der in trusted {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| fault(vendor, format!("CA not usable: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| fault(vendor, format!("no CA to check against: {e}")))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fault(vendor, format!("server chain: {e}")))?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| fault(vendor, "an empty server chain"))?;
+    let server = ServerName::try_from(name.to_string()).map_err(|e| fault(vendor, format!("{name}: {e}")))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &server, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| fault(vendor, format!("{name}'s certificate is not trusted: {e}")))
+}
+
 /// Why a phone would not come up as configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{vendor} emulator: {reason}")]
@@ -566,6 +614,16 @@ impl Handset {
             Handset::Grandstream(p) => p.ignores_dhcp_server(),
             Handset::Fanvil(p) => p.ignores_dhcp_server(),
             Handset::Poly(p) => p.ignores_dhcp_server(),
+        }
+    }
+
+    /// Checks a SIP-TLS server's certificate chain as the phone would: against the CAs its
+    /// file installed (only Yealink and Snom take CAs from a file; the others fail).
+    pub fn verify_server(&self, chain_pem: &[u8], name: &str) -> Result<(), HandsetError> {
+        match self {
+            Handset::Yealink(p) => verify_chain("yealink", &p.trusted_cas, chain_pem, name),
+            Handset::Snom(p) => verify_chain("snom", &p.trusted_cas, chain_pem, name),
+            _ => Err(fault("sip", "this emulator takes no CA from its file")),
         }
     }
 

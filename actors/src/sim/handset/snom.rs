@@ -25,6 +25,8 @@ pub struct SnomPhone {
     pub credentials: Option<(String, String)>,
     /// Settings by name (per-identity settings as `name#idx`).
     pub settings: BTreeMap<String, String>,
+    /// The CAs installed from the files' `<certificates>` (DER).
+    pub trusted_cas: Vec<Vec<u8>>,
 }
 
 impl SnomPhone {
@@ -42,6 +44,7 @@ impl SnomPhone {
             server,
             credentials: None,
             settings: BTreeMap::new(),
+            trusted_cas: Vec::new(),
         }
     }
 
@@ -84,6 +87,18 @@ impl SnomPhone {
         let root = doc.root_element();
         if !root.has_tag_name("settings") {
             return Err(fault(VENDOR, "root is not <settings>"));
+        }
+        // `<certificates>`: each `<certificate type="base64">` holds a PEM certificate.
+        for certificate in root
+            .children()
+            .filter(|n| n.has_tag_name("certificates"))
+            .flat_map(|n| n.children().filter(|c| c.has_tag_name("certificate")))
+        {
+            if certificate.attribute("type") != Some("base64") {
+                return Err(fault(VENDOR, "a certificate that is not type=\"base64\""));
+            }
+            let certs = super::pem_certificates(VENDOR, certificate.text().unwrap_or_default())?;
+            self.trusted_cas.extend(certs);
         }
         for section in root.children().filter(|n| n.has_tag_name("phone-settings")) {
             for setting in section.children().filter(|n| n.is_element()) {

@@ -26,6 +26,8 @@ pub struct YealinkPhone {
     pub credentials: Option<(String, String)>,
     /// Every setting applied, by key.
     pub settings: BTreeMap<String, String>,
+    /// The custom CAs installed from `static.trusted_certificates.url` (DER).
+    pub trusted_cas: Vec<Vec<u8>>,
 }
 
 impl YealinkPhone {
@@ -52,6 +54,7 @@ impl YealinkPhone {
             server,
             credentials: None,
             settings: BTreeMap::new(),
+            trusted_cas: Vec::new(),
         }
     }
 
@@ -103,6 +106,34 @@ impl YealinkPhone {
         if let (Some(user), Some(pass)) = (user, pass) {
             self.credentials = Some((user.clone(), pass.clone()));
         }
+        self.install_trusted_certificates().await
+    }
+
+    /// `static.trusted_certificates.url`: the CAs downloaded and added to the custom ones;
+    /// certificate checking itself must stay on (`static.security.trust_certificates` 1).
+    async fn install_trusted_certificates(&mut self) -> Result<(), HandsetError> {
+        let Some(url) = self
+            .settings
+            .get("static.trusted_certificates.url")
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(());
+        };
+        if self
+            .settings
+            .get("static.security.trust_certificates")
+            .map(String::as_str)
+            == Some("0")
+        {
+            return Err(fault(VENDOR, "certificate checking switched off"));
+        }
+        let url =
+            Url::parse(url).ok_or_else(|| fault(VENDOR, format!("trusted certificates URL {url:?}")))?;
+        let pem = self
+            .fetch(&url)
+            .await?
+            .ok_or_else(|| fault(VENDOR, "the trusted certificates URL answers 404"))?;
+        self.trusted_cas = super::pem_certificates(VENDOR, &pem)?;
         Ok(())
     }
 
