@@ -73,11 +73,31 @@ fn dpkg(root: &Path, args: &[&str]) -> Output {
 }
 
 fn build_package() -> PathBuf {
-    let output = run(
-        "cargo",
-        &["deb", "-p", "innoprov-actors", "--locked"],
-        &workspace(),
-    );
+    // cargo-deb runs `cargo build --release` for the production binary, which ./test.sh built
+    // already. The environment the test runner gives tests (OUT_DIR, CARGO_PKG_*, library
+    // paths, ...) is not a shell's, and cargo would build again under it: the command gets the
+    // shell's essentials only.
+    let mut command = Command::new("cargo");
+    command.env_clear();
+    for name in [
+        "PATH",
+        "HOME",
+        "USER",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "TMPDIR",
+        "LANG",
+    ] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let output = command
+        .args(["deb", "-p", "innoprov-actors", "--locked"])
+        .current_dir(workspace())
+        .output()
+        .unwrap_or_else(|e| panic!("cargo not found ({e}): {SETUP}"));
     if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no such command") {
         panic!("cargo-deb not found: {SETUP}");
     }
