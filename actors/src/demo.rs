@@ -67,11 +67,12 @@ fn random_hex(bytes: usize) -> String {
 }
 
 fn vendor_and_mac(n: u32) -> (&'static str, String) {
-    let (vendor, oui) = match n % 4 {
+    let (vendor, oui) = match n % 5 {
         0 => ("yealink", "805ec0"),
         1 => ("snom", "000413"),
         2 => ("grandstream", "000b82"),
-        _ => ("fanvil", "0c383e"),
+        3 => ("fanvil", "0c383e"),
+        _ => ("poly", "0004f2"),
     };
     (vendor, format!("{oui}{:06x}", 0xd000 + n))
 }
