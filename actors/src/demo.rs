@@ -1,6 +1,6 @@
 //! `innoprov demo --phones N`: the whole chain in one process, for a newcomer without a PBX.
 //! The service runs on a temporary store; the simulated PBX logs in and names the simulated
-//! Devices through Services; the simulated Users service provisions N phones of the four
+//! Devices through Services; the simulated Users service provisions N phones of the five
 //! vendors; each phone's emulator then boots as its vendor documents it. A progress bar shows
 //! it on a terminal; the admin page's URL (with its token) and the REST API's are printed while
 //! it runs; a summary table ends it, and the last line names N.
