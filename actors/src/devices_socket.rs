@@ -1,5 +1,5 @@
 //! One phone's websocket to innovaphone Devices, as a plain task owned by the phone's
-//! [`PhoneJob`]: it only moves bytes. What the bytes mean is decided by the job's
+//! `PhoneJob` (any [`SocketOwner`]): it only moves bytes. What the bytes mean is decided by the job's
 //! [`SysclientSession`](innoprov::sysclient_session::SysclientSession).
 //!
 //! The task forwards Devices' binary frames to the job ([`FromDevices`], waiting for the job to
@@ -18,7 +18,6 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::connect_gate::ConnectGate;
-use crate::phone_job::PhoneJob;
 
 /// How long a connection attempt (TCP, TLS, websocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,17 +243,23 @@ pub struct SocketClosed {
     pub panicked: bool,
 }
 
+/// What a socket task moves bytes for: its phone's job (`PhoneJob`), named by what it
+/// takes rather than by its type, so the socket does not depend on its owner's module.
+pub trait SocketOwner: Actor<Context = Context<Self>> + Handler<FromDevices> + Handler<SocketClosed> {}
+
+impl<A> SocketOwner for A where A: Actor<Context = Context<A>> + Handler<FromDevices> + Handler<SocketClosed> {}
+
 /// Tells the job that connection `conn` ended, however the task ends.
-struct ClosedGuard {
+struct ClosedGuard<A: SocketOwner> {
     /// The job.
-    job: Addr<PhoneJob>,
+    job: Addr<A>,
     /// The connection.
     conn: u64,
     /// Why, once known; a task that unwinds has none.
     reason: Option<String>,
 }
 
-impl Drop for ClosedGuard {
+impl<A: SocketOwner> Drop for ClosedGuard<A> {
     fn drop(&mut self) {
         let panicked = std::thread::panicking();
         let reason = self
@@ -271,9 +276,9 @@ impl Drop for ClosedGuard {
 
 /// Starts the task that owns `ws` for connection `conn` of `job`; frames for Devices go into
 /// the returned queue, and dropping it closes the websocket.
-pub fn spawn(
+pub fn spawn<A: SocketOwner>(
     ws: DevicesStream,
-    job: Addr<PhoneJob>,
+    job: Addr<A>,
     conn: u64,
     shared: &LinkShared,
 ) -> (mpsc::Sender<Outgoing>, SocketTask) {
@@ -294,10 +299,10 @@ impl SocketTask {
     }
 }
 
-async fn run(
+async fn run<A: SocketOwner>(
     mut ws: DevicesStream,
     mut outgoing: mpsc::Receiver<Outgoing>,
-    job: Addr<PhoneJob>,
+    job: Addr<A>,
     conn: u64,
     mut allowed: tokio::sync::watch::Receiver<bool>,
 ) {

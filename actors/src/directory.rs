@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 
-use crate::registry::DevicesUrlChanged;
+/// Devices' sysclient URL changed: told to whoever keeps the phones' links (the registry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DevicesUrlChanged(pub Option<String>);
 
 /// Known Devices sysclient URLs.
 pub struct ServiceDirectory {

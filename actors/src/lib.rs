@@ -34,6 +34,7 @@
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
 //! - [`registry`]: `PhoneRegistry`, one job per MAC, restarted with backoff when it fails;
 //!   with several instances, only for the phones whose lease this instance holds.
+//! - [`phone_state`]: `Phase`, `PhoneState`, `LinkState`: what a phone is doing.
 //! - [`phone_job`]: `PhoneJob`, one phone's provisioning: record, link, answer to Users.
 //! - [`devices_socket`]: one phone's websocket to Devices as a plain task that moves bytes for
 //!   its job (the protocol is the core's `SysclientSession`, driven by the job).
@@ -70,6 +71,7 @@ pub mod notifier;
 pub mod pbx_pin;
 pub mod persistence;
 pub mod phone_job;
+pub mod phone_state;
 pub mod postgres_store;
 pub mod prov_http;
 pub mod ready;

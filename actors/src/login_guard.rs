@@ -81,7 +81,7 @@ pub struct LoginLimits {
 
 impl LoginLimits {
     /// The configured caps, lowered to what `open_files` allows: half of what is left after
-    /// [`FILES_RESERVED`] may wait for a login, the other half serves Devices links and
+    /// `FILES_RESERVED` (256) may wait for a login, the other half serves Devices links and
     /// downloads; lowered so, one address gets at most a quarter of the pending slots.
     pub fn for_open_files(configured: LoginLimits, open_files: u64) -> LoginLimits {
         let spare = usize::try_from(open_files.saturating_sub(FILES_RESERVED) / 2).unwrap_or(usize::MAX);

@@ -1,4 +1,4 @@
-//! `PhoneJob`: one phone's provisioning job, started by the [`PhoneRegistry`]. It owns the
+//! `PhoneJob`: one phone's provisioning job, started by the `PhoneRegistry`. It owns the
 //! phone's record in memory and drives the phone's side of the Devices protocol, a
 //! [`SysclientSession`] (sans-IO, in the core), over a websocket owned by a plain socket task
 //! ([`devices_socket`](crate::devices_socket)). It persists every change before acting on it,
@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::WeakAddr;
+use actix::WeakRecipient;
 use actix::prelude::*;
 use innoprov::clock::now_unix;
 use innoprov::devices;
@@ -26,28 +26,48 @@ use innoprov::outcome::ProvisionFailure;
 use innoprov::provisioning::AuditEntry;
 use innoprov::seal::SealPurpose;
 use innoprov::sysclient_session::{MAX_CONFIG_ITEMS, SessionAction, SessionEvent, SysclientSession};
-use innoprov::{PhoneRecord, Sealer, Secret};
+use innoprov::{Mac, PhoneRecord, Sealer, Secret};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin_core::PhoneState;
 use crate::audit_log::AuditLog;
 use crate::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed, SocketTask};
 use crate::notifier::PhoneConfigChanged;
 use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
-use crate::registry::{JobEnded, JobGenerationChanged, PhoneRegistry};
+pub use crate::phone_state::Phase;
+use crate::phone_state::PhoneState;
 
-/// Where a phone is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// The record is stored; no link yet (no Devices URL, or Devices rejected the phone).
-    Stored,
-    /// The link is connecting or waiting for the complete configuration.
-    Linking,
-    /// The complete configuration is stored; the link stays open for updates.
-    Configured,
-    /// An update is being stored.
-    Updating,
+/// A job ended (from its `stopped`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobEnded {
+    /// The phone.
+    pub mac: Mac,
+    /// The job's generation.
+    pub generation: u64,
+    /// Whether it was retired on purpose (else it failed and is restarted).
+    pub retired: bool,
+}
+
+/// A job went back to the stored record of an older generation (a failed re-provisioning).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobGenerationChanged {
+    /// The phone.
+    pub mac: Mac,
+    /// The generation the job was started for.
+    pub from: u64,
+    /// The generation it now runs.
+    pub to: u64,
+}
+
+/// Where a job reports its end and a change of generation: the registry that started it,
+/// weakly (a job never keeps its registry alive) and as recipients (the job does not name its
+/// supervisor's type).
+pub struct JobReports {
+    /// Told when the job ends.
+    pub ended: WeakRecipient<JobEnded>,
+    /// Told when the job falls back to an older generation.
+    pub generation_changed: WeakRecipient<JobGenerationChanged>,
 }
 
 /// The answer to the ProvisioningPhone that started this job.
@@ -125,8 +145,8 @@ pub struct PhoneJob {
     devices_url: Option<String>,
     /// Settings and actors.
     shared: Arc<JobShared>,
-    /// The registry, told when this job ends.
-    registry: WeakAddr<PhoneRegistry>,
+    /// The registry, told when this job ends or changes generation.
+    registry: JobReports,
     /// Set when the registry retired this job (so its end is not a failure).
     retired: bool,
     /// The change being stored should reach the phone (NOTIFY) once stored.
@@ -153,7 +173,7 @@ impl PhoneJob {
         start: JobStart,
         devices_url: Option<String>,
         shared: Arc<JobShared>,
-        registry: WeakAddr<PhoneRegistry>,
+        registry: JobReports,
     ) -> PhoneJob {
         PhoneJob {
             record,
@@ -227,7 +247,7 @@ impl PhoneJob {
         let mac = old.mac;
         log::warn!("phone {mac}: re-provisioning failed; the stored phone stays as it was");
         self.close_link();
-        if let Some(registry) = self.registry.upgrade() {
+        if let Some(registry) = self.registry.generation_changed.upgrade() {
             registry.do_send(JobGenerationChanged {
                 mac,
                 from: self.record.generation,
@@ -500,7 +520,7 @@ impl Actor for PhoneJob {
         self.answer(Err(ProvisionFailure::Internal(
             "the phone's provisioning job ended".into(),
         )));
-        if let Some(registry) = self.registry.upgrade() {
+        if let Some(registry) = self.registry.ended.upgrade() {
             registry.do_send(JobEnded {
                 mac: self.record.mac,
                 generation: self.record.generation,

@@ -26,9 +26,11 @@ use actix::prelude::*;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use innoprov::{Mac, PhoneRecord};
 
+pub use crate::directory::DevicesUrlChanged;
 use crate::persistence::{self, GetPhone, ListPhones, PersistError};
 use crate::phone_job::{
-    GetPhoneStatus, JobShared, JobStart, PhoneJob, PhoneStatus, ProvisionReply, Retire, SetJobDevicesUrl,
+    GetPhoneStatus, JobEnded, JobGenerationChanged, JobReports, JobShared, JobStart, PhoneJob, PhoneStatus,
+    ProvisionReply, Retire, SetJobDevicesUrl,
 };
 
 /// Restarts of one phone's job within this window count towards its backoff.
@@ -90,7 +92,10 @@ impl PhoneRegistry {
             start,
             self.devices_url.clone(),
             Arc::clone(&self.shared),
-            ctx.address().downgrade(),
+            JobReports {
+                ended: ctx.address().recipient::<JobEnded>().downgrade(),
+                generation_changed: ctx.address().recipient::<JobGenerationChanged>().downgrade(),
+            },
         )
         .after(previous);
         self.jobs.insert(
@@ -221,11 +226,6 @@ impl PhoneRegistry {
     }
 }
 
-/// Devices' sysclient URL changed (from the directory).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DevicesUrlChanged(pub Option<String>);
-
 impl Handler<DevicesUrlChanged> for PhoneRegistry {
     type Result = ();
 
@@ -235,18 +235,6 @@ impl Handler<DevicesUrlChanged> for PhoneRegistry {
             entry.addr.do_send(SetJobDevicesUrl(self.devices_url.clone()));
         }
     }
-}
-
-/// A job ended (from its `stopped`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JobEnded {
-    /// The phone.
-    pub mac: Mac,
-    /// The job's generation.
-    pub generation: u64,
-    /// Whether it was retired on purpose (else it failed and is restarted).
-    pub retired: bool,
 }
 
 impl Handler<JobEnded> for PhoneRegistry {
@@ -267,18 +255,6 @@ impl Handler<JobEnded> for PhoneRegistry {
             self.release_if_unstored(ctx, msg.mac);
         }
     }
-}
-
-/// A job went back to the stored record of an older generation (a failed re-provisioning).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JobGenerationChanged {
-    /// The phone.
-    pub mac: Mac,
-    /// The generation the job was started for.
-    pub from: u64,
-    /// The generation it now runs.
-    pub to: u64,
 }
 
 impl Handler<JobGenerationChanged> for PhoneRegistry {
