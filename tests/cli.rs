@@ -187,7 +187,7 @@ fn check_validates_a_config_without_starting_anything() {
     );
     assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
     assert!(stdout.contains("ok: listen 127.0.0.1:1"), "{stdout}");
-    assert!(stdout.contains("5 vendors"), "{stdout}");
+    assert!(stdout.contains("7 vendors"), "{stdout}");
     // Nothing was started: nothing written, and the port (1, privileged) was never bound.
     assert!(!store.exists(), "check created the store");
 

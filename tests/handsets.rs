@@ -58,6 +58,9 @@ fn mac_of(vendor: &str, n: u32) -> String {
         "snom" => "000413",
         "grandstream" => "000b82",
         "poly" => "0004f2",
+        "gigaset" => "7c2f80",
+        // A P-series in Snom's block: the file name and User-Agent tell it from a Snom.
+        "gigaset_p" => "000413",
         _ => "0c383e",
     };
     format!("{oui}{n:06x}")
@@ -67,11 +70,18 @@ async fn walk(vendor: &str, https: bool) {
     // The operator's NOTIFY port. The phone learns it from its file only: the emulator binds
     // where the file says, so a file that leaves the port out (a Snom then picks a random
     // one) loses every resync.
-    let notify_port = SipListener::bind().await.expect("a free port").port();
+    // A Gigaset base listens on 5060 and no file can move it: innoprov's default port is
+    // left as it is, and the emulator binds 5060 (the Gigaset tests run one at a time).
+    let (notify_port, notify_line) = if vendor == "gigaset" {
+        (5060, String::new())
+    } else {
+        let port = SipListener::bind().await.expect("a free port").port();
+        (port, format!("notify_port = {port}\n"))
+    };
     let tls = if https { tls_section() } else { String::new() };
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let (service, _dir, sim) = start_with_devices(&format!(
-        "[provisioning]\nnotify_port = {notify_port}\nenrolment_once = true\ntrust_anchors = \"{}\"\n{tls}",
+        "[provisioning]\n{notify_line}enrolment_once = true\ntrust_anchors = \"{}\"\n{tls}",
         fixtures.join("pbx-ca.pem").display()
     ))
     .await;
@@ -94,15 +104,27 @@ async fn walk(vendor: &str, https: bool) {
     // checks again, and that a DHCP-offered server no longer moves it.
     assert_eq!(phone.sip_port(), Some(notify_port), "{vendor}: its SIP port");
     assert_eq!(phone.recheck_minutes(), Some(60), "{vendor}: periodic re-check");
-    assert!(
-        phone.ignores_dhcp_server(),
-        "{vendor}: DHCP option 66 still moves it"
-    );
+    match &phone {
+        // No source names a parameter that stops DHCP option 114 from moving a Gigaset base
+        // (docs/vendors/gigaset.md): the file closes SIP multicast discovery, the one channel
+        // it can.
+        Handset::Gigaset(base) => {
+            assert!(!phone.ignores_dhcp_server());
+            assert!(
+                base.multicast_discovery_off(),
+                "gigaset: SIP multicast still open"
+            );
+        }
+        _ => assert!(
+            phone.ignores_dhcp_server(),
+            "{vendor}: DHCP option 66 still moves it"
+        ),
+    }
     let sip = phone.sip_listener().await.expect("the phone's SIP port");
     // The PBX's certificate (signed by the private CA of provisioning.trust_anchors) is
     // trusted where the vendor documents how a file installs a CA; a certificate of another
     // CA for the same name is not.
-    if ["yealink", "snom"].contains(&vendor) {
+    if ["yealink", "snom", "gigaset_p", "grandstream", "poly"].contains(&vendor) {
         phone
             .verify_server(include_bytes!("fixtures/pbx-cert.pem"), "pbx.example.com")
             .unwrap_or_else(|e| panic!("{vendor}: {e}"));
@@ -257,13 +279,83 @@ async fn poly_boots_rechecks_and_resyncs_over_https() {
 }
 
 #[tokio::test]
+async fn gigaset_base_boots_rechecks_and_resyncs_over_http() {
+    walk("gigaset", false).await;
+}
+
+#[tokio::test]
+async fn gigaset_base_boots_rechecks_and_resyncs_over_https() {
+    walk("gigaset", true).await;
+}
+
+#[tokio::test]
+async fn gigaset_p_series_boots_rechecks_and_resyncs_over_http() {
+    walk("gigaset_p", false).await;
+}
+
+#[tokio::test]
+async fn gigaset_p_series_boots_rechecks_and_resyncs_over_https() {
+    walk("gigaset_p", true).await;
+}
+
+/// `<MAC>.xml` is a Gigaset base's own file and a Snom's boot probe: a Snom asking for it gets
+/// 404 without a miss counted, however often, and a Gigaset base with that name gets its file.
+#[tokio::test]
+async fn one_vendors_file_is_anothers_probe_and_never_counts_as_a_miss() {
+    let (service, _dir, sim) = start_with_devices("[provisioning]\nmisses_per_minute = 5\n").await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let snom = mac_of("snom", 0x400);
+    provision(&sim, &mut conn, &snom, 400).await;
+    let mut phone = Handset::new("snom", &snom, dhcp_url(&service, false), client(false)).expect("vendor");
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    let ua = phone.http().user_agent.clone();
+    for _ in 0..12 {
+        let status = get_with(
+            service.addr,
+            &format!("{PROV}/{}.xml", snom.to_ascii_uppercase()),
+            &[("User-Agent", ua.as_str())],
+        )
+        .await;
+        assert_eq!(status, 404, "the Snom's probe");
+    }
+    // Past 5 misses the address would get 429: the probes did not count.
+    phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        phone
+            .http()
+            .requests()
+            .iter()
+            .all(|(_, s)| *s == 200 || *s == 404),
+        "{:?}",
+        phone.http().requests()
+    );
+    let base = mac_of("gigaset", 0x400);
+    provision(&sim, &mut conn, &base, 401).await;
+    let mut base_phone =
+        Handset::new("gigaset", &base, dhcp_url(&service, false), client(false)).expect("vendor");
+    base_phone.provision().await.unwrap_or_else(|e| panic!("{e}"));
+    base_phone.registration().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
 async fn fifty_phones_rebooting_behind_one_address_are_never_throttled() {
     let (service, _dir, sim) = start_with_devices("[provisioning]\nmisses_per_minute = 10\n").await;
     let mut conn = UsersSim::new("innoprov", PASSWORD)
         .connect(&service.ws_url())
         .await
         .expect("users");
-    let vendors = ["yealink", "snom", "grandstream", "fanvil", "poly"];
+    let vendors = [
+        "yealink",
+        "snom",
+        "grandstream",
+        "fanvil",
+        "poly",
+        "gigaset",
+        "gigaset_p",
+    ];
     let mut phones = Vec::new();
     for n in 0..50u32 {
         let vendor = vendors[n as usize % vendors.len()];

@@ -1,7 +1,7 @@
 //! `innoprov demo --phones N`: the whole chain in one process, for a newcomer without a PBX.
 //! The service runs on a temporary store; the simulated PBX logs in and names the simulated
-//! Devices through Services; the simulated Users service provisions N phones of the five
-//! vendors; each phone's emulator then boots as its vendor documents it. A progress bar shows
+//! Devices through Services; the simulated Users service provisions N phones of the seven
+//! vendor families (Gigaset's DECT bases and its Snom-made desk phones counted apart); each phone's emulator then boots as its vendor documents it. A progress bar shows
 //! it on a terminal; the admin page's URL (with its token) and the REST API's are printed while
 //! it runs; a summary table ends it, and the last line names N.
 
@@ -67,12 +67,14 @@ fn random_hex(bytes: usize) -> String {
 }
 
 fn vendor_and_mac(n: u32) -> (&'static str, String) {
-    let (vendor, oui) = match n % 5 {
+    let (vendor, oui) = match n % 7 {
         0 => ("yealink", "805ec0"),
         1 => ("snom", "000413"),
         2 => ("grandstream", "000b82"),
         3 => ("fanvil", "0c383e"),
-        _ => ("poly", "0004f2"),
+        4 => ("poly", "0004f2"),
+        5 => ("gigaset", "7c2f80"),
+        _ => ("gigaset_p", "589ec6"),
     };
     (vendor, format!("{oui}{:06x}", 0xd000 + n))
 }

@@ -418,6 +418,15 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // One vendor's file may be another's boot probe (a Snom asks for `<MAC>.xml`, a Gigaset
+    // base's own file): when the name serves nobody, the probe is still not a miss.
+    let probe_or_miss = || {
+        if !blocked && state.vendors.probe(file).is_some() {
+            denied(StatusCode::NOT_FOUND)
+        } else {
+            miss()
+        }
+    };
     let candidates = state.vendors.candidates(file);
     let Some(first) = candidates.first() else {
         // A file the vendor's own boot sequence asks for is not a scan: no miss.
@@ -459,7 +468,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         Ok(Some(found)) => found,
         Ok(None) => {
             log::debug!("download of {file} from {ip}: no phone {mac}");
-            return miss();
+            return probe_or_miss();
         }
         Err(e) => {
             log::error!("phone {mac}: download of {file}: {e}");
@@ -485,7 +494,7 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         });
     let Some(vendor_index) = chosen.map(|c| c.vendor) else {
         log::info!("phone {mac}: {file} from {ip} does not fit the phone's vendor; denied");
-        return miss();
+        return probe_or_miss();
     };
     let vendor = &vendors[vendor_index];
     // The User-Agent is a hint, never an identity: it can only make us refuse.

@@ -115,6 +115,8 @@ pub struct Time {
     pub posix_explicit: String,
     /// Snom's zone code (`GER+1`), when the zone matches one of Snom's documented codes.
     pub snom_code: String,
+    /// The Gigaset Nx70's zone name (`Europe/Berlin`), when one of its named zones matches.
+    pub gigaset_zone: String,
 }
 
 /// Daylight saving time as month/week/weekday rules.
@@ -224,6 +226,9 @@ impl Time {
         time.offset_minutes = Some(parsed.std_offset / 60);
         time.posix_explicit = parsed.to_posix_explicit();
         time.snom_code = super::timezone::snom_code(&parsed)
+            .unwrap_or_default()
+            .to_string();
+        time.gigaset_zone = super::timezone::gigaset_zone(&parsed)
             .unwrap_or_default()
             .to_string();
         if let Some(dst) = &parsed.dst {
@@ -476,6 +481,16 @@ mod tests {
         );
         assert_eq!((dst.end.month, dst.end.hour), (10, 3));
         assert_eq!(berlin.snom_code, "GER+1");
+        assert_eq!(berlin.gigaset_zone, "Europe/Berlin");
+        assert_eq!(
+            Time::from_posix("EST5EDT,M3.2.0,M11.1.0").gigaset_zone,
+            "America/New_York"
+        );
+        assert_eq!(
+            Time::from_posix("<+0530>-5:30").gigaset_zone,
+            "",
+            "no named zone: left to the base"
+        );
         let kolkata = Time::from_posix("IST-5:30");
         assert_eq!(
             (

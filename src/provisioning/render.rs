@@ -13,7 +13,7 @@ use super::context::PhoneContext;
 use super::vendor::{FileFormat, VendorDescriptor, Vendors};
 
 /// The built-in templates, by file name.
-const BUILTIN: [(&str, &str); 10] = [
+const BUILTIN: [(&str, &str); 11] = [
     ("yealink.cfg.j2", include_str!("templates/yealink.cfg.j2")),
     (
         "yealink-common.cfg.j2",
@@ -33,6 +33,7 @@ const BUILTIN: [(&str, &str); 10] = [
     ),
     ("poly.cfg.j2", include_str!("templates/poly.cfg.j2")),
     ("poly-common.cfg.j2", include_str!("templates/poly-common.cfg.j2")),
+    ("gigaset.xml.j2", include_str!("templates/gigaset.xml.j2")),
 ];
 
 /// Why a file could not be rendered.

@@ -112,7 +112,12 @@ fn xml_values(text: &str) -> HashMap<String, String> {
     let mut values = HashMap::new();
     for node in doc.descendants().filter(|n| n.is_element()) {
         // Poly's parameters are attributes; Snom's and Grandstream's are elements.
-        if doc.root_element().has_tag_name("polycomConfig") {
+        // Gigaset's Nx70 writes `<param name=".." value=".."/>`.
+        if node.has_tag_name("param") && doc.root_element().has_tag_name("provisioning") {
+            if let (Some(name), Some(value)) = (node.attribute("name"), node.attribute("value")) {
+                values.insert(name.to_string(), value.to_string());
+            }
+        } else if doc.root_element().has_tag_name("polycomConfig") {
             for attribute in node.attributes() {
                 values.insert(attribute.name().to_string(), attribute.value().to_string());
             }
@@ -137,6 +142,55 @@ fn poly() {
     assert_eq!(x["device.set"], "1");
     assert_eq!(x["device.dhcp.bootSrvUseOpt"], "2");
     assert_eq!(x["voIpProt.SIP.specialEvent.checkSync.alwaysReboot"], "0");
+}
+
+#[test]
+fn gigaset() {
+    let text = render("gigaset", "7c2f80a1b2c3", None);
+    insta::assert_snapshot!(text);
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let root = doc.root_element();
+    assert_eq!(
+        (
+            root.tag_name().name(),
+            root.attribute("version"),
+            root.attribute("productID")
+        ),
+        ("provisioning", Some("1.1"), Some("e2"))
+    );
+    let x = xml_values(&text);
+    assert_eq!(x["SipAccount.00001.UserName"], "alice");
+    assert_eq!(
+        x["SipAccount.00001.AuthPassword"], PASSWORD,
+        "XML escaping round-trips"
+    );
+    assert_eq!(x["SipAccount.00001.ProviderId"], "0");
+    assert_eq!(x["SipProvider.0.RegServerAddress"], "gk1.example.com");
+    assert_eq!(x["SipProvider.0.RegServerPort"], "5061");
+    assert_eq!(x["SipProvider.0.TransportProtocol"], "3", "TLS");
+    assert_eq!(
+        x["SipProvider.0.UseSIPS"], "0",
+        "sip: URIs over TLS, as the PBX expects"
+    );
+    assert_eq!(x["SipProvider.0.FailoverServerAddress"], "gk2.example.com");
+    assert_eq!(x["DmGlobal.0.TimeZone"], "Europe/Berlin");
+    assert_eq!(
+        x["Provisioning.global.ProvisioningServer"],
+        "https://pfixed:ProvPass123@prov.example.com/example.com/innoprov/prov/"
+    );
+    assert_eq!(x["Provisioning.global.Period"], "3600");
+    assert_eq!(x["SystemSettings.global.SipMulticastEnabled"], "0");
+    assert_eq!(x["WebUIAccounts.1.Password"], "WebPass456");
+}
+
+#[test]
+fn gigaset_p_series_files_are_snoms() {
+    let text = render("gigaset_p", "000413a1b2c3", Some("P82x"));
+    let x = xml_values(&text);
+    assert_eq!(x["user_name"], "alice");
+    assert_eq!(x["user_host"], "gk1.example.com");
+    assert_eq!(x["provisioning_order"], "redirection:stop");
+    assert_eq!(x["settings_refresh_timer"], "3600");
 }
 
 #[test]
@@ -249,6 +303,8 @@ fn every_vendor_declares_keys_its_file_has() {
         ("grandstream", "000b82a1b2c3"),
         ("fanvil", "0c383e0a0b0c"),
         ("poly", "0004f2a1b2c3"),
+        ("gigaset", "7c2f80a1b2c3"),
+        ("gigaset_p", "000413a1b2c3"),
     ];
     for (name, mac) in macs {
         let v = vendors.by_name(name).unwrap();
@@ -314,6 +370,9 @@ fn documented_keys(vendor: &str) -> HashMap<String, String> {
         "grandstream" => include_str!("../../docs/vendors/grandstream.md"),
         "fanvil" => include_str!("../../docs/vendors/fanvil.md"),
         "poly" => include_str!("../../docs/vendors/poly.md"),
+        "gigaset" => include_str!("../../docs/vendors/gigaset.md"),
+        // Snom-made, Snom's file: Snom's notes.
+        "gigaset_p" => include_str!("../../docs/vendors/snom.md"),
         other => panic!("no notes for {other}"),
     };
     let block = notes
@@ -350,10 +409,10 @@ fn keys_of(vendor: &str, text: &str) -> Vec<String> {
             }
             keys
         }
-        "poly" => xml_values(text).into_keys().collect(),
+        "poly" | "gigaset" => xml_values(text).into_keys().collect(),
         _ => {
             let doc = roxmltree::Document::parse(text).unwrap();
-            let parent = if vendor == "snom" {
+            let parent = if vendor == "snom" || vendor == "gigaset_p" {
                 "phone-settings"
             } else {
                 "config"
@@ -384,6 +443,8 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
         ("grandstream", "000b82a1b2c3"),
         ("fanvil", "0c383e0a0b0c"),
         ("poly", "0004f2a1b2c3"),
+        ("gigaset", "7c2f80a1b2c3"),
+        ("gigaset_p", "000413a1b2c3"),
     ] {
         let documented = documented_keys(vendor);
         let required: Vec<&String> = documented
@@ -407,8 +468,14 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
                 // A phone without a second registrar, codec or frame size.
                 record.configs.retain(|c| c.kind != "PHONE");
             }
-            let ctx = PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60)
-                .unwrap();
+            let mut ctx =
+                PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60)
+                    .unwrap();
+            if n % 2 == 0 {
+                // With provisioning.trust_anchors: the CA keys must be documented too.
+                ctx.prov.trust_anchors =
+                    vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(); 2];
+            }
             let text = Renderer::new(&vendors, None)
                 .render_phone(vendors.by_name(vendor).unwrap(), &ctx)
                 .unwrap();

@@ -295,23 +295,75 @@ const SNOM_CODES: &[(i32, &str, &str)] = &[
     (10 * 3600, "M10.1.0/02:00:00,M4.1.0/03:00:00", "AUS+10"),
 ];
 
-/// Snom's code for `tz`, when one of its documented codes has the same offset and rule.
-pub fn snom_code(tz: &PosixTz) -> Option<&'static str> {
-    let rule = match &tz.dst {
-        None => String::new(),
-        Some(dst) if dst.offset - tz.std_offset == 3600 => format!(
+/// The DST rule of `tz` as `start,end` in POSIX form ("" for none); `None` when the clock
+/// moves by other than an hour (no vendor's named zones cover that).
+fn rule_key(tz: &PosixTz) -> Option<String> {
+    match &tz.dst {
+        None => Some(String::new()),
+        Some(dst) if dst.offset - tz.std_offset == 3600 => Some(format!(
             "{}/{},{}/{}",
             dst.start.date.posix(),
             hms(dst.start.time, true),
             dst.end.date.posix(),
             hms(dst.end.time, true)
-        ),
-        Some(_) => return None,
-    };
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Snom's code for `tz`, when one of its documented codes has the same offset and rule.
+pub fn snom_code(tz: &PosixTz) -> Option<&'static str> {
+    let rule = rule_key(tz)?;
     SNOM_CODES
         .iter()
         .find(|(offset, r, _)| *offset == tz.std_offset && *r == rule)
         .map(|(_, _, code)| *code)
+}
+
+/// The Gigaset Nx70's named zones (`DmGlobal.0.TimeZone`; docs/vendors/gigaset.md, "Time"):
+/// the base accepts only names from its own list, so a zone maps to one of them when offset
+/// and rule both match. (standard offset east in seconds, DST rule or "", zone name).
+const GIGASET_ZONES: &[(i32, &str, &str)] = &[
+    (0, "", "Greenwich"),
+    (0, "M3.5.0/01:00:00,M10.5.0/02:00:00", "Europe/London"),
+    (3600, "M3.5.0/02:00:00,M10.5.0/03:00:00", "Europe/Berlin"),
+    (7200, "M3.5.0/03:00:00,M10.5.0/04:00:00", "Europe/Helsinki"),
+    (3 * 3600, "", "Europe/Moscow"),
+    (4 * 3600, "", "Asia/Dubai"),
+    (5 * 3600, "", "Asia/Karachi"),
+    (6 * 3600, "", "Asia/Dhaka"),
+    (8 * 3600, "", "Asia/Hong_Kong"),
+    (9 * 3600, "", "Asia/Tokyo"),
+    (9 * 3600 + 1800, "", "Australia/Darwin"),
+    (
+        9 * 3600 + 1800,
+        "M10.1.0/02:00:00,M4.1.0/03:00:00",
+        "Australia/Adelaide",
+    ),
+    (10 * 3600, "", "Australia/Brisbane"),
+    (10 * 3600, "M10.1.0/02:00:00,M4.1.0/03:00:00", "Australia/Sydney"),
+    (11 * 3600, "", "Pacific/Noumea"),
+    (-3 * 3600, "", "America/Sao_Paulo"),
+    (-4 * 3600, "", "America/Caracas"),
+    (-5 * 3600, "M3.2.0/02:00:00,M11.1.0/02:00:00", "America/New_York"),
+    (-6 * 3600, "M3.2.0/02:00:00,M11.1.0/02:00:00", "America/Chicago"),
+    (-7 * 3600, "M3.2.0/02:00:00,M11.1.0/02:00:00", "America/Denver"),
+    (
+        -8 * 3600,
+        "M3.2.0/02:00:00,M11.1.0/02:00:00",
+        "America/Los_Angeles",
+    ),
+    (-9 * 3600, "M3.2.0/02:00:00,M11.1.0/02:00:00", "America/Anchorage"),
+    (-10 * 3600, "", "Pacific/Honolulu"),
+];
+
+/// The Gigaset zone name for `tz`, when one of the base's named zones has its offset and rule.
+pub fn gigaset_zone(tz: &PosixTz) -> Option<&'static str> {
+    let rule = rule_key(tz)?;
+    GIGASET_ZONES
+        .iter()
+        .find(|(offset, r, _)| *offset == tz.std_offset && *r == rule)
+        .map(|(_, _, zone)| *zone)
 }
 
 /// `+1`, `-5`, `+5:30`, `0`: an east-positive offset as phones write it.

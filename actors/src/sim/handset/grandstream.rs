@@ -159,6 +159,29 @@ impl GrandstreamPhone {
         self.settings.get("P145").map(String::as_str) == Some("0")
     }
 
+    /// Checks a SIP-TLS server's chain as the phone does. With account 1's "Validate
+    /// Certification Chain" (`P2367`) off, a Grandstream takes any certificate; on, it checks
+    /// against the custom CAs `P8433`..`P8438` when "Load CA Certificates" (`P8502`) takes
+    /// them (1 custom, 2 built-in and custom; the emulator has no built-ins).
+    pub fn verify_server(&self, chain_pem: &[u8], name: &str) -> Result<(), HandsetError> {
+        if self.settings.get("P2367").map(String::as_str) != Some("1") {
+            return Ok(());
+        }
+        let mut trusted = Vec::new();
+        if matches!(self.settings.get("P8502").map(String::as_str), Some("1" | "2")) {
+            for p in 8433..=8438 {
+                if let Some(pem) = self
+                    .settings
+                    .get(&format!("P{p}"))
+                    .filter(|t| !t.trim().is_empty())
+                {
+                    trusted.extend(super::pem_certificates(VENDOR, pem)?);
+                }
+            }
+        }
+        super::verify_chain(VENDOR, &trusted, chain_pem, name)
+    }
+
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
         let get = |key: &str| setting(&self.settings, VENDOR, key);

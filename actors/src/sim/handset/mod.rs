@@ -10,7 +10,8 @@
 //! - [`HttpClient`]: HTTP/1.1 over TCP or TLS, written by hand, Basic and Digest (RFC 7616).
 //! - [`Url`]: the URLs a file hands the phone.
 //! - [`SipListener`]: the phone's SIP port, receiving NOTIFY and answering 200 OK.
-//! - [`yealink`], [`snom`], [`grandstream`], [`fanvil`], [`poly`]: the boot sequences.
+//! - [`yealink`], [`snom`] (also Gigaset's Snom-made P-series), [`grandstream`], [`fanvil`],
+//!   [`poly`], [`gigaset`] (the Nx70 DECT bases): the boot sequences.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use super::phone::Response;
 use super::wire;
 
 pub mod fanvil;
+pub mod gigaset;
 pub mod grandstream;
 pub mod poly;
 pub mod snom;
@@ -520,7 +522,7 @@ pub struct Registration {
     pub display_name: String,
 }
 
-/// Any of the four emulators, driven alike by tests and demos.
+/// Any of the emulators, driven alike by tests and demos.
 pub enum Handset {
     /// A Yealink.
     Yealink(yealink::YealinkPhone),
@@ -532,6 +534,8 @@ pub enum Handset {
     Fanvil(fanvil::FanvilPhone),
     /// A Poly.
     Poly(poly::PolyPhone),
+    /// A Gigaset Nx70 DECT base.
+    Gigaset(gigaset::GigasetBase),
 }
 
 impl Handset {
@@ -553,6 +557,16 @@ impl Handset {
             }
             "fanvil" => Handset::Fanvil(fanvil::FanvilPhone::new(mac, "X4", server, http)),
             "poly" => Handset::Poly(poly::PolyPhone::new(mac, "450", server, http)),
+            "gigaset" => Handset::Gigaset(gigaset::GigasetBase::new(mac, "N870", server, http)),
+            // No source gives the P-series' User-Agent (docs/vendors/gigaset.md): Snom's form
+            // with the phone's own type is assumed.
+            "gigaset_p" => Handset::Snom(snom::SnomPhone::gigaset_p(
+                mac,
+                "P82x",
+                "Mozilla/4.0 (compatible; GigasetP820-SIP 10.1.54.13 {MAC})",
+                server,
+                http,
+            )),
             _ => return None,
         })
     }
@@ -565,6 +579,7 @@ impl Handset {
             Handset::Grandstream(p) => p.provision().await,
             Handset::Fanvil(p) => p.provision().await,
             Handset::Poly(p) => p.provision().await,
+            Handset::Gigaset(p) => p.provision().await,
         }
     }
 
@@ -576,6 +591,7 @@ impl Handset {
             Handset::Grandstream(p) => p.registration(),
             Handset::Fanvil(p) => p.registration(),
             Handset::Poly(p) => p.registration(),
+            Handset::Gigaset(p) => p.registration(),
         }
     }
 
@@ -587,6 +603,7 @@ impl Handset {
             Handset::Grandstream(p) => p.sip_port(),
             Handset::Fanvil(p) => p.sip_port(),
             Handset::Poly(p) => p.sip_port(),
+            Handset::Gigaset(p) => p.sip_port(),
         }
     }
 
@@ -603,6 +620,7 @@ impl Handset {
             Handset::Grandstream(p) => p.recheck_minutes(),
             Handset::Fanvil(p) => p.recheck_minutes(),
             Handset::Poly(p) => p.recheck_minutes(),
+            Handset::Gigaset(p) => p.recheck_minutes(),
         }
     }
 
@@ -614,16 +632,23 @@ impl Handset {
             Handset::Grandstream(p) => p.ignores_dhcp_server(),
             Handset::Fanvil(p) => p.ignores_dhcp_server(),
             Handset::Poly(p) => p.ignores_dhcp_server(),
+            Handset::Gigaset(p) => p.ignores_dhcp_server(),
         }
     }
 
     /// Checks a SIP-TLS server's certificate chain as the phone would: against the CAs its
-    /// file installed (only Yealink and Snom take CAs from a file; the others fail).
+    /// file installed (Fanvil and the Gigaset bases take none from a file: they fail).
     pub fn verify_server(&self, chain_pem: &[u8], name: &str) -> Result<(), HandsetError> {
         match self {
             Handset::Yealink(p) => verify_chain("yealink", &p.trusted_cas, chain_pem, name),
-            Handset::Snom(p) => verify_chain("snom", &p.trusted_cas, chain_pem, name),
-            _ => Err(fault("sip", "this emulator takes no CA from its file")),
+            Handset::Snom(p) => verify_chain(p.vendor(), &p.trusted_cas, chain_pem, name),
+            Handset::Grandstream(p) => p.verify_server(chain_pem, name),
+            Handset::Poly(p) => p.verify_server(chain_pem, name),
+            // No source documents a CA install through a Fanvil's or a Gigaset base's file
+            // (docs/vendors/fanvil.md, gigaset.md).
+            Handset::Fanvil(_) | Handset::Gigaset(_) => {
+                Err(fault("sip", "this emulator takes no CA from its file"))
+            }
         }
     }
 
@@ -635,6 +660,7 @@ impl Handset {
             Handset::Grandstream(p) => (&p.server, p.credentials.as_ref()),
             Handset::Fanvil(p) => (&p.server, p.credentials.as_ref()),
             Handset::Poly(p) => (&p.server, p.credentials.as_ref()),
+            Handset::Gigaset(p) => (&p.server, p.credentials.as_ref()),
         }
     }
 
@@ -646,6 +672,7 @@ impl Handset {
             Handset::Grandstream(p) => &p.http,
             Handset::Fanvil(p) => &p.http,
             Handset::Poly(p) => &p.http,
+            Handset::Gigaset(p) => &p.http,
         }
     }
 
@@ -655,7 +682,9 @@ impl Handset {
         match self {
             Handset::Snom(p) => (p.checksync_challenge(), false),
             Handset::Grandstream(p) => (p.notify_challenge(), true),
-            Handset::Yealink(_) | Handset::Fanvil(_) | Handset::Poly(_) => (None, false),
+            Handset::Yealink(_) | Handset::Fanvil(_) | Handset::Poly(_) | Handset::Gigaset(_) => {
+                (None, false)
+            }
         }
     }
 
@@ -667,6 +696,7 @@ impl Handset {
             Handset::Grandstream(p) => p.accepts(notify),
             Handset::Fanvil(p) => p.accepts(notify),
             Handset::Poly(p) => p.accepts(notify),
+            Handset::Gigaset(p) => p.accepts(notify),
         }
     }
 

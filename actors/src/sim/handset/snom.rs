@@ -11,8 +11,10 @@ use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, 
 
 const VENDOR: &str = "snom";
 
-/// One Snom phone.
+/// One Snom phone (or a Gigaset P-series desk phone: Snom-made, Snom's firmware and format).
 pub struct SnomPhone {
+    /// `snom`, or `gigaset_p` for a Gigaset P-series.
+    vendor: &'static str,
     /// Its HTTP side.
     pub http: HttpClient,
     /// MAC, 12 uppercase hex digits.
@@ -38,6 +40,7 @@ impl SnomPhone {
             "Mozilla/4.0 (compatible; snom{model}-SIP 10.1.33.33 2010.12-00004-g9ba52f5 {mac} SXM:0 UXM:0)"
         );
         SnomPhone {
+            vendor: VENDOR,
             http,
             mac,
             phone_type: format!("snom{model}"),
@@ -46,6 +49,16 @@ impl SnomPhone {
             settings: BTreeMap::new(),
             trusted_cas: Vec::new(),
         }
+    }
+
+    /// A factory-fresh Gigaset P-series phone (`model` as in its file names, `P82x` for a
+    /// P820/P825: docs/vendors/gigaset.md, "P-series"), sending `user_agent`.
+    pub fn gigaset_p(mac: &str, model: &str, user_agent: &str, server: Url, http: HttpClient) -> SnomPhone {
+        let mut phone = SnomPhone::new(mac, model, server, http);
+        phone.vendor = "gigaset_p";
+        phone.phone_type = format!("Gigaset{model}");
+        phone.http.user_agent = user_agent.replace("{MAC}", &phone.mac);
+        phone
     }
 
     /// One provisioning run.
@@ -58,17 +71,17 @@ impl SnomPhone {
             let url = server.join(&file);
             let found = self
                 .http
-                .fetch_file(VENDOR, &url, self.credentials.as_ref(), AuthStyle::Digest)
+                .fetch_file(self.vendor, &url, self.credentials.as_ref(), AuthStyle::Digest)
                 .await?;
             if let Some(body) = found {
                 self.apply(&body)?;
             }
         }
         if let Some(url) = self.settings.get("setting_server") {
-            let url = Url::parse(url).ok_or_else(|| fault(VENDOR, format!("setting_server {url:?}")))?;
+            let url = Url::parse(url).ok_or_else(|| fault(self.vendor, format!("setting_server {url:?}")))?;
             if !url.path.ends_with('/') {
                 return Err(fault(
-                    VENDOR,
+                    self.vendor,
                     "setting_server names a file; the phone would not guess names",
                 ));
             }
@@ -83,10 +96,11 @@ impl SnomPhone {
     }
 
     fn apply(&mut self, body: &str) -> Result<(), HandsetError> {
-        let doc = roxmltree::Document::parse(body).map_err(|e| fault(VENDOR, format!("not XML: {e}")))?;
+        let doc =
+            roxmltree::Document::parse(body).map_err(|e| fault(self.vendor, format!("not XML: {e}")))?;
         let root = doc.root_element();
         if !root.has_tag_name("settings") {
-            return Err(fault(VENDOR, "root is not <settings>"));
+            return Err(fault(self.vendor, "root is not <settings>"));
         }
         // `<certificates>`: each `<certificate type="base64">` holds a PEM certificate.
         for certificate in root
@@ -95,9 +109,9 @@ impl SnomPhone {
             .flat_map(|n| n.children().filter(|c| c.has_tag_name("certificate")))
         {
             if certificate.attribute("type") != Some("base64") {
-                return Err(fault(VENDOR, "a certificate that is not type=\"base64\""));
+                return Err(fault(self.vendor, "a certificate that is not type=\"base64\""));
             }
-            let certs = super::pem_certificates(VENDOR, certificate.text().unwrap_or_default())?;
+            let certs = super::pem_certificates(self.vendor, certificate.text().unwrap_or_default())?;
             self.trusted_cas.extend(certs);
         }
         for section in root.children().filter(|n| n.has_tag_name("phone-settings")) {
@@ -164,23 +178,28 @@ impl SnomPhone {
             && self.settings.get("pnp_config").map(String::as_str) == Some("off")
     }
 
+    /// `snom`, or `gigaset_p` for a Gigaset P-series.
+    pub fn vendor(&self) -> &'static str {
+        self.vendor
+    }
+
     /// The account it would register with.
     pub fn registration(&self) -> Result<Registration, HandsetError> {
-        let get = |key: &str| setting(&self.settings, VENDOR, key);
+        let get = |key: &str| setting(&self.settings, self.vendor, key);
         if get("user_active#1")? != "on" {
-            return Err(fault(VENDOR, "identity 1 not active"));
+            return Err(fault(self.vendor, "identity 1 not active"));
         }
         let outbound = get("user_outbound#1")?;
         let (hostport, params) = outbound.split_once(';').unwrap_or((&outbound, ""));
         let (host, port) = hostport
             .rsplit_once(':')
-            .ok_or_else(|| fault(VENDOR, "user_outbound without a port"))?;
+            .ok_or_else(|| fault(self.vendor, "user_outbound without a port"))?;
         if host != get("user_host#1")? {
-            return Err(fault(VENDOR, "outbound proxy is not the registrar"));
+            return Err(fault(self.vendor, "outbound proxy is not the registrar"));
         }
         Ok(Registration {
             server: host.to_string(),
-            port: port.parse().map_err(|_| fault(VENDOR, "bad port"))?,
+            port: port.parse().map_err(|_| fault(self.vendor, "bad port"))?,
             tls: params.split(';').any(|p| p == "transport=tls"),
             user: get("user_name#1")?,
             auth_user: get("user_pname#1")?,
