@@ -113,7 +113,7 @@ impl Service {
                 c
             }
         };
-        // The service says where it listens the systemd way (innoprov_actors::ready).
+        // The service says where it listens the systemd way (innoprov_actors::ops::ready).
         let notify_dir = tempfile::tempdir().expect("notify dir");
         let notify_path = notify_dir.path().join("notify");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
@@ -135,7 +135,7 @@ impl Service {
                 logs.push('\n');
             }
         });
-        let ready = innoprov_actors::ready::wait_ready(&notify, Duration::from_secs(20))
+        let ready = innoprov_actors::ops::ready::wait_ready(&notify, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("innoprov did not start ({e}): {}", logs.lock().unwrap()));
         Service {
             child,

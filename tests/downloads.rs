@@ -304,7 +304,7 @@ async fn outside_the_enrolment_window_credentials_are_required() {
         challenges.contains("Digest") && challenges.contains("Basic"),
         "{challenges}"
     );
-    assert_eq!(r.body, innoprov_actors::prov_http::DENIED_BODY);
+    assert_eq!(r.body, innoprov_actors::edge::prov_http::DENIED_BODY);
     let wrong = device
         .fetch(
             &format!("{PROV}/001565000200.cfg"),

@@ -711,7 +711,7 @@ async fn the_service_wide_bound_holds_and_every_message_taken_is_answered_even_a
     assert_eq!(
         (timed_out, busy),
         (
-            innoprov_actors::app_session::MAX_PROVISIONINGS_IN_FLIGHT,
+            innoprov_actors::edge::app_session::MAX_PROVISIONINGS_IN_FLIGHT,
             4500 - 4096
         )
     );

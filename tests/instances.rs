@@ -9,11 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use innoprov_actors::postgres_store::{PostgresSettings, PostgresStore};
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim, admin_frame, example_configs};
 use innoprov_actors::sim::phone::{Auth, PhoneSim};
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
+use innoprov_actors::store::postgres_store::{PostgresSettings, PostgresStore};
 
 use crate::admin::call;
 use crate::common::{PASSWORD, Service, devices_config, phone};

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use innoprov::Sealer;
 use innoprov::store::{Store, conformance};
-use innoprov_actors::postgres_store::{Claim, PostgresSettings, PostgresStore, StoreEvent};
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
+use innoprov_actors::store::postgres_store::{Claim, PostgresSettings, PostgresStore, StoreEvent};
 
 use crate::common::{PASSWORD, Service, devices_config, phone};
 use crate::instances::cluster;

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use innoprov::{Config, Mac};
-use innoprov_actors::persistence::GetPhone;
-use innoprov_actors::phone_job::{InjectFault, InjectPause, InjectSocketFault, Phase};
-use innoprov_actors::registry::{DeletePhone, JobOf, PhoneStatusOf};
+use innoprov_actors::phones::phone_job::{InjectFault, InjectPause, InjectSocketFault, Phase};
+use innoprov_actors::phones::registry::{DeletePhone, JobOf, PhoneStatusOf};
 use innoprov_actors::service::RunningService;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
 use innoprov_actors::sim::users::UsersSim;
+use innoprov_actors::store::persistence::GetPhone;
 
 use crate::common::{APP_PATH, PASSWORD, config_text, devices_config, phone};
 
@@ -54,7 +54,7 @@ async fn two_phones(
     RunningService,
     Mac,
     Mac,
-    actix::Addr<innoprov_actors::phone_job::PhoneJob>,
+    actix::Addr<innoprov_actors::phones::phone_job::PhoneJob>,
 ) {
     let service = start(sim, dir).await;
     let url = format!("ws://{}{APP_PATH}", service.addr);
@@ -262,7 +262,7 @@ async fn an_admin_pin_and_reopened_window_change_what_a_phone_gets() {
 
 #[actix_web::test]
 async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
-    use innoprov_actors::fatal::InjectFault as InjectSingletonFault;
+    use innoprov_actors::ops::fatal::InjectFault as InjectSingletonFault;
     use innoprov_actors::service::{RunFailure, ShutdownSignals};
     let sim = DevicesSim::start().await;
     for victim in ["persistence", "registry", "directory", "notifier", "audit writer"] {

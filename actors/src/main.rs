@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         _ => "info",
     };
     // Third-party frame traces stay below trace whatever RUST_LOG says: no secret in a log.
-    innoprov_actors::logging::init(default_level);
+    innoprov_actors::ops::logging::init(default_level);
     #[cfg(feature = "simulators")]
     if let Some(Command::Demo { phones, keep_running }) = cli.command {
         return demo(phones, keep_running);
@@ -229,7 +229,7 @@ fn serve(config: Config) -> ExitCode {
             .map_err(|e| RunFailure::Shutdown(e.to_string()))?;
         // After the start: a failed start prints its one line and nothing else.
         log::log!(level, "{raised}");
-        innoprov_actors::ready::notify_ready(service.addr, service.https_addr);
+        innoprov_actors::ops::ready::notify_ready(service.addr, service.https_addr);
         service.run_until_signal(signals).await
     });
     match outcome {

@@ -14,26 +14,26 @@ use innoprov::store::SledStore;
 use innoprov::{Config, Sealer, Secret, Store};
 use tokio::sync::watch;
 
-use crate::admin_core::AdminCore;
-use crate::admin_http::{self, AdminHttp};
-use crate::admin_page;
-use crate::app_session::SessionShared;
-use crate::audit_log::AuditLog;
-use crate::connect_gate::ConnectGate;
-use crate::devices_socket::LinkShared;
-use crate::directory::ServiceDirectory;
-use crate::fatal::Fatal;
-use crate::forwarded::TrustedProxies;
-use crate::http::{self, HttpState};
-use crate::login_guard::{LoginGuard, LoginLimits};
-use crate::notifier::Notifier;
-use crate::pbx_pin::PbxPin;
-use crate::persistence::{Flush, Persistence};
-use crate::phone_job::JobShared;
-use crate::postgres_store::{PostgresSettings, PostgresStore};
-use crate::prov_http::{self, ProvState};
-use crate::registry::leased::LeaseDuty;
-use crate::registry::{PhoneRegistry, RetireAll};
+use crate::edge::admin_core::AdminCore;
+use crate::edge::admin_http::{self, AdminHttp};
+use crate::edge::admin_page;
+use crate::edge::app_session::SessionShared;
+use crate::edge::forwarded::TrustedProxies;
+use crate::edge::http::{self, HttpState};
+use crate::edge::login_guard::{LoginGuard, LoginLimits};
+use crate::edge::pbx_pin::PbxPin;
+use crate::edge::prov_http::{self, ProvState};
+use crate::ops::fatal::Fatal;
+use crate::phones::connect_gate::ConnectGate;
+use crate::phones::devices_socket::LinkShared;
+use crate::phones::directory::ServiceDirectory;
+use crate::phones::notifier::Notifier;
+use crate::phones::phone_job::JobShared;
+use crate::phones::registry::leased::LeaseDuty;
+use crate::phones::registry::{PhoneRegistry, RetireAll};
+use crate::store::audit_log::AuditLog;
+use crate::store::persistence::{Flush, Persistence};
+use crate::store::postgres_store::{PostgresSettings, PostgresStore};
 
 /// Why the service could not start; each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +247,8 @@ pub fn check(config: &Config) -> Result<String, StartError> {
         StoreBackend::Sled => format!("sled at {}", config.store.path.display()),
         StoreBackend::Postgres => {
             let settings = postgres_settings(&config.store).map_err(&store_error)?;
-            crate::postgres_store::describe_url(&settings.url).map_err(|e| store_error(e.to_string()))?
+            crate::store::postgres_store::describe_url(&settings.url)
+                .map_err(|e| store_error(e.to_string()))?
         }
     };
     let admin = match (&config.admin.token, &config.admin.app) {
@@ -532,7 +533,9 @@ impl RunningService {
             trust_anchors: trust_anchors.clone(),
             audit: Arc::clone(&audit),
             misses_per_minute: prov.misses_per_minute,
-            misses: std::sync::Mutex::new(crate::limits::MinuteCounts::new(prov_http::MAX_TRACKED_ADDRESSES)),
+            misses: std::sync::Mutex::new(crate::ops::limits::MinuteCounts::new(
+                prov_http::MAX_TRACKED_ADDRESSES,
+            )),
             views: Default::default(),
             trusted_proxies: trusted_proxies.clone(),
             enrol_from: config.enrol_from().unwrap_or_default(),
@@ -610,7 +613,7 @@ impl RunningService {
             reason = fatal.wait() => Some(reason),
         };
         log::info!("shutting down");
-        crate::ready::notify_stopping();
+        crate::ops::ready::notify_stopping();
         let stopped = self.shutdown().await.map_err(RunFailure::Shutdown);
         match failed {
             Some(reason) => Err(RunFailure::Fatal(reason)),

@@ -33,7 +33,7 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts the release binary with `extra` appended to the config and `RUST_LOG` =
-    /// `rust_log`; it says where it listens over `NOTIFY_SOCKET` (innoprov_actors::ready).
+    /// `rust_log`; it says where it listens over `NOTIFY_SOCKET` (innoprov_actors::ops::ready).
     pub fn start(extra: &str, rust_log: &str) -> ServiceProcess {
         ServiceProcess::start_with_store("", extra, rust_log)
     }
@@ -71,8 +71,8 @@ impl ServiceProcess {
                 }
             }
         });
-        let (addr, _) =
-            innoprov_actors::ready::wait_ready(&notify, Duration::from_secs(20)).expect("innoprov started");
+        let (addr, _) = innoprov_actors::ops::ready::wait_ready(&notify, Duration::from_secs(20))
+            .expect("innoprov started");
         ServiceProcess {
             child,
             addr,

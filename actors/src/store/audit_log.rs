@@ -57,7 +57,7 @@ fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 
 impl AuditLog {
     /// An audit log over `store`, keeping `keep` entries per phone, with its writer thread.
-    pub fn start(store: Arc<dyn Store>, keep: usize, fatal: crate::fatal::Fatal) -> Arc<AuditLog> {
+    pub fn start(store: Arc<dyn Store>, keep: usize, fatal: crate::ops::fatal::Fatal) -> Arc<AuditLog> {
         let log = Arc::new(AuditLog {
             store,
             keep,
@@ -196,7 +196,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let mac: Mac = "0015651a2b3c".parse().unwrap();
         store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
-        let log = AuditLog::start(Arc::clone(&store), 5, crate::fatal::Fatal::default());
+        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
         for n in 0..4 {
             log.record(mac, entry(n));
         }

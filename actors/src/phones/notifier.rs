@@ -19,8 +19,8 @@ use actix::prelude::*;
 use innoprov::Mac;
 use innoprov::provisioning::Vendors;
 
-use crate::audit_log::AuditLog;
-use crate::limits::Pacer;
+use crate::ops::limits::Pacer;
+use crate::store::audit_log::AuditLog;
 use tokio::net::UdpSocket;
 
 /// Least time between two NOTIFYs to one phone.
@@ -41,7 +41,7 @@ pub struct Notifier {
     /// Numbers NOTIFYs (CSeq, tags).
     sent: u64,
     /// Told if this actor ends outside a shutdown.
-    fatal: crate::fatal::Fatal,
+    fatal: crate::ops::fatal::Fatal,
 }
 
 impl Notifier {
@@ -51,7 +51,7 @@ impl Notifier {
         vendors: Vendors,
         port: u16,
         per_second: u32,
-        fatal: crate::fatal::Fatal,
+        fatal: crate::ops::fatal::Fatal,
     ) -> Notifier {
         Notifier {
             audit,
@@ -287,7 +287,8 @@ impl Handler<PhoneConfigChanged> for Notifier {
             log::info!("phone {mac}: NOTIFY skipped (sent less than {PER_PHONE_INTERVAL:?} ago)");
             return;
         }
-        let Some(crate::audit_log::LastFetch { client, vendor, .. }) = self.audit.last_fetch(&mac) else {
+        let Some(crate::store::audit_log::LastFetch { client, vendor, .. }) = self.audit.last_fetch(&mac)
+        else {
             log::info!("phone {mac}: no NOTIFY: it has not fetched its files yet");
             return;
         };
@@ -325,10 +326,10 @@ impl Handler<PhoneConfigChanged> for Notifier {
 }
 
 #[cfg(feature = "simulators")]
-impl Handler<crate::fatal::InjectFault> for Notifier {
+impl Handler<crate::ops::fatal::InjectFault> for Notifier {
     type Result = ();
 
-    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _msg: crate::ops::fatal::InjectFault, _ctx: &mut Context<Self>) {
         panic!("fault injected into the Notifier singleton");
     }
 }

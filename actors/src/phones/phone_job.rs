@@ -1,7 +1,7 @@
 //! `PhoneJob`: one phone's provisioning job, started by the `PhoneRegistry`. It owns the
 //! phone's record in memory and drives the phone's side of the Devices protocol, a
 //! [`SysclientSession`] (sans-IO, in the core), over a websocket owned by a plain socket task
-//! ([`devices_socket`](crate::devices_socket)). It persists every change before acting on it,
+//! ([`devices_socket`](crate::phones::devices_socket)). It persists every change before acting on it,
 //! and answers the pending ProvisioningPhone once the complete configuration is durable.
 //!
 //! Phases: stored → linking → configured → updating (and back), with "link down since".
@@ -9,7 +9,7 @@
 //! Supervision: the registry restarts a job that ends without being retired (a panic
 //! included: actix runs `stopped` while the dead context is dropped, and `stopped` tells the
 //! registry). The job restarts its socket task: a task that ends, by a panic too, reports
-//! [`SocketClosed`](crate::devices_socket::SocketClosed) and the session reconnects.
+//! [`SocketClosed`](crate::phones::devices_socket::SocketClosed) and the session reconnects.
 //!
 //! Messages it takes: [`FromDevices`] and [`SocketClosed`] (from its socket task),
 //! [`SetJobDevicesUrl`], [`Retire`], [`GetPhoneStatus`] (from the registry), [`InjectFault`]
@@ -29,12 +29,12 @@ use innoprov::sysclient_session::{MAX_CONFIG_ITEMS, SessionAction, SessionEvent,
 use innoprov::{Mac, PhoneRecord, Sealer, Secret};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit_log::AuditLog;
-use crate::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed, SocketTask};
-use crate::notifier::PhoneConfigChanged;
-use crate::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
-pub use crate::phone_state::Phase;
-use crate::phone_state::PhoneState;
+use crate::phones::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed, SocketTask};
+use crate::phones::notifier::PhoneConfigChanged;
+pub use crate::phones::phone_state::Phase;
+use crate::phones::phone_state::PhoneState;
+use crate::store::audit_log::AuditLog;
+use crate::store::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};
 
 /// A job ended (from its `stopped`).
 #[derive(Message)]
@@ -112,7 +112,7 @@ pub struct JobShared {
     /// Where each state change is written, for the admin's per-phone timeline.
     pub audit: Arc<AuditLog>,
     /// Several instances: the leases, whose fencing token each job writes with.
-    pub leases: Option<Arc<crate::postgres_store::PostgresStore>>,
+    pub leases: Option<Arc<crate::store::postgres_store::PostgresStore>>,
 }
 
 /// One phone's job.
@@ -607,7 +607,7 @@ impl PhoneJob {
             // that never answers (or closes after the identify) is still a link down.
             SessionAction::Accepted => {
                 if let Some(since) = self.link_down_since.take() {
-                    crate::metrics::metrics().link_reconnects.inc();
+                    crate::ops::metrics::metrics().link_reconnects.inc();
                     log::info!(
                         "phone {mac}: link back after {} s down",
                         now_unix().saturating_sub(since)

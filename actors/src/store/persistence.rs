@@ -1,4 +1,6 @@
-//! The persistence actor: the only writer of the store. Writes are applied at once and made
+//! The persistence actor: every phone job writes its record through it (the downloads'
+//! enrolment state, the audit, the settings and the admin's deletions are written directly,
+//! each a row of its own that no job writes). Writes are applied at once and made
 //! durable by group commit: one flush covers every write that arrived before it started, and a
 //! write is answered only once a flush that covers it has finished. Many concurrent
 //! ProvisioningPhone messages therefore cost one fsync per batch, not one each.
@@ -8,7 +10,7 @@
 //! per phone (a lock per MAC, held from the generation check to the write's commit), so that
 //! the server's concurrent commits share their log flushes.
 //!
-//! If it ends outside a shutdown (a panic included) it reports to [`Fatal`](crate::fatal), and
+//! If it ends outside a shutdown (a panic included) it reports to [`Fatal`](crate::ops::fatal), and
 //! the service exits with status 1 to be started again: it is not restarted in place.
 //!
 //! Messages it takes: [`PutPhone`], [`GetPhone`], [`ListPhones`], [`DeletePhone`], [`Flush`],
@@ -21,7 +23,7 @@ use innoprov::store::{Store, StoreError};
 use innoprov::{Mac, PhoneRecord};
 use tokio::sync::watch;
 
-use crate::fatal::Fatal;
+use crate::ops::fatal::Fatal;
 
 /// Mailbox capacity: senders use `send().await`, so a full mailbox pushes back on sessions.
 const MAILBOX: usize = 4096;
@@ -202,7 +204,7 @@ impl Actor for Persistence {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        // The only writer is gone (a panic included): see `fatal`.
+        // The jobs' writer is gone (a panic included): see `fatal`.
         self.fatal.report("the persistence actor", "ended");
     }
 }
@@ -224,7 +226,7 @@ async fn timed_flush(
 ) -> Result<Result<(), innoprov::StoreError>, tokio::task::JoinError> {
     let started = std::time::Instant::now();
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-    crate::metrics::metrics()
+    crate::ops::metrics::metrics()
         .store_flush
         .observe(started.elapsed().as_secs_f64());
     flushed
@@ -385,10 +387,10 @@ impl Handler<Flush> for Persistence {
 }
 
 #[cfg(feature = "simulators")]
-impl Handler<crate::fatal::InjectFault> for Persistence {
+impl Handler<crate::ops::fatal::InjectFault> for Persistence {
     type Result = ();
 
-    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _msg: crate::ops::fatal::InjectFault, _ctx: &mut Context<Self>) {
         panic!("fault injected into the Persistence singleton");
     }
 }

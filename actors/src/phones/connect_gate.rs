@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tokio::time::Instant;
 
-use crate::limits::Pacer;
+use crate::ops::limits::Pacer;
 
 /// A shared slot allocator.
 #[derive(Debug)]

@@ -24,9 +24,9 @@ use innoprov::seal::SealPurpose;
 use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 
-use crate::audit_log::AuditLog;
-use crate::forwarded;
-use crate::limits::MinuteCounts;
+use crate::edge::forwarded;
+use crate::ops::limits::MinuteCounts;
+use crate::store::audit_log::AuditLog;
 
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
@@ -331,9 +331,9 @@ fn challenge_response(state: &ProvState, now: u64, ip: IpAddr) -> HttpResponse {
 
 /// Counts an answer of the provisioning path by status (`innoprov_download_responses`).
 fn count_status(status: actix_web::http::StatusCode) {
-    crate::metrics::metrics()
+    crate::ops::metrics::metrics()
         .download_statuses
-        .get_or_create(&[("status", crate::metrics::status_kind(status.as_u16()))])
+        .get_or_create(&[("status", crate::ops::metrics::status_kind(status.as_u16()))])
         .inc();
 }
 
@@ -541,11 +541,11 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         }
     };
     let audit = |status: u16, outcome: &str| {
-        crate::metrics::metrics()
+        crate::ops::metrics::metrics()
             .downloads
             .get_or_create(&[
                 ("vendor", state.vendor_names[vendor_index]),
-                ("outcome", crate::metrics::outcome_kind(outcome)),
+                ("outcome", crate::ops::metrics::outcome_kind(outcome)),
             ])
             .inc();
         let entry = AuditEntry {

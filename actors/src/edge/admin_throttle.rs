@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::limits::MinuteCounts;
+use crate::ops::limits::MinuteCounts;
 
 /// Failed tokens one address may present in a minute before its answers wait.
 pub const FREE_FAILURES: u32 = 5;
@@ -53,7 +53,7 @@ impl AdminThrottle {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .count(&crate::login_guard::key(ip))
+            .count(&crate::edge::login_guard::key(ip))
     }
 
     /// The verdict for a request from `ip`.
@@ -71,8 +71,8 @@ impl AdminThrottle {
 
     /// Records a missing or wrong token from `ip`.
     pub fn failed(&self, ip: IpAddr) {
-        let ip = crate::login_guard::key(ip);
-        crate::metrics::metrics().admin_auth_failures.inc();
+        let ip = crate::edge::login_guard::key(ip);
+        crate::ops::metrics::metrics().admin_auth_failures.inc();
         let count = self.failures.lock().unwrap_or_else(|p| p.into_inner()).add(ip);
         if count == 1 {
             log::warn!("admin API: a missing or wrong token from {ip}");

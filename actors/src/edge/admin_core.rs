@@ -12,12 +12,12 @@ use innoprov::provisioning::{AuditEntry, Vendors, admin};
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 use serde::Serialize;
 
-use crate::audit_log::AuditLog;
-use crate::directory::{CurrentDevicesUrl, ServiceDirectory};
-use crate::notifier::PhoneConfigChanged;
-use crate::phone_job::PhoneStatus;
-pub use crate::phone_state::{LinkState, PhoneState};
-use crate::registry::{AllStatuses, DeletePhone, PhoneRegistry, PhoneStatusOf};
+use crate::phones::directory::{CurrentDevicesUrl, ServiceDirectory};
+use crate::phones::notifier::PhoneConfigChanged;
+use crate::phones::phone_job::PhoneStatus;
+pub use crate::phones::phone_state::{LinkState, PhoneState};
+use crate::phones::registry::{AllStatuses, DeletePhone, PhoneRegistry, PhoneStatusOf};
+use crate::store::audit_log::AuditLog;
 
 /// Entries returned by an audit request.
 const AUDIT_LIMIT: usize = 1000;
@@ -184,9 +184,9 @@ pub struct AdminCore {
     /// Where Devices is.
     pub directory: Addr<ServiceDirectory>,
     /// Several instances: the leases, to tell a phone another instance links from a failed one.
-    pub leases: Option<Arc<crate::postgres_store::PostgresStore>>,
+    pub leases: Option<Arc<crate::store::postgres_store::PostgresStore>>,
     /// Who the PBX is (shown, and the pin reset).
-    pub pbx: Arc<crate::pbx_pin::PbxPin>,
+    pub pbx: Arc<crate::edge::pbx_pin::PbxPin>,
 }
 
 fn state_of(status: Option<&PhoneStatus>, elsewhere: bool) -> (PhoneState, LinkState) {
@@ -427,7 +427,7 @@ impl AdminCore {
     }
 
     /// Who the PBX is: `app.object`, or the pinned name.
-    pub fn pbx_identity(&self) -> crate::pbx_pin::PbxIdentity {
+    pub fn pbx_identity(&self) -> crate::edge::pbx_pin::PbxIdentity {
         self.pbx.identity()
     }
 

@@ -1,4 +1,4 @@
-//! The REST door to [`AdminCore`](crate::admin_core::AdminCore), and the health endpoints
+//! The REST door to [`AdminCore`](crate::edge::admin_core::AdminCore), and the health endpoints
 //! (interface.md "Operating"): JSON under `<parent of app.path>/api/v1/`, bearer token from
 //! `admin.token` on every call (missing or wrong: 401 and nothing else; no token configured:
 //! 404), errors as `{"error":"reason"}`. The OpenAPI document is derived from the handlers'
@@ -13,7 +13,7 @@ use innoprov::provisioning::AuditEntry;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use crate::admin_core::{AdminCore, AdminFailure, PhoneDetail, PhoneState, PhoneSummary};
+use crate::edge::admin_core::{AdminCore, AdminFailure, PhoneDetail, PhoneState, PhoneSummary};
 
 /// What the REST door needs.
 pub struct AdminHttp {
@@ -22,9 +22,9 @@ pub struct AdminHttp {
     /// `admin.token`; `None` switches the REST API and `/metrics` off (404).
     pub token: Option<String>,
     /// Failed tokens by client address: slowed, then refused.
-    pub throttle: crate::admin_throttle::AdminThrottle,
+    pub throttle: crate::edge::admin_throttle::AdminThrottle,
     /// Whose forwarding headers name the client.
-    pub trusted_proxies: crate::forwarded::TrustedProxies,
+    pub trusted_proxies: crate::edge::forwarded::TrustedProxies,
 }
 
 /// `{"error": reason}`.
@@ -83,7 +83,7 @@ impl From<AdminFailure> for HttpResponse {
 /// The token check: `Some(response)` when the request may not go on. An address that keeps
 /// presenting wrong tokens waits for every answer, then gets 429 (admin_throttle).
 async fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
-    use crate::admin_throttle::AdminVerdict;
+    use crate::edge::admin_throttle::AdminVerdict;
     let Some(token) = &state.token else {
         return Some(json_error(404, "not found"));
     };
@@ -139,7 +139,7 @@ async fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Res
 
 /// Who the PBX is: `app.object`, or the App object pinned at its first PbxInfo.
 #[utoipa::path(get, path = "/pbx",
-    responses((status = 200, body = crate::pbx_pin::PbxIdentity), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = crate::edge::pbx_pin::PbxIdentity), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_pbx(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
     if let Some(refused) = refuse(&req, &state).await {
@@ -320,7 +320,7 @@ impl utoipa::Modify for BearerScheme {
 #[openapi(
     info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
     paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, get_pbx, reset_pbx_pin, openapi),
-    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, crate::pbx_pin::PbxIdentity)),
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, crate::edge::pbx_pin::PbxIdentity)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -333,7 +333,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse 
     match state.core.state_gauges().await {
         Ok(gauges) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-            .body(crate::metrics::metrics().encode(&gauges)),
+            .body(crate::ops::metrics::metrics().encode(&gauges)),
         Err(f) => f.into(),
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::connect_gate::ConnectGate;
+use crate::phones::connect_gate::ConnectGate;
 
 /// How long a connection attempt (TCP, TLS, websocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,5 +1,5 @@
 //! The registry's side of several instances on one PostgreSQL database: this instance runs a
-//! job only for the phones whose lease it holds ([`crate::postgres_store::leases`]).
+//! job only for the phones whose lease it holds ([`crate::store::postgres_store::leases`]).
 //!
 //! - Every `lease / 3` (and at once when an instance releases leases, or the LISTEN connection
 //!   is back) it renews all its leases in one statement, stops the jobs of phones it no longer
@@ -8,7 +8,7 @@
 //!   instance share its phones instead of the first one taking all.
 //! - If no renewal has succeeded for `2/3` of a lease (checked every `lease / 12`) it closes
 //!   every link at once, through the sockets themselves rather than the jobs' mailboxes
-//!   ([`LinkShared::links_allowed`](crate::devices_socket::LinkShared)), and refuses new ones
+//!   ([`LinkShared::links_allowed`](crate::phones::devices_socket::LinkShared)), and refuses new ones
 //!   until a renewal succeeds: by the lease's end another instance may take the phones over,
 //!   and two links for one phone must never exist.
 //! - A ProvisioningPhone (or an admin's delete) for a phone another instance holds asks that
@@ -32,8 +32,8 @@ use innoprov::store::{Store, StoreError};
 use innoprov::{Mac, PhoneRecord};
 
 use super::{PhoneRegistry, Provision};
-use crate::phone_job::{JobStart, Retire};
-use crate::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
+use crate::phones::phone_job::{JobStart, Retire};
+use crate::store::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
 
 /// A ProvisioningPhone waiting for another instance's lease tries to claim it again after
 /// this, doubling up to [`CLAIM_RETRY_MAX`], and at once when the owner says it handed over:

@@ -23,7 +23,7 @@ const ICON: &[u8] = include_bytes!("admin_page/admin.png");
 /// myApps frames the page from the PBX's origin, which is not known here.
 pub fn policy(host: Option<&str>, origins: &[String]) -> String {
     let mut connect = vec!["'self'".to_string()];
-    if let Some(host) = host.filter(|h| crate::forwarded::plausible_host(h)) {
+    if let Some(host) = host.filter(|h| crate::edge::forwarded::plausible_host(h)) {
         connect.push(format!("ws://{host}"));
         connect.push(format!("wss://{host}"));
     }

@@ -29,7 +29,7 @@ pub struct ServiceDirectory {
     /// Told of every change of the URL in use (the phone registry).
     subscriber: Recipient<DevicesUrlChanged>,
     /// Told if this actor ends outside a shutdown.
-    fatal: crate::fatal::Fatal,
+    fatal: crate::ops::fatal::Fatal,
 }
 
 impl ServiceDirectory {
@@ -37,7 +37,7 @@ impl ServiceDirectory {
     pub fn new(
         configured: Option<String>,
         subscriber: Recipient<DevicesUrlChanged>,
-        fatal: crate::fatal::Fatal,
+        fatal: crate::ops::fatal::Fatal,
     ) -> ServiceDirectory {
         ServiceDirectory {
             current: configured.clone(),
@@ -128,10 +128,10 @@ impl Handler<CurrentDevicesUrl> for ServiceDirectory {
 }
 
 #[cfg(feature = "simulators")]
-impl Handler<crate::fatal::InjectFault> for ServiceDirectory {
+impl Handler<crate::ops::fatal::InjectFault> for ServiceDirectory {
     type Result = ();
 
-    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _msg: crate::ops::fatal::InjectFault, _ctx: &mut Context<Self>) {
         panic!("fault injected into the ServiceDirectory singleton");
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::limits::MinuteCounts;
+use crate::ops::limits::MinuteCounts;
 
 /// Failed logins one address may make in a minute before its answers are delayed.
 pub const FREE_FAILURES: u32 = 5;
@@ -184,7 +184,7 @@ impl Inner {
         }
         self.forget(&waiting);
         waiting.evicted.notify_one();
-        crate::metrics::metrics().login_slots_evicted.inc();
+        crate::ops::metrics::metrics().login_slots_evicted.inc();
         log::debug!("websocket from {victim}: its oldest pending login gave its slot to another address");
         true
     }
@@ -363,7 +363,7 @@ impl LoginGuard {
     /// Records a failed login (or AppCheckLogin) from `ip`.
     pub fn failed(&self, ip: IpAddr) {
         let ip = key(ip);
-        crate::metrics::metrics().login_failures.inc();
+        crate::ops::metrics::metrics().login_failures.inc();
         self.any_failure.store(true, Ordering::Relaxed);
         let mut inner = self.lock();
         if inner.failures.add(ip) == FREE_FAILURES + 1 {

@@ -70,6 +70,6 @@ mod tests {
         assert_eq!(ceiling("tungstenite::protocol::frame"), Some(LevelFilter::Debug));
         assert_eq!(ceiling("tokio_postgres::query"), Some(LevelFilter::Info));
         assert_eq!(ceiling("tungstenite_other"), None);
-        assert_eq!(ceiling("innoprov_actors::app_session"), None);
+        assert_eq!(ceiling("innoprov_actors::edge::app_session"), None);
     }
 }

@@ -26,11 +26,11 @@ use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
 use tokio::sync::{mpsc, watch};
 
-use crate::admin_core::AdminRequest;
-use crate::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
-use crate::login_guard::{LoginGuard, PendingSlot};
-use crate::registry::{PhoneRegistry, Provision};
-use crate::ws_reader::{LimitedMessages, LoggedIn};
+use crate::edge::admin_core::AdminRequest;
+use crate::edge::login_guard::{LoginGuard, PendingSlot};
+use crate::edge::ws_reader::{LimitedMessages, LoggedIn};
+use crate::phones::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
+use crate::phones::registry::{PhoneRegistry, Provision};
 
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
@@ -122,7 +122,7 @@ pub struct SessionShared {
     /// Title published for com.innovaphone.provisioning.
     pub title: String,
     /// Who the PBX is: `app.object`, or the name pinned at its first PbxInfo.
-    pub pbx: Arc<crate::pbx_pin::PbxPin>,
+    pub pbx: Arc<crate::edge::pbx_pin::PbxPin>,
     /// `app.provisioners`: who may send ProvisioningPhone, when configured.
     pub provisioners: Option<Vec<String>>,
     /// Seconds between pings.
@@ -142,7 +142,7 @@ pub struct SessionShared {
     /// Caps connections not yet logged in and throttles failed logins per address.
     pub guard: Arc<LoginGuard>,
     /// The admin operations, for logins made for the admin App object.
-    pub admin: Arc<crate::admin_core::AdminCore>,
+    pub admin: Arc<crate::edge::admin_core::AdminCore>,
     /// `admin.app`: the App object whose logins may administer.
     pub admin_app: Option<String>,
     /// `admin.token`: a login whose digest is made with it administers (the standalone admin
@@ -537,7 +537,7 @@ impl AppSession {
     }
 
     fn refuse_as_pbx(&self, who: &str, pbx: &str) {
-        crate::metrics::metrics().pbx_refused.inc();
+        crate::ops::metrics::metrics().pbx_refused.inc();
         log::warn!(
             "session {} ({}): ignoring PbxInfo from {who:?}: the PBX is {pbx:?} (app.object or the pin; an administrator can reset the pin)",
             self.id,
@@ -580,7 +580,7 @@ impl AppSession {
             return;
         };
         let started = Instant::now();
-        let count = crate::metrics::provisioning;
+        let count = crate::ops::metrics::provisioning;
         if !role.may_provision(who, self.shared.provisioners.as_deref()) {
             count("failed");
             log::warn!(
@@ -661,19 +661,19 @@ impl AppSession {
             let outcome = match result {
                 Ok(Ok(())) => {
                     log::info!("phone {mac}: ProvisioningPhone ok");
-                    crate::metrics::provisioning("ok");
-                    crate::metrics::metrics()
+                    crate::ops::metrics::provisioning("ok");
+                    crate::ops::metrics::metrics()
                         .time_to_ok
                         .observe(started.elapsed().as_secs_f64());
                     Ok(())
                 }
                 Ok(Err(e)) => {
                     log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
-                    crate::metrics::provisioning(e.metric());
+                    crate::ops::metrics::provisioning(e.metric());
                     Err(e)
                 }
                 Err(_) => {
-                    crate::metrics::provisioning("failed");
+                    crate::ops::metrics::provisioning("failed");
                     Err(ProvisionFailure::Internal(
                         "the phone's provisioning job ended without an answer".into(),
                     ))

@@ -5,7 +5,7 @@
 //!
 //! Supervision: a job that ends without being retired (a panic included) is restarted from its
 //! stored record on one backon policy (0.5 s doubling to 60 s, jittered). The registry itself
-//! is a singleton: if it ends outside a shutdown it reports to [`Fatal`](crate::fatal) and the
+//! is a singleton: if it ends outside a shutdown it reports to [`Fatal`](crate::ops::fatal) and the
 //! service exits with status 1.
 //!
 //! Several instances (PostgreSQL): the registry runs jobs only for the phones whose lease this
@@ -26,12 +26,12 @@ use actix::prelude::*;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use innoprov::{Mac, PhoneRecord};
 
-pub use crate::directory::DevicesUrlChanged;
-use crate::persistence::{self, GetPhone, ListPhones, PersistError};
-use crate::phone_job::{
+pub use crate::phones::directory::DevicesUrlChanged;
+use crate::phones::phone_job::{
     GetPhoneStatus, JobEnded, JobGenerationChanged, JobReports, JobShared, JobStart, PhoneJob, PhoneStatus,
     ProvisionReply, Retire, SetJobDevicesUrl,
 };
+use crate::store::persistence::{self, GetPhone, ListPhones, PersistError};
 
 /// Restarts of one phone's job within this window count towards its backoff.
 const RESTART_WINDOW: Duration = Duration::from_secs(300);
@@ -57,14 +57,14 @@ pub struct PhoneRegistry {
     /// Recent restarts per phone, for the backoff.
     restarts: HashMap<Mac, (u32, Instant)>,
     /// Told if this actor ends outside a shutdown.
-    fatal: crate::fatal::Fatal,
+    fatal: crate::ops::fatal::Fatal,
     /// Several instances: the leases that decide which phones this instance links.
     leases: Option<leased::LeaseDuty>,
 }
 
 impl PhoneRegistry {
     /// A registry; it loads the stored phones when started.
-    pub fn new(shared: Arc<JobShared>, fatal: crate::fatal::Fatal) -> PhoneRegistry {
+    pub fn new(shared: Arc<JobShared>, fatal: crate::ops::fatal::Fatal) -> PhoneRegistry {
         PhoneRegistry {
             jobs: HashMap::new(),
             next_generation: 1,
@@ -379,10 +379,10 @@ impl Handler<RetireAll> for PhoneRegistry {
 }
 
 #[cfg(feature = "simulators")]
-impl Handler<crate::fatal::InjectFault> for PhoneRegistry {
+impl Handler<crate::ops::fatal::InjectFault> for PhoneRegistry {
     type Result = ();
 
-    fn handle(&mut self, _msg: crate::fatal::InjectFault, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _msg: crate::ops::fatal::InjectFault, _ctx: &mut Context<Self>) {
         panic!("fault injected into the PhoneRegistry singleton");
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::app_session::{AppSession, SessionShared};
-use crate::ws_reader::{LimitedMessages, LoggedIn};
+use crate::edge::app_session::{AppSession, SessionShared};
+use crate::edge::ws_reader::{LimitedMessages, LoggedIn};
 
 /// Per-worker state of the HTTP surface.
 pub struct HttpState {
@@ -16,7 +16,7 @@ pub struct HttpState {
     /// Bound on one inbound message, fragments reassembled.
     pub max_message_bytes: usize,
     /// Whose forwarding headers name the client (counted by that address).
-    pub trusted_proxies: crate::forwarded::TrustedProxies,
+    pub trusted_proxies: crate::edge::forwarded::TrustedProxies,
 }
 
 /// The paths that accept the AppWebsocket upgrade.
