@@ -215,6 +215,7 @@ fn spawn_known_address_saver(
 /// values, the vendor catalogue and templates, the TLS files, the CA file, the PostgreSQL
 /// password file, an existing seal key), and a one-line summary of what would run.
 pub fn check(config: &Config) -> Result<String, StartError> {
+    install_tls_provider();
     let (vendors, renderer) = vendors_and_templates(config)?;
     if let Some(problem) = renderer.problems().first() {
         return Err(StartError::Vendors {
@@ -329,8 +330,7 @@ pub struct RunningService {
 impl RunningService {
     /// Starts everything. Must run inside an actix `System`.
     pub async fn start(config: &Config) -> Result<RunningService, StartError> {
-        // One TLS provider for the whole process (HTTPS listener, wss:// to Devices).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let (vendors, renderer) = vendors_and_templates(config)?;
         let trust_anchors = trust_anchors(config)?;
         let addr = config.listen_addr().map_err(|reason| StartError::Listen {
@@ -645,6 +645,14 @@ impl RunningService {
     }
 }
 
+/// One TLS provider for the whole process (the HTTPS listener, `wss://` to Devices, the
+/// PostgreSQL client), installed by the two entry points, [`check`] and
+/// [`RunningService::start`], before any configuration is built. A second call finds it
+/// installed and changes nothing.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The client configuration for `wss://` to Devices: the public web PKI plus `ca_file`'s CAs.
 fn devices_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, StartError> {
     use rustls_pki_types::CertificateDer;
@@ -665,7 +673,6 @@ fn devices_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::Cl
             return Err(tls_error(&"no certificate in the file"));
         }
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
@@ -689,7 +696,6 @@ fn tls_server_config(
         return Err(tls_error(cert, &"no certificate in the file"));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error(key, &e))?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
