@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use innoprov::{Config, Mac};
-use innoprov_actors::phones::phone_job::{InjectFault, InjectPause, InjectSocketFault, Phase};
+use innoprov_actors::phones::phone_job::{InjectFault, InjectPause, InjectSocketFault};
+use innoprov_actors::phones::phone_state::Phase;
 use innoprov_actors::phones::registry::{DeletePhone, JobOf, PhoneStatusOf};
 use innoprov_actors::service::RunningService;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};

@@ -418,23 +418,19 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    // One vendor's file may be another's boot probe (a Snom asks for `<MAC>.xml`, a Gigaset
-    // base's own file): when the name serves nobody, the probe is still not a miss.
-    let probe_or_miss = || {
-        if !blocked && state.vendors.probe(file).is_some() {
+    // A file a vendor's own boot sequence asks for is not a scan: 404 and no miss. That holds
+    // too where the name is another vendor's file that serves nobody here (a Snom asks for
+    // `<MAC>.xml`, a Gigaset base's own file).
+    let probe_or_miss = || match state.vendors.probe(file) {
+        Some(vendor) => {
+            log::debug!("{file} from {ip}: a {} boot probe, not served", vendor.name);
             denied(StatusCode::NOT_FOUND)
-        } else {
-            miss()
         }
+        None => miss(),
     };
     let candidates = state.vendors.candidates(file);
     let Some(first) = candidates.first() else {
-        // A file the vendor's own boot sequence asks for is not a scan: no miss.
-        if let Some(vendor) = state.vendors.probe(file) {
-            log::debug!("{file} from {ip}: a {} boot probe, not served", vendor.name);
-            return denied(StatusCode::NOT_FOUND);
-        }
-        return miss();
+        return probe_or_miss();
     };
     // A model-wide file named by MAC (Poly's master `<mac>.cfg`) belongs to the vendor that
     // owns the MAC's OUI, even where another vendor's per-phone file has the same name.

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::phones::devices_socket::{self, FromDevices, LinkShared, Outgoing, SocketClosed, SocketTask};
 use crate::phones::notifier::PhoneConfigChanged;
-pub use crate::phones::phone_state::Phase;
+use crate::phones::phone_state::Phase;
 use crate::phones::phone_state::PhoneState;
 use crate::store::audit_log::AuditLog;
 use crate::store::persistence::{GetPhone, PersistError, Persistence, PutPhone, WriteMode};

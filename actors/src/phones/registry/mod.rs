@@ -26,7 +26,7 @@ use actix::prelude::*;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use innoprov::{Mac, PhoneRecord};
 
-pub use crate::phones::directory::DevicesUrlChanged;
+use crate::phones::directory::DevicesUrlChanged;
 use crate::phones::phone_job::{
     GetPhoneStatus, JobEnded, JobGenerationChanged, JobReports, JobShared, JobStart, PhoneJob, PhoneStatus,
     ProvisionReply, Retire, SetJobDevicesUrl,

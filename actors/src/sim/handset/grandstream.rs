@@ -167,18 +167,11 @@ impl GrandstreamPhone {
         if self.settings.get("P2367").map(String::as_str) != Some("1") {
             return Ok(());
         }
-        let mut trusted = Vec::new();
-        if matches!(self.settings.get("P8502").map(String::as_str), Some("1" | "2")) {
-            for p in 8433..=8438 {
-                if let Some(pem) = self
-                    .settings
-                    .get(&format!("P{p}"))
-                    .filter(|t| !t.trim().is_empty())
-                {
-                    trusted.extend(super::pem_certificates(VENDOR, pem)?);
-                }
-            }
-        }
+        let trusted = if matches!(self.settings.get("P8502").map(String::as_str), Some("1" | "2")) {
+            super::cas_in(VENDOR, &self.settings, (8433..=8438).map(|p| format!("P{p}")))?
+        } else {
+            Vec::new()
+        };
         super::verify_chain(VENDOR, &trusted, chain_pem, name)
     }
 

@@ -439,6 +439,21 @@ pub fn pem_certificates(vendor: &'static str, pem: &str) -> Result<Vec<Vec<u8>>,
     Ok(certs)
 }
 
+/// The CA certificates a file left as PEM texts under `keys` (keys unset or empty skipped).
+pub fn cas_in(
+    vendor: &'static str,
+    settings: &BTreeMap<String, String>,
+    keys: impl IntoIterator<Item = String>,
+) -> Result<Vec<Vec<u8>>, HandsetError> {
+    let mut out = Vec::new();
+    for key in keys {
+        if let Some(pem) = settings.get(&key).filter(|t| !t.trim().is_empty()) {
+            out.extend(pem_certificates(vendor, pem)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Whether `chain_pem` (leaf first) is a valid chain for `name` under exactly the CAs in
 /// `trusted` (what the phone's file installed), as a phone checks a SIP-TLS server.
 pub fn verify_chain(

@@ -142,31 +142,11 @@ impl PolyPhone {
     /// Checks a SIP-TLS server's chain as the phone does: against the application CAs the
     /// files installed (`sec.TLS.customCaCert.1`..`.6`, PEM in the attribute; the emulator has
     /// no built-ins). Platform CAs (`device.sec.TLS.customCaCert1`/`2`) serve provisioning and
-    /// 802.1X, not SIP.
+    /// 802.1X, not SIP, and are not checked here.
     pub fn verify_server(&self, chain_pem: &[u8], name: &str) -> Result<(), HandsetError> {
-        let mut trusted = Vec::new();
-        for n in 1..=6 {
-            if let Some(pem) = self
-                .settings
-                .get(&format!("sec.TLS.customCaCert.{n}"))
-                .filter(|t| !t.trim().is_empty())
-            {
-                trusted.extend(super::pem_certificates(VENDOR, pem)?);
-            }
-        }
+        let keys = (1..=6).map(|n| format!("sec.TLS.customCaCert.{n}"));
+        let trusted = super::cas_in(VENDOR, &self.settings, keys)?;
         super::verify_chain(VENDOR, &trusted, chain_pem, name)
-    }
-
-    /// The platform CAs it would check its provisioning server with, when the file installed
-    /// them (`device.sec.TLS.customCaCert1`/`2`, each with its `.set`).
-    pub fn platform_cas(&self) -> Result<Vec<Vec<u8>>, HandsetError> {
-        let mut out = Vec::new();
-        for n in 1..=2 {
-            if let Some(pem) = self.device(&format!("device.sec.TLS.customCaCert{n}")) {
-                out.extend(super::pem_certificates(VENDOR, pem)?);
-            }
-        }
-        Ok(out)
     }
 
     /// The account it would register with.
