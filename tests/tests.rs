@@ -17,6 +17,7 @@ mod instances;
 mod package;
 mod postgres;
 mod provisioning;
+mod rooms;
 mod safe_by_default;
 mod supervision;
 mod wire_frames;
