@@ -6,6 +6,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod context;
+pub mod download;
 pub mod render;
 pub mod safety;
 pub mod timezone;

@@ -18,8 +18,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use innoprov::clock::now_unix;
 use innoprov::provisioning::auth::{self, NonceKey};
+use innoprov::provisioning::download::{
+    AccessWrite, Authorization, Credentials, DownloadRequest, EnrolmentPolicy, Route,
+};
+pub use innoprov::provisioning::download::{Refusal, TRUST_ANCHORS_FILE};
 use innoprov::provisioning::vendor::Candidate;
-use innoprov::provisioning::{AuditEntry, Decision, FileKind, PhoneContext, Renderer, Vendors};
+use innoprov::provisioning::{AuditEntry, PhoneContext, Renderer, Vendors};
 use innoprov::seal::SealPurpose;
 use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
@@ -170,27 +174,56 @@ impl ProvState {
         format!("{scheme}://{host}{}/", self.path)
     }
 
+    /// The phone's view and download state as last checked, while the store's write epoch is
+    /// unchanged since: the common download reads nothing from the store.
+    fn cached(&self, mac: &Mac) -> Option<(Arc<PhoneView>, innoprov::provisioning::PhoneAccess)> {
+        let epoch = self.store.write_epoch();
+        let view = lock(&self.views).get(mac).cloned()?;
+        let access = {
+            let checked = lock(&view.checked);
+            (checked.0 == epoch).then(|| checked.1.clone())?
+        };
+        Some((view, access))
+    }
+
     /// The phone's view and download state, re-read only when the store has been written since.
+    /// Blocks on the store: callers run it off the actix workers.
     fn current(
         &self,
         mac: &Mac,
     ) -> Result<Option<(Arc<PhoneView>, innoprov::provisioning::PhoneAccess)>, innoprov::StoreError> {
         // Read the epoch before the data: a write in between only causes one more re-read.
         let epoch = self.store.write_epoch();
-        if let Some(view) = lock(&self.views).get(mac).cloned() {
-            let checked = view.checked.lock().unwrap_or_else(|p| p.into_inner());
-            if checked.0 == epoch {
-                let access = checked.1.clone();
-                drop(checked);
-                return Ok(Some((view, access)));
-            }
+        if let Some(found) = self.cached(mac) {
+            return Ok(Some(found));
         }
         let Some(view) = self.view(mac)? else {
             return Ok(None);
         };
         let access = self.store.get_access(mac)?;
-        *view.checked.lock().unwrap_or_else(|p| p.into_inner()) = (epoch, access.clone());
+        *lock(&view.checked) = (epoch, access.clone());
         Ok(Some((view, access)))
+    }
+
+    /// The answer to a refused request: a miss is counted (404, or 429 over the limit), a
+    /// vendor's boot probe is not.
+    fn refuse(&self, facts: &DownloadRequest<'_>, refusal: Refusal) -> HttpResponse {
+        use actix_web::http::StatusCode;
+        match refusal {
+            Refusal::TooMany => denied(StatusCode::TOO_MANY_REQUESTS),
+            Refusal::Miss => {
+                self.miss(facts.client);
+                denied(StatusCode::NOT_FOUND)
+            }
+            Refusal::Probe { vendor } => {
+                log::debug!(
+                    "{} from {}: a {vendor} boot probe, not served",
+                    facts.file,
+                    facts.client
+                );
+                denied(StatusCode::NOT_FOUND)
+            }
+        }
     }
 
     /// The phone's current view: the cached one while the stored bytes are unchanged.
@@ -376,167 +409,120 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         count_status(actix_web::http::StatusCode::BAD_REQUEST);
         return denied(actix_web::http::StatusCode::BAD_REQUEST);
     };
-    // An empty name or one with '/' matches no vendor pattern: serve() counts it as a miss.
-    // Served inline: the store's reads and its audit insert hit sled's page cache and never
-    // fsync, and rendered files are cached, so a request costs microseconds; a thread-pool hop
-    // would cost more than it saves.
-    let response = serve(&req, &file, &state, client);
+    // An empty name or one with '/' matches no vendor pattern: the route counts it as a miss.
+    let response = serve(&req, &file, &state, client).await;
     count_status(response.status());
     response
 }
 
-/// The file of the CAs phones are told to trust (`provisioning.trust_anchors`), by URL where
-/// the vendor loads them so (Yealink's `static.trusted_certificates.url`).
-pub const TRUST_ANCHORS_FILE: &str = "innoprov-ca.crt";
+/// The facts of `req` the download decisions need.
+fn request_facts<'a>(
+    req: &'a HttpRequest,
+    file: &'a str,
+    state: &ProvState,
+    client: IpAddr,
+) -> DownloadRequest<'a> {
+    DownloadRequest {
+        file,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        client,
+        head: req.method() == actix_web::http::Method::HEAD,
+        has_authorization: req.headers().contains_key(header::AUTHORIZATION),
+        over_miss_limit: state.blocked(client),
+    }
+}
 
-fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> HttpResponse {
-    use actix_web::http::StatusCode;
-    // Public certificates, the same for everyone: no lookup, no credentials.
-    if file == TRUST_ANCHORS_FILE && !state.trust_anchors.is_empty() {
-        return HttpResponse::Ok()
+async fn serve(
+    req: &HttpRequest,
+    file: &str,
+    state: &web::Data<ProvState>,
+    peer: SocketAddr,
+) -> HttpResponse {
+    let facts = request_facts(req, file, state, peer.ip());
+    match facts.route(&state.vendors, !state.trust_anchors.is_empty()) {
+        // Public certificates, the same for everyone: no lookup, no credentials.
+        Route::TrustAnchors => HttpResponse::Ok()
             .content_type("application/x-pem-file")
-            .body(state.trust_anchors.concat());
-    }
-    let ip = peer.ip();
-    // An address over its miss limit is refused at once, unless the request carries
-    // credentials: a phone that proves itself is served even behind a noisy NAT.
-    let blocked = state.blocked(ip);
-    if blocked && !req.headers().contains_key(header::AUTHORIZATION) {
-        return denied(StatusCode::TOO_MANY_REQUESTS);
-    }
-    // A miss: 404 and counted, or 429 for an address already over its limit.
-    let miss = || {
-        if blocked {
-            denied(StatusCode::TOO_MANY_REQUESTS)
-        } else {
-            state.miss(ip);
-            denied(StatusCode::NOT_FOUND)
-        }
-    };
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    // A file a vendor's own boot sequence asks for is not a scan: 404 and no miss. That holds
-    // too where the name is another vendor's file that serves nobody here (a Snom asks for
-    // `<MAC>.xml`, a Gigaset base's own file).
-    let probe_or_miss = || match state.vendors.probe(file) {
-        Some(vendor) => {
-            log::debug!("{file} from {ip}: a {} boot probe, not served", vendor.name);
-            denied(StatusCode::NOT_FOUND)
-        }
-        None => miss(),
-    };
-    let candidates = state.vendors.candidates(file);
-    let Some(first) = candidates.first() else {
-        return probe_or_miss();
-    };
-    // A model-wide file named by MAC (Poly's master `<mac>.cfg`) belongs to the vendor that
-    // owns the MAC's OUI, even where another vendor's per-phone file has the same name.
-    let by_oui = candidates.iter().find(|c| {
-        matches!(&c.kind, FileKind::Common { mac: Some(mac), .. } if state.vendors.all()[c.vendor].owns_oui(mac))
-    });
-    if let Some(
-        common @ Candidate {
-            kind: FileKind::Common { model, mac },
-            ..
-        },
-    ) = by_oui
-    {
-        return serve_common(
+            .body(state.trust_anchors.concat()),
+        Route::Refuse(refusal) => state.refuse(&facts, refusal),
+        Route::Common {
+            candidates,
+            model,
+            mac,
+        } => serve_common(
             req,
             file,
             state,
-            std::slice::from_ref(common),
-            user_agent,
+            &candidates,
+            facts.user_agent,
             model.as_deref(),
-            *mac,
-        );
+            mac,
+        ),
+        Route::Phone {
+            mac,
+            model,
+            candidates,
+        } => {
+            let found = match state.cached(&mac) {
+                Some(found) => Ok(Some(found)),
+                // A store read leaves the actix worker: it carries every websocket session too.
+                None => {
+                    let state = web::Data::clone(state);
+                    web::block(move || state.current(&mac))
+                        .await
+                        .unwrap_or_else(|e| Err(innoprov::StoreError::Backend(e.to_string())))
+                }
+            };
+            let (view, access) = match found {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    log::debug!("download of {file} from {}: no phone {mac}", facts.client);
+                    return state.refuse(&facts, facts.probe_or_miss(&state.vendors));
+                }
+                Err(e) => {
+                    log::error!("phone {mac}: download of {file}: {e}");
+                    return denied(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+                }
+            };
+            let phone = PhoneRequest {
+                req,
+                facts,
+                peer,
+                mac,
+                model: model.as_deref(),
+                view: &view,
+                access: &access,
+            };
+            serve_phone(state, phone, &candidates).await
+        }
     }
-    let (mac, model) = match &first.kind {
-        FileKind::Common { model, mac } => {
-            return serve_common(req, file, state, &candidates, user_agent, model.as_deref(), *mac);
-        }
-        FileKind::Phone { mac, model } => (*mac, model.clone()),
-    };
-    let (view, access) = match state.current(&mac) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            log::debug!("download of {file} from {ip}: no phone {mac}");
-            return probe_or_miss();
-        }
-        Err(e) => {
-            log::error!("phone {mac}: download of {file}: {e}");
-            return denied(StatusCode::INTERNAL_SERVER_ERROR);
-        }
-    };
-    let record = &view.record;
-    let vendors = state.vendors.all();
-    let matching: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| matches!(c.kind, FileKind::Phone { .. }))
-        .collect();
-    let pinned = access.pinned_vendor.as_deref();
-    let chosen = matching
-        .iter()
-        .find(|c| Some(vendors[c.vendor].name.as_str()) == pinned)
-        .or_else(|| {
-            if pinned.is_none() {
-                matching.iter().find(|c| vendors[c.vendor].owns_oui(&mac))
-            } else {
-                None
-            }
-        });
-    let Some(vendor_index) = chosen.map(|c| c.vendor) else {
-        log::info!("phone {mac}: {file} from {ip} does not fit the phone's vendor; denied");
-        return probe_or_miss();
-    };
-    let vendor = &vendors[vendor_index];
-    // The User-Agent is a hint, never an identity: it can only make us refuse.
-    let ua_lower = user_agent.to_ascii_lowercase();
-    if !vendor.named_in_lowercase(&ua_lower) && vendors.iter().any(|v| v.named_in_lowercase(&ua_lower)) {
-        log::info!("phone {mac}: {file} from {ip} with another vendor's User-Agent; denied");
-        return miss();
-    }
-    let now = now_unix();
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    // The phone's exact Basic header, precomputed: the common case needs no decoding.
-    let basic_match = authorization.is_some_and(|a| {
-        view.basic_header
-            .as_deref()
-            .is_some_and(|b| a.as_bytes() == b.as_bytes())
-    });
-    let credentials = if basic_match {
-        None
-    } else {
-        authorization.and_then(auth::parse_authorization)
-    };
-    let authenticated = match &credentials {
-        None => basic_match,
-        Some(credentials) => {
-            let ok = view.prov_password.as_ref().is_some_and(|password| {
-                auth::verify(
-                    credentials,
-                    req.method().as_str(),
-                    req.path(),
-                    &record.prov_username,
-                    password.expose(),
-                    &state.nonces,
-                    now,
-                    ip,
-                )
-            });
-            if !ok {
-                state.miss(ip);
-            }
-            ok
-        }
-    };
-    let audit = |status: u16, outcome: &str| {
+}
+
+/// A request for a phone's own file, with the phone as read.
+struct PhoneRequest<'a> {
+    /// The HTTP request (headers for credentials, the URL a render writes).
+    req: &'a HttpRequest,
+    /// Its facts.
+    facts: DownloadRequest<'a>,
+    /// The client with its port, as the audit records it.
+    peer: SocketAddr,
+    /// The phone the file name names.
+    mac: Mac,
+    /// The model the file name carries.
+    model: Option<&'a str>,
+    /// The phone's record and its renders.
+    view: &'a PhoneView,
+    /// The phone's download state.
+    access: &'a innoprov::provisioning::PhoneAccess,
+}
+
+impl PhoneRequest<'_> {
+    /// Records the download in the phone's audit and the metrics.
+    fn audit(&self, state: &ProvState, vendor_index: usize, now: u64, status: u16, outcome: &str) {
         crate::ops::metrics::metrics()
             .downloads
             .get_or_create(&[
@@ -547,135 +533,194 @@ fn serve(req: &HttpRequest, file: &str, state: &ProvState, peer: SocketAddr) -> 
         let entry = AuditEntry {
             seq: 0,
             at: now,
-            client: peer.to_string(),
-            user_agent: user_agent.chars().take(MAX_AUDIT_UA).collect(),
-            file: file.to_string(),
-            vendor: vendor.name.clone(),
+            client: self.peer.to_string(),
+            user_agent: self.facts.user_agent.chars().take(MAX_AUDIT_UA).collect(),
+            file: self.facts.file.to_string(),
+            vendor: state.vendors.all()[vendor_index].name.clone(),
             status,
             outcome: outcome.to_string(),
-            config_version: record.config_version,
+            config_version: self.view.record.config_version,
             state: None,
         };
-        state.audit.record(mac, entry);
-    };
-    if blocked && !authenticated {
-        return denied(StatusCode::TOO_MANY_REQUESTS);
+        state.audit.record(self.mac, entry);
     }
-    let window = state.window.as_secs();
-    let enrolling = match access.decide(record, now, window, state.enrolment_once, authenticated) {
-        Decision::Unauthorized => {
-            // One info line per phone a minute: a client asking in a loop must not fill the log.
-            let last = view.denial_logged.load(std::sync::atomic::Ordering::Relaxed);
-            if now.saturating_sub(last) >= 60 {
-                view.denial_logged
+
+    /// What the request's credentials prove: the phone's exact Basic header (precomputed, the
+    /// common case needs no decoding), else a parsed Basic or Digest answer checked against
+    /// the phone's password. Wrong credentials count as a miss.
+    fn credentials(&self, state: &ProvState, now: u64) -> Credentials {
+        let Some(authorization) = self
+            .req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Credentials::Absent;
+        };
+        if self.view.basic_header.as_deref() == Some(authorization) {
+            return Credentials::Valid;
+        }
+        let Some(parsed) = auth::parse_authorization(authorization) else {
+            return Credentials::Absent;
+        };
+        let valid = self.view.prov_password.as_ref().is_some_and(|password| {
+            auth::verify(
+                &parsed,
+                self.req.method().as_str(),
+                self.req.path(),
+                &self.view.record.prov_username,
+                password.expose(),
+                &state.nonces,
+                now,
+                self.facts.client,
+            )
+        });
+        if valid {
+            Credentials::Valid
+        } else {
+            state.miss(self.facts.client);
+            Credentials::Invalid
+        }
+    }
+
+    /// Logs a challenged request: one info line per phone a minute (a client asking in a loop
+    /// must not fill the log), or always where the refusal counts as a miss.
+    fn log_challenge(&self, now: u64, reason: &str, counts_miss: bool) {
+        let (mac, file, ip) = (self.mac, self.facts.file, self.facts.client);
+        let last = self.view.denial_logged.load(std::sync::atomic::Ordering::Relaxed);
+        if counts_miss || now.saturating_sub(last) >= 60 {
+            if !counts_miss {
+                self.view
+                    .denial_logged
                     .store(now, std::sync::atomic::Ordering::Relaxed);
-                log::info!("phone {mac}: {file} from {ip}: credentials required");
-            } else {
-                log::debug!("phone {mac}: {file} from {ip}: credentials required");
             }
-            audit(
-                401,
-                if credentials.is_some() {
-                    "bad credentials"
-                } else {
-                    "credentials required"
-                },
+            log::info!("phone {mac}: {file} from {ip}: {reason}");
+        } else {
+            log::debug!("phone {mac}: {file} from {ip}: {reason}");
+        }
+    }
+}
+
+async fn serve_phone(
+    state: &web::Data<ProvState>,
+    phone: PhoneRequest<'_>,
+    candidates: &[Candidate],
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let (facts, mac, record) = (&phone.facts, phone.mac, &phone.view.record);
+    let pinned = phone.access.pinned_vendor.as_deref();
+    let vendor_index = match facts.choose_vendor(&state.vendors, candidates, &mac, pinned) {
+        Ok(index) => index,
+        Err((refusal, reason)) => {
+            log::info!(
+                "phone {mac}: {} from {} {reason}; denied",
+                facts.file,
+                facts.client
             );
-            return challenge_response(state, now, ip);
+            return state.refuse(facts, refusal);
         }
-        Decision::Serve { enrolling: true }
-            if !state.enrol_from.is_empty() && !state.enrol_from.iter().any(|net| net.contains(ip)) =>
-        {
-            // Secrets without credentials only to the phone networks: anyone else must
-            // authenticate (401 with a challenge, as interface.md answers a request that needs
-            // credentials), and the refusal counts as a miss.
-            log::info!("phone {mac}: {file} from {ip}: enrolment refused outside provisioning.enrol_from");
-            audit(401, "enrolment refused: address outside enrol_from");
-            state.miss(ip);
-            return challenge_response(state, now, ip);
-        }
-        Decision::Serve { enrolling } => enrolling,
     };
-    let Some(rendered) = state.render(req, &view, file, vendor_index, model.as_deref()) else {
-        audit(500, "render failed");
+    let now = now_unix();
+    let credentials = phone.credentials(state, now);
+    let policy = EnrolmentPolicy {
+        window_secs: state.window.as_secs(),
+        once: state.enrolment_once,
+        enrol_from: &state.enrol_from,
+    };
+    let enrolling = match facts.authorize(record, phone.access, credentials, &policy, now) {
+        Authorization::Serve { enrolling } => enrolling,
+        Authorization::TooMany => return denied(StatusCode::TOO_MANY_REQUESTS),
+        Authorization::Challenge {
+            outcome,
+            counts_miss,
+            reason,
+        } => {
+            phone.log_challenge(now, reason, counts_miss);
+            phone.audit(state, vendor_index, now, 401, outcome);
+            if counts_miss {
+                state.miss(facts.client);
+            }
+            return challenge_response(state, now, facts.client);
+        }
+    };
+    let Some(rendered) = state.render(phone.req, phone.view, facts.file, vendor_index, phone.model) else {
+        phone.audit(state, vendor_index, now, 500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    // Atomic: an admin's pin or reopened window written meanwhile is kept.
-    let generation = record.generation;
-    let mut enrolled_note = None;
-    // A HEAD fetches nothing: it neither enrols the phone nor uses up its one-time hand-out,
-    // and is audited as a check.
-    let head = req.method() == actix_web::http::Method::HEAD;
-    if !head && authenticated && !access.enrolled(record) {
-        match state
-            .store
-            .update_access(&mac, &mut |a| a.enrolled_generation = Some(generation))
-        {
-            Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
-            Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
-        }
-        // The file carrying these credentials went to another address: someone else may hold
-        // the phone's secrets, or the phone moved. Flagged, not refused.
-        let handed_to = access
-            .handed_out_to
-            .as_deref()
-            .filter(|_| access.handed_out_generation == Some(generation));
-        enrolled_note = Some(match handed_to {
-            Some(other) if other != ip.to_string() => {
-                log::warn!("phone {mac}: enrolled from {ip}, but its file was handed out to {other}");
-                format!("enrolled (file was handed out to {other})")
-            }
-            _ => "enrolled".to_string(),
-        });
-    } else if !head && enrolling && access.handed_out_generation != Some(generation) {
-        // The first credential-less serve of this generation: remembered, and with
-        // enrolment_once the last.
-        let to = ip.to_string();
-        if let Err(e) = state.store.update_access(&mac, &mut |a| {
-            a.handed_out_generation = Some(generation);
-            a.handed_out_to = Some(to.clone());
-        }) {
-            log::error!("phone {mac}: cannot record the enrolment fetch: {e}");
-            audit(500, "enrolment not recorded");
-            return denied(StatusCode::INTERNAL_SERVER_ERROR);
-        }
+    let write = facts.access_write(record, phone.access, credentials, enrolling);
+    if !record_access(state, &phone, &write).await {
+        phone.audit(state, vendor_index, now, 500, "enrolment not recorded");
+        return denied(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    if not_modified(req, &rendered.etag) {
-        audit(304, "not modified");
+    if not_modified(phone.req, &rendered.etag) {
+        phone.audit(state, vendor_index, now, 304, "not modified");
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, rendered.etag))
             .finish();
     }
-    let outcome = match (&enrolled_note, enrolling) {
-        _ if head => "checked (HEAD)",
-        (Some(note), _) => note.as_str(),
-        (None, true) => "served for enrolment",
-        (None, false) => "served",
-    };
-    // One info line per phone and version (and per enrolment fetch): periodic re-checks of an
-    // unchanged file are debug, or thousands of phones would drown the log.
-    let version = record.config_version;
-    let first_of_version = view
+    let outcome = write.outcome(facts.head, enrolling);
+    log_served(
+        &phone,
+        &state.vendors.all()[vendor_index].name,
+        &outcome,
+        enrolling,
+    );
+    phone.audit(state, vendor_index, now, 200, &outcome);
+    HttpResponse::Ok()
+        .content_type(state.vendors.all()[vendor_index].content_type.as_str())
+        .insert_header((header::ETAG, rendered.etag))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(rendered.body)
+}
+
+/// Writes what the serve must remember in the phone's download state, off the actix worker and
+/// atomically (an admin's pin or reopened window written meanwhile is kept). False when a
+/// hand-out could not be recorded: the file is then refused. A failed enrolment write is
+/// logged and the file served (the phone proved itself).
+async fn record_access(state: &web::Data<ProvState>, phone: &PhoneRequest<'_>, write: &AccessWrite) -> bool {
+    if *write == AccessWrite::Nothing {
+        return true;
+    }
+    let (mac, generation, ip) = (phone.mac, phone.view.record.generation, phone.facts.client);
+    let store = Arc::clone(&state.store);
+    let change = write.clone();
+    let written = web::block(move || store.update_access(&mac, &mut |a| change.apply(a, generation)))
+        .await
+        .unwrap_or_else(|e| Err(innoprov::StoreError::Backend(e.to_string())));
+    match (write, written) {
+        (AccessWrite::Enrol { handed_out_to_other }, written) => {
+            match written {
+                Ok(_) => log::info!("phone {mac}: enrolled: fetched with its provisioning credentials"),
+                Err(e) => log::error!("phone {mac}: cannot record the enrolment: {e}"),
+            }
+            if let Some(other) = handed_out_to_other {
+                log::warn!("phone {mac}: enrolled from {ip}, but its file was handed out to {other}");
+            }
+            true
+        }
+        (_, Err(e)) => {
+            log::error!("phone {mac}: cannot record the enrolment fetch: {e}");
+            false
+        }
+        (_, Ok(_)) => true,
+    }
+}
+
+/// One info line per phone and version (and per enrolment fetch): periodic re-checks of an
+/// unchanged file are debug, or thousands of phones would drown the log.
+fn log_served(phone: &PhoneRequest<'_>, vendor: &str, outcome: &str, enrolling: bool) {
+    let (mac, file, ip) = (phone.mac, phone.facts.file, phone.facts.client);
+    let version = phone.view.record.config_version;
+    let first_of_version = phone
+        .view
         .logged_version
         .swap(version, std::sync::atomic::Ordering::Relaxed)
         != version;
     if enrolling || first_of_version {
-        log::info!(
-            "phone {mac}: {file} {outcome} to {ip} as {} (version {version})",
-            vendor.name
-        );
+        log::info!("phone {mac}: {file} {outcome} to {ip} as {vendor} (version {version})");
     } else {
-        log::debug!(
-            "phone {mac}: {file} {outcome} to {ip} as {} (version {version})",
-            vendor.name
-        );
+        log::debug!("phone {mac}: {file} {outcome} to {ip} as {vendor} (version {version})");
     }
-    audit(200, outcome);
-    HttpResponse::Ok()
-        .content_type(vendor.content_type.as_str())
-        .insert_header((header::ETAG, rendered.etag))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(rendered.body)
 }
 
 fn serve_common(
