@@ -105,14 +105,51 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
         "innoprov demo: {phones} phones, store in {}",
         dir.path().display()
     );
-    let ws_url = format!("ws://{}{}", service.addr, config.app.path);
-
-    // The PBX logs in as the App object and tells where Devices is.
-    let pbx = PbxSim::new(
-        config.app_name(),
-        &format!("{base}{}", config.app.path),
-        &password,
+    let pbx_conn = connect_pbx(&config, &service, &devices, &password).await?;
+    let started = Instant::now();
+    let bar = ProgressBar::new(u64::from(phones) * 2);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.set_message("provisioning");
+    let provisioned = provision_all(&config, &service, &devices, &password, phones, &bar).await;
+    // Each phone boots as its vendor documents it.
+    bar.set_message("phones booting");
+    let base_url = format!("{base}{}/", config.prov_path());
+    let (configured, fetched) = boot_all(&base_url, &provisioned, &bar).await?;
+    bar.finish_and_clear();
+    let summary = DemoSummary {
+        phones,
+        provisioned: provisioned.len() as u32,
+        configured,
+        fetched,
+        elapsed: started.elapsed(),
+    };
+    if keep_running {
+        println!("{}", summary.render());
+        println!("running until Ctrl-C; REST API {api}phones (Bearer {token})");
+        service.run_until_signal(signals).await?;
+    } else {
+        drop(signals);
+        drop(pbx_conn);
+        service.shutdown().await?;
+    }
+    drop(devices);
+    Ok(summary)
+}
+
+/// The simulated PBX logs in as the App object and tells where Devices is; returns once the
+/// service is ready.
+async fn connect_pbx(
+    config: &Config,
+    service: &RunningService,
+    devices: &DevicesSim,
+    password: &str,
+) -> Result<crate::sim::pbx::PbxConnection, String> {
+    let base = format!("http://{}", service.addr);
+    let ws_url = format!("ws://{}{}", service.addr, config.app.path);
+    let pbx = PbxSim::new(config.app_name(), &format!("{base}{}", config.app.path), password);
     let mut pbx_conn = pbx.connect(&ws_url).await.map_err(|e| format!("PBX: {e}"))?;
     pbx_conn
         .send_pbx_info(&["PbxApi", "Services"])
@@ -126,31 +163,34 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
         .serve_services(&devices_services(&devices_http))
         .await
         .map_err(|e| format!("PBX Services: {e}"))?;
-
     // Ready once the Devices URL is learnt.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready = crate::sim::phone::get(service.addr, "/readyz", &[]).await;
         if ready.is_ok_and(|r| r.status == 200) {
-            break;
+            return Ok(pbx_conn);
         }
         if Instant::now() > deadline {
             return Err("the service did not learn where Devices is".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let started = Instant::now();
-    let bar = ProgressBar::new(u64::from(phones) * 2);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("provisioning");
-    // The Users service provisions every phone (several connections, as Users Admin does for
-    // a batch).
+}
+
+/// The Users service provisions every phone (several connections, as Users Admin does for a
+/// batch); the numbers of the phones answered ok, in order.
+async fn provision_all(
+    config: &Config,
+    service: &RunningService,
+    devices: &DevicesSim,
+    password: &str,
+    phones: u32,
+    bar: &ProgressBar,
+) -> Vec<u32> {
+    let ws_url = format!("ws://{}{}", service.addr, config.app.path);
     let mut tasks = Vec::new();
     for c in 0..USERS_CONNECTIONS.min(phones.max(1)) {
-        let (ws_url, password, bar) = (ws_url.clone(), password.clone(), bar.clone());
+        let (ws_url, password, bar) = (ws_url.clone(), password.to_string(), bar.clone());
         let app = config.app_name().to_string();
         let codes: Vec<(u32, String)> = (0..phones)
             .filter(|n| n % USERS_CONNECTIONS == c)
@@ -181,11 +221,15 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
         provisioned.extend(task.await.unwrap_or_default());
     }
     provisioned.sort_unstable();
-    // Each phone boots as its vendor documents it.
-    bar.set_message("phones booting");
-    let server = Url::parse(&format!("{base}{}/", config.prov_path())).ok_or("the provisioning URL")?;
+    provisioned
+}
+
+/// Each provisioned phone boots as its vendor documents it from `base_url`: how many ended
+/// registered over TLS, and how many fetched their own file.
+async fn boot_all(base_url: &str, provisioned: &[u32], bar: &ProgressBar) -> Result<(u32, u32), String> {
+    let server = Url::parse(base_url).ok_or("the provisioning URL")?;
     let (mut configured, mut fetched) = (0u32, 0u32);
-    for &n in &provisioned {
+    for &n in provisioned {
         let (vendor, mac) = vendor_and_mac(n);
         if let Some(mut phone) = Handset::new(vendor, &mac, server.clone(), HttpClient::new("", None))
             && phone.provision().await.is_ok()
@@ -204,23 +248,5 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
         }
         bar.inc(1);
     }
-    bar.finish_and_clear();
-    let summary = DemoSummary {
-        phones,
-        provisioned: provisioned.len() as u32,
-        configured,
-        fetched,
-        elapsed: started.elapsed(),
-    };
-    if keep_running {
-        println!("{}", summary.render());
-        println!("running until Ctrl-C; REST API {api}phones (Bearer {token})");
-        service.run_until_signal(signals).await?;
-    } else {
-        drop(signals);
-        drop(pbx_conn);
-        service.shutdown().await?;
-    }
-    drop(devices);
-    Ok(summary)
+    Ok((configured, fetched))
 }

@@ -2,6 +2,7 @@
 //! messages this service takes and sends, plus the login and secret cryptography.
 
 pub mod crypto;
+pub mod login_session;
 pub mod message;
 pub mod received;
 pub mod role;

@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
+use innoprov::appws::login_session::{Login, LoginPolicy, LoginSession, LoginVerdict};
 use innoprov::appws::message::{self, Outbound};
 use innoprov::appws::received::{AppCheckLogin, PbxInfo, ServicesInfo};
 use innoprov::appws::role::PbxVerdict;
-use innoprov::appws::{
-    AppLogin, AppMessage, Inbound, LoginFields, LoginRole, ProvisioningPhone, crypto, login_role,
-};
+use innoprov::appws::{AppLogin, AppMessage, Inbound, LoginRole, ProvisioningPhone, crypto};
 use innoprov::outcome::ProvisionFailure;
 use innoprov::phone::{PhoneRecord, ProvisionRequest};
 use innoprov::seal::{Sealer, Secret};
@@ -35,9 +34,6 @@ use crate::phones::registry::{PhoneRegistry, Provision};
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
 
-/// Failed AppCheckLogin checks one connection may make before it is closed.
-const MAX_FAILED_CHECKS: u32 = 5;
-
 /// Frames that may wait for a slow peer before the connection is given up: room for the
 /// answers of every ProvisioningPhone a connection may have in progress (they can all come at
 /// once, at a common timeout), and some more.
@@ -45,15 +41,6 @@ const OUTBOUND_QUEUE: usize = MAX_PROVISIONINGS_PER_SESSION + 64;
 
 /// `src` this service puts on its own SubscribeServices.
 const SERVICES_SRC: &str = "innoprov-services";
-
-/// Messages accepted before login (appwebsocket.md §3.1); anything else closes the socket.
-const PRE_LOGIN: [&str; 5] = [
-    "KeepAlive",
-    "CheckBuild",
-    "AppChallenge",
-    "AppLogin",
-    "AppCheckLogin",
-];
 
 /// One frame for the writer task.
 #[derive(Debug)]
@@ -152,25 +139,6 @@ pub struct SessionShared {
     pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
 }
 
-/// Where the connection is in the login state machine.
-enum Login {
-    /// Not logged in; the outstanding challenge, if one was issued and not yet used.
-    Pending { challenge: Option<String> },
-    /// Logged in.
-    Done {
-        /// The connection's session key (decrypts ProvisioningPhone passwords).
-        key: Secret,
-        /// The `app` the peer logged in to.
-        app: String,
-        /// Who logged in (the `sip` of the AppLogin), for logs.
-        who: String,
-        /// What kind of peer it is (appwebsocket.md §3.3), deciding what it may send.
-        role: LoginRole,
-        /// Made for the admin App object (`admin.app`): may use the admin messages.
-        admin: bool,
-    },
-}
-
 /// The actor for one websocket connection.
 pub struct AppSession {
     /// Settings and addresses shared by all sessions.
@@ -181,16 +149,14 @@ pub struct AppSession {
     id: u64,
     /// The peer's address, for logs.
     peer: String,
-    /// Login state.
-    login: Login,
+    /// Login state: the decisions of appwebsocket.md §3 (challenge, digest, role, checks).
+    login: LoginSession,
     /// Whether this connection's PbxInfo offered the Services API (it is a PBX connection).
     pbx: bool,
     /// When the peer was last heard from (any frame).
     last_heard: Instant,
     /// Set once a close has been started: later input is ignored.
     closing: bool,
-    /// Failed AppCheckLogin checks on this connection.
-    failed_checks: u32,
     /// ProvisioningPhone messages of this connection not yet answered.
     provisionings: usize,
     /// The peer's address, for per-address limits.
@@ -228,11 +194,10 @@ impl AppSession {
                 writer,
                 id,
                 peer,
-                login: Login::Pending { challenge: None },
+                login: LoginSession::default(),
                 pbx: false,
                 last_heard: Instant::now(),
                 closing: false,
-                failed_checks: 0,
                 provisionings: 0,
                 ip,
                 pending: Some(slot),
@@ -283,7 +248,7 @@ impl AppSession {
         let msg = match Inbound::parse(text) {
             Ok(msg) => msg,
             Err(e) => {
-                if matches!(self.login, Login::Pending { .. }) {
+                if self.login.logged_in().is_none() {
                     return self.close(ctx, CloseCode::Policy, &format!("message before login is {e}"));
                 }
                 log::warn!(
@@ -294,12 +259,11 @@ impl AppSession {
                 return;
             }
         };
-        match &self.login {
-            Login::Pending { .. } if !PRE_LOGIN.contains(&msg.mt.as_str()) => {
-                let why = format!("{} before login", msg.mt);
-                self.close(ctx, CloseCode::Policy, &why)
-            }
-            _ => self.dispatch(ctx, msg),
+        if self.login.admits(&msg.mt) {
+            self.dispatch(ctx, msg)
+        } else {
+            let why = format!("{} before login", msg.mt);
+            self.close(ctx, CloseCode::Policy, &why)
         }
     }
 
@@ -332,9 +296,7 @@ impl AppSession {
         match crypto::new_challenge() {
             Ok(challenge) => {
                 // A new challenge also forgets any previous identity (§3.1).
-                self.login = Login::Pending {
-                    challenge: Some(challenge.clone()),
-                };
+                self.login.challenge_issued(challenge.clone());
                 self.send(ctx, message::challenge_result(&challenge));
             }
             Err(e) => self.close(
@@ -346,85 +308,37 @@ impl AppSession {
     }
 
     fn on_login(&mut self, ctx: &mut Context<Self>, login: AppLogin) {
-        let app = login.app.clone();
-        // The challenge is single-use: taken out whatever the outcome.
-        let challenge = match &mut self.login {
-            Login::Pending { challenge } => challenge.take(),
-            Login::Done { .. } => None,
+        let shared = Arc::clone(&self.shared);
+        let own_object = shared.pbx.own_object();
+        let policy = LoginPolicy {
+            password: &shared.password,
+            operator_token: shared.admin_token.as_ref(),
+            own_object: own_object.as_deref(),
+            admin_app: shared.admin_app.as_deref(),
         };
-        let Some(challenge) = challenge else {
-            self.send(ctx, message::login_result(&app, "", false));
+        let verdict = self.login.login(&login, &policy);
+        if let LoginVerdict::NoChallenge { app } = &verdict {
+            self.send(ctx, message::login_result(app, "", false));
             return self.close(
                 ctx,
                 CloseCode::Policy,
                 "AppLogin without an outstanding challenge",
             );
-        };
-        let fields = login.fields();
-        let password = self.shared.password.expose();
-        let expected = crypto::login_digest(&fields, login.info.as_ref(), &challenge, password);
-        let digest = &login.digest;
-        let mut ok = crypto::digest_matches(&expected, digest);
-        // Not the App object's password: maybe an operator's page with the admin token.
-        let operator = !ok
-            && self.shared.admin_token.as_ref().is_some_and(|token| {
-                let expected = crypto::login_digest(&fields, login.info.as_ref(), &challenge, token.expose());
-                crypto::digest_matches(&expected, digest)
-            });
-        ok |= operator;
-        if !ok {
-            self.shared.guard.failed(self.ip);
+        }
+        if matches!(verdict, LoginVerdict::WrongDigest { .. }) {
+            shared.guard.failed(self.ip);
         }
         // From an address that keeps failing, every answer waits (right or wrong, so the wait
         // tells nothing); nothing else is taken meanwhile: the challenge is used up.
-        let delay = self.shared.guard.delay(self.ip);
-        let role = if operator {
-            LoginRole::Operator
-        } else {
-            login_role(&login, self.shared.pbx.own_object().as_deref())
-        };
-        // Which App object the login was made for is `info.appobj` (under the digest); only
-        // logins for the admin App object administer, never the PBX's or Users' logins for
-        // this provisioning App object.
-        let appobj = login.appobj();
-        let admin = operator
-            || self
-                .shared
-                .admin_app
-                .as_deref()
-                .is_some_and(|a| !a.is_empty() && a == appobj);
-        let AppLogin { sip, domain, .. } = login;
-        let finish = move |act: &mut Self, ctx: &mut Context<Self>| {
-            if !ok {
+        let delay = shared.guard.delay(self.ip);
+        let finish = move |act: &mut Self, ctx: &mut Context<Self>| match verdict {
+            LoginVerdict::Accepted(login) => act.logged_in(ctx, login),
+            LoginVerdict::WrongDigest { app, who } => {
                 act.send(ctx, message::login_result(&app, "", false));
-                return act.close(
-                    ctx,
-                    CloseCode::Policy,
-                    &format!("login of {sip:?} to {app:?}: wrong digest"),
-                );
+                let why = format!("login of {who:?} to {app:?}: wrong digest");
+                act.close(ctx, CloseCode::Policy, &why)
             }
-            let secret = match (&act.shared.admin_token, operator) {
-                (Some(token), true) => token.expose(),
-                _ => act.shared.password.expose(),
-            };
-            let key = Secret::new(crypto::session_key(&challenge, secret));
-            log::info!(
-                "session {} ({}): {sip:?} logged in to {app:?} (domain {domain:?}) as {role:?}",
-                act.id,
-                act.peer
-            );
-            act.pending = None;
-            act.logged_in.set();
-            act.shared.guard.logged_in(act.ip);
-            let own_domain = act.shared.domain.clone();
-            act.login = Login::Done {
-                key,
-                app: app.clone(),
-                who: sip,
-                role,
-                admin,
-            };
-            act.send(ctx, message::login_result(&app, &own_domain, true));
+            LoginVerdict::NoChallenge { .. } => {}
         };
         if delay.is_zero() {
             finish(self, ctx);
@@ -433,28 +347,40 @@ impl AppSession {
         }
     }
 
+    /// An accepted login takes effect: the pre-login limits are over for this connection.
+    fn logged_in(&mut self, ctx: &mut Context<Self>, login: Login) {
+        log::info!(
+            "session {} ({}): {:?} logged in to {:?} (domain {:?}) as {:?}",
+            self.id,
+            self.peer,
+            login.who,
+            login.app,
+            login.domain,
+            login.role
+        );
+        self.pending = None;
+        self.logged_in.set();
+        self.shared.guard.logged_in(self.ip);
+        let own_domain = self.shared.domain.clone();
+        let app = login.app.clone();
+        self.login.finish(login);
+        self.send(ctx, message::login_result(&app, &own_domain, true));
+    }
+
     fn on_check_login(&mut self, ctx: &mut Context<Self>, msg: &Inbound, check: AppCheckLogin) {
-        let fields = LoginFields {
-            app: &check.app,
-            domain: &check.domain,
-            ..LoginFields::default()
-        };
-        let challenge = &check.challenge;
-        let expected = crypto::login_digest(&fields, None, challenge, self.shared.password.expose());
-        let ok = !challenge.is_empty() && crypto::digest_matches(&expected, &check.digest);
+        let verdict = self.login.check_login(&check, &self.shared.password);
         let mut out = Outbound::reply_to(msg);
-        if ok {
+        if verdict.ok {
             out = out.with("ok", true);
         } else {
             // AppCheckLogin must not become a free password-guessing oracle: failures count per
-            // connection and per address.
+            // connection (the verdict) and per address.
             self.shared.guard.failed(self.ip);
-            self.failed_checks += 1;
         }
         let delay = self.shared.guard.delay(self.ip);
         let answer = move |act: &mut Self, ctx: &mut Context<Self>| {
             act.send(ctx, out);
-            if act.failed_checks >= MAX_FAILED_CHECKS {
+            if verdict.close {
                 act.close(ctx, CloseCode::Policy, "too many failed AppCheckLogin checks");
             }
         };
@@ -466,7 +392,7 @@ impl AppSession {
     }
 
     fn on_pbx_info(&mut self, ctx: &mut Context<Self>, info: &PbxInfo) {
-        let Login::Done { role, who, .. } = &self.login else {
+        let Some(Login { role, who, .. }) = self.login.logged_in() else {
             return;
         };
         // Only the PBX's own App object connection tells the service about the PBX: a myApps
@@ -505,7 +431,7 @@ impl AppSession {
                 let (pin, sip) = (Arc::clone(&self.shared.pbx), who.clone());
                 let pinning = actix_web::rt::task::spawn_blocking(move || pin.pin(&sip));
                 ctx.wait(pinning.into_actor(self).map(|outcome, act, ctx| {
-                    let Login::Done { who, .. } = &act.login else {
+                    let Some(Login { who, .. }) = act.login.logged_in() else {
                         return;
                     };
                     let who = who.clone();
@@ -573,78 +499,22 @@ impl AppSession {
         src: Option<String>,
         msg: &ProvisioningPhone,
     ) {
-        let Login::Done {
-            key, app, who, role, ..
-        } = &self.login
-        else {
-            return;
-        };
         let started = Instant::now();
-        let count = crate::ops::metrics::provisioning;
-        if !role.may_provision(who, self.shared.provisioners.as_deref()) {
-            count("failed");
-            log::warn!(
-                "session {} ({}): ProvisioningPhone from {who:?} ({role:?}) refused: not a provisioning service",
-                self.id,
-                self.peer
-            );
-            let outcome = Err(ProvisionFailure::NotAllowed);
-            return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
-        }
-        let request = match ProvisionRequest::from_message(msg, key.expose()) {
-            Ok(request) => request,
-            Err(e) => {
-                count("failed");
-                log::warn!(
-                    "session {} ({}): ProvisioningPhone from {who:?} rejected: {e}",
-                    self.id,
-                    self.peer
-                );
-                return self.send(
-                    ctx,
-                    message::provisioning_result(
-                        src.as_deref(),
-                        Err(ProvisionFailure::Invalid(e.to_string())),
-                    ),
-                );
+        let record = match self.provisioning_record(msg) {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(failure) => {
+                crate::ops::metrics::provisioning("failed");
+                return self.send(ctx, message::provisioning_result(src.as_deref(), Err(failure)));
             }
         };
-        let mac = request.mac;
-        log::info!(
-            "phone {mac}: ProvisioningPhone for user {:?} via {app:?} (session {})",
-            request.username,
-            self.id
-        );
-        let now = innoprov::clock::now_unix();
-        let record = match PhoneRecord::from_request(&request, &self.shared.sealer, now) {
-            Ok(record) => record,
-            Err(e) => {
-                log::error!("phone {mac}: sealing the password failed: {e}");
-                let outcome = Err(ProvisionFailure::Internal(
-                    "internal error: the password could not be sealed".into(),
-                ));
-                return self.send(ctx, message::provisioning_result(src.as_deref(), outcome));
-            }
-        };
+        let mac = record.mac;
         // Bounded before anything is queued: per connection, and service-wide.
-        let busy = |act: &mut Self, ctx: &mut Context<Self>, what: &'static str| {
-            let failure = ProvisionFailure::Busy(what);
-            count(failure.metric());
-            // A flood must not become a flood of log lines: one line per 10 s says how many.
-            log::debug!("phone {mac}: ProvisioningPhone refused: {what}");
-            if let Some(refused) = BUSY_LOG.note() {
-                log::warn!(
-                    "ProvisioningPhone refused as busy {refused} times in the last 10 s (latest: phone {mac}: {what})"
-                );
-            }
-            let outcome = Err(failure);
-            act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
-        };
         if self.provisionings >= MAX_PROVISIONINGS_PER_SESSION {
-            return busy(self, ctx, "too many phones in progress on this connection");
+            return self.busy(ctx, src, mac, "too many phones in progress on this connection");
         }
         let Some(slot) = InFlight::reserve(&self.shared.provisionings_in_flight) else {
-            return busy(self, ctx, "too many phones in progress");
+            return self.busy(ctx, src, mac, "too many phones in progress");
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
         if let Err(e) = self.shared.registry.try_send(Provision { record, reply }) {
@@ -652,42 +522,69 @@ impl AppSession {
                 SendError::Full(_) => "the phone registry's queue is full",
                 SendError::Closed(_) => "the phone registry is gone",
             };
-            return busy(self, ctx, why);
+            return self.busy(ctx, src, mac, why);
         }
         self.provisionings += 1;
         ctx.spawn(outcome.into_actor(self).map(move |result, act, ctx| {
             drop(slot);
             act.provisionings -= 1;
-            let outcome = match result {
-                Ok(Ok(())) => {
-                    log::info!("phone {mac}: ProvisioningPhone ok");
-                    crate::ops::metrics::provisioning("ok");
-                    crate::ops::metrics::metrics()
-                        .time_to_ok
-                        .observe(started.elapsed().as_secs_f64());
-                    Ok(())
-                }
-                Ok(Err(e)) => {
-                    log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
-                    crate::ops::metrics::provisioning(e.metric());
-                    Err(e)
-                }
-                Err(_) => {
-                    crate::ops::metrics::provisioning("failed");
-                    Err(ProvisionFailure::Internal(
-                        "the phone's provisioning job ended without an answer".into(),
-                    ))
-                }
-            };
+            let outcome = provisioning_outcome(mac, started, result);
             act.send(ctx, message::provisioning_result(src.as_deref(), outcome));
         }));
+    }
+
+    /// The record a ProvisioningPhone asks to store, with its password sealed; `None` before
+    /// login, a failure for the PBX when the login may not provision or the message is invalid.
+    fn provisioning_record(&self, msg: &ProvisioningPhone) -> Result<Option<PhoneRecord>, ProvisionFailure> {
+        let Some(Login {
+            key, app, who, role, ..
+        }) = self.login.logged_in()
+        else {
+            return Ok(None);
+        };
+        let (id, peer) = (self.id, &self.peer);
+        if !role.may_provision(who, self.shared.provisioners.as_deref()) {
+            log::warn!(
+                "session {id} ({peer}): ProvisioningPhone from {who:?} ({role:?}) refused: not a provisioning service"
+            );
+            return Err(ProvisionFailure::NotAllowed);
+        }
+        let request = ProvisionRequest::from_message(msg, key.expose()).map_err(|e| {
+            log::warn!("session {id} ({peer}): ProvisioningPhone from {who:?} rejected: {e}");
+            ProvisionFailure::Invalid(e.to_string())
+        })?;
+        let mac = request.mac;
+        log::info!(
+            "phone {mac}: ProvisioningPhone for user {:?} via {app:?} (session {id})",
+            request.username
+        );
+        let now = innoprov::clock::now_unix();
+        let record = PhoneRecord::from_request(&request, &self.shared.sealer, now).map_err(|e| {
+            log::error!("phone {mac}: sealing the password failed: {e}");
+            ProvisionFailure::Internal("internal error: the password could not be sealed".into())
+        })?;
+        Ok(Some(record))
+    }
+
+    /// Answers a ProvisioningPhone "busy" (`what` is full) without queueing anything.
+    fn busy(&mut self, ctx: &mut Context<Self>, src: Option<String>, mac: innoprov::Mac, what: &'static str) {
+        let failure = ProvisionFailure::Busy(what);
+        crate::ops::metrics::provisioning(failure.metric());
+        // A flood must not become a flood of log lines: one line per 10 s says how many.
+        log::debug!("phone {mac}: ProvisioningPhone refused: {what}");
+        if let Some(refused) = BUSY_LOG.note() {
+            log::warn!(
+                "ProvisioningPhone refused as busy {refused} times in the last 10 s (latest: phone {mac}: {what})"
+            );
+        }
+        self.send(ctx, message::provisioning_result(src.as_deref(), Err(failure)));
     }
 
     /// The admin door (interface.md "Operating"): the same operations as the REST API, for
     /// logins made for `admin.app`; everyone else gets "not allowed".
     fn on_admin(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
         let (mt, src) = (msg.mt.clone(), msg.src.clone());
-        let Login::Done { admin: true, who, .. } = &self.login else {
+        let Some(Login { admin: true, who, .. }) = self.login.logged_in() else {
             log::warn!(
                 "session {} ({}): {mt} refused: not an admin login",
                 self.id,
@@ -749,7 +646,7 @@ impl Actor for AppSession {
         log::debug!("session {} ({}): connected", self.id, self.peer);
         // A connection that does not log in soon is not a PBX, Users or browser session.
         ctx.run_later(self.shared.login_timeout, |act, ctx| {
-            if matches!(act.login, Login::Pending { .. }) {
+            if act.login.logged_in().is_none() {
                 act.close(ctx, CloseCode::Policy, "no login within the deadline");
             }
         });
@@ -757,7 +654,7 @@ impl Actor for AppSession {
         // A newcomer from another address may take this connection's login slot (login_guard).
         if let Some(evicted) = self.pending.as_ref().map(PendingSlot::evicted) {
             ctx.spawn(evicted.into_actor(self).map(|(), act, ctx| {
-                if matches!(act.login, Login::Pending { .. }) {
+                if act.login.logged_in().is_none() {
                     act.close(ctx, CloseCode::Again, "login slot given to another address");
                 }
             }));
@@ -829,7 +726,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for AppSession {
         match item {
             Ok(AggregatedMessage::Text(text)) => self.on_text(ctx, &text),
             Ok(AggregatedMessage::Binary(_)) => {
-                if matches!(self.login, Login::Pending { .. }) {
+                if self.login.logged_in().is_none() {
                     self.close(ctx, CloseCode::Unsupported, "binary frame before login");
                 } else {
                     log::info!("session {} ({}): ignoring a binary frame", self.id, self.peer);
@@ -909,6 +806,35 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The answer to the PBX for a phone whose job replied `result` (counted and logged).
+fn provisioning_outcome(
+    mac: innoprov::Mac,
+    started: Instant,
+    result: Result<Result<(), ProvisionFailure>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<(), ProvisionFailure> {
+    match result {
+        Ok(Ok(())) => {
+            log::info!("phone {mac}: ProvisioningPhone ok");
+            crate::ops::metrics::provisioning("ok");
+            crate::ops::metrics::metrics()
+                .time_to_ok
+                .observe(started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            log::warn!("phone {mac}: ProvisioningPhone failed: {e}");
+            crate::ops::metrics::provisioning(e.metric());
+            Err(e)
+        }
+        Err(_) => {
+            crate::ops::metrics::provisioning("failed");
+            Err(ProvisionFailure::Internal(
+                "the phone's provisioning job ended without an answer".into(),
+            ))
+        }
     }
 }
 

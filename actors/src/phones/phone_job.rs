@@ -21,7 +21,7 @@ use std::time::Duration;
 use actix::WeakRecipient;
 use actix::prelude::*;
 use innoprov::clock::now_unix;
-use innoprov::devices;
+use innoprov::devices::{self, ConfigItem};
 use innoprov::outcome::ProvisionFailure;
 use innoprov::provisioning::AuditEntry;
 use innoprov::seal::SealPurpose;
@@ -591,8 +591,8 @@ impl PhoneJob {
 }
 
 impl PhoneJob {
+    /// Carries out what the Devices session decided.
     fn apply(&mut self, ctx: &mut Context<Self>, action: SessionAction) {
-        let mac = self.record.mac;
         match action {
             SessionAction::Send(frame) => {
                 let queued = self
@@ -609,95 +609,22 @@ impl PhoneJob {
                 if let Some(since) = self.link_down_since.take() {
                     crate::ops::metrics::metrics().link_reconnects.inc();
                     log::info!(
-                        "phone {mac}: link back after {} s down",
+                        "phone {}: link back after {} s down",
+                        self.record.mac,
                         now_unix().saturating_sub(since)
                     );
                 }
             }
             SessionAction::StorePassword(password) => {
+                let mac = self.record.mac;
                 self.record.sysclient_password = self.seal(&password, &SealPurpose::SysclientPassword(mac));
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_secret_stored);
             }
-            SessionAction::AdminPassword(password) => {
-                log::info!("phone {mac}: admin password deployed by Devices");
-                self.record.admin_password = self.seal(&password, &SealPurpose::AdminPassword(mac));
-                match &mut self.staged {
-                    // Not a sign that Devices accepted the new code (it comes after the
-                    // challenge, before the configuration): kept for whichever record wins,
-                    // stored with it.
-                    Staged::Replacing(previous) => {
-                        previous.admin_password = self.record.admin_password.clone();
-                        self.admin_password_staged = true;
-                        return;
-                    }
-                    Staged::New => return,
-                    Staged::Nothing => {}
-                }
-                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
-            }
-            SessionAction::ConfigComplete(items) => {
-                // Devices sends the whole set after every identify; only a different set is a
-                // new version (and a reason to make the phone fetch again).
-                let changed = self.record.configured_at.is_none()
-                    || !devices::same_content(
-                        &items,
-                        &self.record.configs,
-                        &self.record.mac,
-                        &self.shared.sealer,
-                    );
-                if changed {
-                    self.notify_pending = self.record.configured_at.is_some();
-                    self.record.configs = items;
-                    self.record.config_version += 1;
-                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
-                }
-                self.phase = Phase::Updating;
-                self.record.configured_at = Some(now_unix());
-                let mode = self.write_mode();
-                self.persist(ctx, mode, Self::after_config_stored);
-            }
-            SessionAction::ConfigUpdate(item) => {
-                log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
-                if self.record.configs.len() >= MAX_CONFIG_ITEMS
-                    && !self.record.configs.iter().any(|c| c.key == item.key)
-                {
-                    log::warn!(
-                        "phone {mac}: more than {MAX_CONFIG_ITEMS} configuration items; update ignored"
-                    );
-                    return;
-                }
-                self.phase = Phase::Updating;
-                let before = self.record.configs.clone();
-                devices::upsert(&mut self.record.configs, item);
-                if !devices::same_content(
-                    &self.record.configs,
-                    &before,
-                    &self.record.mac,
-                    &self.shared.sealer,
-                ) {
-                    self.record.config_version += 1;
-                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
-                    self.notify_pending = true;
-                }
-                let mode = self.write_mode();
-                self.persist(ctx, mode, Self::after_config_stored);
-            }
-            SessionAction::Reconnect { after, .. } => {
-                self.writer = None;
-                self.link_down_since.get_or_insert_with(now_unix);
-                if self.phase != Phase::Configured {
-                    self.phase = Phase::Linking;
-                }
-                self.connecting = true;
-                let epoch = self.session_epoch;
-                ctx.run_later(after, move |act, ctx| {
-                    if act.session_epoch == epoch {
-                        act.connecting = false;
-                        act.connect(ctx);
-                    }
-                });
-            }
+            SessionAction::AdminPassword(password) => self.on_admin_password(ctx, &password),
+            SessionAction::ConfigComplete(items) => self.on_config_complete(ctx, items),
+            SessionAction::ConfigUpdate(item) => self.on_config_update(ctx, item),
+            SessionAction::Reconnect { after, .. } => self.reconnect_after(ctx, after),
             SessionAction::CodeRefused(why) => {
                 self.answer(Err(ProvisionFailure::Rejected(why)));
                 self.revert(ctx);
@@ -709,6 +636,81 @@ impl PhoneJob {
                 self.revert(ctx);
             }
         }
+    }
+
+    fn on_admin_password(&mut self, ctx: &mut Context<Self>, password: &Secret) {
+        let mac = self.record.mac;
+        log::info!("phone {mac}: admin password deployed by Devices");
+        self.record.admin_password = self.seal(password, &SealPurpose::AdminPassword(mac));
+        match &mut self.staged {
+            // Not a sign that Devices accepted the new code (it comes after the challenge,
+            // before the configuration): kept for whichever record wins, stored with it.
+            Staged::Replacing(previous) => {
+                previous.admin_password = self.record.admin_password.clone();
+                self.admin_password_staged = true;
+            }
+            Staged::New => {}
+            Staged::Nothing => self.persist(ctx, WriteMode::Update, Self::after_secret_stored),
+        }
+    }
+
+    fn on_config_complete(&mut self, ctx: &mut Context<Self>, items: Vec<ConfigItem>) {
+        // Devices sends the whole set after every identify; only a different set is a new
+        // version (and a reason to make the phone fetch again).
+        let changed = self.record.configured_at.is_none()
+            || !devices::same_content(
+                &items,
+                &self.record.configs,
+                &self.record.mac,
+                &self.shared.sealer,
+            );
+        if changed {
+            self.notify_pending = self.record.configured_at.is_some();
+            self.record.configs = items;
+            self.record.config_version += 1;
+            self.record.changed_at = now_unix().max(self.record.changed_at + 1);
+        }
+        self.phase = Phase::Updating;
+        self.record.configured_at = Some(now_unix());
+        let mode = self.write_mode();
+        self.persist(ctx, mode, Self::after_config_stored);
+    }
+
+    fn on_config_update(&mut self, ctx: &mut Context<Self>, item: ConfigItem) {
+        let mac = self.record.mac;
+        log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
+        if self.record.configs.len() >= MAX_CONFIG_ITEMS
+            && !self.record.configs.iter().any(|c| c.key == item.key)
+        {
+            log::warn!("phone {mac}: more than {MAX_CONFIG_ITEMS} configuration items; update ignored");
+            return;
+        }
+        self.phase = Phase::Updating;
+        let before = self.record.configs.clone();
+        devices::upsert(&mut self.record.configs, item);
+        if !devices::same_content(&self.record.configs, &before, &mac, &self.shared.sealer) {
+            self.record.config_version += 1;
+            self.record.changed_at = now_unix().max(self.record.changed_at + 1);
+            self.notify_pending = true;
+        }
+        let mode = self.write_mode();
+        self.persist(ctx, mode, Self::after_config_stored);
+    }
+
+    fn reconnect_after(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        self.writer = None;
+        self.link_down_since.get_or_insert_with(now_unix);
+        if self.phase != Phase::Configured {
+            self.phase = Phase::Linking;
+        }
+        self.connecting = true;
+        let epoch = self.session_epoch;
+        ctx.run_later(after, move |act, ctx| {
+            if act.session_epoch == epoch {
+                act.connecting = false;
+                act.connect(ctx);
+            }
+        });
     }
 }
 
