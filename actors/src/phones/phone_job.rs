@@ -112,7 +112,7 @@ pub struct JobShared {
     /// Where each state change is written, for the admin's per-phone timeline.
     pub audit: Arc<AuditLog>,
     /// Several instances: the leases, whose fencing token each job writes with.
-    pub leases: Option<Arc<crate::store::postgres_store::PostgresStore>>,
+    pub leases: Option<Arc<dyn innoprov::store::Leases>>,
 }
 
 /// One phone's job.
@@ -537,7 +537,7 @@ impl PhoneJob {
             .shared
             .leases
             .as_ref()
-            .and_then(|s| s.fence(&self.record.mac));
+            .and_then(|leases| leases.token(&self.record.mac));
         match self.start.take() {
             Some(JobStart::Provision(reply)) => {
                 self.reply = Some(reply);
@@ -619,85 +619,10 @@ impl PhoneJob {
                 let mode = self.write_mode();
                 self.persist(ctx, mode, Self::after_secret_stored);
             }
-            SessionAction::AdminPassword(password) => {
-                log::info!("phone {mac}: admin password deployed by Devices");
-                self.record.admin_password = self.seal(&password, &SealPurpose::AdminPassword(mac));
-                match &mut self.staged {
-                    // Not a sign that Devices accepted the new code (it comes after the
-                    // challenge, before the configuration): kept for whichever record wins,
-                    // stored with it.
-                    Staged::Replacing(previous) => {
-                        previous.admin_password = self.record.admin_password.clone();
-                        self.admin_password_staged = true;
-                        return;
-                    }
-                    Staged::New => return,
-                    Staged::Nothing => {}
-                }
-                self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
-            }
-            SessionAction::ConfigComplete(items) => {
-                // Devices sends the whole set after every identify; only a different set is a
-                // new version (and a reason to make the phone fetch again).
-                let changed = self.record.configured_at.is_none()
-                    || !devices::same_content(
-                        &items,
-                        &self.record.configs,
-                        &self.record.mac,
-                        &self.shared.sealer,
-                    );
-                if changed {
-                    self.notify_pending = self.record.configured_at.is_some();
-                    self.record.configs = items;
-                    self.record.config_version += 1;
-                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
-                }
-                self.phase = Phase::Updating;
-                self.record.configured_at = Some(now_unix());
-                let mode = self.write_mode();
-                self.persist(ctx, mode, Self::after_config_stored);
-            }
-            SessionAction::ConfigUpdate(item) => {
-                log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
-                if self.record.configs.len() >= MAX_CONFIG_ITEMS
-                    && !self.record.configs.iter().any(|c| c.key == item.key)
-                {
-                    log::warn!(
-                        "phone {mac}: more than {MAX_CONFIG_ITEMS} configuration items; update ignored"
-                    );
-                    return;
-                }
-                self.phase = Phase::Updating;
-                let before = self.record.configs.clone();
-                devices::upsert(&mut self.record.configs, item);
-                if !devices::same_content(
-                    &self.record.configs,
-                    &before,
-                    &self.record.mac,
-                    &self.shared.sealer,
-                ) {
-                    self.record.config_version += 1;
-                    self.record.changed_at = now_unix().max(self.record.changed_at + 1);
-                    self.notify_pending = true;
-                }
-                let mode = self.write_mode();
-                self.persist(ctx, mode, Self::after_config_stored);
-            }
-            SessionAction::Reconnect { after, .. } => {
-                self.writer = None;
-                self.link_down_since.get_or_insert_with(now_unix);
-                if self.phase != Phase::Configured {
-                    self.phase = Phase::Linking;
-                }
-                self.connecting = true;
-                let epoch = self.session_epoch;
-                ctx.run_later(after, move |act, ctx| {
-                    if act.session_epoch == epoch {
-                        act.connecting = false;
-                        act.connect(ctx);
-                    }
-                });
-            }
+            SessionAction::AdminPassword(password) => self.admin_password(ctx, &password),
+            SessionAction::ConfigComplete(items) => self.config_complete(ctx, items),
+            SessionAction::ConfigUpdate(item) => self.config_update(ctx, item),
+            SessionAction::Reconnect { after, .. } => self.reconnect_after(ctx, after),
             SessionAction::CodeRefused(why) => {
                 self.answer(Err(ProvisionFailure::Rejected(why)));
                 self.revert(ctx);
@@ -709,6 +634,96 @@ impl PhoneJob {
                 self.revert(ctx);
             }
         }
+    }
+}
+
+impl PhoneJob {
+    /// Devices deployed the phone's admin password: sealed and stored (with the staged
+    /// record during a re-provisioning).
+    fn admin_password(&mut self, ctx: &mut Context<Self>, password: &Secret) {
+        let mac = self.record.mac;
+        log::info!("phone {mac}: admin password deployed by Devices");
+        self.record.admin_password = self.seal(password, &SealPurpose::AdminPassword(mac));
+        match &mut self.staged {
+            // Not a sign that Devices accepted the new code (it comes after the
+            // challenge, before the configuration): kept for whichever record wins,
+            // stored with it.
+            Staged::Replacing(previous) => {
+                previous.admin_password = self.record.admin_password.clone();
+                self.admin_password_staged = true;
+                return;
+            }
+            Staged::New => return,
+            Staged::Nothing => {}
+        }
+        self.persist(ctx, WriteMode::Update, Self::after_secret_stored);
+    }
+
+    /// Devices sent the whole configuration: stored, a new version only when it differs.
+    fn config_complete(&mut self, ctx: &mut Context<Self>, items: Vec<devices::ConfigItem>) {
+        // Devices sends the whole set after every identify; only a different set is a
+        // new version (and a reason to make the phone fetch again).
+        let changed = self.record.configured_at.is_none()
+            || !devices::same_content(
+                &items,
+                &self.record.configs,
+                &self.record.mac,
+                &self.shared.sealer,
+            );
+        if changed {
+            self.notify_pending = self.record.configured_at.is_some();
+            self.record.configs = items;
+            self.record.config_version += 1;
+            self.record.changed_at = now_unix().max(self.record.changed_at + 1);
+        }
+        self.phase = Phase::Updating;
+        self.record.configured_at = Some(now_unix());
+        let mode = self.write_mode();
+        self.persist(ctx, mode, Self::after_config_stored);
+    }
+
+    /// Devices sent one configuration item: merged and stored.
+    fn config_update(&mut self, ctx: &mut Context<Self>, item: devices::ConfigItem) {
+        let mac = self.record.mac;
+        log::info!("phone {mac}: configuration update of {} {}", item.kind, item.key);
+        if self.record.configs.len() >= MAX_CONFIG_ITEMS
+            && !self.record.configs.iter().any(|c| c.key == item.key)
+        {
+            log::warn!("phone {mac}: more than {MAX_CONFIG_ITEMS} configuration items; update ignored");
+            return;
+        }
+        self.phase = Phase::Updating;
+        let before = self.record.configs.clone();
+        devices::upsert(&mut self.record.configs, item);
+        if !devices::same_content(
+            &self.record.configs,
+            &before,
+            &self.record.mac,
+            &self.shared.sealer,
+        ) {
+            self.record.config_version += 1;
+            self.record.changed_at = now_unix().max(self.record.changed_at + 1);
+            self.notify_pending = true;
+        }
+        let mode = self.write_mode();
+        self.persist(ctx, mode, Self::after_config_stored);
+    }
+
+    /// The session asks for a new link after `after`.
+    fn reconnect_after(&mut self, ctx: &mut Context<Self>, after: std::time::Duration) {
+        self.writer = None;
+        self.link_down_since.get_or_insert_with(now_unix);
+        if self.phase != Phase::Configured {
+            self.phase = Phase::Linking;
+        }
+        self.connecting = true;
+        let epoch = self.session_epoch;
+        ctx.run_later(after, move |act, ctx| {
+            if act.session_epoch == epoch {
+                act.connecting = false;
+                act.connect(ctx);
+            }
+        });
     }
 }
 
