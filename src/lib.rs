@@ -16,7 +16,11 @@
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
 //! - [`provisioning`]: vendors, templates, download authentication, access and audit.
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
-//! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite.
+//! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite;
+//!   the `Leases` trait (fenced writes included), its in-memory implementation and its suite.
+//! - [`leases`]: `LeaseBook`, the registry's lease decisions (renew, claim, give up, hand over)
+//!   and `ClaimWait`, a claim's backoff, as plain types.
+//! - [`sip_digest`]: the NOTIFY's Digest answer (SIP response and challenge parsing, MD5).
 //! - [`config`]: the TOML configuration and its checks.
 //! - [`clock`]: the one wall clock (Unix seconds and microseconds).
 
@@ -26,12 +30,14 @@ pub mod appws;
 pub mod clock;
 pub mod config;
 pub mod devices;
+pub mod leases;
 pub mod mac;
 pub mod outcome;
 pub mod phone;
 pub mod provisioning;
 pub mod seal;
 pub mod services;
+pub mod sip_digest;
 pub mod store;
 pub mod sysclient;
 pub mod sysclient_session;

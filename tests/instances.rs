@@ -9,11 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use innoprov::store::Leases;
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim, admin_frame, example_configs};
 use innoprov_actors::sim::phone::{Auth, PhoneSim};
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
-use innoprov_actors::store::postgres_store::{PostgresSettings, PostgresStore};
+use innoprov_actors::store::postgres_store::{PostgresLeases, PostgresSettings, PostgresStore};
 
 use crate::admin::call;
 use crate::common::{PASSWORD, Service, devices_config, phone};
@@ -554,16 +555,19 @@ async fn a_refused_new_phone_leaves_no_lease_behind() {
     let reply = to_a.provision(&refused).await.expect("reply");
     assert_eq!(reply["result"], "failed", "{reply}");
     // An observer instance's view of the leases others hold.
-    let observer = PostgresStore::open(
-        &PostgresSettings {
-            url: url.clone(),
-            password: None,
-            pool_size: 1,
-            lease: Some(Duration::from_secs(10)),
-        },
-        &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
-    )
-    .expect("open");
+    let observer = std::sync::Arc::new(
+        PostgresStore::open(
+            &PostgresSettings {
+                url: url.clone(),
+                password: None,
+                pool_size: 1,
+                lease: Some(Duration::from_secs(10)),
+            },
+            &innoprov::Sealer::load_or_create(&root.path().join("seal.key")).expect("key"),
+        )
+        .expect("open"),
+    );
+    let observer = PostgresLeases::of(&observer).expect("leases are on");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let held = observer.held_elsewhere().expect("leases");

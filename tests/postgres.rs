@@ -1,14 +1,15 @@
 //! The PostgreSQL store against a real server (Debian's `postgresql`, started by the test in a
-//! temporary directory): the conformance suite every store passes, the seal-key check, and the
-//! release binary serving on `store.backend = "postgres"`.
+//! temporary directory): the conformance suites every store and every lease implementation
+//! pass, the seal-key check, and the release binary serving on `store.backend = "postgres"`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use innoprov::Sealer;
-use innoprov::store::{Store, conformance};
+use innoprov::store::{Claim, Leases, Store, conformance, leases_conformance};
 use innoprov_actors::sim::postgres::TestPostgres;
 use innoprov_actors::sim::users::UsersSim;
-use innoprov_actors::store::postgres_store::{Claim, PostgresSettings, PostgresStore, StoreEvent};
+use innoprov_actors::store::postgres_store::{PostgresLeases, PostgresSettings, PostgresStore, StoreEvent};
 
 use crate::common::{PASSWORD, Service, devices_config, phone};
 use crate::instances::cluster;
@@ -34,111 +35,95 @@ fn the_postgres_store_passes_the_store_conformance_suite() {
     });
 }
 
-/// Two instances' stores on one database, leases of 1 s: one owner at a time, fencing tokens
-/// that stop a former owner's late write, renewal that reports what was lost, claims of free
-/// phones, release, hand-over and the NOTIFY messages between instances.
+/// Opens an instance's store on `url` with leases of `secs`, and its leases.
+fn leased(url: &str, secs: f64, sealer: &Sealer) -> (Arc<PostgresStore>, PostgresLeases) {
+    let settings = PostgresSettings {
+        lease: Some(Duration::from_secs_f64(secs)),
+        ..settings(url)
+    };
+    let store = Arc::new(PostgresStore::open(&settings, sealer).expect("instance"));
+    let leases = PostgresLeases::of(&store).expect("leases are on");
+    (store, leases)
+}
+
+/// The lease contract every implementation passes (the in-memory one in the core's unit
+/// tests), here on two instances of one database with leases of 2 s that really expire.
 #[test]
-fn leases_give_each_phone_one_owner_and_fence_a_former_owners_writes() {
+fn the_postgres_leases_pass_the_lease_conformance_suite() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("lease_conformance").expect("database");
+    let sealer = Sealer::from_key(&[7; 32]);
+    let lease = 2.0;
+    let (_a_store, a) = leased(&url, lease, &sealer);
+    let (_b_store, b) = leased(&url, lease, &sealer);
+    let reader = PostgresStore::open(&settings(&url), &sealer).expect("unleased");
+    let expire = || std::thread::sleep(Duration::from_secs_f64(lease + 0.3));
+    leases_conformance::run(&leases_conformance::Instances {
+        store: &reader,
+        a: &a,
+        b: &b,
+        expire: &expire,
+    });
+}
+
+/// What the PostgreSQL leases add to the contract: a store with leases on writes a record
+/// (unfenced `put_phone`) only for the lease holder, other instances' writes reach this
+/// one's download path through NOTIFY, `wanted`/`handed`/`released` messages travel between
+/// the instances, and a deleted phone's lease goes with it.
+#[test]
+fn postgres_leases_tell_the_other_instances_and_go_with_a_deleted_phone() {
     let pg = TestPostgres::start().expect("postgres");
     let url = pg.create_database("leases").expect("database");
     let sealer = Sealer::from_key(&[7; 32]);
-    let leased = |secs: f64| PostgresSettings {
-        lease: Some(Duration::from_secs_f64(secs)),
-        ..settings(&url)
-    };
-    let a = PostgresStore::open(&leased(1.0), &sealer).expect("instance a");
-    let b = PostgresStore::open(&leased(1.0), &sealer).expect("instance b");
-    let mut a_events = a.events();
-    let mut b_events = b.events();
+    let (a_store, a) = leased(&url, 30.0, &sealer);
+    let (b_store, b) = leased(&url, 30.0, &sealer);
+    let mut a_events = a_store.events();
+    let mut b_events = b_store.events();
     let mac: innoprov::Mac = "0015651a2b3c".parse().unwrap();
     let record = |n| conformance::sample_record("0015651a2b3c", n);
 
     assert_eq!(a.claim(&mac).expect("claim"), Claim::Held);
-    let first_token = a.fence(&mac).expect("a token");
-    assert_eq!(
-        b.claim(&mac).expect("claim"),
-        Claim::HeldBy(a.owner().unwrap().to_string())
-    );
-    a.put_phone(&record(1)).expect("the owner writes");
-    let refused = b.put_phone(&record(2)).expect_err("not the owner");
+    a_store.put_phone(&record(1)).expect("the owner writes");
+    let refused = b_store.put_phone(&record(2)).expect_err("not the owner");
     assert!(
         refused.to_string().contains("does not hold its lease"),
         "{refused}"
     );
 
-    // b's write reaches a's download path through NOTIFY: a's epoch moves without a's writing.
-    let epoch = a.write_epoch();
+    // Another instance's write reaches a's download path: a's epoch moves without a writing.
+    let epoch = a_store.write_epoch();
     let reader = PostgresStore::open(&settings(&url), &sealer).expect("unleased");
     reader
         .update_access(&mac, &mut |access| access.window_reopened_at = Some(1))
         .expect("access");
     assert!(
-        wait(|| a.write_epoch() > epoch),
+        wait(|| a_store.write_epoch() > epoch),
         "another instance's write bumps the epoch"
     );
 
-    // a stops renewing (a pause): once expired, b takes over with a new token, and a's late
-    // write changes nothing.
-    std::thread::sleep(Duration::from_millis(1_200));
-    assert_eq!(b.claim(&mac).expect("claim"), Claim::Held);
-    b.put_phone(&record(2)).expect("the new owner writes");
-    let late = a.put_phone(&record(3)).expect_err("fenced");
-    assert!(late.to_string().contains("taken over"), "{late}");
-    assert_eq!(reader.get_phone(&mac).unwrap().unwrap().generation, 2);
-    assert!(!a.holds(&mac), "a forgot the lease its write was refused for");
-    assert_eq!(a.renew().expect("renew").lost, Vec::<innoprov::Mac>::new());
-    assert!(b.renew().expect("renew").lost.is_empty());
-
-    // A second phone nobody holds: claimed by whoever looks; b's live lease is not.
-    reader
-        .put_phone(&conformance::sample_record("0015651a2b3d", 4))
-        .unwrap();
-    let free = a.claim_free(100).expect("claim free");
-    assert_eq!(free, vec!["0015651a2b3d".parse().unwrap()]);
-    assert!(b.claim_free(100).expect("claim free").is_empty());
-
-    // b asks a for that phone; a hands it over; b finds it among its leases at renewal.
-    b.want(&free[0]).expect("want");
+    // b asks a for the phone; a hands it over; b hears of it at once.
+    b.want(&mac).expect("want");
     let wanted = recv_event(&mut a_events, |e| matches!(e, StoreEvent::Wanted { .. }));
+    let by = b.owner().to_string();
+    assert_eq!(wanted, StoreEvent::Wanted { mac, by: by.clone() });
+    assert!(a.hand_over(&mac, b.owner()).expect("hand over"));
+    let handed = recv_event(&mut b_events, |e| matches!(e, StoreEvent::Handed { .. }));
     assert_eq!(
-        wanted,
-        StoreEvent::Wanted {
-            mac: free[0],
-            by: b.owner().unwrap().to_string()
-        }
-    );
-    assert!(a.hand_over(&free[0], b.owner().unwrap()).expect("hand over"));
-    assert!(!a.holds(&free[0]));
-    assert_eq!(
-        recv_event(&mut b_events, |e| matches!(e, StoreEvent::Handed { .. })),
-        StoreEvent::Handed {
-            mac: free[0],
-            to: b.owner().unwrap().to_string()
-        },
+        handed,
+        StoreEvent::Handed { mac, to: by },
         "the new owner hears of it"
     );
-    assert_eq!(b.renew().expect("renew").adopted, vec![free[0]]);
-    b.put_phone(&conformance::sample_record("0015651a2b3d", 5))
-        .expect("b owns it now");
+    assert_eq!(b.renew().expect("renew").adopted, vec![mac]);
+    b_store.put_phone(&record(3)).expect("b owns it now");
 
-    // b shuts down: releases everything and says so; a may claim both at once.
-    assert_eq!(b.release_all().expect("release"), 2);
+    // b releases everything and says so.
+    assert_eq!(b.release_all().expect("release"), 1);
     recv_event(&mut a_events, |e| *e == StoreEvent::Released);
-    let mut claimed = a.claim_free(100).expect("claim free");
-    claimed.sort();
-    assert_eq!(claimed.len(), 2);
-    // a holds the phone again, under a new token: a write made with the token of a's first
-    // hold (a job that outlived it) is refused and a keeps the lease; a current write is not.
-    let stale = a
-        .put_phone_fenced(&record(6), first_token)
-        .expect_err("stale token");
-    assert!(stale.to_string().contains("taken over"), "{stale}");
-    assert!(a.holds(&mac));
-    a.put_phone(&record(7)).expect("the current token writes");
-    assert_eq!(reader.get_phone(&mac).unwrap().unwrap().generation, 7);
+    assert_eq!(a.claim_free(100).expect("claim free"), vec![mac]);
     // A deleted phone's lease goes with it: the owner's renewal reports it lost.
     reader.delete_phone(&mac).expect("delete");
     assert_eq!(a.renew().expect("renew").lost, vec![mac]);
+    assert!(!a.holds(&mac));
 }
 
 fn wait(check: impl Fn() -> bool) -> bool {

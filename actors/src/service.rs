@@ -31,9 +31,10 @@ use crate::phones::notifier::Notifier;
 use crate::phones::phone_job::JobShared;
 use crate::phones::registry::leased::LeaseDuty;
 use crate::phones::registry::{PhoneRegistry, RetireAll};
+use crate::store::LeaseHandle;
 use crate::store::audit_log::AuditLog;
 use crate::store::persistence::{Flush, Persistence};
-use crate::store::postgres_store::{PostgresSettings, PostgresStore};
+use crate::store::postgres_store::{self, PostgresSettings};
 
 /// Why the service could not start; each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -248,8 +249,7 @@ pub fn check(config: &Config) -> Result<String, StartError> {
         StoreBackend::Sled => format!("sled at {}", config.store.path.display()),
         StoreBackend::Postgres => {
             let settings = postgres_settings(&config.store).map_err(&store_error)?;
-            crate::store::postgres_store::describe_url(&settings.url)
-                .map_err(|e| store_error(e.to_string()))?
+            postgres_store::describe_url(&settings.url).map_err(|e| store_error(e.to_string()))?
         }
     };
     let admin = match (&config.admin.token, &config.admin.app) {
@@ -333,257 +333,59 @@ impl RunningService {
         install_tls_provider();
         let (vendors, renderer) = vendors_and_templates(config)?;
         let trust_anchors = trust_anchors(config)?;
-        let addr = config.listen_addr().map_err(|reason| StartError::Listen {
-            addr: config.http.listen.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
-        })?;
         // Bind before touching the disk: a busy port must leave nothing written.
-        let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-            addr: config.http.listen.clone(),
-            source,
-        })?;
+        let (listener, tls) = bind_listeners(config)?;
         let addr = listener.local_addr().map_err(StartError::Http)?;
         let devices_tls = Arc::new(devices_client_config(config.devices.ca_file.as_deref())?);
-        let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
-            (Some(listen), Some(cert), Some(key)) => {
-                let server_config = tls_server_config(cert, key)?;
-                let tls_listener =
-                    TcpListener::bind(listen.as_str()).map_err(|source| StartError::Listen {
-                        addr: listen.clone(),
-                        source,
-                    })?;
-                Some((tls_listener, server_config))
-            }
-            _ => None,
-        };
-
-        let store_path = config.store.path.display().to_string();
-        let store_error = |reason: String| StartError::Store {
-            path: store_path.clone(),
-            reason,
-        };
-        std::fs::create_dir_all(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-        std::fs::read_dir(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-        // An existing key is checked before sled touches the directory; a missing one is
-        // created only once the store has opened.
-        let key_path = config.seal_key_path();
-        let (store, sealer, store_name, leases): (
-            Arc<dyn Store>,
-            Sealer,
-            String,
-            Option<Arc<PostgresStore>>,
-        ) = match config.store.backend {
-            StoreBackend::Sled => {
-                let existing_key = match key_path.exists() {
-                    true => Some(Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?),
-                    false => None,
-                };
-                let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
-                let sealer = match existing_key {
-                    Some(sealer) => sealer,
-                    None => Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?,
-                };
-                (Arc::new(store), sealer, store_path.clone(), None)
-            }
-            StoreBackend::Postgres => {
-                let sealer = Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()))?;
-                let settings = postgres_settings(&config.store).map_err(&store_error)?;
-                let store =
-                    PostgresStore::open(&settings, &sealer).map_err(|e| store_error(e.to_string()))?;
-                let name = store.name();
-                let store = Arc::new(store);
-                (Arc::clone(&store) as Arc<dyn Store>, sealer, name, Some(store))
-            }
-        };
-        // The store holds every phone's sealed secrets and the seal key: owner only.
-        restrict_to_owner(&config.store.path)
-            .map_err(|e| store_error(format!("cannot restrict permissions: {e}")))?;
-        let phones = store.phones().map_err(|e| store_error(e.to_string()))?;
-        log::info!("store {store_name}: {} phones", phones.len());
+        let opened = open_store(config)?;
+        let store_error = store_error(config);
         let pbx = Arc::new(
-            PbxPin::load(config.app.object.clone(), Arc::clone(&store))
+            PbxPin::load(config.app.object.clone(), Arc::clone(&opened.store))
                 .map_err(|e| store_error(e.to_string()))?,
         );
-
-        let persistence_store = Arc::clone(&store);
-        // Singletons that end outside a shutdown take the service down (`fatal`).
-        let fatal = Fatal::default();
-        let persistence_fatal = fatal.clone();
-        let persistence = Persistence::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Persistence::new(Arc::clone(&persistence_store), persistence_fatal)
-        });
-        let prov = &config.provisioning;
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
-        let audit = AuditLog::start(Arc::clone(&store), prov.audit_entries, fatal.clone());
-        let notifier_actor = prov.notify.then(|| {
-            Notifier::new(
-                Arc::clone(&audit),
-                vendors.clone(),
-                prov.notify_port,
-                prov.notify_per_second,
-                fatal.clone(),
-            )
-            .start()
-        });
-        let notifier = notifier_actor.clone().map(Addr::recipient);
-        let devices = &config.devices;
-        let link = Arc::new(LinkShared::new(
-            Arc::new(ConnectGate::new(devices.connects_per_second)),
-            innoprov::sysclient_session::Backoff {
-                min: Duration::from_millis(devices.reconnect_min_ms),
-                max: Duration::from_secs(devices.reconnect_max_secs),
-            },
-            devices_tls,
-        ));
-        let (changes, _) = tokio::sync::broadcast::channel(1024);
-        let jobs = Arc::new(JobShared {
-            persistence: persistence.clone(),
-            sealer: sealer.clone(),
-            link,
-            provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
-            notifier: notifier.clone(),
-            changes: changes.clone(),
-            audit: Arc::clone(&audit),
-            leases: leases.clone(),
-        });
-        let mut registry = PhoneRegistry::new(jobs, fatal.clone());
-        if let Some(store) = leases.clone() {
-            let lease = Duration::from_secs(u64::from(config.store.lease_secs));
-            registry = registry.with_leases(LeaseDuty::new(store, lease, devices.connects_per_second));
-        }
-        let registry = registry.start();
-        let directory = ServiceDirectory::new(
-            devices.sysclient_url.clone(),
-            registry.clone().recipient(),
-            fatal.clone(),
-        )
-        .start();
+        let fatal = Fatal::default();
+        let phones = start_phones(config, &opened, &vendors, devices_tls, &fatal);
+        let (store, sealer, leases) = (opened.store, opened.sealer, opened.leases);
         let (shutdown, shutdown_rx) = watch::channel(false);
-
-        if config.admin.token.as_deref() == Some(config.app.password.as_str()) {
-            log::warn!(
-                "admin.token equals app.password: the standalone admin page cannot log in; give it its own value"
-            );
-        }
-        if config.app.password == "change-me" {
-            log::warn!("app.password is the default \"change-me\": set the App object's real password");
-        }
+        warn_about_passwords(config);
         let admin_core = Arc::new(AdminCore {
             store: Arc::clone(&store),
             sealer: sealer.clone(),
             vendors: vendors.clone(),
-            registry: registry.clone(),
-            audit: Arc::clone(&audit),
-            notifier,
-            directory: directory.clone(),
-            leases,
-            pbx: Arc::clone(&pbx),
+            registry: phones.registry.clone(),
+            audit: Arc::clone(&phones.audit),
+            notifier: phones.notifier.clone().map(Addr::recipient),
+            directory: phones.directory.clone(),
+            leases: leases.map(|handle| handle.leases),
+            pbx,
         });
-        let ws = &config.websocket;
         let guard = login_guard(config, &*store).map_err(|e| store_error(e.to_string()))?;
-        let trusted_proxies = TrustedProxies(config.trusted_proxies().unwrap_or_default());
-        let shared = Arc::new(SessionShared {
-            provisionings_in_flight: Arc::default(),
-            admin: Arc::clone(&admin_core),
-            admin_app: config.admin.app.clone(),
-            admin_token: config.admin.token.clone().map(Secret::new),
-            changes: changes.clone(),
-            password: Secret::new(config.app.password.clone()),
-            domain: config.app_domain().to_string(),
-            title: config.app.title.clone(),
-            pbx: Arc::clone(&pbx),
-            provisioners: config.app.provisioners.clone(),
-            ping_interval: Duration::from_secs(ws.ping_interval_secs),
-            idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
-            login_timeout: Duration::from_secs(ws.login_timeout_secs),
-            sealer,
-            registry: registry.clone(),
-            directory: directory.clone(),
-            shutdown: shutdown_rx,
-            guard: Arc::clone(&guard),
-        });
+        let shared = Arc::new(session_shared(
+            config,
+            &admin_core,
+            phones.changes.clone(),
+            shutdown_rx,
+            &guard,
+        ));
         spawn_known_address_saver(Arc::clone(&guard), Arc::clone(&store), shutdown.subscribe());
         let prov_path = config.prov_path();
-        let admin_state = web::Data::new(AdminHttp {
-            core: Arc::clone(&admin_core),
-            token: config.admin.token.clone(),
-            throttle: Default::default(),
-            trusted_proxies: trusted_proxies.clone(),
-        });
-        let api_path = config.api_path();
-        let vendor_names: Vec<&'static str> = vendors
-            .all()
-            .iter()
-            .map(|v| &*Box::leak(v.name.clone().into_boxed_str()))
-            .collect();
-        let prov_state = web::Data::new(ProvState {
+        let parts = ProvParts {
             store: Arc::clone(&store),
-            sealer: shared.sealer.clone(),
+            sealer,
             vendors,
             renderer,
-            nonces: NonceKey::random(),
-            path: prov_path.clone(),
-            public_url: prov.public_url.clone(),
-            window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
-            enrolment_once: prov.enrolment_once,
-            recheck_minutes: prov.recheck_minutes,
-            sip_port: prov.notify_port,
-            trust_anchors: trust_anchors.clone(),
-            audit: Arc::clone(&audit),
-            misses_per_minute: prov.misses_per_minute,
-            misses: std::sync::Mutex::new(crate::ops::limits::MinuteCounts::new(
-                prov_http::MAX_TRACKED_ADDRESSES,
-            )),
-            views: Default::default(),
-            trusted_proxies: trusted_proxies.clone(),
-            enrol_from: config.enrol_from().unwrap_or_default(),
-            // Leaked once per vendor at start: a handful of names, for the process's lifetime.
-            vendor_names: vendor_names.clone(),
-        });
-        let state = web::Data::new(HttpState {
-            sessions: shared,
-            max_message_bytes: ws.max_message_bytes,
-            trusted_proxies: trusted_proxies.clone(),
-        });
-        let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
-        let routes_prov_path = prov_path.clone();
-        let admin_page = admin_page_settings(config);
-        let admin_page_name = admin_page.as_ref().map(|p| p.name.clone());
-        let admin_page_html = admin_page.as_ref().map(admin_page::page_html);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(prov_state.clone())
-                .app_data(admin_state.clone())
-                .configure(|cfg| admin_http::configure(cfg, &api_path))
-                .configure(|cfg| prov_http::configure(cfg, &routes_prov_path))
-                .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
-                .configure(|cfg| {
-                    if let (Some(settings), Some(html)) = (&admin_page, &admin_page_html) {
-                        admin_page::configure(cfg, &app_parent, settings, html);
-                    }
-                })
-        })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)
-        .map_err(StartError::Http)?;
-        let mut https = String::new();
-        let mut https_addr = None;
-        if let Some((tls_listener, server_config)) = tls {
-            let bound = tls_listener.local_addr().map_err(StartError::Http)?;
-            https = format!("; https://{bound}");
-            https_addr = Some(bound);
-            server = server
-                .listen_rustls_0_23(tls_listener, server_config)
-                .map_err(StartError::Http)?;
-        }
-        let server = server.run();
+            trust_anchors,
+            audit: Arc::clone(&phones.audit),
+            trusted_proxies: TrustedProxies(config.trusted_proxies().unwrap_or_default()),
+        };
+        let states = http_states(config, &admin_core, shared, parts);
+        let (server, https_addr) = http_server(config, states, listener, tls)?;
         let handle = server.handle();
         let server_task = tokio::spawn(server);
+        let https = https_addr.map(|a| format!("; https://{a}")).unwrap_or_default();
         log::info!(
             "innoprov listening on http://{addr}; AppWebsocket on {} (and its parent); phone files under {prov_path}/{https}",
             config.app.path
@@ -594,13 +396,13 @@ impl RunningService {
             server: handle,
             server_task,
             shutdown,
-            persistence,
-            registry,
+            persistence: phones.persistence,
+            registry: phones.registry,
             store,
-            audit,
+            audit: phones.audit,
             fatal,
-            directory,
-            notifier: notifier_actor,
+            directory: phones.directory,
+            notifier: phones.notifier,
             guard,
         })
     }
@@ -751,5 +553,342 @@ impl ShutdownSignals {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// The HTTP listener and, when `[tls]` is configured, the HTTPS one with its settings.
+type Listeners = (TcpListener, Option<(TcpListener, rustls::ServerConfig)>);
+
+/// Binds the HTTP listener (and the HTTPS one).
+fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
+    let addr = config.listen_addr().map_err(|reason| StartError::Listen {
+        addr: config.http.listen.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+    })?;
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+        addr: config.http.listen.clone(),
+        source,
+    })?;
+    let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+        (Some(listen), Some(cert), Some(key)) => {
+            let server_config = tls_server_config(cert, key)?;
+            let tls_listener = TcpListener::bind(listen.as_str()).map_err(|source| StartError::Listen {
+                addr: listen.clone(),
+                source,
+            })?;
+            Some((tls_listener, server_config))
+        }
+        _ => None,
+    };
+    Ok((listener, tls))
+}
+
+/// A store failure at start, naming the store's directory.
+fn store_error(config: &Config) -> impl Fn(String) -> StartError + use<> {
+    let path = config.store.path.display().to_string();
+    move |reason| StartError::Store {
+        path: path.clone(),
+        reason,
+    }
+}
+
+/// The store as the service holds it.
+struct OpenedStore {
+    /// The phones, settings, access states and audits.
+    store: Arc<dyn Store>,
+    /// The installation's seal key.
+    sealer: Sealer,
+    /// Several instances: the leases and their messages (PostgreSQL with leases).
+    leases: Option<LeaseHandle>,
+}
+
+/// Opens the configured store with its seal key (the directory restricted to the owner).
+fn open_store(config: &Config) -> Result<OpenedStore, StartError> {
+    let store_error = store_error(config);
+    let store_path = config.store.path.display().to_string();
+    std::fs::create_dir_all(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+    std::fs::read_dir(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+    // An existing key is checked before sled touches the directory; a missing one is
+    // created only once the store has opened.
+    let key_path = config.seal_key_path();
+    let load_key = || Sealer::load_or_create(&key_path).map_err(|e| store_error(e.to_string()));
+    let (opened, name) = match config.store.backend {
+        StoreBackend::Sled => {
+            let existing_key = key_path.exists().then(load_key).transpose()?;
+            let store = SledStore::open(&config.store.path).map_err(|e| store_error(e.to_string()))?;
+            let sealer = match existing_key {
+                Some(sealer) => sealer,
+                None => load_key()?,
+            };
+            let store: Arc<dyn Store> = Arc::new(store);
+            (
+                OpenedStore {
+                    store,
+                    sealer,
+                    leases: None,
+                },
+                store_path,
+            )
+        }
+        StoreBackend::Postgres => {
+            let sealer = load_key()?;
+            let settings = postgres_settings(&config.store).map_err(&store_error)?;
+            let shared =
+                postgres_store::open_shared(&settings, &sealer).map_err(|e| store_error(e.to_string()))?;
+            let leases = shared.leases;
+            (
+                OpenedStore {
+                    store: shared.store,
+                    sealer,
+                    leases,
+                },
+                shared.name,
+            )
+        }
+    };
+    // The store holds every phone's sealed secrets and the seal key: owner only.
+    restrict_to_owner(&config.store.path)
+        .map_err(|e| store_error(format!("cannot restrict permissions: {e}")))?;
+    let phones = opened.store.phones().map_err(|e| store_error(e.to_string()))?;
+    log::info!("store {name}: {} phones", phones.len());
+    Ok(opened)
+}
+
+/// The phone machinery, started.
+struct Phones {
+    /// The jobs' writer.
+    persistence: Addr<Persistence>,
+    /// Every phone's downloads.
+    audit: Arc<AuditLog>,
+    /// SIP NOTIFY to phones, when on.
+    notifier: Option<Addr<Notifier>>,
+    /// The phones' jobs.
+    registry: Addr<PhoneRegistry>,
+    /// Where Devices is.
+    directory: Addr<ServiceDirectory>,
+    /// Announcements of phone state changes, for the admin sessions.
+    changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
+}
+
+/// Starts persistence, the audit, the notifier, the registry (with its leases) and the
+/// directory; singletons report to `fatal`.
+fn start_phones(
+    config: &Config,
+    opened: &OpenedStore,
+    vendors: &Vendors,
+    devices_tls: Arc<rustls::ClientConfig>,
+    fatal: &Fatal,
+) -> Phones {
+    let (store, sealer, leases) = (&opened.store, &opened.sealer, opened.leases.clone());
+    let persistence_store = Arc::clone(store);
+    let persistence_leases = leases.as_ref().map(|handle| Arc::clone(&handle.leases));
+    let persistence_fatal = fatal.clone();
+    let persistence = Persistence::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        Persistence::new(persistence_store, persistence_fatal).with_leases(persistence_leases)
+    });
+    let prov = &config.provisioning;
+    let audit = AuditLog::start(Arc::clone(store), prov.audit_entries, fatal.clone());
+    let notifier = prov.notify.then(|| {
+        let (port, rate) = (prov.notify_port, prov.notify_per_second);
+        Notifier::new(Arc::clone(&audit), vendors.clone(), port, rate, fatal.clone()).start()
+    });
+    let devices = &config.devices;
+    let link = Arc::new(LinkShared::new(
+        Arc::new(ConnectGate::new(devices.connects_per_second)),
+        innoprov::sysclient_session::Backoff {
+            min: Duration::from_millis(devices.reconnect_min_ms),
+            max: Duration::from_secs(devices.reconnect_max_secs),
+        },
+        devices_tls,
+    ));
+    let (changes, _) = tokio::sync::broadcast::channel(1024);
+    let jobs = Arc::new(JobShared {
+        persistence: persistence.clone(),
+        sealer: sealer.clone(),
+        link,
+        provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
+        notifier: notifier.clone().map(Addr::recipient),
+        changes: changes.clone(),
+        audit: Arc::clone(&audit),
+        leases: leases.as_ref().map(|handle| Arc::clone(&handle.leases)),
+    });
+    let mut registry = PhoneRegistry::new(jobs, fatal.clone());
+    if let Some(handle) = leases {
+        let duty = LeaseDuty::new(handle, Arc::clone(store), devices.connects_per_second);
+        registry = registry.with_leases(duty);
+    }
+    let registry = registry.start();
+    let url = devices.sysclient_url.clone();
+    let directory = ServiceDirectory::new(url, registry.clone().recipient(), fatal.clone()).start();
+    Phones {
+        persistence,
+        audit,
+        notifier,
+        registry,
+        directory,
+        changes,
+    }
+}
+
+/// Warns about passwords left at values that cannot work.
+fn warn_about_passwords(config: &Config) {
+    if config.admin.token.as_deref() == Some(config.app.password.as_str()) {
+        log::warn!(
+            "admin.token equals app.password: the standalone admin page cannot log in; give it its own value"
+        );
+    }
+    if config.app.password == "change-me" {
+        log::warn!("app.password is the default \"change-me\": set the App object's real password");
+    }
+}
+
+/// What the download doors share that start has already built.
+struct ProvParts {
+    /// The phones' records and access states.
+    store: Arc<dyn Store>,
+    /// Opens the phones' sealed secrets.
+    sealer: Sealer,
+    /// The vendors' descriptors.
+    vendors: Vendors,
+    /// The vendors' templates.
+    renderer: Renderer,
+    /// The CA certificates phones are told to trust.
+    trust_anchors: Vec<String>,
+    /// Every phone's downloads.
+    audit: Arc<AuditLog>,
+    /// Which proxies' forwarded addresses count.
+    trusted_proxies: TrustedProxies,
+}
+
+/// The phone download doors' state.
+fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
+    let prov = &config.provisioning;
+    // Leaked once per vendor at start: a handful of names, for the process's lifetime.
+    let vendor_names: Vec<&'static str> = parts
+        .vendors
+        .all()
+        .iter()
+        .map(|v| &*Box::leak(v.name.clone().into_boxed_str()))
+        .collect();
+    ProvState {
+        store: parts.store,
+        sealer: parts.sealer,
+        vendors: parts.vendors,
+        renderer: parts.renderer,
+        nonces: NonceKey::random(),
+        path: config.prov_path(),
+        public_url: prov.public_url.clone(),
+        window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
+        enrolment_once: prov.enrolment_once,
+        recheck_minutes: prov.recheck_minutes,
+        sip_port: prov.notify_port,
+        trust_anchors: parts.trust_anchors,
+        audit: parts.audit,
+        misses_per_minute: prov.misses_per_minute,
+        misses: std::sync::Mutex::new(crate::ops::limits::MinuteCounts::new(
+            prov_http::MAX_TRACKED_ADDRESSES,
+        )),
+        views: Default::default(),
+        trusted_proxies: parts.trusted_proxies,
+        enrol_from: config.enrol_from().unwrap_or_default(),
+        vendor_names,
+    }
+}
+
+/// The states of the sessions', the downloads' and the admin doors.
+fn http_states(
+    config: &Config,
+    admin: &Arc<AdminCore>,
+    sessions: Arc<SessionShared>,
+    parts: ProvParts,
+) -> HttpStates {
+    let trusted_proxies = parts.trusted_proxies.clone();
+    let admin_state = web::Data::new(AdminHttp {
+        core: Arc::clone(admin),
+        token: config.admin.token.clone(),
+        throttle: Default::default(),
+        trusted_proxies: trusted_proxies.clone(),
+    });
+    let state = web::Data::new(HttpState {
+        sessions,
+        max_message_bytes: config.websocket.max_message_bytes,
+        trusted_proxies,
+    });
+    (state, web::Data::new(prov_state(config, parts)), admin_state)
+}
+
+/// The three states the HTTP routes share: sessions, downloads, admin.
+type HttpStates = (web::Data<HttpState>, web::Data<ProvState>, web::Data<AdminHttp>);
+
+/// The HTTP(S) server over `listener` (and the TLS one), not yet running; the bound HTTPS
+/// address.
+fn http_server(
+    config: &Config,
+    (state, prov_state, admin_state): HttpStates,
+    listener: TcpListener,
+    tls: Option<(TcpListener, rustls::ServerConfig)>,
+) -> Result<(actix_web::dev::Server, Option<SocketAddr>), StartError> {
+    let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
+    let (api_path, prov_path) = (config.api_path(), config.prov_path());
+    let admin_page = admin_page_settings(config);
+    let admin_page_name = admin_page.as_ref().map(|p| p.name.clone());
+    let admin_page_html = admin_page.as_ref().map(admin_page::page_html);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(prov_state.clone())
+            .app_data(admin_state.clone())
+            .configure(|cfg| admin_http::configure(cfg, &api_path))
+            .configure(|cfg| prov_http::configure(cfg, &prov_path))
+            .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
+            .configure(|cfg| {
+                if let (Some(settings), Some(html)) = (&admin_page, &admin_page_html) {
+                    admin_page::configure(cfg, &app_parent, settings, html);
+                }
+            })
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(StartError::Http)?;
+    let mut https_addr = None;
+    if let Some((tls_listener, server_config)) = tls {
+        https_addr = Some(tls_listener.local_addr().map_err(StartError::Http)?);
+        server = server
+            .listen_rustls_0_23(tls_listener, server_config)
+            .map_err(StartError::Http)?;
+    }
+    Ok((server.run(), https_addr))
+}
+
+/// What every AppWebsocket session shares (the PBX, Users and admin logins).
+fn session_shared(
+    config: &Config,
+    admin: &Arc<AdminCore>,
+    changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
+    shutdown: watch::Receiver<bool>,
+    guard: &Arc<LoginGuard>,
+) -> SessionShared {
+    let ws = &config.websocket;
+    SessionShared {
+        provisionings_in_flight: Arc::default(),
+        admin: Arc::clone(admin),
+        admin_app: config.admin.app.clone(),
+        admin_token: config.admin.token.clone().map(Secret::new),
+        changes,
+        password: Secret::new(config.app.password.clone()),
+        domain: config.app_domain().to_string(),
+        title: config.app.title.clone(),
+        pbx: Arc::clone(&admin.pbx),
+        provisioners: config.app.provisioners.clone(),
+        ping_interval: Duration::from_secs(ws.ping_interval_secs),
+        idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
+        login_timeout: Duration::from_secs(ws.login_timeout_secs),
+        sealer: admin.sealer.clone(),
+        registry: admin.registry.clone(),
+        directory: admin.directory.clone(),
+        shutdown,
+        guard: Arc::clone(guard),
     }
 }

@@ -1,13 +1,23 @@
 //! Persistence behind one narrow trait. `SledStore` is the production store; `MemoryStore`
 //! serves tests and benches. Both pass the same conformance suite (`conformance`), so a third
 //! backend (redb, stack.md §1) is a drop-in once it passes it too.
+//!
+//! Several instances on one database hold each phone under a lease: the [`Leases`] trait
+//! beside `Store`, with fencing part of it ([`Leases::put_phone_fenced`]), an in-memory
+//! implementation ([`MemoryLeases`] on a shared [`LeaseTable`]) and its own conformance suite
+//! ([`leases_conformance`]); the PostgreSQL store in `innoprov-actors` implements both.
 
+mod leases;
 mod memory;
+mod memory_leases;
 mod sled_store;
 
 pub mod conformance;
+pub mod leases_conformance;
 
+pub use leases::{Claim, Leases, Renewal, Token, reconcile, taken_over};
 pub use memory::MemoryStore;
+pub use memory_leases::{LeaseTable, MemoryLeases};
 pub use sled_store::SledStore;
 
 use crate::mac::Mac;
@@ -48,13 +58,6 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a phone's record atomically.
     fn put_phone(&self, record: &PhoneRecord) -> Result<(), StoreError>;
-    /// Like [`put_phone`](Store::put_phone) for a writer that held the phone with fencing
-    /// token `fence` when it started: a store shared by several instances refuses the write
-    /// unless that token is still the phone's current one. One writer's store ignores it.
-    fn put_phone_fenced(&self, record: &PhoneRecord, fence: i64) -> Result<(), StoreError> {
-        let _ = fence;
-        self.put_phone(record)
-    }
     /// The phone's record, if stored.
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError>;
     /// The phone's record as stored bytes (for caches that compare instead of decoding).

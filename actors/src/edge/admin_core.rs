@@ -184,7 +184,7 @@ pub struct AdminCore {
     /// Where Devices is.
     pub directory: Addr<ServiceDirectory>,
     /// Several instances: the leases, to tell a phone another instance links from a failed one.
-    pub leases: Option<Arc<crate::store::postgres_store::PostgresStore>>,
+    pub leases: Option<Arc<dyn innoprov::store::Leases>>,
     /// Who the PBX is (shown, and the pin reset).
     pub pbx: Arc<crate::edge::pbx_pin::PbxPin>,
 }
@@ -322,7 +322,7 @@ impl AdminCore {
 
     fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, AdminFailure> {
         match &self.leases {
-            Some(store) => store.held_elsewhere().map_err(Self::store_failure),
+            Some(leases) => leases.held_elsewhere().map_err(Self::store_failure),
             None => Ok(Default::default()),
         }
     }

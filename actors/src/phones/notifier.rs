@@ -6,7 +6,8 @@
 //! `P4428 = 0`; docs/vendors): only someone who knows the line's SIP password can make a phone
 //! act on one. The notifier knows it and answers a `401`/`407` Digest challenge (RFC 3261
 //! §22.2, RFC 2617 MD5 with or without `qop=auth`) once, with the same Call-ID and the next
-//! CSeq.
+//! CSeq. Reading the answer and computing the credentials is the core's
+//! [`innoprov::sip_digest`]; this actor only carries the datagrams and waits.
 //!
 //! Messages it takes: [`PhoneConfigChanged`].
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use innoprov::Mac;
 use innoprov::provisioning::Vendors;
+use innoprov::sip_digest::{SipResponse, notify_authorization, parse_sip_response};
 
 use crate::ops::limits::Pacer;
 use crate::store::audit_log::AuditLog;
@@ -88,50 +90,6 @@ pub struct PhoneConfigChanged {
     pub password: Option<innoprov::Secret>,
 }
 
-/// Answers a SIP Digest challenge (`WWW-Authenticate` / `Proxy-Authenticate` value) for a
-/// NOTIFY to `uri`; `None` when the challenge is not Digest MD5.
-pub fn digest_authorization(
-    challenge: &str,
-    user: &str,
-    password: &str,
-    uri: &str,
-    cnonce: &str,
-) -> Option<String> {
-    use md5::{Digest as _, Md5};
-    let md5 = |text: String| hex::encode(Md5::digest(text.as_bytes()));
-    let params = challenge.trim().strip_prefix("Digest")?.trim();
-    let value = |key: &str| -> Option<String> {
-        params.split(',').find_map(|p| {
-            let (k, v) = p.trim().split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case(key)
-                .then(|| v.trim().trim_matches('"').to_string())
-        })
-    };
-    let realm = value("realm")?;
-    let nonce = value("nonce")?;
-    if value("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
-        return None;
-    }
-    let ha1 = md5(format!("{user}:{realm}:{password}"));
-    let ha2 = md5(format!("NOTIFY:{uri}"));
-    let opaque = value("opaque")
-        .map(|o| format!(", opaque=\"{o}\""))
-        .unwrap_or_default();
-    let qop_auth = value("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth"));
-    Some(if qop_auth {
-        let response = md5(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
-        format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"{cnonce}\"{opaque}"
-        )
-    } else {
-        let response = md5(format!("{ha1}:{nonce}:{ha2}"));
-        format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5{opaque}"
-        )
-    })
-}
-
 /// The user part of the NOTIFY's request URI: RFC 3261 unreserved and user-unreserved
 /// characters only, so a user name can never add a header.
 fn uri_user(user: &str) -> String {
@@ -192,19 +150,6 @@ pub fn notify_text(
     )
 }
 
-/// The status code and headers (names lowercase) of a SIP response.
-fn parse_sip_response(raw: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut lines = text.split("\r\n");
-    let status = lines.next()?.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
-    let headers = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some((status, headers))
-}
-
 /// What became of a NOTIFY.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NotifyOutcome {
@@ -212,6 +157,22 @@ pub enum NotifyOutcome {
     Answered(u16),
     /// Sent; no answer within the wait (UDP, or a phone that does not answer).
     Unanswered,
+}
+
+/// The phone's final answer (provisional ones and what is not a SIP response skipped), or
+/// `None` when none came within [`ANSWER_WAIT`].
+async fn final_answer(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Option<SipResponse>> {
+    let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.recv(buf)).await {
+            Err(_) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(n)) => match parse_sip_response(&buf[..n]) {
+                Some(answer) if !answer.provisional() => return Ok(Some(answer)),
+                _ => continue,
+            },
+        }
+    }
 }
 
 /// Sends one NOTIFY to `target` and answers a Digest challenge once with `password`.
@@ -235,41 +196,20 @@ pub async fn send_notify(
     for cseq in 1..=2u32 {
         let text = notify_text(target, user, event, local, id, cseq, authorization.as_deref());
         socket.send(text.as_bytes()).await?;
-        // Provisional answers (1xx) are skipped; the wait is bounded in total.
-        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        let answer = loop {
-            match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-                Err(_) => return Ok(NotifyOutcome::Unanswered),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(n)) => match parse_sip_response(&buf[..n]) {
-                    Some((status, _)) if status < 200 => continue,
-                    Some(answer) => break answer,
-                    None => continue,
-                },
-            }
+        let Some(answer) = final_answer(&socket, &mut buf).await? else {
+            return Ok(NotifyOutcome::Unanswered);
         };
-        let (status, headers) = answer;
-        if !(status == 401 || status == 407) || cseq == 2 {
-            return Ok(NotifyOutcome::Answered(status));
+        if !answer.challenges() || cseq == 2 {
+            return Ok(NotifyOutcome::Answered(answer.status));
         }
         let Some(password) = password else {
-            return Ok(NotifyOutcome::Answered(status));
+            return Ok(NotifyOutcome::Answered(answer.status));
         };
-        let (challenge_header, answer_header) = if status == 401 {
-            ("www-authenticate", "Authorization")
-        } else {
-            ("proxy-authenticate", "Proxy-Authorization")
-        };
-        let cnonce = format!("{id}c");
-        let uri = notify_uri(target, user);
-        let Some(answer) = headers
-            .iter()
-            .filter(|(k, _)| k == challenge_header)
-            .find_map(|(_, v)| digest_authorization(v, &uri_user(user), password, &uri, &cnonce))
-        else {
-            return Ok(NotifyOutcome::Answered(status));
-        };
-        authorization = Some(format!("{answer_header}: {answer}"));
+        let (uri, cnonce) = (notify_uri(target, user), format!("{id}c"));
+        authorization = notify_authorization(&answer, &uri_user(user), password, &uri, &cnonce);
+        if authorization.is_none() {
+            return Ok(NotifyOutcome::Answered(answer.status));
+        }
     }
     Ok(NotifyOutcome::Unanswered)
 }
@@ -353,37 +293,5 @@ mod tests {
         assert!(text.contains("\r\nEvent: check-sync;reboot=false\r\n"));
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
         assert!(!notify_uri("192.0.2.10:5060".parse().unwrap(), "a\r\nX: y").contains('\n'));
-    }
-
-    #[test]
-    fn digest_answer_matches_rfc_2617_example() {
-        // RFC 2617 §3.5, with the method and URI of that example.
-        let challenge = r#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#;
-        use md5::{Digest as _, Md5};
-        let md5 = |t: &str| hex::encode(Md5::digest(t.as_bytes()));
-        let ha1 = md5("Mufasa:testrealm@host.com:Circle Of Life");
-        let ha2 = md5("NOTIFY:/dir/index.html");
-        let expected = md5(&format!(
-            "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"
-        ));
-        let answer = digest_authorization(
-            challenge,
-            "Mufasa",
-            "Circle Of Life",
-            "/dir/index.html",
-            "0a4f113b",
-        )
-        .unwrap();
-        assert!(answer.contains(&format!("response=\"{expected}\"")), "{answer}");
-        assert!(answer.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
-        // The RFC's own GET vector: the same computation gives its published response.
-        let ha2_get = md5("GET:/dir/index.html");
-        assert_eq!(
-            md5(&format!(
-                "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2_get}"
-            )),
-            "6629fae49393a05397450978507c4ef1"
-        );
-        assert!(digest_authorization("Basic realm=x", "u", "p", "sip:x", "c").is_none());
     }
 }

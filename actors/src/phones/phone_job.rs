@@ -112,7 +112,7 @@ pub struct JobShared {
     /// Where each state change is written, for the admin's per-phone timeline.
     pub audit: Arc<AuditLog>,
     /// Several instances: the leases, whose fencing token each job writes with.
-    pub leases: Option<Arc<crate::store::postgres_store::PostgresStore>>,
+    pub leases: Option<Arc<dyn innoprov::store::Leases>>,
 }
 
 /// One phone's job.
@@ -537,7 +537,7 @@ impl PhoneJob {
             .shared
             .leases
             .as_ref()
-            .and_then(|s| s.fence(&self.record.mac));
+            .and_then(|leases| leases.token(&self.record.mac));
         match self.start.take() {
             Some(JobStart::Provision(reply)) => {
                 self.reply = Some(reply);

@@ -11,7 +11,33 @@
 //!   with the leases that give each phone one instance and the LISTEN connection that tells
 //!   an instance what the others wrote.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
+//! - [`LeaseHandle`]: this instance's leases (the core's [`Leases`] trait) and the lease
+//!   messages from the other instances, as the rooms above see them: no room above names a
+//!   concrete database type.
 
 pub mod audit_log;
 pub mod persistence;
 pub mod postgres_store;
+
+pub use postgres_store::StoreEvent;
+
+use std::sync::Arc;
+
+use innoprov::store::Leases;
+
+/// This instance's leases as the registry sees them: the core's trait and the messages from
+/// the other instances.
+#[derive(Clone)]
+pub struct LeaseHandle {
+    /// Claims, renewals, tokens and fenced writes.
+    pub leases: Arc<dyn Leases>,
+    /// Lease messages from the other instances (and `Listening` after a reconnect).
+    pub events: tokio::sync::broadcast::Sender<StoreEvent>,
+}
+
+impl LeaseHandle {
+    /// A new subscription to the lease messages.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+}

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use innoprov::store::{Store, StoreError};
+use innoprov::store::{Leases, Store, StoreError, Token};
 use innoprov::{Mac, PhoneRecord};
 use tokio::sync::watch;
 
@@ -76,6 +76,8 @@ pub struct Persistence {
     concurrent: Option<Arc<tokio::sync::Semaphore>>,
     /// Per phone with a concurrent write under way or waiting, the lock that orders them.
     phone_locks: std::collections::HashMap<Mac, Arc<tokio::sync::Mutex<()>>>,
+    /// Several instances: the leases through which a job's fenced writes go.
+    leases: Option<Arc<dyn Leases>>,
 }
 
 impl Persistence {
@@ -94,7 +96,14 @@ impl Persistence {
             fatal,
             concurrent,
             phone_locks: Default::default(),
+            leases: None,
         }
+    }
+
+    /// Writes fenced records through `leases` (several instances on one database).
+    pub fn with_leases(mut self, leases: Option<Arc<dyn Leases>>) -> Persistence {
+        self.leases = leases;
+        self
     }
 
     /// The lock ordering `mac`'s concurrent writes.
@@ -242,7 +251,7 @@ pub struct PutPhone {
     pub mode: WriteMode,
     /// The fencing token of the phone's lease when the writing job started (several
     /// instances): the write is refused once another token is current.
-    pub fence: Option<i64>,
+    pub fence: Option<Token>,
 }
 
 /// Whether a write in `mode` of generation `generation` may meet `stored`.
@@ -255,10 +264,21 @@ fn write_allowed(mode: WriteMode, stored: Option<u64>, generation: u64) -> bool 
     }
 }
 
-fn put(store: &dyn Store, record: &PhoneRecord, fence: Option<i64>) -> Result<(), StoreError> {
-    match fence {
-        Some(fence) => store.put_phone_fenced(record, fence),
-        None => store.put_phone(record),
+/// Writes `record`: fenced through the leases when the job held a token, else plainly. A
+/// fenced write without leases is refused rather than written unfenced.
+fn put(
+    store: &dyn Store,
+    leases: Option<&dyn Leases>,
+    record: &PhoneRecord,
+    fence: Option<Token>,
+) -> Result<(), StoreError> {
+    match (fence, leases) {
+        (Some(fence), Some(leases)) => leases.put_phone_fenced(record, fence),
+        (Some(_), None) => Err(StoreError::Backend(format!(
+            "phone {}: a fenced write, but this instance has no leases",
+            record.mac
+        ))),
+        (None, _) => store.put_phone(record),
     }
 }
 
@@ -272,6 +292,7 @@ impl Handler<PutPhone> for Persistence {
     fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(permits) = self.concurrent.clone() {
             let (record, mode, fence) = (msg.record, msg.mode, msg.fence);
+            let leases = self.leases.clone();
             let (mac, generation) = (record.mac, record.generation);
             let not_deleted = move |act: &mut Self| match act.deleted_upto.get(&mac) {
                 Some(upto) if generation <= *upto => Err(stale(mac)),
@@ -282,7 +303,7 @@ impl Handler<PutPhone> for Persistence {
                 if !write_allowed(mode, stored, generation) {
                     return Err(stale(mac));
                 }
-                Ok(put(store, &record, fence)?)
+                Ok(put(store, leases.as_deref(), &record, fence)?)
             });
         }
         let record = msg.record;
@@ -299,7 +320,7 @@ impl Handler<PutPhone> for Persistence {
             let mac = record.mac;
             return Box::pin(actix::fut::ready(Err(stale(mac))));
         }
-        if let Err(e) = put(self.store.as_ref(), &record, msg.fence) {
+        if let Err(e) = put(self.store.as_ref(), self.leases.as_deref(), &record, msg.fence) {
             return Box::pin(actix::fut::ready(Err(e.into())));
         }
         Box::pin(self.durable_after_write(ctx).into_actor(self))

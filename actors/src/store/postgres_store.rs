@@ -34,7 +34,7 @@ use tokio_postgres::{Client, NoTls};
 pub mod leases;
 pub mod listener;
 
-pub use leases::{CHANNEL, Claim, Leases, Renewal};
+pub use leases::{CHANNEL, PostgresLeases};
 pub use listener::StoreEvent;
 
 refinery::embed_migrations!("migrations");
@@ -72,7 +72,7 @@ pub struct PostgresStore {
     /// LISTEN connection) another.
     epoch: Arc<AtomicU64>,
     /// This instance's leases, when on.
-    leases: Option<Leases>,
+    leases: Option<leases::OwnLeases>,
     /// Lease messages from the database, for the registry.
     events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
@@ -141,6 +141,26 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// A PostgreSQL store opened for the service: the rooms above see the core's traits only.
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Its leases and lease messages, when leases are on.
+    pub leases: Option<crate::store::LeaseHandle>,
+    /// The server and database, for messages.
+    pub name: String,
+}
+
+/// Opens the store [`PostgresStore::open`] does, as the service holds it.
+pub fn open_shared(settings: &PostgresSettings, sealer: &Sealer) -> Result<Opened, StoreError> {
+    let store = Arc::new(PostgresStore::open(settings, sealer)?);
+    Ok(Opened {
+        name: store.name(),
+        leases: PostgresStore::lease_handle(&store),
+        store,
+    })
+}
+
 /// The server and database `url` names, for `innoprov check` (never the password); an
 /// unparsable URL is the error.
 pub fn describe_url(url: &str) -> Result<String, StoreError> {
@@ -178,7 +198,7 @@ impl PostgresStore {
             next: AtomicUsize::new(0),
             runtime: Some(runtime),
             epoch: Arc::new(AtomicU64::new(0)),
-            leases: settings.lease.map(Leases::new),
+            leases: settings.lease.map(leases::OwnLeases::new),
             events: tokio::sync::broadcast::channel(1024).0,
         };
         for _ in 0..settings.pool_size.max(1) {
@@ -211,6 +231,15 @@ impl PostgresStore {
     /// Lease messages from the database (and [`StoreEvent::Listening`] after every reconnect).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    /// This instance's leases with the database's lease messages, for the rooms above the
+    /// store; `None` when the store was opened without leases.
+    pub fn lease_handle(store: &Arc<PostgresStore>) -> Option<crate::store::LeaseHandle> {
+        Some(crate::store::LeaseHandle {
+            leases: Arc::new(PostgresLeases::of(store)?),
+            events: store.events.clone(),
+        })
     }
 
     /// The server and database, for messages.
@@ -398,7 +427,11 @@ fn changed(mac: &Mac) -> String {
 impl PostgresStore {
     /// Writes a phone's record, fenced with `token` when leases are on: the write happens only
     /// while that token is the phone's current one and this instance its owner.
-    fn write_record(&self, record: &PhoneRecord, token: Option<i64>) -> Result<(), StoreError> {
+    fn write_record(
+        &self,
+        record: &PhoneRecord,
+        token: Option<innoprov::store::Token>,
+    ) -> Result<(), StoreError> {
         let bytes = encode(record)?;
         let mac = key(&record.mac);
         let notice = changed(&record.mac);
@@ -430,15 +463,12 @@ impl PostgresStore {
                 // Forgotten only if it is the token refused (a late write of an older job of
                 // this instance does not end the lease its successor holds).
                 if let (Some(leases), Some(token)) = (&self.leases, token) {
-                    let mut held = leases.held.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut held = leases.held();
                     if held.get(&record.mac) == Some(&token) {
                         held.remove(&record.mac);
                     }
                 }
-                Err(StoreError::Backend(format!(
-                    "phone {}: its lease was taken over by another instance; not written",
-                    record.mac
-                )))
+                Err(innoprov::store::taken_over(&record.mac))
             }
             Ok(_) => Ok(()),
             Err(e) => Err(e),
@@ -535,10 +565,6 @@ impl Store for PostgresStore {
         self.write_record(record, token)
     }
 
-    fn put_phone_fenced(&self, record: &PhoneRecord, fence: i64) -> Result<(), StoreError> {
-        self.write_record(record, Some(fence))
-    }
-
     fn get_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>, StoreError> {
         match self.get_phone_bytes(mac)? {
             Some(bytes) => decode_record(mac, &bytes).map(Some),
@@ -569,7 +595,7 @@ impl Store for PostgresStore {
         let k = key(mac);
         let notice = changed(mac);
         if let Some(leases) = &self.leases {
-            leases.held.lock().unwrap_or_else(|p| p.into_inner()).remove(mac);
+            leases.held().remove(mac);
         }
         let deleted = self.retrying(&format!("delete {mac}"), |client| {
             run(async {

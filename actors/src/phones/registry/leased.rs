@@ -1,5 +1,8 @@
-//! The registry's side of several instances on one PostgreSQL database: this instance runs a
-//! job only for the phones whose lease it holds ([`crate::store::postgres_store::leases`]).
+//! The registry's side of several instances on one database: this instance runs a job only
+//! for the phones whose lease it holds (the core's [`Leases`] trait, through a
+//! [`LeaseHandle`]). What to do and when is decided by the core's [`LeaseBook`] and
+//! [`ClaimWait`]; this file only runs their timers and store calls and carries out their
+//! [`LeaseAction`]s:
 //!
 //! - Every `lease / 3` (and at once when an instance releases leases, or the LISTEN connection
 //!   is back) it renews all its leases in one statement, stops the jobs of phones it no longer
@@ -22,74 +25,43 @@
 //! - At shutdown nothing new is taken (a ProvisioningPhone is answered busy), the jobs are
 //!   retired (links closed) and then every lease released.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
+use innoprov::leases::{ClaimRefused, ClaimStep, ClaimWait, LeaseAction, LeaseBook, Route};
 use innoprov::outcome::ProvisionFailure;
-use innoprov::store::{Store, StoreError};
+use innoprov::store::{Leases, Renewal, Store, StoreError};
 use innoprov::{Mac, PhoneRecord};
 
 use super::{PhoneRegistry, Provision};
 use crate::phones::phone_job::{JobStart, Retire};
-use crate::store::postgres_store::{Claim, PostgresStore, Renewal, StoreEvent};
+use crate::store::{LeaseHandle, StoreEvent};
 
-/// A ProvisioningPhone waiting for another instance's lease tries to claim it again after
-/// this, doubling up to [`CLAIM_RETRY_MAX`], and at once when the owner says it handed over:
-/// a flood of such requests costs the database a few claims each, not ten a second.
-const CLAIM_RETRY: Duration = Duration::from_millis(100);
-/// The longest wait between two claims.
-const CLAIM_RETRY_MAX: Duration = Duration::from_secs(1);
-/// How often it repeats its request to the owner (a NOTIFY may be missed during a reconnect).
-const ASK_AGAIN: Duration = Duration::from_secs(2);
 /// Why a ProvisioningPhone is refused during a shutdown.
 const SHUTTING_DOWN: &str = "the service is shutting down";
 
 /// The leases of this instance, as the registry keeps them.
 pub struct LeaseDuty {
-    /// The store that holds the leases (and the fencing tokens).
-    store: Arc<PostgresStore>,
-    /// How long a lease lasts.
-    lease: Duration,
-    /// Most free phones claimed per renewal.
-    claim_batch: i64,
-    /// When the latest successful renewal started.
-    last_renewed: Instant,
-    /// Whether a renewal is under way.
-    ticking: bool,
-    /// Whether the links were closed because renewals failed.
-    gave_up: bool,
-    /// Phones being handed to another instance (their job retiring).
-    handing_over: HashSet<Mac>,
-    /// Set at shutdown: nothing is claimed or provisioned any more.
-    stopping: bool,
+    /// This instance's leases (tokens, claims, renewals) and the other instances' messages.
+    handle: LeaseHandle,
+    /// The phones' records: a newly held phone's job starts from its stored one.
+    store: Arc<dyn Store>,
+    /// The decisions: when to renew, what to claim, give up, hand over.
+    book: LeaseBook,
 }
 
 impl LeaseDuty {
-    /// Leases of `lease` held in `store`; `connects_per_second` bounds each claim of free phones.
-    pub fn new(store: Arc<PostgresStore>, lease: Duration, connects_per_second: u32) -> LeaseDuty {
-        let per_renewal = (f64::from(connects_per_second) * (lease / 3).as_secs_f64()) as i64;
-        LeaseDuty {
-            store,
-            lease,
-            claim_batch: per_renewal.max(100),
-            last_renewed: Instant::now(),
-            ticking: false,
-            gave_up: false,
-            handing_over: HashSet::new(),
-            stopping: false,
-        }
+    /// The leases of `handle`, records in `store`; `connects_per_second` bounds each claim of
+    /// free phones.
+    pub fn new(handle: LeaseHandle, store: Arc<dyn Store>, connects_per_second: u32) -> LeaseDuty {
+        let book = LeaseBook::new(handle.leases.lease(), connects_per_second, Instant::now());
+        LeaseDuty { handle, store, book }
     }
 
-    /// Whether this instance holds `mac` and is not handing it over.
-    fn holds(&self, mac: &Mac) -> bool {
-        self.store.holds(mac) && !self.handing_over.contains(mac)
-    }
-
-    /// How long a ProvisioningPhone or a delete waits for another instance to hand over.
-    fn claim_wait(&self) -> Duration {
-        self.lease + Duration::from_secs(2)
+    /// The leases.
+    fn leases(&self) -> &Arc<dyn Leases> {
+        &self.handle.leases
     }
 }
 
@@ -102,7 +74,7 @@ impl PhoneRegistry {
     /// Starts renewing and claiming, and listening for the other instances.
     pub(super) fn start_leases(&mut self, ctx: &mut Context<Self>) {
         let Some(duty) = &self.leases else { return };
-        let mut events = duty.store.events();
+        let mut events = duty.handle.events();
         let registry = ctx.address().downgrade();
         actix::spawn(async move {
             loop {
@@ -118,24 +90,22 @@ impl PhoneRegistry {
                 }
             }
         });
-        ctx.run_interval(duty.lease / 3, |act, ctx| act.renew_and_claim(ctx));
-        let check = (duty.lease / 12).max(Duration::from_millis(250));
-        ctx.run_interval(check, |act, _ctx| act.give_up_if_stale());
+        ctx.run_interval(duty.book.renew_every(), |act, ctx| act.renew_and_claim(ctx));
+        ctx.run_interval(duty.book.check_every(), |act, _ctx| act.give_up_if_stale());
         self.renew_and_claim(ctx);
     }
 
     /// Closes every link when the leases may be expiring unrenewed.
     fn give_up_if_stale(&mut self) {
         let Some(duty) = &mut self.leases else { return };
-        if duty.gave_up || duty.stopping || duty.last_renewed.elapsed() < duty.lease * 2 / 3 {
+        let Some(LeaseAction::GiveUp { unrenewed_for }) = duty.book.check(Instant::now()) else {
             return;
-        }
-        duty.gave_up = true;
-        duty.store.forget_leases();
+        };
+        duty.leases().forget();
         self.shared.link.links_allowed.send_replace(false);
         log::error!(
             "leases not renewed for {} s: closing this instance's {} links until the database answers",
-            duty.last_renewed.elapsed().as_secs(),
+            unrenewed_for.as_secs(),
             self.jobs.len()
         );
         for (_, entry) in self.jobs.drain() {
@@ -145,59 +115,67 @@ impl PhoneRegistry {
 
     fn renew_and_claim(&mut self, ctx: &mut Context<Self>) {
         let Some(duty) = &mut self.leases else { return };
-        if duty.ticking || duty.stopping {
+        let Some(LeaseAction::Renew { claim }) = duty.book.renew_due(Instant::now()) else {
             return;
-        }
-        duty.ticking = true;
-        let store = Arc::clone(&duty.store);
-        let batch = duty.claim_batch;
-        let started = Instant::now();
-        let work = tokio::task::spawn_blocking(move || renew_then_claim(&store, batch));
+        };
+        let (leases, store) = (Arc::clone(duty.leases()), Arc::clone(&duty.store));
+        let work = tokio::task::spawn_blocking(move || renew_then_claim(&*leases, &*store, claim));
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             let Some(duty) = &mut act.leases else { return };
-            duty.ticking = false;
-            let (renewal, records) = match result {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => return log::warn!("leases: {e}"),
-                Err(e) => return log::warn!("leases: {e}"),
+            let failed = match result {
+                Ok(Ok(done)) => Ok(done),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
             };
-            if duty.stopping {
-                return;
-            }
-            duty.last_renewed = started;
-            if duty.gave_up {
-                duty.gave_up = false;
-                act.shared.link.links_allowed.send_replace(true);
-                log::info!("leases renewed again");
-            }
-            // Whatever this instance runs without holding the phone now (lost at renewal, or
-            // while this renewal ran) ends.
-            let lost: Vec<Mac> = act
-                .jobs
-                .keys()
-                .filter(|mac| !duty.store.holds(mac) && !duty.handing_over.contains(mac))
-                .copied()
-                .chain(renewal.lost)
-                .collect();
-            for mac in lost {
-                if let Some(entry) = act.jobs.remove(&mac) {
-                    log::warn!("phone {mac}: its lease is gone (taken over or deleted); closing its link");
-                    entry.addr.do_send(Retire::default());
+            let (renewal, records) = match failed {
+                Ok(done) => done,
+                Err(e) => {
+                    duty.book.renewal_failed();
+                    return log::warn!("leases: {e}");
                 }
-            }
-            let mut taken = 0;
-            for record in records {
-                let held = act.leases.as_ref().is_some_and(|duty| duty.holds(&record.mac));
-                if held && !act.jobs.contains_key(&record.mac) {
-                    act.next_generation = act.next_generation.max(record.generation + 1);
-                    act.spawn(ctx, record, JobStart::Resume);
-                    taken += 1;
-                }
-            }
-            if taken > 0 {
-                log::info!("took {taken} phones' leases; linking them");
-            }
+            };
+            let running: Vec<Mac> = act.jobs.keys().copied().collect();
+            let gained: Vec<Mac> = records.iter().map(|r| r.mac).collect();
+            let leases = Arc::clone(duty.leases());
+            let actions = duty
+                .book
+                .renewed(&running, &|mac| leases.holds(mac), &renewal.lost, &gained);
+            act.carry_out(ctx, actions, records);
         }));
+    }
+
+    /// Carries out what a renewal decided; `records` are the newly held phones' records.
+    fn carry_out(&mut self, ctx: &mut Context<Self>, actions: Vec<LeaseAction>, records: Vec<PhoneRecord>) {
+        let mut records: std::collections::HashMap<Mac, PhoneRecord> =
+            records.into_iter().map(|r| (r.mac, r)).collect();
+        let mut taken = 0;
+        for action in actions {
+            match action {
+                LeaseAction::AllowLinks => {
+                    self.shared.link.links_allowed.send_replace(true);
+                    log::info!("leases renewed again");
+                }
+                LeaseAction::Retire(mac) => {
+                    if let Some(entry) = self.jobs.remove(&mac) {
+                        log::warn!(
+                            "phone {mac}: its lease is gone (taken over or deleted); closing its link"
+                        );
+                        entry.addr.do_send(Retire::default());
+                    }
+                }
+                LeaseAction::Link(mac) => {
+                    if let Some(record) = records.remove(&mac) {
+                        self.next_generation = self.next_generation.max(record.generation + 1);
+                        self.spawn(ctx, record, JobStart::Resume);
+                        taken += 1;
+                    }
+                }
+                LeaseAction::Renew { .. } | LeaseAction::GiveUp { .. } => {}
+            }
+        }
+        if taken > 0 {
+            log::info!("took {taken} phones' leases; linking them");
+        }
     }
 
     /// A ProvisioningPhone on an instance with leases: go on at once when this instance holds
@@ -206,32 +184,42 @@ impl PhoneRegistry {
         let Some(duty) = &self.leases else {
             return self.provision_now(msg, ctx);
         };
-        if duty.stopping {
-            let _ = msg.reply.send(Err(ProvisionFailure::Busy(SHUTTING_DOWN)));
-            return;
-        }
         let mac = msg.record.mac;
-        if duty.holds(&mac) {
-            return self.provision_now(msg, ctx);
-        }
-        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.claim_wait());
+        let wait = match duty.book.route(&mac, duty.leases().holds(&mac)) {
+            Route::Now => return self.provision_now(msg, ctx),
+            Route::Busy => {
+                let _ = msg.reply.send(Err(ProvisionFailure::Busy(SHUTTING_DOWN)));
+                return;
+            }
+            Route::Claim(wait) => wait,
+        };
+        let claim = claim_or_ask(duty.handle.clone(), Arc::clone(&duty.store), mac, wait);
         ctx.spawn(claim.into_actor(self).map(move |outcome, act, ctx| {
-            let failure = match (outcome, &act.leases) {
-                (Ok(_), Some(duty)) if duty.stopping => ProvisionFailure::Busy(SHUTTING_DOWN),
-                (Ok(stored), Some(duty)) if duty.holds(&mac) => {
+            let decided = outcome.and_then(|stored| {
+                let after = act.leases.as_ref().map_or(Err(ClaimRefused::MovedOn), |duty| {
+                    duty.book.provision_after_claim(&mac, duty.leases().holds(&mac))
+                });
+                match after {
+                    Ok(()) => Ok(stored),
+                    Err(ClaimRefused::ShuttingDown) => Err(ProvisionFailure::Busy(SHUTTING_DOWN)),
+                    Err(ClaimRefused::MovedOn) => Err(ProvisionFailure::Store(
+                        "the phone's lease moved on while it was being claimed; nothing was stored".into(),
+                    )),
+                }
+            });
+            match decided {
+                Ok(stored) => {
                     // Generations rise above what another instance stored, whatever the clocks.
                     if let Some(stored) = stored {
                         act.next_generation = act.next_generation.max(stored + 1);
                     }
-                    return act.provision_now(msg, ctx);
+                    act.provision_now(msg, ctx);
                 }
-                (Ok(_), _) => ProvisionFailure::Store(
-                    "the phone's lease moved on while it was being claimed; nothing was stored".into(),
-                ),
-                (Err(failure), _) => failure,
-            };
-            log::warn!("phone {mac}: {failure}");
-            let _ = msg.reply.send(Err(failure));
+                Err(failure) => {
+                    log::warn!("phone {mac}: {failure}");
+                    let _ = msg.reply.send(Err(failure));
+                }
+            }
         }));
     }
 
@@ -242,10 +230,8 @@ impl PhoneRegistry {
         mac: Mac,
     ) -> Option<impl Future<Output = Result<(), ProvisionFailure>> + use<>> {
         let duty = self.leases.as_ref()?;
-        if duty.holds(&mac) || duty.stopping {
-            return None;
-        }
-        let claim = claim_or_ask(Arc::clone(&duty.store), mac, duty.claim_wait());
+        let wait = duty.book.claim_before_delete(&mac, duty.leases().holds(&mac))?;
+        let claim = claim_or_ask(duty.handle.clone(), Arc::clone(&duty.store), mac, wait);
         Some(async move { claim.await.map(|_| ()) })
     }
 
@@ -253,13 +239,13 @@ impl PhoneRegistry {
     /// lease go, so that neither the table nor the renewals grow with phones that never were.
     pub(super) fn release_if_unstored(&mut self, ctx: &mut Context<Self>, mac: Mac) {
         let Some(duty) = &self.leases else { return };
-        if !duty.holds(&mac) || duty.stopping {
+        if !duty.book.release_unstored(&mac, duty.leases().holds(&mac)) {
             return;
         }
-        let store = Arc::clone(&duty.store);
+        let (leases, store) = (Arc::clone(duty.leases()), Arc::clone(&duty.store));
         let release = tokio::task::spawn_blocking(move || match store.get_phone(&mac)? {
             Some(_) => Ok(false),
-            None => store.release(&[mac]).map(|()| true),
+            None => leases.release(&[mac]).map(|()| true),
         });
         ctx.spawn(
             release
@@ -276,23 +262,22 @@ impl PhoneRegistry {
     /// Another instance asks for a phone this one holds: close its link, then hand it over.
     fn hand_over(&mut self, ctx: &mut Context<Self>, mac: Mac, to: String) {
         let Some(duty) = &mut self.leases else { return };
-        if duty.store.owner() == Some(to.as_str()) || !duty.holds(&mac) || duty.stopping {
+        let leases = Arc::clone(duty.leases());
+        if !duty.book.asked(mac, &to, leases.owner(), leases.holds(&mac)) {
             return;
         }
-        duty.handing_over.insert(mac);
         log::info!("phone {mac}: handing it over to instance {to}");
-        let store = Arc::clone(&duty.store);
         let job = self.jobs.remove(&mac);
         let handed = async move {
             if let Some(entry) = job {
                 let why = "the phone was provisioned again through another instance".to_string();
                 let _ = entry.addr.send(Retire { why: Some(why) }).await;
             }
-            tokio::task::spawn_blocking(move || store.hand_over(&mac, &to)).await
+            tokio::task::spawn_blocking(move || leases.hand_over(&mac, &to)).await
         };
         ctx.spawn(handed.into_actor(self).map(move |result, act, _ctx| {
             if let Some(duty) = &mut act.leases {
-                duty.handing_over.remove(&mac);
+                duty.book.handed(&mac);
             }
             match result {
                 Ok(Ok(true)) => {}
@@ -307,15 +292,15 @@ impl PhoneRegistry {
     pub(super) fn still_held(&self, mac: &Mac) -> bool {
         self.leases
             .as_ref()
-            .is_none_or(|duty| duty.holds(mac) && !duty.stopping)
+            .is_none_or(|duty| duty.book.may_restart(mac, duty.leases().holds(mac)))
     }
 
     /// Shutdown: stops claiming and provisioning; the caller retires the jobs, then releases
-    /// the leases through the returned store.
-    pub(super) fn stop_leases(&mut self) -> Option<Arc<PostgresStore>> {
+    /// the returned leases.
+    pub(super) fn stop_leases(&mut self) -> Option<Arc<dyn Leases>> {
         let duty = self.leases.as_mut()?;
-        duty.stopping = true;
-        Some(Arc::clone(&duty.store))
+        duty.book.stop();
+        Some(Arc::clone(duty.leases()))
     }
 }
 
@@ -332,12 +317,16 @@ impl Handler<FromStore> for PhoneRegistry {
     }
 }
 
-/// Renews, claims free phones and loads the records of every phone newly held; a claimed
-/// phone whose record is gone (deleted meanwhile) is released again.
-fn renew_then_claim(store: &PostgresStore, batch: i64) -> Result<(Renewal, Vec<PhoneRecord>), StoreError> {
-    let renewal = store.renew()?;
+/// Renews, claims up to `batch` free phones and loads the records of every phone newly held;
+/// a claimed phone whose record is gone (deleted meanwhile) is released again.
+fn renew_then_claim(
+    leases: &dyn Leases,
+    store: &dyn Store,
+    batch: usize,
+) -> Result<(Renewal, Vec<PhoneRecord>), StoreError> {
+    let renewal = leases.renew()?;
     let mut gained = renewal.adopted.clone();
-    gained.extend(store.claim_free(batch)?);
+    gained.extend(leases.claim_free(batch)?);
     let mut records = Vec::with_capacity(gained.len());
     let mut gone = Vec::new();
     for mac in gained {
@@ -347,70 +336,67 @@ fn renew_then_claim(store: &PostgresStore, batch: i64) -> Result<(Renewal, Vec<P
         }
     }
     if !gone.is_empty() {
-        store.release(&gone)?;
+        leases.release(&gone)?;
     }
     Ok((renewal, records))
 }
 
-/// Claims `mac`, asking its current owner to hand it over, for at most `wait`; the stored
-/// record's generation, if any.
+/// Runs `call` on the blocking pool (every lease call may wait on the database).
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ProvisionFailure> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ProvisionFailure::Internal(format!("{what}: {e}")))?
+        .map_err(|e| ProvisionFailure::Store(e.to_string()))
+}
+
+/// Claims `mac`, asking its current owner to hand it over, for at most `wait` (the steps
+/// are [`ClaimWait`]'s); the stored record's generation, if any.
 async fn claim_or_ask(
-    store: Arc<PostgresStore>,
+    handle: LeaseHandle,
+    store: Arc<dyn Store>,
     mac: Mac,
-    wait: Duration,
+    wait: std::time::Duration,
 ) -> Result<Option<u64>, ProvisionFailure> {
-    let deadline = Instant::now() + wait;
-    let mut asked: Option<Instant> = None;
-    let mut events = store.events();
-    let mut retry = CLAIM_RETRY;
+    let mut steps = ClaimWait::new(Instant::now(), wait);
+    let mut events = handle.events();
     loop {
-        let claimer = Arc::clone(&store);
-        let claim = tokio::task::spawn_blocking(move || claimer.claim(&mac))
-            .await
-            .map_err(|e| ProvisionFailure::Internal(format!("claiming the phone's lease: {e}")))?
-            .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
-        let owner = match claim {
-            Claim::Held => {
-                let reader = Arc::clone(&store);
-                return tokio::task::spawn_blocking(move || reader.get_phone(&mac))
-                    .await
-                    .map_err(|e| ProvisionFailure::Internal(format!("reading the phone: {e}")))?
-                    .map(|stored| stored.map(|record| record.generation))
-                    .map_err(|e| ProvisionFailure::Store(e.to_string()));
+        let leases = Arc::clone(&handle.leases);
+        let claim = blocking("claiming the phone's lease", move || leases.claim(&mac)).await?;
+        let (ask, retry) = match steps.after(Instant::now(), claim) {
+            ClaimStep::Held => {
+                let store = Arc::clone(&store);
+                let stored = blocking("reading the phone", move || store.get_phone(&mac)).await?;
+                return Ok(stored.map(|record| record.generation));
             }
-            Claim::HeldBy(owner) => owner,
-        };
-        if Instant::now() > deadline {
-            return Err(ProvisionFailure::HeldElsewhere {
-                owner,
-                secs: wait.as_secs(),
-            });
-        }
-        if asked.is_none_or(|at| at.elapsed() > ASK_AGAIN) {
-            let asker = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || asker.want(&mac))
-                .await
-                .map_err(|e| ProvisionFailure::Internal(format!("asking for the phone's lease: {e}")))?
-                .map_err(|e| ProvisionFailure::Store(e.to_string()))?;
-            asked = Some(Instant::now());
-        }
-        let handed_here = async {
-            loop {
-                match events.recv().await {
-                    Ok(StoreEvent::Handed { mac: handed, .. }) if handed == mac => return,
-                    // Missed some: it may have been among them.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return std::future::pending().await;
-                    }
-                }
+            ClaimStep::TimedOut { owner } => {
+                let secs = wait.as_secs();
+                return Err(ProvisionFailure::HeldElsewhere { owner, secs });
             }
+            ClaimStep::Wait { ask, retry } => (ask, retry),
         };
+        if ask {
+            let leases = Arc::clone(&handle.leases);
+            blocking("asking for the phone's lease", move || leases.want(&mac)).await?;
+        }
         tokio::select! {
             () = tokio::time::sleep(retry) => {}
-            () = handed_here => {}
+            () = handed(&mut events, mac) => {}
         }
-        retry = (retry * 2).min(CLAIM_RETRY_MAX);
+    }
+}
+
+/// Resolves once `mac`'s owner says it handed the lease over (or messages were missed).
+async fn handed(events: &mut tokio::sync::broadcast::Receiver<StoreEvent>, mac: Mac) {
+    loop {
+        match events.recv().await {
+            Ok(StoreEvent::Handed { mac: handed, .. }) if handed == mac => return,
+            // Missed some: it may have been among them.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! fencing token, new whenever the owner changes. While leases are on, the store writes a
 //! phone's record only for the owner holding the current token (checked in the write's own
 //! statement, with the lease row locked), so a paused former owner can never overwrite what
-//! the new owner stored. The tokens this instance holds live in `Leases::held`.
+//! the new owner stored. The tokens this instance holds live in `OwnLeases::held`.
+//! [`PostgresLeases`] shows them to the rest of the service as the core's
+//! [`Leases`](innoprov::store::Leases) trait.
 //!
 //! Why two instances cannot both claim one phone: a claim is `INSERT … ON CONFLICT DO UPDATE
 //! … WHERE expired or ours`. Under READ COMMITTED, PostgreSQL waits for a concurrent writer
@@ -13,12 +15,12 @@
 //! `INSERT` reference, "ON CONFLICT DO UPDATE guarantees an atomic INSERT or UPDATE
 //! outcome"): the second claimer sees the first one's unexpired lease and takes nothing.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use innoprov::Mac;
-use innoprov::store::StoreError;
+use innoprov::store::{Claim, Leases, Renewal, StoreError, Token, reconcile};
+use innoprov::{Mac, PhoneRecord};
 use tokio_postgres::Row;
 
 use super::{PostgresStore, backend, key, mac_of, run};
@@ -28,18 +30,18 @@ use super::{PostgresStore, backend, key, mac_of, run};
 pub const CHANNEL: &str = "innoprov";
 
 /// This instance's side of the leases.
-pub struct Leases {
+pub struct OwnLeases {
     /// Who this instance is in the `owner` column (host, process, random: unique per run).
     pub owner: String,
     /// How long a lease lasts unless renewed.
     pub lease: Duration,
     /// The phones this instance holds, with their fencing tokens.
-    pub held: Mutex<HashMap<Mac, i64>>,
+    held: Mutex<HashMap<Mac, Token>>,
 }
 
-impl Leases {
+impl OwnLeases {
     /// Leases for a new owner name of this process.
-    pub fn new(lease: Duration) -> Leases {
+    pub fn new(lease: Duration) -> OwnLeases {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_string())
@@ -47,66 +49,42 @@ impl Leases {
             .unwrap_or_else(|| "innoprov".into());
         let mut random = [0u8; 4];
         let _ = getrandom::fill(&mut random);
-        Leases {
+        OwnLeases {
             owner: format!("{host}/{}/{}", std::process::id(), hex::encode(random)),
             lease,
             held: Mutex::new(HashMap::new()),
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, i64>> {
+    pub(super) fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, Token>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The fencing token this instance holds for `mac`.
-    pub fn token(&self, mac: &Mac) -> Option<i64> {
+    pub fn token(&self, mac: &Mac) -> Option<Token> {
         self.held().get(mac).copied()
     }
 }
 
-/// Who holds a phone after a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This instance (new lease, taken over an expired one, or already its own).
-    Held,
-    /// Another live instance.
-    HeldBy(String),
-}
-
-/// What a renewal found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Renewal {
-    /// Held here but no longer in the database as ours (taken over after expiry, or the phone
-    /// was deleted): their jobs must stop.
-    pub lost: Vec<Mac>,
-    /// Ours in the database but not held here (given up during an outage, still unexpired).
-    pub adopted: Vec<Mac>,
-}
-
 impl PostgresStore {
-    fn leases(&self) -> Result<&Leases, StoreError> {
+    fn leases(&self) -> Result<&OwnLeases, StoreError> {
         self.leases
             .as_ref()
             .ok_or_else(|| StoreError::Backend("leases are not enabled for this store".into()))
     }
 
     /// This instance's owner name, when leases are on.
-    pub fn owner(&self) -> Option<&str> {
+    pub(super) fn owner(&self) -> Option<&str> {
         self.leases.as_ref().map(|l| l.owner.as_str())
     }
 
     /// The fencing token held for `mac`, when leases are on.
-    pub fn fence(&self, mac: &Mac) -> Option<i64> {
+    fn fence(&self, mac: &Mac) -> Option<Token> {
         self.leases.as_ref().and_then(|l| l.token(mac))
     }
 
-    /// Whether this instance holds `mac`'s lease.
-    pub fn holds(&self, mac: &Mac) -> bool {
-        self.fence(mac).is_some()
-    }
-
     /// Takes `mac`'s lease if it is free, expired or already ours.
-    pub fn claim(&self, mac: &Mac) -> Result<Claim, StoreError> {
+    fn claim(&self, mac: &Mac) -> Result<Claim, StoreError> {
         let leases = self.leases()?;
         let k = key(mac);
         let secs = leases.lease.as_secs_f64();
@@ -145,8 +123,9 @@ impl PostgresStore {
 
     /// Takes the leases of up to `limit` stored phones that nobody holds (never leased, expired
     /// or released); the phones now held.
-    pub fn claim_free(&self, limit: i64) -> Result<Vec<Mac>, StoreError> {
+    fn claim_free(&self, limit: usize) -> Result<Vec<Mac>, StoreError> {
         let leases = self.leases()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let secs = leases.lease.as_secs_f64();
         let rows = self.retrying("claim free leases", |client| {
             run(client.query(
@@ -174,7 +153,7 @@ impl PostgresStore {
     }
 
     /// Extends every lease this instance holds, in one statement.
-    pub fn renew(&self) -> Result<Renewal, StoreError> {
+    fn renew(&self) -> Result<Renewal, StoreError> {
         let leases = self.leases()?;
         let secs = leases.lease.as_secs_f64();
         // Claims, hand-overs and releases may run while the statement does: only what was
@@ -188,34 +167,20 @@ impl PostgresStore {
                 &[&leases.owner, &secs],
             ))
         })?;
-        let ours: HashMap<Mac, i64> = tokens(&rows)?.into_iter().collect();
-        let mut held = leases.held();
-        let mut renewal = Renewal::default();
-        for (mac, token) in &before {
-            if ours.get(mac) != Some(token) && held.get(mac) == Some(token) {
-                held.remove(mac);
-                renewal.lost.push(*mac);
-            }
-        }
-        for (mac, token) in ours {
-            if !before.contains_key(&mac) && !held.contains_key(&mac) {
-                held.insert(mac, token);
-                renewal.adopted.push(mac);
-            }
-        }
-        Ok(renewal)
+        let ours: HashMap<Mac, Token> = tokens(&rows)?.into_iter().collect();
+        Ok(reconcile(&before, &ours, &mut leases.held()))
     }
 
     /// Forgets every lease locally (the database could not be reached for too long to be sure
     /// of them); [`renew`](Self::renew) adopts those still ours once it is back.
-    pub fn forget_leases(&self) {
+    fn forget_leases(&self) {
         if let Some(leases) = &self.leases {
             leases.held().clear();
         }
     }
 
     /// Gives up `macs` (their links are closed) so that any instance may take them at once.
-    pub fn release(&self, macs: &[Mac]) -> Result<(), StoreError> {
+    fn release(&self, macs: &[Mac]) -> Result<(), StoreError> {
         let leases = self.leases()?;
         let keys: Vec<Vec<u8>> = macs.iter().map(key).collect();
         self.retrying("release leases", |client| {
@@ -239,14 +204,14 @@ impl PostgresStore {
     }
 
     /// Gives up every lease this instance holds (a graceful shutdown, after its links closed).
-    pub fn release_all(&self) -> Result<usize, StoreError> {
+    fn release_all(&self) -> Result<usize, StoreError> {
         let macs: Vec<Mac> = self.leases()?.held().keys().copied().collect();
         self.release(&macs)?;
         Ok(macs.len())
     }
 
     /// Hands `mac`'s lease straight to `to` (who asked for it), with a new token.
-    pub fn hand_over(&self, mac: &Mac, to: &str) -> Result<bool, StoreError> {
+    fn hand_over(&self, mac: &Mac, to: &str) -> Result<bool, StoreError> {
         let leases = self.leases()?;
         let k = key(mac);
         let secs = leases.lease.as_secs_f64();
@@ -266,7 +231,7 @@ impl PostgresStore {
     }
 
     /// The phones whose unexpired lease another instance holds.
-    pub fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, StoreError> {
+    fn held_elsewhere(&self) -> Result<HashSet<Mac>, StoreError> {
         let owner = self.leases()?.owner.clone();
         let rows = self.retrying("read leases", |client| {
             run(client.query(
@@ -278,7 +243,7 @@ impl PostgresStore {
     }
 
     /// Asks `mac`'s owner (through NOTIFY) to hand its lease to this instance.
-    pub fn want(&self, mac: &Mac) -> Result<(), StoreError> {
+    fn want(&self, mac: &Mac) -> Result<(), StoreError> {
         let payload = format!("wanted {mac} {}", self.leases()?.owner);
         self.retrying(&format!("ask for {mac}"), |client| {
             run(client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]))
@@ -287,7 +252,7 @@ impl PostgresStore {
     }
 }
 
-fn tokens(rows: &[Row]) -> Result<Vec<(Mac, i64)>, StoreError> {
+fn tokens(rows: &[Row]) -> Result<Vec<(Mac, Token)>, StoreError> {
     rows.iter()
         .map(|row| {
             Ok((
@@ -296,4 +261,81 @@ fn tokens(rows: &[Row]) -> Result<Vec<(Mac, i64)>, StoreError> {
             ))
         })
         .collect()
+}
+
+/// This instance's leases in the database as the core's [`Leases`] trait: what the registry,
+/// the phone jobs, persistence and the admin core hold instead of the store itself.
+pub struct PostgresLeases {
+    /// The store whose lease rows these are; it keeps the tokens its fenced writes check.
+    store: Arc<PostgresStore>,
+    /// This instance's owner name (copied: the store's leases are on for its whole life).
+    owner: String,
+    /// How long a lease lasts.
+    lease: Duration,
+}
+
+impl PostgresLeases {
+    /// The leases of `store`, `None` when it was opened without them.
+    pub fn of(store: &Arc<PostgresStore>) -> Option<PostgresLeases> {
+        let own = store.leases.as_ref()?;
+        Some(PostgresLeases {
+            owner: own.owner.clone(),
+            lease: own.lease,
+            store: Arc::clone(store),
+        })
+    }
+}
+
+impl Leases for PostgresLeases {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn token(&self, mac: &Mac) -> Option<Token> {
+        self.store.fence(mac)
+    }
+
+    fn claim(&self, mac: &Mac) -> Result<Claim, StoreError> {
+        self.store.claim(mac)
+    }
+
+    fn claim_free(&self, limit: usize) -> Result<Vec<Mac>, StoreError> {
+        self.store.claim_free(limit)
+    }
+
+    fn renew(&self) -> Result<Renewal, StoreError> {
+        self.store.renew()
+    }
+
+    fn forget(&self) {
+        self.store.forget_leases();
+    }
+
+    fn release(&self, macs: &[Mac]) -> Result<(), StoreError> {
+        self.store.release(macs)
+    }
+
+    fn release_all(&self) -> Result<usize, StoreError> {
+        self.store.release_all()
+    }
+
+    fn hand_over(&self, mac: &Mac, to: &str) -> Result<bool, StoreError> {
+        self.store.hand_over(mac, to)
+    }
+
+    fn want(&self, mac: &Mac) -> Result<(), StoreError> {
+        self.store.want(mac)
+    }
+
+    fn held_elsewhere(&self) -> Result<HashSet<Mac>, StoreError> {
+        self.store.held_elsewhere()
+    }
+
+    fn put_phone_fenced(&self, record: &PhoneRecord, fence: Token) -> Result<(), StoreError> {
+        self.store.write_record(record, Some(fence))
+    }
 }
