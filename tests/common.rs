@@ -94,7 +94,23 @@ impl Service {
         Service::spawn_binary(env!("CARGO_BIN_EXE_innoprov"), config, ulimit, "debug")
     }
 
+    /// Starts the binary with `envs` added to its environment (the test faults of
+    /// `innoprov_actors::store::slow_store`).
+    pub fn start_with_env(config: &Path, envs: &[(&str, &str)]) -> Service {
+        Service::spawn_binary_with(env!("CARGO_BIN_EXE_innoprov"), config, None, "debug", envs)
+    }
+
     fn spawn_binary(binary: &str, config: &Path, ulimit: Option<String>, log: &str) -> Service {
+        Service::spawn_binary_with(binary, config, ulimit, log, &[])
+    }
+
+    fn spawn_binary_with(
+        binary: &str,
+        config: &Path,
+        ulimit: Option<String>,
+        log: &str,
+        envs: &[(&str, &str)],
+    ) -> Service {
         let config = config.to_str().expect("utf-8 path");
         let mut command = match ulimit {
             None => {
@@ -117,6 +133,7 @@ impl Service {
         let notify_dir = tempfile::tempdir().expect("notify dir");
         let notify_path = notify_dir.path().join("notify");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+        command.envs(envs.iter().copied());
         let mut child = command
             .env("RUST_LOG", log)
             .env("NOTIFY_SOCKET", &notify_path)

@@ -1,7 +1,8 @@
 //! Safe by default (issue 18), each finding of the second black-box probe against the binary:
 //! the PBX's identity pinned, login slots shared fairly and their reserve kept over a restart,
 //! forwarded clients counted apart, the admin token throttled, a service-wide failure budget,
-//! no secret at trace level, a HEAD that uses up nothing, caps that follow the open-files limit.
+//! no secret at trace level, a HEAD that uses up nothing, caps that follow the open-files limit,
+//! and (issue 20) a slow store that delays no login and no ping on another connection.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -544,4 +545,100 @@ async fn with_a_hard_limit_of_1024_files_idle_upgrades_leave_room_for_logins_and
         download.status
     );
     drop(idle);
+}
+
+/// The longest of `rounds` logins (connect, challenge, login) and of `rounds` websocket pings
+/// on one logged-in connection, while other clients keep the store busy.
+async fn worst_login_and_ping(service: &Service, rounds: u32) -> (Duration, Duration) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let identity = PbxSim::new("innoprov", &app_url(service), PASSWORD).identity;
+    let (mut login_worst, mut ping_worst) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let started = std::time::Instant::now();
+        let mut client = AppWsClient::connect(&service.ws_url()).await.expect("connect");
+        let reply = client.login(&identity, PASSWORD).await.expect("login");
+        assert_eq!(reply["ok"], true, "{reply}");
+        login_worst = login_worst.max(started.elapsed());
+        let mut stream = client.into_stream();
+        let started = std::time::Instant::now();
+        stream
+            .send(Message::Ping(b"slow-store".to_vec().into()))
+            .await
+            .expect("ping");
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("a pong within 5 s")
+                .expect("open")
+                .expect("frame");
+            if matches!(frame, Message::Pong(ref payload) if &payload[..] == b"slow-store") {
+                break;
+            }
+        }
+        ping_worst = ping_worst.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (login_worst, ping_worst)
+}
+
+#[tokio::test]
+async fn a_slow_store_delays_no_login_and_no_ping_on_another_connection() {
+    // Every store call takes 200 ms (the test fault), and twelve clients keep calling it:
+    // downloads for phones that are not stored (each one a store read) and the admin list
+    // (one scan each). The actix workers carry every websocket session; had any of these calls
+    // run on them, a login or a ping would wait behind 200 ms calls.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "", &format!("[admin]\ntoken = \"{TOKEN}\"\n"));
+    let service = Service::start_with_env(&config, &[("INNOPROV_TEST_STORE_DELAY_MS", "200")]);
+    assert!(
+        service
+            .logs()
+            .contains("test fault: every store call waits 200 ms")
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut load = Vec::new();
+    for n in 0..12u32 {
+        let (stop, served, addr) = (stop.clone(), served.clone(), service.addr);
+        load.push(tokio::spawn(async move {
+            let from = ip(&format!("127.0.3.{}", n + 1));
+            let auth = format!("Bearer {TOKEN}");
+            let mut round = 0u32;
+            // Bounded: stops when told, or after 200 rounds (40 s of 200 ms calls).
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < 200 {
+                round += 1;
+                let reply = if n % 3 == 0 {
+                    request_from(
+                        from,
+                        "GET",
+                        addr,
+                        "/example.com/innoprov/api/v1/phones",
+                        &[("Authorization", &auth)],
+                    )
+                    .await
+                } else {
+                    let path = format!("/example.com/innoprov/prov/805ec0{:06x}.cfg", n * 1000 + round);
+                    request_from(from, "GET", addr, &path, &[("Authorization", "Basic dTpw")]).await
+                };
+                if reply.is_ok() {
+                    served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Let the load build up: every client has a store call in flight.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (login, ping) = worst_login_and_ping(&service, 5).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    let served = served.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(served >= 12, "the load ran: {served} answers");
+    assert!(
+        login < Duration::from_millis(200) && ping < Duration::from_millis(200),
+        "a login took up to {login:?} and a ping up to {ping:?} while the store answered in 200 ms; \
+         a store call ran on an actix worker"
+    );
 }

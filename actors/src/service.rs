@@ -621,6 +621,8 @@ fn open_store(config: &Config) -> Result<OpenedStore, StartError> {
                 None => load_key()?,
             };
             let store: Arc<dyn Store> = Arc::new(store);
+            #[cfg(feature = "simulators")]
+            let store = crate::store::slow_store::from_env(store);
             (
                 OpenedStore {
                     store,

@@ -119,6 +119,7 @@ pub fn run(store: &dyn Store) {
     store.flush().expect("flush");
     access_and_audit(store);
     settings(store);
+    phones_with_access(store);
 }
 
 /// Service-wide settings: missing, set, replaced, removed, independent of each other.
@@ -240,6 +241,41 @@ pub fn access_and_audit(store: &dyn Store) {
     );
     assert!(store.audit(&mac, 10).expect("audit after delete").is_empty());
     assert_eq!(store.audit(&other, 10).expect("other audit").len(), 1);
+}
+
+/// The admin list: every phone with its download state, in MAC order, a phone without a
+/// stored state with the default.
+pub fn phones_with_access(store: &dyn Store) {
+    let (a, b) = (
+        sample_record("00156500aa01", 21),
+        sample_record("00156500aa02", 22),
+    );
+    store.put_phone(&b).expect("put b");
+    store.put_phone(&a).expect("put a");
+    let pinned = store
+        .update_access(&a.mac, &mut |access| access.pinned_vendor = Some("snom".into()))
+        .expect("pin a");
+    let listed = store.phones_with_access().expect("list with access");
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|(r, _)| r.mac == a.mac || r.mac == b.mac)
+        .collect();
+    assert_eq!(ours.len(), 2, "both phones listed");
+    assert_eq!(
+        (&ours[0].0, &ours[0].1),
+        (&a, &pinned),
+        "MAC order, with the stored state"
+    );
+    assert_eq!(
+        (&ours[1].0, &ours[1].1),
+        (&b, &PhoneAccess::default()),
+        "no state: the default"
+    );
+    let macs: Vec<Mac> = listed.iter().map(|(r, _)| r.mac).collect();
+    let phones: Vec<Mac> = store.phones().expect("phones").iter().map(|r| r.mac).collect();
+    assert_eq!(macs, phones, "the same phones, in the same order, as phones()");
+    store.delete_phone(&a.mac).expect("delete a");
+    store.delete_phone(&b.mac).expect("delete b");
 }
 
 /// What was flushed is there after the store is dropped and opened again.

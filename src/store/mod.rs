@@ -69,6 +69,18 @@ pub trait Store: Send + Sync + 'static {
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError>;
     /// Every stored phone, in MAC order.
     fn phones(&self) -> Result<Vec<PhoneRecord>, StoreError>;
+    /// Every stored phone with its download state, in MAC order: the admin list. A store on a
+    /// server answers it in one round trip; the default reads each state (an embedded store's
+    /// reads cost microseconds).
+    fn phones_with_access(&self) -> Result<Vec<(PhoneRecord, PhoneAccess)>, StoreError> {
+        self.phones()?
+            .into_iter()
+            .map(|record| {
+                let access = self.get_access(&record.mac)?;
+                Ok((record, access))
+            })
+            .collect()
+    }
     /// A phone's download state (the default when none is stored).
     fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError>;
     /// Changes a phone's download state atomically (read, `change`, write, with no other

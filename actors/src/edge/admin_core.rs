@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use innoprov::clock::now_unix;
-use innoprov::provisioning::{AuditEntry, Vendors, admin};
+use innoprov::provisioning::{AuditEntry, PhoneAccess, Vendors, admin};
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
 use serde::Serialize;
 
@@ -217,19 +217,39 @@ impl AdminCore {
         failure(500, "the store failed")
     }
 
-    fn summary(
+    /// Runs `work` (store calls, which block) off the actix workers: they carry every
+    /// websocket session, and a slow store must not delay a login or a ping.
+    async fn off_worker<R: Send + 'static>(
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, AdminFailure> {
+        actix_web::rt::task::spawn_blocking(work)
+            .await
+            .map_err(|e| failure(500, format!("a store call ended: {e}")))
+    }
+
+    /// `work` on the store off the actix workers, a store error a 500.
+    async fn on_store<T: Send + 'static>(
         &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, innoprov::StoreError> + Send + 'static,
+    ) -> Result<T, AdminFailure> {
+        let store = Arc::clone(&self.store);
+        Self::off_worker(move || work(store.as_ref()))
+            .await?
+            .map_err(Self::store_failure)
+    }
+
+    /// One phone's line of the list. `audit.last_fetch` may read the stored audit (once per
+    /// phone after a start): callers run this off the actix workers.
+    fn summary(
+        audit: &AuditLog,
         record: &PhoneRecord,
+        access: &PhoneAccess,
         (status, elsewhere): (Option<&PhoneStatus>, bool),
     ) -> PhoneSummary {
         let (state, link) = state_of(status, elsewhere);
         // From memory once seen since start: listing thousands of phones reads no audits.
-        let last = self.audit.last_fetch(&record.mac);
-        let pinned = self
-            .store
-            .get_access(&record.mac)
-            .ok()
-            .and_then(|a| a.pinned_vendor);
+        let last = audit.last_fetch(&record.mac);
+        let pinned = access.pinned_vendor.clone();
         PhoneSummary {
             mac: record.mac.to_string(),
             user: record.username.clone(),
@@ -285,52 +305,67 @@ impl AdminCore {
         q: Option<&str>,
         state: Option<PhoneState>,
     ) -> Result<Vec<PhoneSummary>, AdminFailure> {
-        let (records, live) = self.phones_and_statuses().await?;
+        let live = self.live_states().await?;
         let q = q.map(|q| {
             q.to_ascii_lowercase()
                 .chars()
                 .filter(|c| !matches!(c, ':' | '-' | '.'))
                 .collect::<String>()
         });
-        let mut out: Vec<PhoneSummary> = records
-            .iter()
-            .map(|r| self.summary(r, live.of(&r.mac)))
-            .filter(|p| state.is_none_or(|s| p.state == s))
-            .filter(|p| {
-                q.as_deref().is_none_or(|q| {
-                    p.mac.contains(q)
-                        || p.user.to_lowercase().contains(q)
-                        || p.name.to_lowercase().contains(q)
-                })
+        let audit = Arc::clone(&self.audit);
+        // One store round trip for the phones and their states, then the summaries, all off
+        // the actix workers.
+        let mut out = self
+            .on_store(move |store| {
+                let records = store.phones_with_access()?;
+                Ok(records
+                    .iter()
+                    .map(|(r, access)| Self::summary(&audit, r, access, live.of(&r.mac)))
+                    .filter(|p| state.is_none_or(|s| p.state == s))
+                    .filter(|p| {
+                        q.as_deref().is_none_or(|q| {
+                            p.mac.contains(q)
+                                || p.user.to_lowercase().contains(q)
+                                || p.name.to_lowercase().contains(q)
+                        })
+                    })
+                    .collect::<Vec<PhoneSummary>>())
             })
-            .collect();
+            .await?;
         out.sort_by(|a, b| a.mac.cmp(&b.mac));
         Ok(out)
     }
 
     /// Every stored phone, every running job's status and the phones other instances hold.
     async fn phones_and_statuses(&self) -> Result<(Vec<PhoneRecord>, LiveStates), AdminFailure> {
-        let records = self.store.phones().map_err(Self::store_failure)?;
+        let records = self.on_store(|store| store.phones()).await?;
+        Ok((records, self.live_states().await?))
+    }
+
+    /// Every running job's status and the phones other instances hold.
+    async fn live_states(&self) -> Result<LiveStates, AdminFailure> {
         let statuses = self
             .registry
             .send(AllStatuses)
             .await
             .map_err(|_| failure(503, "the phone registry is not running"))?;
-        let elsewhere = self.held_elsewhere()?;
-        Ok((records, LiveStates { statuses, elsewhere }))
+        let elsewhere = self.held_elsewhere().await?;
+        Ok(LiveStates { statuses, elsewhere })
     }
 
-    fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, AdminFailure> {
-        match &self.leases {
-            Some(leases) => leases.held_elsewhere().map_err(Self::store_failure),
-            None => Ok(Default::default()),
-        }
+    async fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, AdminFailure> {
+        let Some(leases) = self.leases.clone() else {
+            return Ok(Default::default());
+        };
+        Self::off_worker(move || leases.held_elsewhere())
+            .await?
+            .map_err(Self::store_failure)
     }
 
     async fn record(&self, mac: &Mac) -> Result<PhoneRecord, AdminFailure> {
-        self.store
-            .get_phone(mac)
-            .map_err(Self::store_failure)?
+        let mac = *mac;
+        self.on_store(move |store| store.get_phone(&mac))
+            .await?
             .ok_or_else(|| failure(404, format!("no phone {mac}")))
     }
 
@@ -338,12 +373,21 @@ impl AdminCore {
     pub async fn detail(&self, mac: &Mac) -> Result<PhoneDetail, AdminFailure> {
         let record = self.record(mac).await?;
         let status = self.registry.send(PhoneStatusOf(*mac)).await.ok().flatten();
-        let elsewhere = self.held_elsewhere()?.contains(mac);
-        let access = self.store.get_access(mac).map_err(Self::store_failure)?;
-        let recent = self.audit.recent(mac, AUDIT_LIMIT).unwrap_or_default();
+        let elsewhere = self.held_elsewhere().await?.contains(mac);
+        let (access, recent, summary) = {
+            let (mac, record, audit) = (*mac, record.clone(), Arc::clone(&self.audit));
+            let live = (status.clone(), elsewhere);
+            self.on_store(move |store| {
+                let recent = audit.recent(&mac, AUDIT_LIMIT).unwrap_or_default();
+                let access = store.get_access(&mac)?;
+                let summary = Self::summary(&audit, &record, &access, (live.0.as_ref(), live.1));
+                Ok((access, recent, summary))
+            })
+            .await?
+        };
         let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
         Ok(PhoneDetail {
-            summary: self.summary(&record, (status.as_ref(), elsewhere)),
+            summary,
             dns: record.dns.clone(),
             pinned_vendor: access.pinned_vendor.clone(),
             provisioned_at: record.provisioned_at,
@@ -367,7 +411,10 @@ impl AdminCore {
     /// The phone's downloads, oldest first, pending ones included.
     pub async fn audit(&self, mac: &Mac) -> Result<Vec<AuditEntry>, AdminFailure> {
         self.record(mac).await?;
-        self.audit.recent(mac, AUDIT_LIMIT).map_err(Self::store_failure)
+        let (mac, audit) = (*mac, Arc::clone(&self.audit));
+        Self::off_worker(move || audit.recent(&mac, AUDIT_LIMIT))
+            .await?
+            .map_err(Self::store_failure)
     }
 
     /// Queues a resync NOTIFY to the phone.
@@ -397,7 +444,10 @@ impl AdminCore {
 
     /// Reopens the phone's enrolment window from now.
     pub async fn reopen_enrolment(&self, mac: &Mac) -> Result<(), AdminFailure> {
-        admin::reopen_enrolment(self.store.as_ref(), mac, now_unix()).map_err(|e| match e {
+        let (store, phone) = (Arc::clone(&self.store), *mac);
+        let reopened =
+            Self::off_worker(move || admin::reopen_enrolment(store.as_ref(), &phone, now_unix())).await?;
+        reopened.map_err(|e| match e {
             admin::AdminError::UnknownPhone(_) => failure(404, format!("no phone {mac}")),
             other => Self::store_failure(other),
         })?;
@@ -407,7 +457,12 @@ impl AdminCore {
 
     /// Pins the phone to `vendor`, or unpins it.
     pub async fn pin_vendor(&self, mac: &Mac, vendor: Option<&str>) -> Result<(), AdminFailure> {
-        admin::pin_vendor(self.store.as_ref(), &self.vendors, mac, vendor).map_err(|e| match e {
+        let (store, vendors, phone) = (Arc::clone(&self.store), self.vendors.clone(), *mac);
+        let name = vendor.map(str::to_string);
+        let pinned =
+            Self::off_worker(move || admin::pin_vendor(store.as_ref(), &vendors, &phone, name.as_deref()))
+                .await?;
+        pinned.map_err(|e| match e {
             admin::AdminError::UnknownPhone(_) => failure(404, format!("no phone {mac}")),
             admin::AdminError::UnknownVendor(name) => failure(400, format!("no vendor named {name:?}")),
             other => Self::store_failure(other),
@@ -493,8 +548,11 @@ impl AdminCore {
 
     /// Why the service is not ready, if it is not (`/readyz`).
     pub async fn not_ready(&self) -> Option<String> {
-        if let Err(e) = self.store.get_access(&Mac::from_bytes([0; 6])) {
-            return Some(format!("the store is not usable: {e}"));
+        let store = Arc::clone(&self.store);
+        match Self::off_worker(move || store.get_access(&Mac::from_bytes([0; 6]))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Some(format!("the store is not usable: {e}")),
+            Err(e) => return Some(format!("the store is not usable: {}", e.reason)),
         }
         match self.directory.send(CurrentDevicesUrl).await {
             Ok(Some(_)) => None,

@@ -11,6 +11,7 @@
 //!   with the leases that give each phone one instance and the LISTEN connection that tells
 //!   an instance what the others wrote.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
+//! - `slow_store` (tests only, `simulators` feature): a fault that slows every store call.
 //! - [`LeaseHandle`]: this instance's leases (the core's [`Leases`] trait) and the lease
 //!   messages from the other instances, as the rooms above see them: no room above names a
 //!   concrete database type.
@@ -18,6 +19,8 @@
 pub mod audit_log;
 pub mod persistence;
 pub mod postgres_store;
+#[cfg(feature = "simulators")]
+pub mod slow_store;
 
 pub use postgres_store::StoreEvent;
 

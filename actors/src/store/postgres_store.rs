@@ -628,6 +628,26 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn phones_with_access(&self) -> Result<Vec<(PhoneRecord, PhoneAccess)>, StoreError> {
+        let rows = self.retrying("scan", |client| {
+            run(client.query(
+                "SELECT p.mac, p.record, a.state FROM phones p LEFT JOIN access a ON a.mac = p.mac ORDER BY p.mac",
+                &[],
+            ))
+        })?;
+        rows.iter()
+            .map(|row| {
+                let mac = mac_of(&row.get::<_, Vec<u8>>(0)).map_err(|e| backend("scan", e))?;
+                let record = decode_record(&mac, &row.get::<_, Vec<u8>>(1))?;
+                let access = match row.get::<_, Option<Vec<u8>>>(2) {
+                    Some(state) => decode_json(&mac.bytes(), &state)?,
+                    None => PhoneAccess::default(),
+                };
+                Ok((record, access))
+            })
+            .collect()
+    }
+
     fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError> {
         let k = key(mac);
         let row = self.retrying(&format!("read {mac}"), |client| {
