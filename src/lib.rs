@@ -5,7 +5,9 @@
 //! system (actors, HTTP, simulators) is the `innoprov-actors` package in `actors/`.
 //!
 //! ## Layout
-//! - [`appws`]: AppWebsocket messages, login digest, session key, RC4 Encrypt/Decrypt/Hash.
+//! - [`appws`]: AppWebsocket messages, login digest, session key, RC4 Encrypt/Decrypt/Hash,
+//!   and `LoginSession`, the server's login decisions (challenge, digest, role, operator token,
+//!   AppCheckLogin budget) as a plain type.
 //! - [`services`]: finding Devices' sysclient URL in the PBX's ServicesInfo.
 //! - [`sysclient`]: the binary sysclient protocol to innovaphone Devices.
 //! - [`sysclient_session`]: one phone's side of that protocol as a sans-IO state machine
@@ -14,7 +16,9 @@
 //! - [`mac`]: the phone's MAC address.
 //! - [`outcome`]: how a ProvisioningPhone can fail, as one type (the `error` text Users shows).
 //! - [`phone`]: the validated ProvisioningPhone request and the stored phone record.
-//! - [`provisioning`]: vendors, templates, download authentication, access and audit.
+//! - [`provisioning`]: vendors, templates, download authentication, access and audit, and
+//!   `DownloadRequest`, who gets which file (route, vendor, serve/challenge/refuse, what the
+//!   phone's download state must remember) as a plain type.
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
 //! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite;
 //!   the `Leases` trait (fenced writes included), its in-memory implementation and its suite.
