@@ -1,10 +1,17 @@
 //! The service configuration (interface.md): TOML with the documented keys, unknown keys
-//! rejected, every value checked before anything starts.
+//! rejected, every value checked before anything starts and parsed once into typed values
+//! (addresses, address blocks, durations, secrets), so that no user of a [`Config`] handles a
+//! parse error. The TOML layer itself (serde, defaults) is private, in `raw`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::seal::Secret;
+
+mod raw;
 
 /// Shortest `admin.token` accepted.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
@@ -40,69 +47,202 @@ pub enum ConfigError {
     },
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration, every value checked and parsed once (see [`Config::parse`]).
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// The one HTTP listener.
-    #[serde(default)]
+    /// `[http]`: where the one HTTP listener binds and whose forwarding headers count.
     pub http: HttpConfig,
-    /// The App object this service answers for.
+    /// `[app]`: the App object this service answers for, and the secret of every login.
     pub app: AppConfig,
-    /// Where state lives.
-    #[serde(default)]
+    /// `[store]`: where the phones' state lives.
     pub store: StoreConfig,
-    /// How to reach innovaphone Devices.
-    #[serde(default)]
+    /// `[devices]`: how the phones' links to innovaphone Devices are made and paced.
     pub devices: DevicesConfig,
-    /// Limits and timers of the AppWebsocket connections.
-    #[serde(default)]
+    /// `[websocket]`: limits and timers of the AppWebsocket connections.
     pub websocket: WebsocketConfig,
-    /// Serving phones their files.
-    #[serde(default)]
+    /// `[provisioning]`: how phones are served their files.
     pub provisioning: ProvisioningConfig,
-    /// HTTPS listener.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// The admin doors.
-    #[serde(default)]
+    /// `[tls]`: the HTTPS listener, when `listen`, `cert` and `key` are all set; `None`, HTTP only.
+    pub tls: Option<TlsConfig>,
+    /// `[admin]`: who may administer, and the admin page's settings.
     pub admin: AdminConfig,
 }
 
+/// `[http]`: the one listener for websockets, phone downloads and the admin doors.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http.listen`: the address the listener binds.
+    pub listen: SocketAddr,
+    /// `http.trusted_proxies`: the reverse proxies whose `Forwarded` / `X-Forwarded-*`
+    /// headers are believed; from anyone else they are ignored, so a client cannot choose the
+    /// address its misses are counted against.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `[app]`: the App object at the PBX.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `app.path`: the App object URL's path; the websocket upgrade is accepted on it and on
+    /// its parent.
+    pub path: String,
+    /// `app.password`: the App object's password, the shared secret of every login.
+    pub password: Secret,
+    /// `app.title`: the title published for `com.innovaphone.provisioning`.
+    pub title: String,
+    /// `app.object`: the App object's own SIP name on the PBX; when set, only a login as that
+    /// object may act as the PBX (PbxInfo, Services); unset, the first one is pinned.
+    pub object: Option<String>,
+    /// `app.provisioners`: the SIP names of the App Services that may send ProvisioningPhone;
+    /// unset, any login but a myApps user's may.
+    pub provisioners: Option<Vec<String>>,
+}
+
+/// Which store holds the phones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded sled directory at `store.path` (one machine).
+    #[default]
+    Sled,
+    /// A PostgreSQL database at `store.url`.
+    Postgres,
+}
+
+/// `[store]`: where state lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `store.backend`: sled (one machine) or PostgreSQL (several instances).
+    pub backend: StoreBackend,
+    /// `store.path`: the sled directory, created if missing; the seal key file lives in it
+    /// unless `seal_key_file` says otherwise.
+    pub path: PathBuf,
+    /// `store.url`: the PostgreSQL connection URL, set (and checked) with `backend =
+    /// "postgres"`; a secret because it may hold a password.
+    pub url: Option<Secret>,
+    /// `store.password_file`: a file holding the PostgreSQL password, so that it need not be
+    /// in the URL.
+    pub password_file: Option<PathBuf>,
+    /// `store.pool_size`: the PostgreSQL connections held (1 to 64).
+    pub pool_size: u32,
+    /// `store.seal_key_file`: the seal key, which every instance sharing a database must
+    /// share; `None`, `<path>/seal.key`.
+    pub seal_key_file: Option<PathBuf>,
+    /// `store.lease_secs`: how long an instance's hold on a phone lasts unless renewed; an
+    /// instance that dies has its phones taken over after this.
+    pub lease: Duration,
+}
+
+/// `[devices]`: the links to innovaphone Devices.
+#[derive(Debug, Clone)]
+pub struct DevicesConfig {
+    /// `devices.sysclient_url`: overrides the sysclient URL learnt from the PBX's Services API.
+    pub sysclient_url: Option<String>,
+    /// `devices.ca_file`: extra CAs trusted for `wss://` to Devices (an App Platform with its
+    /// own or a self-signed certificate), beside the public web PKI.
+    pub ca_file: Option<PathBuf>,
+    /// `devices.connects_per_second`: the service-wide cap on sysclient connection attempts,
+    /// so that a restart does not storm Devices.
+    pub connects_per_second: u32,
+    /// `devices.provisioning_timeout_secs`: how long a ProvisioningPhone waits for the complete
+    /// configuration before it is answered "failed".
+    pub provisioning_timeout: Duration,
+    /// `devices.reconnect_min_ms`: the first reconnect delay of a link (doubling, jittered).
+    pub reconnect_min: Duration,
+    /// `devices.reconnect_max_secs`: the longest reconnect delay of a link.
+    pub reconnect_max: Duration,
+}
+
+/// `[websocket]`: the AppWebsocket connections' limits.
+#[derive(Debug, Clone)]
+pub struct WebsocketConfig {
+    /// `websocket.max_message_bytes`: the largest inbound message after login (fragments
+    /// reassembled), so that a peer cannot make the service buffer without bound.
+    pub max_message_bytes: usize,
+    /// `websocket.ping_interval_secs`: how often a peer is pinged, to notice dead connections.
+    pub ping_interval: Duration,
+    /// `websocket.idle_timeout_secs`: the silence (no frame, no pong) after which a peer is
+    /// dropped.
+    pub idle_timeout: Duration,
+    /// `websocket.login_timeout_secs`: how long a connection may stay without logging in.
+    pub login_timeout: Duration,
+    /// `websocket.max_pending_logins`: connections not yet logged in, service-wide (addresses
+    /// that logged in before keep a reserve beyond it); more get 503 before the upgrade.
+    pub max_pending_logins: usize,
+    /// `websocket.pending_logins_per_address`: the same cap per client address.
+    pub pending_logins_per_address: usize,
+}
+
+/// `[provisioning]`: phone downloads.
+#[derive(Debug, Clone)]
+pub struct ProvisioningConfig {
+    /// `provisioning.path`, resolved: the URL path phones fetch under (default `<parent of
+    /// app.path>/prov`).
+    pub path: String,
+    /// `provisioning.public_url`: the URL phones are told to fetch from (ending in `/`);
+    /// `None`, the scheme and host the phone used.
+    pub public_url: Option<String>,
+    /// `provisioning.enrolment_window_minutes`: how long after ProvisioningPhone (or an
+    /// admin's reopening) a phone's files are served without credentials.
+    pub enrolment_window: Duration,
+    /// `provisioning.enrolment_once`: hand a phone's own file out only once without
+    /// credentials inside the window, so that a second party gets 401.
+    pub enrolment_once: bool,
+    /// `provisioning.enrol_from`: the networks to which a phone's file may be served without
+    /// credentials; empty, any.
+    pub enrol_from: Vec<IpNet>,
+    /// `provisioning.recheck_minutes`: the phones' periodic re-check interval, written into
+    /// their files in minutes as the vendors take it.
+    pub recheck_minutes: u32,
+    /// `provisioning.template_dir`: operator templates overriding the built-in ones.
+    pub template_dir: Option<PathBuf>,
+    /// `provisioning.vendors_file`: an operator vendor catalogue merged over the built-in one.
+    pub vendors_file: Option<PathBuf>,
+    /// `provisioning.trust_anchors`: the CAs of the PBX's SIP-TLS (and innoprov's HTTPS)
+    /// certificate, served to the phones and installed the vendors' way.
+    pub trust_anchors: Option<PathBuf>,
+    /// `provisioning.misses_per_minute`: misses one address may have per minute before 429,
+    /// so that MACs cannot be guessed quickly.
+    pub misses_per_minute: u32,
+    /// `provisioning.audit_entries`: downloads kept in each phone's audit.
+    pub audit_entries: usize,
+    /// `provisioning.notify`: whether a configuration change sends the phone a SIP NOTIFY.
+    pub notify: bool,
+    /// `provisioning.notify_port`: the UDP port the NOTIFY goes to.
+    pub notify_port: u16,
+    /// `provisioning.notify_per_second`: the service-wide NOTIFY rate.
+    pub notify_per_second: u32,
+}
+
+/// `[tls]`: an HTTPS listener beside `http.listen`, for phones (and the PBX); only ever
+/// whole.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// `tls.listen`: the address the HTTPS listener binds.
+    pub listen: SocketAddr,
+    /// `tls.cert`: the PEM certificate chain it presents.
+    pub cert: PathBuf,
+    /// `tls.key`: the PEM private key of that certificate.
+    pub key: PathBuf,
+}
+
 /// `[admin]`: who may administer (interface.md "Operating").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Bearer token of the REST API and `/metrics`; unset, those answer 404.
-    pub token: Option<String>,
-    /// App object name whose AppWebsocket logins may administer.
+    /// `admin.token`: the bearer token of the REST API, `/metrics` and the standalone admin
+    /// page; `None` switches those off (404).
+    pub token: Option<Secret>,
+    /// `admin.app`: the App object name whose AppWebsocket logins may administer.
     pub app: Option<String>,
-    /// The admin page's file name (`<parent>/<page>.htm`), when it differs from the App
-    /// object's name (innovaphone's own apps: App object `users`, page `innovaphone-users`).
+    /// `admin.page`: the admin page's file name (`<parent>/<page>.htm`), when it differs from
+    /// the App object's name (innovaphone's own apps: App object `users`, page
+    /// `innovaphone-users`).
     pub page: Option<String>,
-    /// Origins (`https://host[:port]`) besides the page's own that myApps' `url` argument may
-    /// name for the page's websocket (a reverse proxy or cache serving the page).
-    #[serde(default)]
+    /// `admin.url_origins`, normalised (`https://host[:port]`): the origins besides the
+    /// page's own that myApps' `url` argument may name for the page's websocket.
     pub url_origins: Vec<String>,
-    /// Minutes a phone's link may be down before the admin app's badge counts it.
-    #[serde(default = "default_badge_link_down_minutes")]
+    /// `admin.badge_link_down_minutes`: how long a phone's link may be down before the admin
+    /// app's badge counts it (minutes, as the page shows it).
     pub badge_link_down_minutes: u32,
-}
-
-fn default_badge_link_down_minutes() -> u32 {
-    10
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            token: None,
-            app: None,
-            page: None,
-            url_origins: Vec::new(),
-            badge_link_down_minutes: default_badge_link_down_minutes(),
-        }
-    }
 }
 
 /// An origin as the admin page compares them: `scheme://host[:port]`, lowercase, the scheme
@@ -124,344 +264,11 @@ pub fn normalize_origin(text: &str) -> Option<String> {
     })
 }
 
-/// `[provisioning]`: phone downloads.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvisioningConfig {
-    /// URL path phones fetch under; default `<parent of app.path>/prov`.
-    pub path: Option<String>,
-    /// The URL phones are told to fetch from (ending in `/`); default: as the phone reached us.
-    pub public_url: Option<String>,
-    /// Minutes after ProvisioningPhone during which the phone's files are served without
-    /// credentials (until it has used its own).
-    #[serde(default = "default_enrolment_minutes")]
-    pub enrolment_window_minutes: u64,
-    /// Hand a phone's own file out only once without credentials inside the window: every
-    /// later request needs the credentials that file carried (challenge-answering phones then
-    /// enrol at once, and a second party gets 401). Off by default, as interface.md serves the
-    /// whole window until the phone has used its credentials.
-    #[serde(default)]
-    pub enrolment_once: bool,
-    /// Networks (CIDR blocks or addresses) to which a phone's file may be served without
-    /// credentials; empty, any. Requests from elsewhere are refused and counted as misses.
-    #[serde(default)]
-    pub enrol_from: Vec<String>,
-    /// Minutes between the phones' periodic re-checks, written into their files.
-    #[serde(default = "default_recheck_minutes")]
-    pub recheck_minutes: u32,
-    /// Operator templates overriding the built-in ones (`<vendor>.j2`, `<vendor>-<model>.j2`).
-    pub template_dir: Option<PathBuf>,
-    /// Operator vendor catalogue (TOML, `[[vendor]]` entries) merged over the built-in one:
-    /// more OUIs, file names and User-Agent patterns, or whole new vendors.
-    pub vendors_file: Option<PathBuf>,
-    /// PEM file of the CAs that sign the PBX's SIP-TLS certificate (and innoprov's HTTPS
-    /// certificate): served to the phones and installed in each vendor's documented way.
-    pub trust_anchors: Option<PathBuf>,
-    /// Misses (unknown files or MACs, bad credentials) one address may have per minute before
-    /// it gets 429.
-    #[serde(default = "default_misses_per_minute")]
-    pub misses_per_minute: u32,
-    /// Downloads kept in each phone's audit.
-    #[serde(default = "default_audit_entries")]
-    pub audit_entries: usize,
-    /// Send a SIP NOTIFY (check-sync) when a phone's configuration changes.
-    #[serde(default = "default_true")]
-    pub notify: bool,
-    /// UDP port the NOTIFY goes to (on the address the phone last fetched from).
-    #[serde(default = "default_notify_port")]
-    pub notify_port: u16,
-    /// Most NOTIFYs per second, service-wide.
-    #[serde(default = "default_notify_per_second")]
-    pub notify_per_second: u32,
-}
-
-/// The longest enrolment window: a window that never closes is no window.
-const MAX_ENROLMENT_WINDOW_MINUTES: u64 = 30 * 24 * 60;
-
-/// interface.md: "default 60 minutes after ProvisioningPhone or an admin's reopening".
-fn default_enrolment_minutes() -> u64 {
-    60
-}
-fn default_recheck_minutes() -> u32 {
-    60
-}
-fn default_misses_per_minute() -> u32 {
-    30
-}
-fn default_audit_entries() -> usize {
-    100
-}
-fn default_true() -> bool {
-    true
-}
-fn default_notify_port() -> u16 {
-    5060
-}
-fn default_notify_per_second() -> u32 {
-    20
-}
-
-impl Default for ProvisioningConfig {
-    fn default() -> Self {
-        ProvisioningConfig {
-            path: None,
-            public_url: None,
-            enrolment_window_minutes: default_enrolment_minutes(),
-            enrolment_once: false,
-            enrol_from: Vec::new(),
-            recheck_minutes: default_recheck_minutes(),
-            template_dir: None,
-            vendors_file: None,
-            trust_anchors: None,
-            misses_per_minute: default_misses_per_minute(),
-            audit_entries: default_audit_entries(),
-            notify: true,
-            notify_port: default_notify_port(),
-            notify_per_second: default_notify_per_second(),
-        }
-    }
-}
-
-/// `[tls]`: an HTTPS listener beside `http.listen`, for phones (and the PBX).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Address of the HTTPS listener, `ip:port`; set together with `cert` and `key`.
-    pub listen: Option<String>,
-    /// PEM certificate chain.
-    pub cert: Option<PathBuf>,
-    /// PEM private key.
-    pub key: Option<PathBuf>,
-}
-
-/// `[http]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address of the one listener (websockets, phone downloads, admin), `ip:port`.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// Reverse proxies (CIDR or single addresses) whose `Forwarded` / `X-Forwarded-For` /
-    /// `X-Forwarded-Proto` / `X-Forwarded-Host` headers are believed; from anyone else they are
-    /// ignored, so a client cannot choose the address its misses are counted against.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8080".into()
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-/// `[app]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppConfig {
-    /// Path of the App object URL, e.g. `/example.com/innoprov/innoprov`.
-    #[serde(default = "default_app_path")]
-    pub path: String,
-    /// The App object's password: the shared secret of every login.
-    pub password: String,
-    /// Title published for `com.innovaphone.provisioning`.
-    #[serde(default = "default_title")]
-    pub title: String,
-    /// The App object's own SIP name on the PBX: when set, only a login as that object may
-    /// act as the PBX (PbxInfo, Services); unset, any App-object login without `pbxObj` may.
-    #[serde(default)]
-    pub object: Option<String>,
-    /// SIP names of the App Services that may send ProvisioningPhone (the Users service's App
-    /// object); unset, any login but a myApps user's may.
-    #[serde(default)]
-    pub provisioners: Option<Vec<String>>,
-}
-
-fn default_app_path() -> String {
-    "/example.com/innoprov/innoprov".into()
-}
-
-fn default_title() -> String {
-    "Third-party phones".into()
-}
-
-/// Which store holds the phones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// The embedded sled directory at `store.path` (one machine).
-    #[default]
-    Sled,
-    /// A PostgreSQL database at `store.url`.
-    Postgres,
-}
-
-/// `[store]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `sled` (default) or `postgres`.
-    #[serde(default)]
-    pub backend: StoreBackend,
-    /// The sled directory, created if missing; the seal key file lives in it unless
-    /// `seal_key_file` says otherwise.
-    #[serde(default = "default_store_path")]
-    pub path: PathBuf,
-    /// PostgreSQL connection URL (`postgres://user@host:port/db`), for `backend = "postgres"`.
-    /// A password in it is accepted but better kept in `password_file` or `$PGPASSWORD`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// A file holding the PostgreSQL password (one line); else `$PGPASSWORD`, else the URL's.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// PostgreSQL connections held.
-    #[serde(default = "default_pool_size")]
-    pub pool_size: u32,
-    /// The seal key file; default `<path>/seal.key`. Every instance sharing one database
-    /// must have the same key.
-    #[serde(default)]
-    pub seal_key_file: Option<PathBuf>,
-    /// PostgreSQL only: how long an instance's hold on a phone (its lease) lasts unless
-    /// renewed; an instance that dies has its phones taken over by the others after this.
-    #[serde(default = "default_lease_secs")]
-    pub lease_secs: u32,
-}
-
-fn default_lease_secs() -> u32 {
-    15
-}
-
-fn default_store_path() -> PathBuf {
-    "data".into()
-}
-
-fn default_pool_size() -> u32 {
-    4
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            backend: StoreBackend::default(),
-            path: default_store_path(),
-            url: None,
-            password_file: None,
-            pool_size: default_pool_size(),
-            seal_key_file: None,
-            lease_secs: default_lease_secs(),
-        }
-    }
-}
-
-/// `[devices]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DevicesConfig {
-    /// Overrides the sysclient URL learnt from the PBX's Services API.
-    pub sysclient_url: Option<String>,
-    /// PEM file of extra CAs trusted for `wss://` to Devices (an App Platform with its own or a
-    /// self-signed certificate), beside the public web PKI.
-    pub ca_file: Option<PathBuf>,
-    /// Most sysclient connection attempts per second, service-wide (restarts, Devices restarts).
-    #[serde(default = "default_connects_per_second")]
-    pub connects_per_second: u32,
-    /// Seconds a ProvisioningPhone waits for the complete configuration before "failed".
-    #[serde(default = "default_provisioning_timeout")]
-    pub provisioning_timeout_secs: u64,
-    /// First reconnect delay of a link, milliseconds (doubling, jittered).
-    #[serde(default = "default_reconnect_min_ms")]
-    pub reconnect_min_ms: u64,
-    /// Longest reconnect delay of a link, seconds.
-    #[serde(default = "default_reconnect_max_secs")]
-    pub reconnect_max_secs: u64,
-}
-
-fn default_connects_per_second() -> u32 {
-    500
-}
-fn default_provisioning_timeout() -> u64 {
-    60
-}
-fn default_reconnect_min_ms() -> u64 {
-    1000
-}
-fn default_reconnect_max_secs() -> u64 {
-    60
-}
-
-impl Default for DevicesConfig {
-    fn default() -> Self {
-        DevicesConfig {
-            sysclient_url: None,
-            ca_file: None,
-            connects_per_second: default_connects_per_second(),
-            provisioning_timeout_secs: default_provisioning_timeout(),
-            reconnect_min_ms: default_reconnect_min_ms(),
-            reconnect_max_secs: default_reconnect_max_secs(),
-        }
-    }
-}
-
-/// `[websocket]`: the project's own section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebsocketConfig {
-    /// Largest inbound AppWebsocket message (after reassembling fragments), bytes.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
-    /// Seconds between websocket pings to a peer.
-    #[serde(default = "default_ping_interval")]
-    pub ping_interval_secs: u64,
-    /// Seconds of silence (no frame, no pong) after which a peer is dropped.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: u64,
-    /// Seconds a connection may stay without logging in.
-    #[serde(default = "default_login_timeout")]
-    pub login_timeout_secs: u64,
-    /// Connections that have not logged in yet, service-wide (addresses that logged in before
-    /// keep a reserve of 64 beyond it); more are refused with 503 before the upgrade.
-    #[serde(default = "default_max_pending_logins")]
-    pub max_pending_logins: usize,
-    /// Connections that have not logged in yet, per address.
-    #[serde(default = "default_pending_logins_per_address")]
-    pub pending_logins_per_address: usize,
-}
-
-fn default_max_message_bytes() -> usize {
-    1024 * 1024
-}
-fn default_ping_interval() -> u64 {
-    20
-}
-fn default_idle_timeout() -> u64 {
-    60
-}
-fn default_login_timeout() -> u64 {
-    30
-}
-fn default_max_pending_logins() -> usize {
-    1024
-}
-fn default_pending_logins_per_address() -> usize {
-    256
-}
-
-impl Default for WebsocketConfig {
-    fn default() -> Self {
-        WebsocketConfig {
-            max_message_bytes: default_max_message_bytes(),
-            ping_interval_secs: default_ping_interval(),
-            idle_timeout_secs: default_idle_timeout(),
-            login_timeout_secs: default_login_timeout(),
-            max_pending_logins: default_max_pending_logins(),
-            pending_logins_per_address: default_pending_logins_per_address(),
-        }
+/// The parent of an App object path (`/a/b/c` → `/a/b`; `/a` → ``).
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "",
+        Some(i) => &path[..i],
     }
 }
 
@@ -478,7 +285,7 @@ impl Config {
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let raw: raw::Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
@@ -498,214 +305,7 @@ impl Config {
                 },
             }
         })?;
-        config.check(origin)?;
-        Ok(config)
-    }
-
-    fn check(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key,
-            reason: reason.to_string(),
-        };
-        self.listen_addr().map_err(|r| invalid("http.listen", &r))?;
-        self.trusted_proxies()
-            .map_err(|r| invalid("http.trusted_proxies", &r))?;
-        self.enrol_from()
-            .map_err(|r| invalid("provisioning.enrol_from", &r))?;
-        let path = &self.app.path;
-        if !path.starts_with('/') || path.ends_with('/') || path.len() < 2 {
-            return Err(invalid(
-                "app.path",
-                "must start with '/' and name the app, e.g. /example.com/innoprov/innoprov",
-            ));
-        }
-        if path
-            .split('/')
-            .skip(1)
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(invalid("app.path", "has an empty, '.' or '..' segment"));
-        }
-        if path
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-        {
-            return Err(invalid(
-                "app.path",
-                "contains whitespace, control characters, '?' or '#'",
-            ));
-        }
-        if self.app.password.is_empty() {
-            return Err(invalid("app.password", "must not be empty"));
-        }
-        if self.app.title.trim().is_empty() {
-            return Err(invalid("app.title", "must not be empty"));
-        }
-        if self.store.path.as_os_str().is_empty() {
-            return Err(invalid("store.path", "must not be empty"));
-        }
-        if self.store.backend == StoreBackend::Postgres {
-            let Some(url) = &self.store.url else {
-                return Err(invalid("store.url", "is required with backend = \"postgres\""));
-            };
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(invalid(
-                    "store.url",
-                    "must start with postgres:// or postgresql://",
-                ));
-            }
-        }
-        if !(1..=64).contains(&self.store.pool_size) {
-            return Err(invalid("store.pool_size", "must be 1 to 64"));
-        }
-        if !(3..=600).contains(&self.store.lease_secs) {
-            return Err(invalid("store.lease_secs", "must be 3 to 600"));
-        }
-        if let Some(url) = &self.devices.sysclient_url
-            && (!(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 7)
-        {
-            return Err(invalid("devices.sysclient_url", "must be a ws:// or wss:// URL"));
-        }
-        if self.websocket.max_pending_logins == 0 || self.websocket.pending_logins_per_address == 0 {
-            return Err(invalid(
-                "websocket.max_pending_logins",
-                "max_pending_logins and pending_logins_per_address must be at least 1",
-            ));
-        }
-        if self.websocket.login_timeout_secs == 0 {
-            return Err(invalid("websocket.login_timeout_secs", "must be at least 1"));
-        }
-        let devices = &self.devices;
-        if devices.connects_per_second == 0 {
-            return Err(invalid("devices.connects_per_second", "must be at least 1"));
-        }
-        if devices.provisioning_timeout_secs == 0 {
-            return Err(invalid("devices.provisioning_timeout_secs", "must be at least 1"));
-        }
-        if devices.reconnect_min_ms == 0
-            || devices.reconnect_min_ms > devices.reconnect_max_secs.saturating_mul(1000)
-        {
-            return Err(invalid(
-                "devices.reconnect_min_ms",
-                "must be at least 1 and not above devices.reconnect_max_secs",
-            ));
-        }
-        let prov = &self.provisioning;
-        if let Some(path) = &prov.path {
-            if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
-                return Err(invalid(
-                    "provisioning.path",
-                    "must start with '/' and not end with '/'",
-                ));
-            }
-            if path.split('/').skip(1).any(|seg| seg == "." || seg == "..")
-                || path
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#' || c == '%')
-            {
-                return Err(invalid(
-                    "provisioning.path",
-                    "has a '.' or '..' segment, white space, '?', '#' or '%'",
-                ));
-            }
-            if path == &self.app.path || path == self.app_parent() {
-                return Err(invalid(
-                    "provisioning.path",
-                    "must differ from app.path and its parent (the websocket paths)",
-                ));
-            }
-        }
-        if prov.enrolment_window_minutes > MAX_ENROLMENT_WINDOW_MINUTES {
-            return Err(invalid(
-                "provisioning.enrolment_window_minutes",
-                "must be at most 43200 (30 days); reopen a phone's window instead",
-            ));
-        }
-        if let Some(url) = &prov.public_url
-            && (!(url.starts_with("http://") || url.starts_with("https://")) || !url.ends_with('/'))
-        {
-            return Err(invalid(
-                "provisioning.public_url",
-                "must be an http(s) URL ending in '/'",
-            ));
-        }
-        if prov.recheck_minutes == 0 {
-            return Err(invalid("provisioning.recheck_minutes", "must be at least 1"));
-        }
-        if prov.misses_per_minute == 0 || prov.notify_per_second == 0 || prov.audit_entries == 0 {
-            return Err(invalid(
-                "provisioning",
-                "misses_per_minute, notify_per_second and audit_entries must be at least 1",
-            ));
-        }
-        for origin in &self.admin.url_origins {
-            if normalize_origin(origin).is_none() {
-                return Err(invalid(
-                    "admin.url_origins",
-                    &format!("{origin:?} is not an origin like \"https://apps.example.com\""),
-                ));
-            }
-        }
-        if let Some(token) = self.admin.token.as_deref() {
-            if token.is_empty() {
-                return Err(invalid(
-                    "admin.token",
-                    "must not be empty (leave it out to switch the REST API off)",
-                ));
-            }
-            // A bearer token is guessed offline-fast if short or patterned; 48 random hex
-            // digits (as the package writes) pass, "change-me-admin" or "aaaa..." do not.
-            let distinct = token.chars().collect::<std::collections::HashSet<_>>().len();
-            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS || distinct < 8 {
-                return Err(invalid(
-                    "admin.token",
-                    "must be at least 32 characters and look random (e.g. `openssl rand -hex 24`)",
-                ));
-            }
-        }
-        let tls = &self.tls;
-        match (&tls.listen, &tls.cert, &tls.key) {
-            (None, None, None) => {}
-            (Some(listen), Some(_), Some(_)) => {
-                listen
-                    .parse::<SocketAddr>()
-                    .map_err(|_| invalid("tls.listen", "is not an ip:port address"))?;
-            }
-            _ => return Err(invalid("tls", "listen, cert and key go together")),
-        }
-        let ws = &self.websocket;
-        if !(1024..=64 * 1024 * 1024).contains(&ws.max_message_bytes) {
-            return Err(invalid(
-                "websocket.max_message_bytes",
-                "must be between 1024 and 67108864",
-            ));
-        }
-        if ws.ping_interval_secs == 0 || ws.idle_timeout_secs <= ws.ping_interval_secs {
-            return Err(invalid(
-                "websocket.idle_timeout_secs",
-                "must be longer than websocket.ping_interval_secs, which must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The listener address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.http
-            .listen
-            .parse()
-            .map_err(|_| format!("{:?} is not an ip:port address", self.http.listen))
-    }
-
-    /// The networks enrolment is allowed from (empty: any).
-    pub fn enrol_from(&self) -> Result<Vec<IpNet>, String> {
-        parse_nets(&self.provisioning.enrol_from)
-    }
-
-    /// The proxies whose forwarding headers are believed.
-    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, String> {
-        parse_nets(&self.http.trusted_proxies)
+        raw.typed(origin)
     }
 
     /// The app name: the last segment of `app.path`, as the PBX sends it in AppLogin.
@@ -716,10 +316,7 @@ impl Config {
     /// The parent of `app.path` (websocket upgrades are accepted there too; phone files live
     /// under its `prov/`).
     pub fn app_parent(&self) -> &str {
-        match self.app.path.rfind('/') {
-            Some(0) | None => "",
-            Some(i) => &self.app.path[..i],
-        }
+        parent_of(&self.app.path)
     }
 
     /// The instance's own domain: the first segment of `app.path`.
@@ -732,14 +329,6 @@ impl Config {
         format!("{}/api/v1", self.app_parent())
     }
 
-    /// The URL path phones fetch under.
-    pub fn prov_path(&self) -> String {
-        self.provisioning
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("{}/prov", self.app_parent()))
-    }
-
     /// Where the seal key lives: `store.seal_key_file`, else inside the store directory, so
     /// backups take both or neither.
     pub fn seal_key_path(&self) -> PathBuf {
@@ -748,11 +337,6 @@ impl Config {
             None => self.store.path.join("seal.key"),
         }
     }
-}
-
-/// A list of address blocks as written in the config.
-fn parse_nets(texts: &[String]) -> Result<Vec<IpNet>, String> {
-    texts.iter().map(|text| text.parse::<IpNet>()).collect()
 }
 
 /// An address block (`10.0.0.0/8`, `2001:db8::/32`, or one address).
@@ -828,7 +412,7 @@ mod tests {
             (c.app_name(), c.app_parent(), c.app_domain()),
             ("innoprov", "/example.com/innoprov", "example.com")
         );
-        assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
     }
 
     #[test]
@@ -836,8 +420,68 @@ mod tests {
         let c = Config::parse(MINIMAL, "t").unwrap();
         assert_eq!(c.websocket.max_message_bytes, 1024 * 1024);
         assert_eq!(c.store.path, PathBuf::from("data"));
-        assert_eq!(c.prov_path(), "/example.com/innoprov/prov");
-        assert_eq!(c.provisioning.enrolment_window_minutes, 60);
+        assert_eq!(c.provisioning.path, "/example.com/innoprov/prov");
+        assert_eq!(c.provisioning.enrolment_window, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn values_are_typed_once() {
+        let c = Config::parse(
+            "[http]\nlisten = \"[::1]:8081\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+             [app]\npassword = \"app-secret\"\n\
+             [store]\nlease_secs = 20\n\
+             [devices]\nreconnect_min_ms = 250\nreconnect_max_secs = 30\nprovisioning_timeout_secs = 45\n\
+             [websocket]\nping_interval_secs = 5\nidle_timeout_secs = 15\nlogin_timeout_secs = 7\n\
+             [provisioning]\nenrolment_window_minutes = 2\nenrol_from = [\"192.0.2.0/24\"]\n\
+             [tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [admin]\ntoken = \"0123456789abcdef0123456789abcdef\"\nurl_origins = [\"WSS://Apps.Example.com:443/\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "[::1]:8081".parse::<SocketAddr>().unwrap());
+        assert!(c.http.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+        assert!(c.provisioning.enrol_from[0].contains("192.0.2.9".parse().unwrap()));
+        assert_eq!(c.store.lease, Duration::from_secs(20));
+        assert_eq!(
+            (
+                c.devices.reconnect_min,
+                c.devices.reconnect_max,
+                c.devices.provisioning_timeout
+            ),
+            (
+                Duration::from_millis(250),
+                Duration::from_secs(30),
+                Duration::from_secs(45)
+            )
+        );
+        assert_eq!(
+            (
+                c.websocket.ping_interval,
+                c.websocket.idle_timeout,
+                c.websocket.login_timeout
+            ),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(15),
+                Duration::from_secs(7)
+            )
+        );
+        assert_eq!(c.provisioning.enrolment_window, Duration::from_secs(120));
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(
+            (tls.listen.port(), tls.cert.as_path()),
+            (8443, Path::new("c.pem"))
+        );
+        assert_eq!(c.admin.url_origins, ["https://apps.example.com"]);
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("app-secret") && !debug.contains("0123456789abcdef"),
+            "{debug}"
+        );
+        let defaults = Config::parse(MINIMAL, "t").unwrap();
+        assert!(defaults.tls.is_none());
+        assert_eq!(defaults.websocket.login_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.devices.reconnect_min, Duration::from_secs(1));
     }
 
     #[test]

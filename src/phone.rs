@@ -55,6 +55,33 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ProvisionError {
     }
 }
 
+/// A text member as sent, absent or null as empty; not a string is an error.
+fn member(field: &'static str, value: &TextMember) -> Result<String, ProvisionError> {
+    Ok(value
+        .clone()
+        .map_err(|_| invalid(field, "must be a string"))?
+        .unwrap_or_default())
+}
+
+/// A text member that goes into the phone's files: bounded, and safe in every vendor's format.
+fn text(field: &'static str, value: &TextMember) -> Result<String, ProvisionError> {
+    let value = member(field, value)?;
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
+    }
+    crate::provisioning::safety::check_value(&value).map_err(|reason| invalid(field, reason))?;
+    Ok(value)
+}
+
+/// A [`text`] member that must not be empty.
+fn required(field: &'static str, value: &TextMember) -> Result<String, ProvisionError> {
+    let value = text(field, value)?;
+    if value.is_empty() {
+        return Err(invalid(field, "missing"));
+    }
+    Ok(value)
+}
+
 impl ProvisionRequest {
     /// Validates a ProvisioningPhone message and decrypts its password with the connection's
     /// session key.
@@ -62,28 +89,6 @@ impl ProvisionRequest {
         msg: &ProvisioningPhone,
         session_key: &str,
     ) -> Result<ProvisionRequest, ProvisionError> {
-        let member = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
-            Ok(value
-                .clone()
-                .map_err(|_| invalid(field, "must be a string"))?
-                .unwrap_or_default())
-        };
-        let text = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
-            let value = member(field, value)?;
-            if value.len() > MAX_FIELD_BYTES {
-                return Err(invalid(field, format!("longer than {MAX_FIELD_BYTES} bytes")));
-            }
-            crate::provisioning::safety::check_value(&value).map_err(|reason| invalid(field, reason))?;
-            Ok(value)
-        };
-        let required = |field: &'static str, value: &TextMember| -> Result<String, ProvisionError> {
-            let value = text(field, value)?;
-            if value.is_empty() {
-                return Err(invalid(field, "missing"));
-            }
-            Ok(value)
-        };
-
         let mac_text = required("mac", &msg.mac)?;
         let mac = mac_text
             .parse::<Mac>()
@@ -92,7 +97,27 @@ impl ProvisionRequest {
         if code.len() > MAX_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("code", format!("must be 1 to {MAX_CODE_DIGITS} digits")));
         }
-        // The tutorial spells the member `usename`; accept the obvious spelling as well.
+        let username = Self::username(msg)?;
+        let hwid = match text("hwid", &msg.hwid)? {
+            hwid if hwid.is_empty() => mac.to_string(),
+            hwid => hwid,
+        };
+        let password = Self::password(msg, session_key)?;
+        Ok(ProvisionRequest {
+            mac,
+            code,
+            hwid,
+            username,
+            cn: text("cn", &msg.cn)?,
+            domain: text("domain", &msg.domain)?,
+            dns: text("dns", &msg.dns)?,
+            password,
+        })
+    }
+
+    /// The SIP user name. The tutorial spells the member `usename`; the obvious spelling is
+    /// accepted as well.
+    fn username(msg: &ProvisioningPhone) -> Result<String, ProvisionError> {
         let username = match text("usename", &msg.usename)? {
             name if !name.is_empty() => name,
             _ => text("username", &msg.username)?,
@@ -100,10 +125,12 @@ impl ProvisionRequest {
         if username.is_empty() {
             return Err(invalid("usename", "missing"));
         }
-        let hwid = match text("hwid", &msg.hwid)? {
-            hwid if hwid.is_empty() => mac.to_string(),
-            hwid => hwid,
-        };
+        Ok(username)
+    }
+
+    /// The user's password, decrypted with `seed1` and the session key (appwebsocket.md
+    /// §5.2); `None` when Users sent none.
+    fn password(msg: &ProvisioningPhone, session_key: &str) -> Result<Option<Secret>, ProvisionError> {
         let seed = member("seed1", &msg.seed1)?;
         let encrypted = member("password", &msg.password)?;
         if encrypted.len() > MAX_PASSWORD_HEX {
@@ -133,16 +160,7 @@ impl ProvisionRequest {
             crate::provisioning::safety::check_value(password.expose())
                 .map_err(|reason| invalid("password", reason))?;
         }
-        Ok(ProvisionRequest {
-            mac,
-            code,
-            hwid,
-            username,
-            cn: text("cn", &msg.cn)?,
-            domain: text("domain", &msg.domain)?,
-            dns: text("dns", &msg.dns)?,
-            password,
-        })
+        Ok(password)
     }
 }
 

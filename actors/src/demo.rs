@@ -116,7 +116,7 @@ pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> R
     let provisioned = provision_all(&config, &service, &devices, &password, phones, &bar).await;
     // Each phone boots as its vendor documents it.
     bar.set_message("phones booting");
-    let base_url = format!("{base}{}/", config.prov_path());
+    let base_url = format!("{base}{}/", config.provisioning.path);
     let (configured, fetched) = boot_all(&base_url, &provisioned, &bar).await?;
     bar.finish_and_clear();
     let summary = DemoSummary {

@@ -31,6 +31,7 @@ struct Cli {
     /// Configuration file (TOML). Default: ./config.toml if present, else the built-in default.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// What to do; none, serve.
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -132,10 +133,7 @@ fn main() -> ExitCode {
 /// asked on loopback), with the standard library only: the container image has no curl.
 fn health(config: &Config) -> ExitCode {
     use std::io::{Read, Write};
-    let mut addr = match config.listen_addr() {
-        Ok(addr) => addr,
-        Err(e) => return fail(&e),
-    };
+    let mut addr = config.http.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),

@@ -90,7 +90,11 @@ fn restrict_to_owner(dir: &std::path::Path) -> std::io::Result<()> {
 /// The PostgreSQL settings of `[store]`: the password from `password_file`, else from
 /// `$PGPASSWORD`, else whatever the URL holds.
 fn postgres_settings(store: &innoprov::config::StoreConfig) -> Result<PostgresSettings, String> {
-    let url = store.url.clone().unwrap_or_default();
+    let url = store
+        .url
+        .as_ref()
+        .map(|url| url.expose().to_string())
+        .unwrap_or_default();
     let password = match &store.password_file {
         Some(file) => {
             let text = std::fs::read_to_string(file)
@@ -103,7 +107,7 @@ fn postgres_settings(store: &innoprov::config::StoreConfig) -> Result<PostgresSe
         url,
         password,
         pool_size: store.pool_size as usize,
-        lease: Some(Duration::from_secs(u64::from(store.lease_secs))),
+        lease: Some(store.lease),
     })
 }
 
@@ -153,11 +157,7 @@ fn admin_page_settings(config: &Config) -> Option<admin_page::PageSettings> {
     };
     Some(admin_page::PageSettings {
         name,
-        origins: admin
-            .url_origins
-            .iter()
-            .filter_map(|o| innoprov::config::normalize_origin(o))
-            .collect(),
+        origins: admin.url_origins.clone(),
         badge_link_down_minutes: admin.badge_link_down_minutes,
     })
 }
@@ -224,18 +224,14 @@ pub fn check(config: &Config) -> Result<String, StartError> {
             reason: problem.clone(),
         });
     }
-    config.listen_addr().map_err(|reason| StartError::Listen {
-        addr: config.http.listen.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
-    })?;
     devices_client_config(config.devices.ca_file.as_deref())?;
     trust_anchors(config)?;
-    let https = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
-        (Some(listen), Some(cert), Some(key)) => {
-            tls_server_config(cert, key)?;
-            format!("https {listen}")
+    let https = match &config.tls {
+        Some(tls) => {
+            tls_server_config(&tls.cert, &tls.key)?;
+            format!("https {}", tls.listen)
         }
-        _ => "no https".to_string(),
+        None => "no https".to_string(),
     };
     let store_error = |reason: String| StartError::Store {
         path: config.store.path.display().to_string(),
@@ -371,7 +367,7 @@ impl RunningService {
             &guard,
         ));
         spawn_known_address_saver(Arc::clone(&guard), Arc::clone(&store), shutdown.subscribe());
-        let prov_path = config.prov_path();
+        let prov_path = &config.provisioning.path;
         let parts = ProvParts {
             store: Arc::clone(&store),
             sealer,
@@ -379,7 +375,7 @@ impl RunningService {
             renderer,
             trust_anchors,
             audit: Arc::clone(&phones.audit),
-            trusted_proxies: TrustedProxies(config.trusted_proxies().unwrap_or_default()),
+            trusted_proxies: TrustedProxies(config.http.trusted_proxies.clone()),
         };
         let states = http_states(config, &admin_core, shared, parts);
         let (server, https_addr) = http_server(config, states, listener, tls)?;
@@ -561,24 +557,20 @@ type Listeners = (TcpListener, Option<(TcpListener, rustls::ServerConfig)>);
 
 /// Binds the HTTP listener (and the HTTPS one).
 fn bind_listeners(config: &Config) -> Result<Listeners, StartError> {
-    let addr = config.listen_addr().map_err(|reason| StartError::Listen {
-        addr: config.http.listen.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
-    })?;
-    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-        addr: config.http.listen.clone(),
+    let listener = TcpListener::bind(config.http.listen).map_err(|source| StartError::Listen {
+        addr: config.http.listen.to_string(),
         source,
     })?;
-    let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
-        (Some(listen), Some(cert), Some(key)) => {
-            let server_config = tls_server_config(cert, key)?;
-            let tls_listener = TcpListener::bind(listen.as_str()).map_err(|source| StartError::Listen {
-                addr: listen.clone(),
+    let tls = match &config.tls {
+        Some(tls) => {
+            let server_config = tls_server_config(&tls.cert, &tls.key)?;
+            let tls_listener = TcpListener::bind(tls.listen).map_err(|source| StartError::Listen {
+                addr: tls.listen.to_string(),
                 source,
             })?;
             Some((tls_listener, server_config))
         }
-        _ => None,
+        None => None,
     };
     Ok((listener, tls))
 }
@@ -698,8 +690,8 @@ fn start_phones(
     let link = Arc::new(LinkShared::new(
         Arc::new(ConnectGate::new(devices.connects_per_second)),
         innoprov::sysclient_session::Backoff {
-            min: Duration::from_millis(devices.reconnect_min_ms),
-            max: Duration::from_secs(devices.reconnect_max_secs),
+            min: devices.reconnect_min,
+            max: devices.reconnect_max,
         },
         devices_tls,
     ));
@@ -708,7 +700,7 @@ fn start_phones(
         persistence: persistence.clone(),
         sealer: sealer.clone(),
         link,
-        provisioning_timeout: Duration::from_secs(devices.provisioning_timeout_secs),
+        provisioning_timeout: devices.provisioning_timeout,
         notifier: notifier.clone().map(Addr::recipient),
         changes: changes.clone(),
         audit: Arc::clone(&audit),
@@ -734,12 +726,13 @@ fn start_phones(
 
 /// Warns about passwords left at values that cannot work.
 fn warn_about_passwords(config: &Config) {
-    if config.admin.token.as_deref() == Some(config.app.password.as_str()) {
+    let password = config.app.password.expose();
+    if config.admin.token.as_ref().map(Secret::expose) == Some(password) {
         log::warn!(
             "admin.token equals app.password: the standalone admin page cannot log in; give it its own value"
         );
     }
-    if config.app.password == "change-me" {
+    if password == "change-me" {
         log::warn!("app.password is the default \"change-me\": set the App object's real password");
     }
 }
@@ -778,9 +771,9 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         vendors: parts.vendors,
         renderer: parts.renderer,
         nonces: NonceKey::random(),
-        path: config.prov_path(),
+        path: prov.path.clone(),
         public_url: prov.public_url.clone(),
-        window: Duration::from_secs(prov.enrolment_window_minutes.saturating_mul(60)),
+        window: prov.enrolment_window,
         enrolment_once: prov.enrolment_once,
         recheck_minutes: prov.recheck_minutes,
         sip_port: prov.notify_port,
@@ -792,7 +785,7 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         )),
         views: Default::default(),
         trusted_proxies: parts.trusted_proxies,
-        enrol_from: config.enrol_from().unwrap_or_default(),
+        enrol_from: prov.enrol_from.clone(),
         vendor_names,
     }
 }
@@ -807,7 +800,11 @@ fn http_states(
     let trusted_proxies = parts.trusted_proxies.clone();
     let admin_state = web::Data::new(AdminHttp {
         core: Arc::clone(admin),
-        token: config.admin.token.clone(),
+        token: config
+            .admin
+            .token
+            .as_ref()
+            .map(|token| token.expose().to_string()),
         throttle: Default::default(),
         trusted_proxies: trusted_proxies.clone(),
     });
@@ -831,7 +828,7 @@ fn http_server(
     tls: Option<(TcpListener, rustls::ServerConfig)>,
 ) -> Result<(actix_web::dev::Server, Option<SocketAddr>), StartError> {
     let (app_path, app_parent) = (config.app.path.clone(), config.app_parent().to_string());
-    let (api_path, prov_path) = (config.api_path(), config.prov_path());
+    let (api_path, prov_path) = (config.api_path(), config.provisioning.path.clone());
     let admin_page = admin_page_settings(config);
     let admin_page_name = admin_page.as_ref().map(|p| p.name.clone());
     let admin_page_html = admin_page.as_ref().map(admin_page::page_html);
@@ -877,16 +874,16 @@ fn session_shared(
         provisionings_in_flight: Arc::default(),
         admin: Arc::clone(admin),
         admin_app: config.admin.app.clone(),
-        admin_token: config.admin.token.clone().map(Secret::new),
+        admin_token: config.admin.token.clone(),
         changes,
-        password: Secret::new(config.app.password.clone()),
+        password: config.app.password.clone(),
         domain: config.app_domain().to_string(),
         title: config.app.title.clone(),
         pbx: Arc::clone(&admin.pbx),
         provisioners: config.app.provisioners.clone(),
-        ping_interval: Duration::from_secs(ws.ping_interval_secs),
-        idle_timeout: Duration::from_secs(ws.idle_timeout_secs),
-        login_timeout: Duration::from_secs(ws.login_timeout_secs),
+        ping_interval: ws.ping_interval,
+        idle_timeout: ws.idle_timeout,
+        login_timeout: ws.login_timeout,
         sealer: admin.sealer.clone(),
         registry: admin.registry.clone(),
         directory: admin.directory.clone(),

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use crate::devices::{DeviceConfig, secret_purpose};
+use crate::devices::{ConfigItem, DeviceConfig, secret_purpose};
+use crate::mac::Mac;
 use crate::phone::PhoneRecord;
-use crate::seal::{SealError, SealPurpose, Sealer};
+use crate::seal::{SealError, SealPurpose, Sealed, Sealer};
 
 /// SIP over TLS, as the Users service sets up the phone's device ("TLS only").
 pub const SIP_TLS_PORT: u16 = 5061;
@@ -331,31 +332,102 @@ impl PhoneContext {
         recheck_minutes: u32,
     ) -> Result<PhoneContext, ContextError> {
         let mac = record.mac;
-        let open = |sealed: &Option<crate::seal::Sealed>,
-                    purpose: crate::seal::SealPurpose|
-         -> Result<String, SealError> {
-            match sealed {
-                Some(sealed) => Ok(sealer.open(sealed, &purpose)?.expose().to_string()),
-                None => Ok(String::new()),
-            }
-        };
-        const USERS: &str = "Users";
-        const DEVICES: &str = "Devices";
         let mut ctx = PhoneContext::common(vendor, model, prov_url, recheck_minutes);
         ctx.mac = mac.to_string();
         ctx.mac_upper = mac.upper();
         ctx.version = record.config_version;
         ctx.changed_at = record.changed_at.max(record.provisioned_at);
-        ctx.admin = Admin {
-            user: "admin".into(),
-            // Devices' administrative password when every vendor can carry it (Grandstream P2
-            // takes letters and digits, Yealink's `admin:<password>` no ':'), else the phone's
-            // own random one; admin::web_password tells an admin which.
-            password: match open(&record.admin_password, SealPurpose::AdminPassword(mac))? {
-                deployed if usable_admin_password(&deployed) => deployed,
-                _ => open(&record.web_password, SealPurpose::WebPassword(mac))?,
-            },
+        ctx.admin = Admin::of(record, sealer)?;
+        ctx.account.set_users_half(record, sealer)?;
+        for item in &record.configs {
+            ctx.apply_devices_item(item, &mac, sealer)?;
+        }
+        ctx.prov.set_credentials(record, sealer)?;
+        Ok(ctx)
+    }
+
+    /// One item of the phone's Devices configuration (PHONE, MEDIA, NTP) over the Users half;
+    /// other items carry nothing the files use.
+    fn apply_devices_item(
+        &mut self,
+        item: &ConfigItem,
+        mac: &Mac,
+        sealer: &Sealer,
+    ) -> Result<(), ContextError> {
+        let (account, media, time) = (&mut self.account, &mut self.media, &mut self.time);
+        match item.typed() {
+            DeviceConfig::Phone(p) => {
+                if !p.gk1.is_empty() {
+                    account.registrar = checked("PHONE gk1", DEVICES, &p.gk1)?;
+                }
+                account.registrar2 = checked("PHONE gk2", DEVICES, &p.gk2)?;
+                media.codec = checked("PHONE coder", DEVICES, &p.coder)?;
+                media.frame_size = p.frame_size;
+                media.srtp = p.srtp_key.as_deref() != Some("4");
+            }
+            DeviceConfig::Media(m) => {
+                media.stun_server = checked("MEDIA stunServer", DEVICES, &m.stun_server)?;
+                media.turn_server = checked("MEDIA turnServer", DEVICES, &m.turn_server)?;
+                media.turn_user = checked("MEDIA turnUser", DEVICES, &m.turn_user)?;
+                if let Some(sealed) = item.secrets.get("turnPassword") {
+                    let purpose = secret_purpose(mac, &item.key, "turnPassword");
+                    media.turn_password = checked(
+                        "MEDIA turnPassword",
+                        DEVICES,
+                        sealer.open(sealed, &purpose)?.expose(),
+                    )?;
+                }
+            }
+            DeviceConfig::Ntp(n) => {
+                let tz = checked("NTP tz", DEVICES, &n.tz)?;
+                *time = Time::from_posix(&tz);
+                time.ntp1 = checked("NTP ntp1", DEVICES, &n.ntp1)?;
+                time.ntp2 = checked("NTP ntp2", DEVICES, &n.ntp2)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Where a value of the Users half comes from, as errors name it.
+const USERS: &str = "Users";
+/// Where a value of the Devices half comes from, as errors name it.
+const DEVICES: &str = "Devices";
+
+/// A sealed secret of `record` opened, or empty when the record has none.
+fn open_or_empty(
+    sealer: &Sealer,
+    sealed: &Option<Sealed>,
+    purpose: SealPurpose,
+) -> Result<String, SealError> {
+    match sealed {
+        Some(sealed) => Ok(sealer.open(sealed, &purpose)?.expose().to_string()),
+        None => Ok(String::new()),
+    }
+}
+
+impl Admin {
+    /// The phone's web admin login: Devices' administrative password when every vendor can
+    /// carry it (Grandstream P2 takes letters and digits, Yealink's `admin:<password>` no
+    /// ':'), else the phone's own random one; admin::web_password tells an admin which.
+    fn of(record: &PhoneRecord, sealer: &Sealer) -> Result<Admin, ContextError> {
+        let mac = record.mac;
+        let password = match open_or_empty(sealer, &record.admin_password, SealPurpose::AdminPassword(mac))? {
+            deployed if usable_admin_password(&deployed) => deployed,
+            _ => open_or_empty(sealer, &record.web_password, SealPurpose::WebPassword(mac))?,
         };
+        Ok(Admin {
+            user: "admin".into(),
+            password,
+        })
+    }
+}
+
+impl Account {
+    /// The Users half of the SIP account: name, user, password and the PBX's DNS name as the
+    /// registrar until Devices names one.
+    fn set_users_half(&mut self, record: &PhoneRecord, sealer: &Sealer) -> Result<(), ContextError> {
         let name = checked(
             "cn",
             USERS,
@@ -365,62 +437,37 @@ impl PhoneContext {
                 &record.cn
             },
         )?;
-        let account = &mut ctx.account;
-        account.user = checked("usename", USERS, &record.username)?;
-        account.auth_user = account.user.clone();
-        account.password = checked(
+        self.user = checked("usename", USERS, &record.username)?;
+        self.auth_user = self.user.clone();
+        self.password = checked(
             "password",
             USERS,
-            &open(&record.password, SealPurpose::UserPassword(mac))?,
+            &open_or_empty(sealer, &record.password, SealPurpose::UserPassword(record.mac))?,
         )?;
-        account.display_name = name.clone();
-        account.label = name;
-        account.registrar = checked("dns", USERS, &record.dns)?;
-        let (media, time) = (&mut ctx.media, &mut ctx.time);
-        for item in &record.configs {
-            match item.typed() {
-                DeviceConfig::Phone(p) => {
-                    if !p.gk1.is_empty() {
-                        account.registrar = checked("PHONE gk1", DEVICES, &p.gk1)?;
-                    }
-                    account.registrar2 = checked("PHONE gk2", DEVICES, &p.gk2)?;
-                    media.codec = checked("PHONE coder", DEVICES, &p.coder)?;
-                    media.frame_size = p.frame_size;
-                    media.srtp = p.srtp_key.as_deref() != Some("4");
-                }
-                DeviceConfig::Media(m) => {
-                    media.stun_server = checked("MEDIA stunServer", DEVICES, &m.stun_server)?;
-                    media.turn_server = checked("MEDIA turnServer", DEVICES, &m.turn_server)?;
-                    media.turn_user = checked("MEDIA turnUser", DEVICES, &m.turn_user)?;
-                    if let Some(sealed) = item.secrets.get("turnPassword") {
-                        let purpose = secret_purpose(&mac, &item.key, "turnPassword");
-                        media.turn_password = checked(
-                            "MEDIA turnPassword",
-                            DEVICES,
-                            sealer.open(sealed, &purpose)?.expose(),
-                        )?;
-                    }
-                }
-                DeviceConfig::Ntp(n) => {
-                    let tz = checked("NTP tz", DEVICES, &n.tz)?;
-                    *time = Time::from_posix(&tz);
-                    time.ntp1 = checked("NTP ntp1", DEVICES, &n.ntp1)?;
-                    time.ntp2 = checked("NTP ntp2", DEVICES, &n.ntp2)?;
-                }
-                _ => {}
-            }
-        }
-        let prov = &mut ctx.prov;
-        prov.username = record.prov_username.clone();
-        prov.password = open(&record.prov_password, SealPurpose::ProvPassword(mac))?;
-        prov.url_with_credentials = format!(
+        self.display_name = name.clone();
+        self.label = name;
+        self.registrar = checked("dns", USERS, &record.dns)?;
+        Ok(())
+    }
+}
+
+impl Prov {
+    /// The phone's own provisioning credentials, and the fetch URL carrying them.
+    fn set_credentials(&mut self, record: &PhoneRecord, sealer: &Sealer) -> Result<(), ContextError> {
+        self.username = record.prov_username.clone();
+        self.password = open_or_empty(
+            sealer,
+            &record.prov_password,
+            SealPurpose::ProvPassword(record.mac),
+        )?;
+        self.url_with_credentials = format!(
             "{}://{}:{}@{}",
-            if prov.https { "https" } else { "http" },
-            percent_encode(&prov.username),
-            percent_encode(&prov.password),
-            prov.url_without_scheme
+            if self.https { "https" } else { "http" },
+            percent_encode(&self.username),
+            percent_encode(&self.password),
+            self.url_without_scheme
         );
-        Ok(ctx)
+        Ok(())
     }
 }
 

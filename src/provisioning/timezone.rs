@@ -69,6 +69,7 @@ pub struct TzError {
 }
 
 struct Cursor<'a> {
+    /// What is left to read of the POSIX TZ string.
     rest: &'a str,
 }
 

@@ -108,6 +108,7 @@ pub struct Vendors {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VendorFile {
+    /// The `[[vendor]]` entries of the built-in catalogue.
     vendor: Vec<VendorDescriptor>,
 }
 
@@ -116,30 +117,45 @@ struct VendorFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VendorPatch {
+    /// The vendor it patches or adds.
     name: String,
+    /// Replaces the display name.
     display: Option<String>,
+    /// More OUIs that name the vendor.
     #[serde(default)]
     ouis: Vec<String>,
+    /// More User-Agent substrings that name the vendor.
     #[serde(default)]
     user_agents: Vec<String>,
+    /// More per-phone file name patterns.
     #[serde(default)]
     files: Vec<String>,
+    /// More model-wide file name patterns.
     #[serde(default)]
     common_files: Vec<String>,
+    /// More file names answered 404 without counting as misses.
     #[serde(default)]
     probes: Vec<String>,
+    /// Replaces the Content-Type of served files.
     content_type: Option<String>,
+    /// Replaces the per-phone file's template name.
     template: Option<String>,
+    /// Replaces the model-wide files' template name.
     common_template: Option<String>,
+    /// Replaces the file format.
     format: Option<FileFormat>,
+    /// Replaces the SIP NOTIFY event that makes the phone fetch again.
     resync_event: Option<String>,
+    /// Replaces the keys that carry the provisioning credentials.
     credential_keys: Option<Vec<String>>,
+    /// Replaces the key that sets the periodic re-check.
     recheck_key: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchFile {
+    /// The `[[vendor]]` entries of the operator's catalogue.
     #[serde(default)]
     vendor: Vec<VendorPatch>,
 }
@@ -370,7 +386,9 @@ struct Pattern(Vec<Token>);
 /// What a pattern captured.
 #[derive(Debug, Default)]
 struct Captures {
+    /// The MAC, when the pattern has a MAC placeholder.
     mac: Option<Mac>,
+    /// The model, when the pattern has a model placeholder.
     model: Option<String>,
 }
 

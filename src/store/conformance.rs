@@ -152,7 +152,16 @@ pub fn settings(store: &dyn Store) {
 /// Download state and audit: defaults, replacement, order, bound, and removal with the phone.
 pub fn access_and_audit(store: &dyn Store) {
     let mac: Mac = "0015650000aa".parse().unwrap_or_else(|_| unreachable!());
+    let other: Mac = "0015650000ab".parse().unwrap_or_else(|_| unreachable!());
     store.put_phone(&sample_record("0015650000aa", 5)).expect("put");
+    access_state(store, &mac);
+    audit_trail(store, &mac, &other);
+    removed_with_the_phone(store, &mac, &other);
+}
+
+/// A phone's download state: the default, a whole update, one field changed, the epoch.
+fn access_state(store: &dyn Store, mac: &Mac) {
+    let mac = *mac;
     assert_eq!(
         store.get_access(&mac).expect("default access"),
         PhoneAccess::default()
@@ -186,11 +195,14 @@ pub fn access_and_audit(store: &dyn Store) {
         "a download-state write changes the epoch"
     );
     assert_eq!(store.get_access(&mac).expect("access"), access);
+}
 
+/// Audits: per phone, the latest first-in order, replacement, appending and trimming.
+fn audit_trail(store: &dyn Store, mac: &Mac, other: &Mac) {
+    let (mac, other) = (*mac, *other);
     let entry = sample_entry;
     let entries: Vec<AuditEntry> = (0..20).map(entry).collect();
     store.put_audit(&mac, &entries).expect("put audit");
-    let other: Mac = "0015650000ab".parse().unwrap_or_else(|_| unreachable!());
     store.put_audit(&other, &[entry(7)]).expect("put other audit");
     let latest = store.audit(&mac, 5).expect("audit");
     let ats: Vec<u64> = latest.iter().map(|e| e.at).collect();
@@ -231,7 +243,11 @@ pub fn access_and_audit(store: &dyn Store) {
     store
         .put_audit(&other, &[entry(7)])
         .expect("put other audit again");
+}
 
+/// Deleting a phone takes its download state and audit with it, and no other phone's.
+fn removed_with_the_phone(store: &dyn Store, mac: &Mac, other: &Mac) {
+    let (mac, other) = (*mac, *other);
     let epoch = store.write_epoch();
     assert!(store.delete_phone(&mac).expect("delete"));
     assert_ne!(store.write_epoch(), epoch, "a delete changes the epoch");

@@ -51,25 +51,39 @@ enum Command {
 }
 
 struct Link {
+    /// The phone the link identified as; `None` before its identify.
     mac: Option<String>,
+    /// Frames and the close to the link's connection task, from tests and pushes.
     tx: mpsc::UnboundedSender<Command>,
 }
 
 #[derive(Default)]
 struct State {
+    /// Provisioning codes handed out, and whether each has been used (a code works once).
     codes: HashMap<String, bool>,
+    /// The sysclient password given to each phone, to check its challenge answers.
     passwords: HashMap<String, String>,
+    /// The configuration items (JSON) sent to every phone after its identify.
     configs: Vec<String>,
+    /// The TURN password encrypted into the MEDIA item, for tests to compare.
     turn_password: String,
+    /// Every open link by its number, to push frames or close it.
     links: HashMap<u64, Link>,
     /// Frames pushed to each phone (updates, admin passwords, garbage) that the kernel took.
     pushed_written: HashMap<String, usize>,
+    /// The number the next link gets.
     next_link: u64,
+    /// Drop new connections at once (a Devices that is down).
     refuse: bool,
+    /// Answer nothing on new connections (a Devices that hangs).
     stall: bool,
+    /// Challenge a known phone even when it identifies with a code, as real Devices does.
     challenge_known: bool,
+    /// What happened, in order, for tests to assert on.
     events: Vec<DevicesEvent>,
+    /// When each connection arrived, for tests of the connection rate.
     connects: Vec<Instant>,
+    /// Identifies with a provisioning code per phone, to show reconnects come without one.
     identifies_with_code: HashMap<String, u32>,
     /// Every phone seen on two open links at once (never cleared).
     two_links: Vec<String>,
@@ -94,7 +108,9 @@ impl State {
 /// A running Devices simulator.
 #[derive(Clone)]
 pub struct DevicesSim {
+    /// Where it listens.
     addr: SocketAddr,
+    /// What it knows, shared with its connection tasks.
     state: Arc<Mutex<State>>,
     /// Whether it serves `wss://`.
     tls: bool,
