@@ -37,6 +37,7 @@ pub mod devices;
 pub mod leases;
 pub mod mac;
 pub mod outcome;
+pub mod pbx_users;
 pub mod phone;
 pub mod provisioning;
 pub mod seal;

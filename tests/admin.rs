@@ -385,6 +385,10 @@ async fn the_openapi_document_matches_the_routes() {
         "/phones/{mac}/resync",
         "/phones/{mac}/enrolment",
         "/phones/{mac}/vendor",
+        "/phones/{mac}/key-profile",
+        "/key-profiles",
+        "/key-profiles/{name}",
+        "/directory",
         "/openapi.json",
     ] {
         assert!(paths.contains_key(expected), "{expected} documented");
@@ -415,7 +419,7 @@ async fn the_openapi_document_matches_the_routes() {
             calls += 1;
         }
     }
-    assert_eq!(calls, 10);
+    assert_eq!(calls, 15);
 }
 
 #[tokio::test]

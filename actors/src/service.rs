@@ -35,6 +35,7 @@ use crate::store::LeaseHandle;
 use crate::store::audit_log::AuditLog;
 use crate::store::persistence::{Flush, Persistence};
 use crate::store::postgres_store::{self, PostgresSettings};
+use crate::store::user_directory::UserDirectory;
 
 /// Why the service could not start; each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +340,8 @@ impl RunningService {
             PbxPin::load(config.app.object.clone(), Arc::clone(&opened.store))
                 .map_err(|e| store_error(e.to_string()))?,
         );
+        let users =
+            Arc::new(UserDirectory::load(Arc::clone(&opened.store)).map_err(|e| store_error(e.to_string()))?);
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
@@ -357,6 +360,7 @@ impl RunningService {
             directory: phones.directory.clone(),
             leases: leases.map(|handle| handle.leases),
             pbx,
+            users: Arc::clone(&users),
         });
         let guard = login_guard(config, &*store).map_err(|e| store_error(e.to_string()))?;
         let shared = Arc::new(session_shared(

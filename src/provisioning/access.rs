@@ -30,6 +30,9 @@ pub struct PhoneAccess {
     /// credentials (compared with the address that later enrols with its credentials).
     #[serde(default)]
     pub handed_out_to: Option<String>,
+    /// The key profile an admin gave the phone (else its user's PBX config template names one).
+    #[serde(default)]
+    pub key_profile: Option<String>,
 }
 
 /// What to do with a request for a phone's own file.

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod download;
+pub mod keys;
 pub mod render;
 pub mod safety;
 pub mod timezone;

@@ -172,6 +172,7 @@ fn access_state(store: &dyn Store, mac: &Mac) {
         pinned_vendor: Some("snom".into()),
         handed_out_generation: Some(5),
         handed_out_to: Some("192.0.2.1".into()),
+        key_profile: Some("sales".into()),
     };
     let epoch = store.write_epoch();
     let written = store

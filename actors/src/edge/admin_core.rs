@@ -18,6 +18,8 @@ use crate::phones::phone_job::PhoneStatus;
 pub use crate::phones::phone_state::{LinkState, PhoneState};
 use crate::phones::registry::{AllStatuses, DeletePhone, PhoneRegistry, PhoneStatusOf};
 use crate::store::audit_log::AuditLog;
+use crate::store::user_directory::{DirectoryStatus, UserDirectory};
+use innoprov::provisioning::keys::KeyProfile;
 
 /// Entries returned by an audit request.
 const AUDIT_LIMIT: usize = 1000;
@@ -79,6 +81,11 @@ pub struct PhoneDetail {
     pub last_user_agent: Option<String>,
     /// Whether it has enrolled with its provisioning credentials.
     pub enrolled: bool,
+    /// The key profile an admin gave it (else its user's PBX config template names one).
+    pub key_profile: Option<String>,
+    /// The function keys its files carry, in key order.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<innoprov::provisioning::keys::FunctionKey>,
     /// Its Devices configuration.
     pub configuration: Vec<ConfigSummary>,
 }
@@ -187,6 +194,8 @@ pub struct AdminCore {
     pub leases: Option<Arc<dyn innoprov::store::Leases>>,
     /// Who the PBX is (shown, and the pin reset).
     pub pbx: Arc<crate::edge::pbx_pin::PbxPin>,
+    /// The PBX's user table and the key profiles.
+    pub users: Arc<UserDirectory>,
 }
 
 fn state_of(status: Option<&PhoneStatus>, elsewhere: bool) -> (PhoneState, LinkState) {
@@ -396,6 +405,8 @@ impl AdminCore {
             last_fetch_from: last_ok.map(|e| e.client.clone()),
             last_user_agent: last_ok.map(|e| e.user_agent.clone()),
             enrolled: access.enrolled(&record),
+            key_profile: access.key_profile.clone(),
+            keys: self.users.keys_for(&record, &access),
             configuration: record
                 .configs
                 .iter()
@@ -479,6 +490,57 @@ impl AdminCore {
             Ok(Err(e)) => Err(Self::store_failure(e)),
             Err(_) => Err(failure(503, "the phone registry is not running")),
         }
+    }
+
+    /// The key profiles, by name.
+    pub fn key_profiles(&self) -> Vec<KeyProfile> {
+        self.users.profiles().values().cloned().collect()
+    }
+
+    /// Creates or replaces the profile `name` from a `{"keys":[...]}` body (400 naming the bad
+    /// key; nothing stored then).
+    pub async fn put_key_profile(&self, name: &str, body: &[u8]) -> Result<(), AdminFailure> {
+        let profile = KeyProfile::from_body(name, body).map_err(|e| failure(400, e.to_string()))?;
+        let users = Arc::clone(&self.users);
+        Self::off_worker(move || users.put_profile(profile))
+            .await?
+            .map_err(Self::store_failure)?;
+        log::info!("key profile {name:?} stored by an admin");
+        Ok(())
+    }
+
+    /// Deletes the profile `name` (404 when there is none).
+    pub async fn delete_key_profile(&self, name: &str) -> Result<(), AdminFailure> {
+        let (users, profile) = (Arc::clone(&self.users), name.to_string());
+        let existed = Self::off_worker(move || users.delete_profile(&profile))
+            .await?
+            .map_err(Self::store_failure)?;
+        if !existed {
+            return Err(failure(404, format!("no key profile {name:?}")));
+        }
+        log::info!("key profile {name:?} deleted by an admin");
+        Ok(())
+    }
+
+    /// Gives the phone the profile `name`, or takes its own away with `None` (400 for an
+    /// unknown profile, 404 for an unknown phone).
+    pub async fn set_key_profile(&self, mac: &Mac, name: Option<&str>) -> Result<(), AdminFailure> {
+        if let Some(name) = name
+            && !self.users.profiles().contains_key(name)
+        {
+            return Err(failure(400, format!("no key profile {name:?}")));
+        }
+        self.record(mac).await?;
+        let (phone, profile) = (*mac, name.map(str::to_string));
+        self.on_store(move |store| store.update_access(&phone, &mut |a| a.key_profile = profile.clone()))
+            .await?;
+        log::info!("phone {mac}: key profile set to {name:?} by an admin");
+        Ok(())
+    }
+
+    /// The directory's state: rows, last change, replication and its problem.
+    pub fn directory_status(&self) -> DirectoryStatus {
+        self.users.status()
     }
 
     /// Who the PBX is: `app.object`, or the pinned name.

@@ -292,6 +292,110 @@ async fn delete_phone(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::P
     }
 }
 
+/// `GET key-profiles` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyProfileList {
+    /// The profiles, by name; each `{"name":..., "keys":[KEY, ...]}`.
+    #[schema(value_type = Vec<Object>)]
+    pub profiles: Vec<innoprov::provisioning::keys::KeyProfile>,
+}
+
+/// The key profiles (function keys: blf, speed_dial, line, dnd).
+#[utoipa::path(get, path = "/key-profiles",
+    responses((status = 200, body = KeyProfileList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_key_profiles(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    HttpResponse::Ok().json(KeyProfileList {
+        profiles: state.core.key_profiles(),
+    })
+}
+
+/// Creates or replaces a key profile: body `{"keys":[KEY, ...]}`, KEY one of
+/// `{"type":"blf","target":"<SIP name>","label":"..."}`, `{"type":"speed_dial","number":"...",
+/// "label":"..."}`, `{"type":"line"}`, `{"type":"dnd"}`, in key order.
+#[utoipa::path(put, path = "/key-profiles/{name}", params(("name" = String, Path, description = "profile name")),
+    request_body(content = Object, description = "{\"keys\":[KEY, ...]}"),
+    responses((status = 200, description = "stored"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn put_key_profile(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    match state.core.put_key_profile(&name, &body).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
+/// Deletes a key profile (phones that had it fall back to their user's config template).
+#[utoipa::path(delete, path = "/key-profiles/{name}", params(("name" = String, Path, description = "profile name")),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_key_profile(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    match state.core.delete_key_profile(&name).await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(f) => f.into(),
+    }
+}
+
+/// Gives the phone a key profile (`{"profile":"name"}`) or takes its own away
+/// (`{"profile":null}`).
+#[utoipa::path(put, path = "/phones/{mac}/key-profile", params(("mac" = String, Path, description = "MAC")),
+    request_body(content = Object, description = "{\"profile\": name or null}"),
+    responses((status = 200, description = "set"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn set_key_profile(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    mac: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mac = match authorized_mac(&req, &state, &mac).await {
+        Ok(mac) => mac,
+        Err(refused) => return *refused,
+    };
+    // Exactly {"profile": name} or {"profile": null}: a typo must not take a profile away.
+    let profile = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(map)) if map.len() == 1 => match map.get("profile") {
+            Some(serde_json::Value::String(name)) => Some(name.clone()),
+            Some(serde_json::Value::Null) => None,
+            _ => return json_error(400, "body must be {\"profile\": name or null}"),
+        },
+        _ => return json_error(400, "body must be {\"profile\": name or null}"),
+    };
+    match state.core.set_key_profile(&mac, profile.as_deref()).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
+/// The PBX's user table as replicated: rows, listed entries, last change, replication state
+/// and its problem (e.g. the App object lacks TableUsers).
+#[utoipa::path(get, path = "/directory",
+    responses((status = 200, body = crate::store::user_directory::DirectoryStatus), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_directory(req: HttpRequest, state: web::Data<AdminHttp>) -> HttpResponse {
+    if let Some(refused) = refuse(&req, &state).await {
+        return refused;
+    }
+    HttpResponse::Ok().json(state.core.directory_status())
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")),
     security(("bearer" = [])))]
@@ -319,8 +423,10 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
-    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, get_pbx, reset_pbx_pin, openapi),
-    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, crate::edge::pbx_pin::PbxIdentity)),
+    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, get_pbx, reset_pbx_pin,
+        list_key_profiles, put_key_profile, delete_key_profile, set_key_profile, get_directory, openapi),
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, KeyProfileList,
+        crate::store::user_directory::DirectoryStatus, crate::edge::pbx_pin::PbxIdentity)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -365,6 +471,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, api_path: &str) {
                 .route("/phones/{mac}/resync", web::post().to(resync))
                 .route("/phones/{mac}/enrolment", web::post().to(reopen))
                 .route("/phones/{mac}/vendor", web::put().to(pin_vendor))
+                .route("/phones/{mac}/key-profile", web::put().to(set_key_profile))
+                .route("/key-profiles", web::get().to(list_key_profiles))
+                .route("/key-profiles/{name}", web::put().to(put_key_profile))
+                .route("/key-profiles/{name}", web::delete().to(delete_key_profile))
+                .route("/directory", web::get().to(get_directory))
                 .route("/pbx", web::get().to(get_pbx))
                 .route("/pbx/pin", web::delete().to(reset_pbx_pin))
                 .route("/openapi.json", web::get().to(openapi))

@@ -11,6 +11,8 @@
 //!   with the leases that give each phone one instance and the LISTEN connection that tells
 //!   an instance what the others wrote.
 //! - [`audit_log`]: the download audit, recorded at once and written in batches.
+//! - [`user_directory`]: the PBX's replicated user table and the key profiles, kept as
+//!   settings and shared in memory with the downloads and the admin doors.
 //! - `slow_store` (tests only, `simulators` feature): a fault that slows every store call.
 //! - [`LeaseHandle`]: this instance's leases (the core's [`Leases`] trait) and the lease
 //!   messages from the other instances, as the rooms above see them: no room above names a
@@ -21,6 +23,7 @@ pub mod persistence;
 pub mod postgres_store;
 #[cfg(feature = "simulators")]
 pub mod slow_store;
+pub mod user_directory;
 
 pub use postgres_store::StoreEvent;
 

@@ -1,0 +1,233 @@
+//! The PBX's user table and the key profiles, as the downloads, the admin doors and the PBX's
+//! session share them (interface.md "Directory and function keys").
+//!
+//! Both live in memory for the downloads (an `Arc` swapped on change: a phonebook render never
+//! waits for a writer) and in the store as settings (`pbx_users`, `key_profiles`), so a restart
+//! serves the last replicated table until the PBX's new replication ends, and every instance
+//! on one PostgreSQL reads the same profiles. Writes block on the store: callers run them off
+//! the actix workers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use innoprov::pbx_users::UserTable;
+use innoprov::provisioning::keys::{FunctionKey, KeyProfile};
+use innoprov::store::{Store, StoreError, decode_json, encode_json};
+use innoprov::{PhoneRecord, provisioning::PhoneAccess};
+use serde::Serialize;
+
+/// The settings key of the replicated user table.
+pub const USERS_SETTING: &str = "pbx_users";
+/// The settings key of the key profiles.
+pub const PROFILES_SETTING: &str = "key_profiles";
+
+/// What the admin page and REST show of the directory.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct DirectoryStatus {
+    /// Users in the table.
+    pub rows: usize,
+    /// Users the phonebook lists (not hidden, with something to dial).
+    pub listed: usize,
+    /// When (Unix seconds) the table last changed.
+    pub last_change: Option<u64>,
+    /// Whether the PBX's connection replicates it now.
+    pub replicating: bool,
+    /// Why there is no replication, or what went wrong last (e.g. the App object lacks
+    /// TableUsers).
+    pub problem: Option<String>,
+}
+
+/// The shared directory.
+pub struct UserDirectory {
+    /// Where both are kept.
+    store: Arc<dyn Store>,
+    /// The user table as last replicated.
+    table: RwLock<Arc<UserTable>>,
+    /// The key profiles by name.
+    profiles: RwLock<Arc<BTreeMap<String, KeyProfile>>>,
+    /// Counts changes of either: rendered files that carry keys or a phonebook are cached
+    /// under it.
+    version: AtomicU64,
+    /// The status the doors show.
+    status: Mutex<DirectoryStatus>,
+}
+
+fn read<T: Clone>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    Arc::clone(&lock.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn write<T>(lock: &RwLock<Arc<T>>, value: T) {
+    *lock.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+}
+
+impl UserDirectory {
+    /// The directory as stored (empty when never stored).
+    pub fn load(store: Arc<dyn Store>) -> Result<UserDirectory, StoreError> {
+        let table: UserTable = match store.get_setting(USERS_SETTING)? {
+            Some(bytes) => decode_json(USERS_SETTING.as_bytes(), &bytes)?,
+            None => UserTable::default(),
+        };
+        let profiles: Vec<KeyProfile> = match store.get_setting(PROFILES_SETTING)? {
+            Some(bytes) => decode_json(PROFILES_SETTING.as_bytes(), &bytes)?,
+            None => Vec::new(),
+        };
+        let status = DirectoryStatus {
+            rows: table.len(),
+            listed: table.phonebook().len(),
+            ..DirectoryStatus::default()
+        };
+        Ok(UserDirectory {
+            store,
+            table: RwLock::new(Arc::new(table)),
+            profiles: RwLock::new(Arc::new(
+                profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            )),
+            version: AtomicU64::new(1),
+            status: Mutex::new(status),
+        })
+    }
+
+    /// A number that changes whenever the table or a profile changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The user table.
+    pub fn table(&self) -> Arc<UserTable> {
+        read(&self.table)
+    }
+
+    /// The key profiles by name.
+    pub fn profiles(&self) -> Arc<BTreeMap<String, KeyProfile>> {
+        read(&self.profiles)
+    }
+
+    /// What the doors show.
+    pub fn status(&self) -> DirectoryStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Notes whether the PBX's connection replicates, and what went wrong.
+    pub fn set_replication(&self, replicating: bool, problem: Option<String>) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.replicating = replicating;
+        status.problem = problem;
+    }
+
+    /// Takes `table` as the current one and stores it (blocks on the store).
+    pub fn put_table(&self, table: UserTable) -> Result<(), StoreError> {
+        let bytes = encode_json(USERS_SETTING, &table)?;
+        self.store.put_setting(USERS_SETTING, Some(&bytes))?;
+        self.store.flush()?;
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.rows = table.len();
+            status.listed = table.phonebook().len();
+            status.last_change = Some(innoprov::clock::now_unix());
+        }
+        write(&self.table, table);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn store_profiles(&self, profiles: BTreeMap<String, KeyProfile>) -> Result<(), StoreError> {
+        let list: Vec<&KeyProfile> = profiles.values().collect();
+        let bytes = encode_json(PROFILES_SETTING, &list)?;
+        self.store.put_setting(PROFILES_SETTING, Some(&bytes))?;
+        self.store.flush()?;
+        write(&self.profiles, profiles);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Creates or replaces a profile, durably (blocks on the store).
+    pub fn put_profile(&self, profile: KeyProfile) -> Result<(), StoreError> {
+        let mut profiles = (*self.profiles()).clone();
+        profiles.insert(profile.name.clone(), profile);
+        self.store_profiles(profiles)
+    }
+
+    /// Deletes a profile; whether there was one (blocks on the store).
+    pub fn delete_profile(&self, name: &str) -> Result<bool, StoreError> {
+        let mut profiles = (*self.profiles()).clone();
+        if profiles.remove(name).is_none() {
+            return Ok(false);
+        }
+        self.store_profiles(profiles)?;
+        Ok(true)
+    }
+
+    /// The keys a phone gets: its own profile, else the profile named like its user's PBX
+    /// config template; none when neither exists.
+    pub fn keys_for(&self, record: &PhoneRecord, access: &PhoneAccess) -> Vec<FunctionKey> {
+        let profiles = self.profiles();
+        let own = access.key_profile.as_ref().and_then(|name| profiles.get(name));
+        let table = self.table();
+        let by_template = || {
+            let user = table.by_sip_name(&record.username)?;
+            profiles.get(&user.config)
+        };
+        own.or_else(by_template)
+            .map(|p| p.keys.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use innoprov::pbx_users::PbxUser;
+    use innoprov::store::MemoryStore;
+    use innoprov::store::conformance::sample_record;
+
+    fn profile(name: &str, target: &str) -> KeyProfile {
+        KeyProfile::new(
+            name,
+            vec![FunctionKey::Blf {
+                target: target.into(),
+                label: String::new(),
+            }],
+        )
+        .expect("profile")
+    }
+
+    #[test]
+    fn a_phone_gets_its_own_profile_else_its_users_template() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let directory = UserDirectory::load(Arc::clone(&store)).expect("load");
+        let record = sample_record("0015651a2b3c", 1);
+        let access = PhoneAccess::default();
+        assert!(directory.keys_for(&record, &access).is_empty());
+        directory.put_profile(profile("Sales", "alice")).expect("put");
+        directory.put_profile(profile("own", "bob")).expect("put");
+        let mut table = UserTable::default();
+        table
+            .put(PbxUser {
+                guid: "g".into(),
+                h323: record.username.clone(),
+                config: "Sales".into(),
+                ..PbxUser::default()
+            })
+            .expect("row");
+        let before = directory.version();
+        directory.put_table(table).expect("table");
+        assert!(directory.version() > before);
+        assert_eq!(
+            directory.keys_for(&record, &access),
+            profile("Sales", "alice").keys
+        );
+        let own = PhoneAccess {
+            key_profile: Some("own".into()),
+            ..PhoneAccess::default()
+        };
+        assert_eq!(directory.keys_for(&record, &own), profile("own", "bob").keys);
+        // Both survive a restart.
+        let again = UserDirectory::load(store).expect("reload");
+        assert_eq!(again.keys_for(&record, &access), profile("Sales", "alice").keys);
+        assert_eq!(again.status().rows, 1);
+        assert!(again.delete_profile("Sales").expect("delete"));
+        assert!(!again.delete_profile("Sales").expect("gone"));
+        assert!(again.keys_for(&record, &access).is_empty());
+    }
+}
