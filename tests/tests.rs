@@ -10,6 +10,7 @@ mod admin_page;
 mod appws_login;
 mod cli;
 mod devices;
+mod directory;
 mod downloads;
 mod handsets;
 mod hostile;

@@ -7,7 +7,7 @@
 //! name `h323`), sorted by name. Its [`version`](UserTable::version) changes with every change
 //! that shows in the phonebook, so a rendered phonebook is cached per version and format.
 
-// replication: next
+pub mod replication;
 
 use std::collections::BTreeMap;
 

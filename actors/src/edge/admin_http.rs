@@ -449,10 +449,15 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 once the store is open and a Devices URL is known, else 503.
+/// `GET /readyz`: 200 once the store is open and a Devices URL is known, else 503. A ready
+/// service names in `detail` what works without being needed (no user table: phones get no
+/// directory).
 async fn readyz(state: web::Data<AdminHttp>) -> HttpResponse {
     match state.core.not_ready().await {
-        None => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        None => match state.core.directory_status().problem {
+            Some(detail) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "detail": detail})),
+            None => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        },
         Some(reason) => json_error(503, &reason),
     }
 }

@@ -30,6 +30,7 @@ use crate::edge::login_guard::{LoginGuard, PendingSlot};
 use crate::edge::ws_reader::{LimitedMessages, LoggedIn};
 use crate::phones::directory::{DevicesUrlLearned, PbxSessionClosed, ServiceDirectory};
 use crate::phones::registry::{PhoneRegistry, Provision};
+use innoprov::pbx_users::replication::{ReplicationAction, UserReplication};
 
 /// Largest payload of one outbound frame: the SDK's websocket client refuses bigger frames.
 pub const MAX_OUTBOUND_FRAME: usize = 16 * 1024;
@@ -165,12 +166,43 @@ pub struct AppSession {
     pending: Option<PendingSlot>,
     /// Whether this admin session receives phone state changes.
     subscribed: bool,
+    /// This connection is the PBX's (its PbxInfo was taken): it subscribes and replicates once.
+    acting_as_pbx: bool,
+    /// The replication of the PBX's user table on this connection, when it offers it.
+    replication: Option<UserReplication>,
+    /// Wait before asking again after the PBX refused a replication.
+    replication_retry: Duration,
     /// Tells the reader the pre-login limits are over.
     logged_in: LoggedIn,
 }
 
 /// Numbers connections for logs.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Whether the App object without TableUsers was logged (once per process).
+static NO_TABLE_USERS_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// First wait before asking again after the PBX refused a replication (doubling to 5 min).
+const REPLICATION_RETRY: Duration = Duration::from_secs(5);
+
+/// What a PBX's PbxInfo offers that this service uses.
+#[derive(Debug, Clone, Copy)]
+struct PbxApis {
+    /// `Services`: where Devices is.
+    services: bool,
+    /// `PbxTableUsers` (the App object's TableUsers): the user table.
+    users: bool,
+}
+
+impl PbxApis {
+    fn of(info: &PbxInfo) -> PbxApis {
+        let has = |name: &str| info.apis.iter().any(|api| api == name);
+        PbxApis {
+            services: has("Services"),
+            users: has(innoprov::pbx_users::replication::API),
+        }
+    }
+}
 
 impl AppSession {
     /// Starts the actor for an upgraded connection, reading `stream` on this thread.
@@ -202,6 +234,9 @@ impl AppSession {
                 ip,
                 pending: Some(slot),
                 subscribed: false,
+                acting_as_pbx: false,
+                replication: None,
+                replication_retry: REPLICATION_RETRY,
                 logged_in,
             }
         })
@@ -268,6 +303,9 @@ impl AppSession {
     }
 
     fn dispatch(&mut self, ctx: &mut Context<Self>, msg: Inbound) {
+        if msg.api.as_deref() == Some(innoprov::pbx_users::replication::API) {
+            return self.on_user_table(ctx, &msg);
+        }
         match AppMessage::decode(&msg) {
             AppMessage::KeepAlive | AppMessage::SubscribeServicesResult => {}
             AppMessage::AppChallenge => self.on_challenge(ctx),
@@ -414,29 +452,30 @@ impl AppSession {
             info.domain,
             info.apis
         );
-        if !info.apis.iter().any(|api| api == "Services") || self.pbx {
+        let apis = PbxApis::of(info);
+        if !(apis.services || apis.users) || self.acting_as_pbx {
             return;
         }
         // A password login holds the App object's password itself: it is not pinned. An App
         // object login is the PBX only under the configured or pinned name.
         if *role == LoginRole::Password {
-            return self.subscribe_services(ctx);
+            return self.act_as_pbx(ctx, apis);
         }
         match self.shared.pbx.verdict(who) {
-            PbxVerdict::Known => self.subscribe_services(ctx),
+            PbxVerdict::Known => self.act_as_pbx(ctx, apis),
             PbxVerdict::Refused { pbx } => self.refuse_as_pbx(who, &pbx),
             PbxVerdict::PinNow => {
                 // The pin is durable before anything is subscribed on it; the store call
                 // runs off the worker, and nothing else of this session waits meanwhile.
                 let (pin, sip) = (Arc::clone(&self.shared.pbx), who.clone());
                 let pinning = actix_web::rt::task::spawn_blocking(move || pin.pin(&sip));
-                ctx.wait(pinning.into_actor(self).map(|outcome, act, ctx| {
+                ctx.wait(pinning.into_actor(self).map(move |outcome, act, ctx| {
                     let Some(Login { who, .. }) = act.login.logged_in() else {
                         return;
                     };
                     let who = who.clone();
                     match outcome {
-                        Ok(Ok(PbxVerdict::Known)) => act.subscribe_services(ctx),
+                        Ok(Ok(PbxVerdict::Known)) => act.act_as_pbx(ctx, apis),
                         Ok(Ok(PbxVerdict::Refused { pbx })) => act.refuse_as_pbx(&who, &pbx),
                         Ok(Ok(PbxVerdict::PinNow)) => {}
                         Ok(Err(e)) => log::error!(
@@ -455,11 +494,89 @@ impl AppSession {
         }
     }
 
-    fn subscribe_services(&mut self, ctx: &mut Context<Self>) {
-        if !self.pbx {
+    /// This connection is the PBX's: subscribe to its Services and replicate its users, as far
+    /// as its PbxInfo offers them.
+    fn act_as_pbx(&mut self, ctx: &mut Context<Self>, apis: PbxApis) {
+        if self.acting_as_pbx {
+            return;
+        }
+        self.acting_as_pbx = true;
+        if apis.services {
             self.pbx = true;
             self.send(ctx, message::subscribe_services(SERVICES_SRC));
         }
+        if apis.users {
+            let table = (*self.shared.admin.users.table()).clone();
+            self.replication = Some(UserReplication::new(table));
+            self.start_replication(ctx);
+        } else {
+            let problem = "the PBX's App object does not offer PbxTableUsers (tick TableUsers in its \
+                           App object): phones get no directory and no key profile by config template";
+            if !NO_TABLE_USERS_LOGGED.swap(true, Ordering::Relaxed) {
+                log::warn!("{problem}");
+            }
+            self.shared
+                .admin
+                .users
+                .set_replication(false, Some(problem.into()));
+        }
+    }
+
+    fn start_replication(&mut self, ctx: &mut Context<Self>) {
+        if let Some(replication) = self.replication.as_mut() {
+            let start = replication.start();
+            self.shared.admin.users.set_replication(true, None);
+            log::info!("session {} ({}): replicating the PBX's users", self.id, self.peer);
+            self.send(ctx, start);
+        }
+    }
+
+    /// A PbxTableUsers message: only the PBX's own connection that asked for the table feeds
+    /// it; anyone else's is ignored.
+    fn on_user_table(&mut self, ctx: &mut Context<Self>, msg: &Inbound) {
+        let Some(replication) = self.replication.as_mut() else {
+            log::debug!(
+                "session {} ({}): ignoring {} of PbxTableUsers",
+                self.id,
+                self.peer,
+                msg.mt
+            );
+            return;
+        };
+        let actions = replication.on_message(msg);
+        for action in actions {
+            match action {
+                ReplicationAction::Send(out) => self.send(ctx, out),
+                ReplicationAction::Changed => self.publish_users(),
+                ReplicationAction::Problem(problem) => {
+                    log::warn!("session {} ({}): user table: {problem}", self.id, self.peer);
+                    self.shared.admin.users.set_replication(true, Some(problem));
+                }
+                ReplicationAction::RetryLater => {
+                    let delay = self.replication_retry;
+                    self.replication_retry = (delay * 2).min(Duration::from_secs(300));
+                    ctx.run_later(delay, Self::start_replication);
+                }
+            }
+        }
+    }
+
+    /// The replicated table reaches the downloads at once and the store off the workers.
+    fn publish_users(&mut self) {
+        let Some(replication) = &self.replication else {
+            return;
+        };
+        self.replication_retry = REPLICATION_RETRY;
+        let users = Arc::clone(&self.shared.admin.users);
+        users.publish(replication.table().clone());
+        if replication.live() {
+            crate::ops::metrics::metrics().user_table_changes.inc();
+        }
+        actix_web::rt::task::spawn_blocking(move || {
+            if let Err(e) = users.save() {
+                log::error!("the PBX's user table is not stored: {e}");
+            }
+        });
     }
 
     fn refuse_as_pbx(&self, who: &str, pbx: &str) {
@@ -674,6 +791,10 @@ impl Actor for AppSession {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if self.pbx {
             self.shared.directory.do_send(PbxSessionClosed(self.id));
+        }
+        if self.replication.is_some() {
+            // The table stays as replicated; the next PBX connection copies it afresh.
+            self.shared.admin.users.set_replication(false, None);
         }
         log::debug!("session {} ({}): ended", self.id, self.peer);
     }

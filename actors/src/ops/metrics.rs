@@ -37,6 +37,8 @@ pub struct Metrics {
     pub link_reconnects: Counter,
     /// Seconds one store flush (group commit) took.
     pub store_flush: Histogram,
+    /// Live changes of the PBX's user table taken (ReplicateAdd, Update, Del that changed it).
+    pub user_table_changes: Counter,
 }
 
 fn build() -> Metrics {
@@ -89,6 +91,10 @@ fn build() -> Metrics {
         "login_slots_evicted",
         "Connections not yet logged in closed to give their slot to another address",
     );
+    let user_table_changes = counter(
+        "user_table_changes",
+        "Live changes of the PBX's user table taken (ReplicateAdd, Update, Del that changed it)",
+    );
     let store_flush = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]);
     registry.register(
         "store_flush_seconds",
@@ -107,6 +113,7 @@ fn build() -> Metrics {
         login_slots_evicted,
         link_reconnects,
         store_flush,
+        user_table_changes,
     }
 }
 

@@ -45,6 +45,7 @@ impl PbxSim {
         Ok(PbxConnection {
             client,
             services_src: None,
+            users_src: Value::Null,
         })
     }
 }
@@ -55,6 +56,8 @@ pub struct PbxConnection {
     pub client: AppWsClient,
     /// The `src` of the app's SubscribeServices, echoed on every ServicesInfo.
     pub services_src: Option<String>,
+    /// The `src` of the app's last ReplicateNext, carried by the live user changes.
+    pub users_src: Value,
 }
 
 impl PbxConnection {
@@ -113,6 +116,97 @@ impl PbxConnection {
             ))
             .await
     }
+}
+
+/// The PBX's side of PbxTableUsers (docs/pbx-table-users.md §6, written from the SDK's
+/// PbxTableUsers and Replication pages and captured PBX traffic, not from innoprov's client):
+/// it answers one replication from `rows` (each a JSON object of column values with a `guid`).
+impl PbxConnection {
+    /// Waits for the app's `ReplicateStart`, checks it, answers `ReplicateStartResult` (the
+    /// requested columns it knows, `src` echoed), then every `ReplicateNext` with the next row
+    /// (only the requested columns; empty strings left out, bools always sent, as the
+    /// captures show), and after the last row a `ReplicateNextResult` without `columns`.
+    /// Returns the `ReplicateStart`. Messages of other APIs meanwhile are skipped.
+    pub async fn serve_user_table(&mut self, rows: &[Value]) -> Result<Value, ClientError> {
+        let start = self.recv_users("ReplicateStart").await?;
+        if start["add"] != true || start["del"] != true {
+            return Err(ClientError::Protocol(format!(
+                "ReplicateStart without add/del true: {start}"
+            )));
+        }
+        let requested: Vec<String> = start["columns"]
+            .as_object()
+            .ok_or_else(|| ClientError::Protocol(format!("ReplicateStart columns not an object: {start}")))?
+            .keys()
+            .cloned()
+            .collect();
+        if requested.iter().any(|c| c == "pwd") {
+            return Err(ClientError::Protocol(
+                "the app asked for the users' passwords".into(),
+            ));
+        }
+        let known = [
+            "guid", "h323", "cn", "dn", "e164", "hide", "config", "node", "loc", "pseudo",
+        ];
+        let offered: serde_json::Map<String, Value> = requested
+            .iter()
+            .filter(|c| known.contains(&c.as_str()))
+            .map(|c| (c.clone(), serde_json::json!({})))
+            .collect();
+        let src = start["src"].clone();
+        let answer = serde_json::json!({"api":"PbxTableUsers","mt":"ReplicateStartResult","src":src,"columns":offered});
+        self.client.send_raw(&answer.to_string()).await?;
+        for row in rows {
+            let next = self.recv_users("ReplicateNext").await?;
+            let mut message = serde_json::json!({"api":"PbxTableUsers","mt":"ReplicateNextResult","src":next["src"].clone()});
+            message["columns"] = Value::Object(requested_columns(row, &requested));
+            self.client.send_raw(&message.to_string()).await?;
+            self.users_src = next["src"].clone();
+        }
+        let next = self.recv_users("ReplicateNext").await?;
+        let end =
+            serde_json::json!({"api":"PbxTableUsers","mt":"ReplicateNextResult","src":next["src"].clone()});
+        self.users_src = next["src"].clone();
+        self.client.send_raw(&end.to_string()).await?;
+        Ok(start)
+    }
+
+    /// Sends a live change (`ReplicateAdd`, `ReplicateUpdate` with the whole row, or
+    /// `ReplicateDel`) with the `src` of the last ReplicateNext, as a PBX does; no ack is awaited.
+    pub async fn push_user_change(&mut self, mt: &str, row: &Value) -> Result<(), ClientError> {
+        let message =
+            serde_json::json!({"api":"PbxTableUsers","mt":mt,"src":self.users_src.clone(),"columns":row});
+        self.client.send_raw(&message.to_string()).await
+    }
+
+    async fn recv_users(&mut self, mt: &str) -> Result<Value, ClientError> {
+        loop {
+            let msg = self.client.recv_json().await?;
+            if msg["mt"] == mt {
+                if msg["api"] != "PbxTableUsers" {
+                    return Err(ClientError::Protocol(format!(
+                        "{mt} without api PbxTableUsers: {msg}"
+                    )));
+                }
+                return Ok(msg);
+            }
+        }
+    }
+}
+
+/// The columns of `row` the app asked for, leaving out empty strings (a PBX sends no empty
+/// column; bools are always sent).
+fn requested_columns(row: &Value, requested: &[String]) -> serde_json::Map<String, Value> {
+    row.as_object()
+        .map(|row| {
+            row.iter()
+                .filter(|(column, value)| {
+                    requested.contains(column) && value.as_str().is_none_or(|text| !text.is_empty())
+                })
+                .map(|(column, value)| (column.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A ServicesInfo `services` array text naming a Devices instance at `devices_url` (http(s)).

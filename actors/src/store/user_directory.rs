@@ -51,6 +51,11 @@ pub struct UserDirectory {
     version: AtomicU64,
     /// The status the doors show.
     status: Mutex<DirectoryStatus>,
+    /// The published table is newer than the stored one.
+    unsaved: std::sync::atomic::AtomicBool,
+    /// Held while the table is written: writes of a burst of changes queue here, and all but
+    /// one find nothing left to write.
+    saving: Mutex<()>,
 }
 
 fn read<T: Clone>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -85,6 +90,8 @@ impl UserDirectory {
             )),
             version: AtomicU64::new(1),
             status: Mutex::new(status),
+            unsaved: std::sync::atomic::AtomicBool::new(false),
+            saving: Mutex::new(()),
         })
     }
 
@@ -115,11 +122,11 @@ impl UserDirectory {
         status.problem = problem;
     }
 
-    /// Takes `table` as the current one and stores it (blocks on the store).
-    pub fn put_table(&self, table: UserTable) -> Result<(), StoreError> {
-        let bytes = encode_json(USERS_SETTING, &table)?;
-        self.store.put_setting(USERS_SETTING, Some(&bytes))?;
-        self.store.flush()?;
+    /// Takes `table` as the current one at once (downloads see it from now on); [`save`]
+    /// stores it.
+    ///
+    /// [`save`]: UserDirectory::save
+    pub fn publish(&self, table: UserTable) {
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.rows = table.len();
@@ -128,7 +135,31 @@ impl UserDirectory {
         }
         write(&self.table, table);
         self.version.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        self.unsaved.store(true, Ordering::Release);
+    }
+
+    /// Stores the published table if it is newer than the stored one (blocks on the store; a
+    /// burst of changes costs one write per writer that finds something left).
+    pub fn save(&self) -> Result<(), StoreError> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.unsaved.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let table = self.table();
+        let written = encode_json(USERS_SETTING, &*table).and_then(|bytes| {
+            self.store.put_setting(USERS_SETTING, Some(&bytes))?;
+            self.store.flush()
+        });
+        if written.is_err() {
+            self.unsaved.store(true, Ordering::Release);
+        }
+        written
+    }
+
+    /// Publishes and stores `table` (blocks on the store).
+    pub fn put_table(&self, table: UserTable) -> Result<(), StoreError> {
+        self.publish(table);
+        self.save()
     }
 
     fn store_profiles(&self, profiles: BTreeMap<String, KeyProfile>) -> Result<(), StoreError> {
