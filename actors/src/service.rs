@@ -380,6 +380,7 @@ impl RunningService {
             trust_anchors,
             audit: Arc::clone(&phones.audit),
             trusted_proxies: TrustedProxies(config.http.trusted_proxies.clone()),
+            users: Arc::clone(&users),
         };
         let states = http_states(config, &admin_core, shared, parts);
         let (server, https_addr) = http_server(config, states, listener, tls)?;
@@ -757,6 +758,8 @@ struct ProvParts {
     audit: Arc<AuditLog>,
     /// Which proxies' forwarded addresses count.
     trusted_proxies: TrustedProxies,
+    /// The PBX's users (the phonebook) and the key profiles.
+    users: Arc<UserDirectory>,
 }
 
 /// The phone download doors' state.
@@ -791,6 +794,8 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         trusted_proxies: parts.trusted_proxies,
         enrol_from: prov.enrol_from.clone(),
         vendor_names,
+        users: parts.users,
+        phonebooks: Default::default(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::keys::FunctionKey;
+
 use crate::devices::{ConfigItem, DeviceConfig, secret_purpose};
 use crate::mac::Mac;
 use crate::phone::PhoneRecord;
@@ -40,6 +42,65 @@ pub struct PhoneContext {
     pub time: Time,
     /// Where and how the phone fetches again.
     pub prov: Prov,
+    /// The PBX's phonebook as innoprov serves it to this phone.
+    pub phonebook: Phonebook,
+    /// The function keys, in key order (interface.md "Directory and function keys").
+    pub keys: Vec<KeyView>,
+}
+
+/// Where the phone finds its remote phonebook (served with its provisioning credentials).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phonebook {
+    /// The phonebook's URL: `<prov url>phonebook/<mac>/phonebook.xml`.
+    pub url: String,
+    /// The directory it is in, without scheme or trailing `/` (Grandstream's P331, to which the
+    /// phone adds `phonebook.xml`).
+    pub server_path: String,
+    /// The name the phone shows for it.
+    pub name: String,
+    /// Minutes between refreshes: the periodic re-check's.
+    pub refresh_minutes: u32,
+}
+
+/// One function key as the templates write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    /// Its position, from 1 (key 1 is the first programmable key).
+    pub n: usize,
+    /// `blf`, `speed_dial`, `line` or `dnd`.
+    pub kind: &'static str,
+    /// The BLF target's SIP name or the number dialled; empty for line and DND.
+    pub value: String,
+    /// What the key shows.
+    pub label: String,
+}
+
+impl KeyView {
+    /// The views of `keys`, in order.
+    pub fn list(keys: &[FunctionKey]) -> Vec<KeyView> {
+        keys.iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let (kind, value) = match key {
+                    FunctionKey::Blf { target, .. } => ("blf", target.clone()),
+                    FunctionKey::SpeedDial { number, .. } => ("speed_dial", number.clone()),
+                    FunctionKey::Line => ("line", String::new()),
+                    FunctionKey::Dnd => ("dnd", String::new()),
+                };
+                KeyView {
+                    n: index + 1,
+                    kind,
+                    value,
+                    label: key.label().to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The file name of a phone's phonebook under the provisioning URL.
+pub fn phonebook_file(mac: &Mac) -> String {
+    format!("phonebook/{mac}/phonebook.xml")
 }
 
 /// The SIP account.
@@ -319,6 +380,8 @@ impl PhoneContext {
                 sip_port: 5060,
                 ..Prov::default()
             },
+            phonebook: Phonebook::default(),
+            keys: Vec::new(),
         }
     }
 
@@ -343,6 +406,12 @@ impl PhoneContext {
             ctx.apply_devices_item(item, &mac, sealer)?;
         }
         ctx.prov.set_credentials(record, sealer)?;
+        ctx.phonebook = Phonebook {
+            url: format!("{prov_url}{}", phonebook_file(&mac)),
+            server_path: format!("{}phonebook/{mac}", ctx.prov.url_without_scheme),
+            name: "PBX".into(),
+            refresh_minutes: recheck_minutes.max(60),
+        };
         Ok(ctx)
     }
 

@@ -72,6 +72,12 @@ pub enum Route {
         /// The MAC the name carries.
         mac: Option<Mac>,
     },
+    /// A phone's remote phonebook (`phonebook/<mac>/phonebook.xml`, Poly's `<mac>-directory.xml`):
+    /// read the phone, then [`DownloadRequest::authorize_phonebook`].
+    Phonebook {
+        /// The phone the name names.
+        mac: Mac,
+    },
     /// A phone's own file: read the phone, then [`DownloadRequest::choose_vendor`].
     Phone {
         /// The phone the name names.
@@ -211,6 +217,9 @@ impl DownloadRequest<'_> {
         if self.over_miss_limit && !self.has_authorization {
             return Route::Refuse(Refusal::TooMany);
         }
+        if let Some(mac) = phonebook_mac(self.file) {
+            return Route::Phonebook { mac };
+        }
         let candidates = vendors.candidates(self.file);
         let Some(first) = candidates.first() else {
             return Route::Refuse(self.probe_or_miss(vendors));
@@ -315,6 +324,25 @@ impl DownloadRequest<'_> {
         }
     }
 
+    /// Whether a phone's phonebook is served: only with the phone's own credentials, never
+    /// inside the enrolment window without them (interface.md).
+    pub fn authorize_phonebook(&self, credentials: Credentials) -> Authorization {
+        match credentials {
+            Credentials::Valid => Authorization::Serve { enrolling: false },
+            _ if self.over_miss_limit => Authorization::TooMany,
+            Credentials::Absent => Authorization::Challenge {
+                outcome: "credentials required",
+                counts_miss: false,
+                reason: "credentials required for the phonebook",
+            },
+            Credentials::Invalid => Authorization::Challenge {
+                outcome: "bad credentials",
+                counts_miss: false,
+                reason: "credentials required for the phonebook",
+            },
+        }
+    }
+
     /// What a serve must record in the phone's download state first.
     pub fn access_write(
         &self,
@@ -342,6 +370,20 @@ impl DownloadRequest<'_> {
             AccessWrite::Nothing
         }
     }
+}
+
+/// The phone whose phonebook `file` names: `phonebook/<mac>/phonebook.xml`, or Poly's
+/// contact directory `<mac>-directory.xml` (MAC in lower case, as the files name it).
+pub fn phonebook_mac(file: &str) -> Option<Mac> {
+    let mac = file
+        .strip_prefix("phonebook/")
+        .and_then(|rest| rest.strip_suffix("/phonebook.xml"))
+        .or_else(|| file.strip_suffix("-directory.xml"))?;
+    let plain = mac.len() == 12
+        && mac
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    plain.then(|| mac.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -381,6 +423,58 @@ mod tests {
             Route::Phone { mac, candidates, .. } => (mac, candidates),
             other => panic!("not a phone's file: {other:?}"),
         }
+    }
+
+    #[test]
+    fn phonebooks_are_routed_by_mac_and_need_the_phones_credentials() {
+        let all = vendors();
+        let mac: Mac = YEALINK_MAC.parse().expect("mac");
+        for file in [
+            format!("phonebook/{YEALINK_MAC}/phonebook.xml"),
+            format!("{YEALINK_MAC}-directory.xml"),
+        ] {
+            assert_eq!(
+                request(&file).route(&all, false),
+                Route::Phonebook { mac },
+                "{file}"
+            );
+        }
+        for file in [
+            "phonebook/805EC0123456/phonebook.xml",
+            "phonebook/805ec0123456/../phonebook.xml",
+            "phonebook//phonebook.xml",
+            "000000000000-directory.xmlx",
+        ] {
+            assert!(
+                !matches!(request(file).route(&all, false), Route::Phonebook { .. }),
+                "{file}"
+            );
+        }
+        let req = request("phonebook/805ec0123456/phonebook.xml");
+        assert_eq!(
+            req.authorize_phonebook(Credentials::Valid),
+            Authorization::Serve { enrolling: false }
+        );
+        assert!(matches!(
+            req.authorize_phonebook(Credentials::Absent),
+            Authorization::Challenge { .. }
+        ));
+        assert!(matches!(
+            req.authorize_phonebook(Credentials::Invalid),
+            Authorization::Challenge {
+                outcome: "bad credentials",
+                ..
+            }
+        ));
+        let over = DownloadRequest {
+            over_miss_limit: true,
+            has_authorization: true,
+            ..req
+        };
+        assert_eq!(
+            over.authorize_phonebook(Credentials::Invalid),
+            Authorization::TooMany
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod context;
 pub mod download;
 pub mod keys;
+pub mod phonebook;
 pub mod render;
 pub mod safety;
 pub mod timezone;

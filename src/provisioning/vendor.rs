@@ -57,6 +57,10 @@ pub struct VendorDescriptor {
     pub resync_event: String,
     /// Keys of the file that carry the provisioning credentials.
     pub credential_keys: Vec<String>,
+    /// The remote phonebook's format, when the vendor's phones take one (not the Gigaset
+    /// Nx70 bases: LDAP only).
+    #[serde(default)]
+    pub phonebook: Option<super::phonebook::PhonebookFormat>,
     /// Key of the file that sets the periodic re-check.
     pub recheck_key: String,
 }
@@ -144,6 +148,9 @@ struct VendorPatch {
     common_template: Option<String>,
     /// Replaces the file format.
     format: Option<FileFormat>,
+    /// Sets the phonebook format.
+    #[serde(default)]
+    phonebook: Option<super::phonebook::PhonebookFormat>,
     /// Replaces the SIP NOTIFY event that makes the phone fetch again.
     resync_event: Option<String>,
     /// Replaces the keys that carry the provisioning credentials.
@@ -207,6 +214,9 @@ impl Vendors {
                     if let Some(format) = patch.format {
                         v.format = format;
                     }
+                    if let Some(phonebook) = patch.phonebook {
+                        v.phonebook = Some(phonebook);
+                    }
                     if let Some(keys) = patch.credential_keys {
                         v.credential_keys = keys;
                     }
@@ -230,6 +240,7 @@ impl Vendors {
                         template: patch.template.ok_or_else(|| missing("template"))?,
                         common_template: patch.common_template.unwrap_or_default(),
                         format: patch.format.ok_or_else(|| missing("format"))?,
+                        phonebook: patch.phonebook,
                         resync_event: patch.resync_event.unwrap_or_else(|| "check-sync".into()),
                         credential_keys: patch.credential_keys.unwrap_or_default(),
                         recheck_key: patch.recheck_key.unwrap_or_default(),

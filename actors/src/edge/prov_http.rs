@@ -31,6 +31,10 @@ use innoprov::{Mac, PhoneRecord, Sealer, Store};
 use crate::edge::forwarded;
 use crate::ops::limits::MinuteCounts;
 use crate::store::audit_log::AuditLog;
+use crate::store::user_directory::UserDirectory;
+use innoprov::provisioning::PhoneAccess;
+use innoprov::provisioning::context::KeyView;
+use innoprov::provisioning::phonebook::PhonebookFormat;
 
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
@@ -86,6 +90,11 @@ pub struct ProvState {
     /// The vendors' names as fixed strings, by vendor index (metric labels without an
     /// allocation per download).
     pub vendor_names: Vec<&'static str>,
+    /// The PBX's users (the phonebook) and the key profiles (the phones' keys).
+    pub users: Arc<UserDirectory>,
+    /// The phonebook rendered per format, with the directory version it was rendered at: one
+    /// render per table change and format, however many phones fetch it.
+    pub phonebooks: Mutex<HashMap<PhonebookFormat, (u64, Rendered)>>,
 }
 
 /// A phone as last read from the store, with what is derived from it.
@@ -205,6 +214,50 @@ impl ProvState {
         Ok(Some((view, access)))
     }
 
+    /// The vendor whose phonebook a phone gets, and its format: the vendor an admin pinned,
+    /// else one owning the MAC's OUI that takes a phonebook (the one the User-Agent names
+    /// first).
+    fn phonebook_vendor(
+        &self,
+        mac: &Mac,
+        access: &PhoneAccess,
+        user_agent: &str,
+    ) -> Option<(usize, PhonebookFormat)> {
+        let all = self.vendors.all();
+        let with_format = |(index, v): (usize, &innoprov::provisioning::VendorDescriptor)| {
+            v.phonebook.map(|format| (index, format))
+        };
+        if let Some(pinned) = access.pinned_vendor.as_deref() {
+            return all
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.name == pinned)
+                .and_then(with_format);
+        }
+        let owners = || all.iter().enumerate().filter(|(_, v)| v.owns_oui(mac));
+        owners()
+            .filter(|(_, v)| v.named_in(user_agent))
+            .find_map(with_format)
+            .or_else(|| owners().find_map(with_format))
+    }
+
+    /// The phonebook in `format` for the current user table: rendered once per table change.
+    fn phonebook(&self, format: PhonebookFormat) -> Rendered {
+        let version = self.users.version();
+        if let Some((at, rendered)) = lock(&self.phonebooks).get(&format)
+            && *at == version
+        {
+            return rendered.clone();
+        }
+        let text = innoprov::provisioning::phonebook::render(format, &self.users.table().phonebook());
+        let rendered = Rendered {
+            etag: etag_of(text.as_bytes()),
+            body: Bytes::from(text),
+        };
+        lock(&self.phonebooks).insert(format, (version, rendered.clone()));
+        rendered
+    }
+
     /// The answer to a refused request: a miss is counted (404, or 429 over the limit), a
     /// vendor's boot probe is not.
     fn refuse(&self, facts: &DownloadRequest<'_>, refusal: Refusal) -> HttpResponse {
@@ -277,17 +330,21 @@ impl ProvState {
     fn render(
         &self,
         req: &HttpRequest,
-        view: &PhoneView,
+        phone: (&PhoneView, &PhoneAccess),
         file: &str,
         vendor_index: usize,
         model: Option<&str>,
     ) -> Option<Rendered> {
+        let (view, access) = phone;
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         vendor_index.hash(&mut hasher);
         model.hash(&mut hasher);
         file.hash(&mut hasher);
         req.app_config().secure().hash(&mut hasher);
+        // The keys and the phonebook's place change with the profiles and the user table.
+        self.users.version().hash(&mut hasher);
+        access.key_profile.hash(&mut hasher);
         req.headers()
             .get(header::HOST)
             .map(|h| h.as_bytes())
@@ -328,6 +385,7 @@ impl ProvState {
         };
         ctx.file = file.to_string();
         ctx.prov.sip_port = self.sip_port;
+        ctx.keys = KeyView::list(&self.users.keys_for(record, access));
         ctx.prov.trust_anchors = self.trust_anchors.clone();
         let text = match self.renderer.render_phone(vendor, &ctx) {
             Ok(text) => text,
@@ -462,31 +520,30 @@ async fn serve(
             model.as_deref(),
             mac,
         ),
+        Route::Phonebook { mac } => {
+            let (view, access) = match find_phone(state, &facts, mac).await {
+                Ok(found) => found,
+                Err(refused) => return *refused,
+            };
+            let phone = PhoneRequest {
+                req,
+                facts,
+                peer,
+                mac,
+                model: None,
+                view: &view,
+                access: &access,
+            };
+            serve_phonebook(state, phone).await
+        }
         Route::Phone {
             mac,
             model,
             candidates,
         } => {
-            let found = match state.cached(&mac) {
-                Some(found) => Ok(Some(found)),
-                // A store read leaves the actix worker: it carries every websocket session too.
-                None => {
-                    let state = web::Data::clone(state);
-                    web::block(move || state.current(&mac))
-                        .await
-                        .unwrap_or_else(|e| Err(innoprov::StoreError::Backend(e.to_string())))
-                }
-            };
-            let (view, access) = match found {
-                Ok(Some(found)) => found,
-                Ok(None) => {
-                    log::debug!("download of {file} from {}: no phone {mac}", facts.client);
-                    return state.refuse(&facts, facts.probe_or_miss(&state.vendors));
-                }
-                Err(e) => {
-                    log::error!("phone {mac}: download of {file}: {e}");
-                    return denied(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-                }
+            let (view, access) = match find_phone(state, &facts, mac).await {
+                Ok(found) => found,
+                Err(refused) => return *refused,
             };
             let phone = PhoneRequest {
                 req,
@@ -500,6 +557,76 @@ async fn serve(
             serve_phone(state, phone, &candidates).await
         }
     }
+}
+
+/// The phone `mac` as stored, from the cache or read off the actix workers (they carry every
+/// websocket session too); a refusal when there is none or the store fails.
+async fn find_phone(
+    state: &web::Data<ProvState>,
+    facts: &DownloadRequest<'_>,
+    mac: Mac,
+) -> Result<(Arc<PhoneView>, PhoneAccess), Box<HttpResponse>> {
+    let found = match state.cached(&mac) {
+        Some(found) => Ok(Some(found)),
+        None => {
+            let state = web::Data::clone(state);
+            web::block(move || state.current(&mac))
+                .await
+                .unwrap_or_else(|e| Err(innoprov::StoreError::Backend(e.to_string())))
+        }
+    };
+    match found {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => {
+            log::debug!("download of {} from {}: no phone {mac}", facts.file, facts.client);
+            Err(Box::new(state.refuse(facts, facts.probe_or_miss(&state.vendors))))
+        }
+        Err(e) => {
+            log::error!("phone {mac}: download of {}: {e}", facts.file);
+            Err(Box::new(denied(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            )))
+        }
+    }
+}
+
+/// A phone's remote phonebook: the PBX's users in its vendor's format, only with the phone's
+/// own credentials; rendered once per table change and format.
+async fn serve_phonebook(state: &web::Data<ProvState>, phone: PhoneRequest<'_>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let (facts, mac) = (&phone.facts, phone.mac);
+    let Some((vendor_index, format)) = state.phonebook_vendor(&mac, phone.access, facts.user_agent) else {
+        log::info!(
+            "phone {mac}: {} from {}: its vendor takes no phonebook; denied",
+            facts.file,
+            facts.client
+        );
+        return state.refuse(facts, facts.probe_or_miss(&state.vendors));
+    };
+    let now = now_unix();
+    match facts.authorize_phonebook(phone.credentials(state, now)) {
+        Authorization::Serve { .. } => {}
+        Authorization::TooMany => return denied(StatusCode::TOO_MANY_REQUESTS),
+        Authorization::Challenge { outcome, reason, .. } => {
+            phone.log_challenge(now, reason, false);
+            phone.audit(state, vendor_index, now, 401, outcome);
+            return challenge_response(state, now, facts.client);
+        }
+    }
+    let rendered = state.phonebook(format);
+    if not_modified(phone.req, &rendered.etag) {
+        phone.audit(state, vendor_index, now, 304, "not modified");
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, rendered.etag))
+            .finish();
+    }
+    log::debug!("phone {mac}: phonebook served to {}", facts.client);
+    phone.audit(state, vendor_index, now, 200, "served");
+    HttpResponse::Ok()
+        .content_type("application/xml; charset=utf-8")
+        .insert_header((header::ETAG, rendered.etag))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(rendered.body)
 }
 
 /// A request for a phone's own file, with the phone as read.
@@ -643,7 +770,13 @@ async fn serve_phone(
             return challenge_response(state, now, facts.client);
         }
     };
-    let Some(rendered) = state.render(phone.req, phone.view, facts.file, vendor_index, phone.model) else {
+    let Some(rendered) = state.render(
+        phone.req,
+        (phone.view, phone.access),
+        facts.file,
+        vendor_index,
+        phone.model,
+    ) else {
         phone.audit(state, vendor_index, now, 500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
