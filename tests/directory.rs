@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use innoprov_actors::sim::handset::{Handset, HttpClient, Url};
 use innoprov_actors::sim::pbx::{PbxConnection, PbxSim, devices_services};
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
 use crate::admin::call;
 use crate::common::{APP_PATH, PASSWORD, Service};
@@ -261,4 +263,109 @@ async fn key_profiles_are_kept_checked_and_given_to_phones() {
     let path = format!("{API}/key-profiles/sales");
     assert_eq!(call(&service, "DELETE", &path, Some(TOKEN), None).await.0, 204);
     assert_eq!(call(&service, "DELETE", &path, Some(TOKEN), None).await.0, 404);
+}
+
+/// The phonebook each vendor's emulated phone fetches, as it shows it.
+async fn phonebook_of(phone: &Handset, mac: &str) -> Vec<(String, String)> {
+    phone
+        .fetch_phonebook(mac)
+        .await
+        .unwrap_or_else(|e| panic!("{mac}: {e}: {:?}", phone.http().requests()))
+        .into_iter()
+        .map(|line| (line.name, line.number))
+        .collect()
+}
+
+fn names(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_vendors_phone_reads_the_pbx_phonebook_and_sees_changes() {
+    let (service, _dir, sim) =
+        crate::common::start_with_devices(&format!("[admin]\ntoken = \"{TOKEN}\"\n")).await;
+    let mut pbx = pbx_with(&service, &["PbxApi", "PbxTableUsers"]).await;
+    pbx.serve_user_table(&rows()).await.expect("replication");
+    directory_until(&service, |s| s["rows"] == 3).await;
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let server = Url::parse(&format!(
+        "http://127.0.0.1:{}/example.com/innoprov/prov/",
+        service.addr.port()
+    ))
+    .expect("url");
+    let mut phones = Vec::new();
+    for (n, (vendor, oui)) in [
+        ("yealink", "805ec0"),
+        ("grandstream", "000b82"),
+        ("fanvil", "0c383e"),
+        ("poly", "0004f2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mac = format!("{oui}{:06x}", 0x300 + n);
+        let phone = SimPhone {
+            mac: mac.clone(),
+            code: sim.issue_code(),
+            ..SimPhone::numbered(40 + n as u32)
+        };
+        assert_eq!(users.provision(&phone).await.expect("provision")["result"], "ok");
+        let mut handset =
+            Handset::new(vendor, &mac, server.clone(), HttpClient::new("", None)).expect("vendor");
+        handset
+            .provision()
+            .await
+            .unwrap_or_else(|e| panic!("{vendor}: {e}"));
+        phones.push((vendor, mac, handset));
+    }
+    let before = names(&[("Archer, Alice", "201"), ("Bob Baker", "bob")]);
+    for (vendor, mac, phone) in &phones {
+        assert_eq!(phonebook_of(phone, mac).await, before, "{vendor}");
+    }
+    // A change replicated from the PBX shows at the next fetch.
+    pbx.push_user_change(
+        "ReplicateAdd",
+        &json!({"guid":"3c4d","h323":"dora","cn":"Dora Diaz","dn":"Diaz, Dora","e164":"204","hide":false}),
+    )
+    .await
+    .expect("add");
+    pbx.push_user_change(
+        "ReplicateDel",
+        &json!({"guid":"1a2b3c4d5e6f708192a3b4c5d6e7f809"}),
+    )
+    .await
+    .expect("del");
+    let after = names(&[("Archer, Alice", "201"), ("Diaz, Dora", "204")]);
+    for (vendor, mac, phone) in &phones {
+        let mut seen = Vec::new();
+        for _ in 0..50 {
+            seen = phonebook_of(phone, mac).await;
+            if seen == after {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, after, "{vendor}");
+    }
+    // Without the phone's credentials: the denial of any other request.
+    let (_, mac, phone) = &phones[0];
+    let source = phone.phonebook_source(mac).expect("yealink's phonebook");
+    let path = source.url.path.clone();
+    let anonymous = innoprov_actors::sim::phone::get(service.addr, &path, &[])
+        .await
+        .expect("get");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert_eq!(anonymous.body, innoprov_actors::edge::prov_http::DENIED_BODY);
+    let unknown = path.replace(mac.as_str(), "805ec0ffffff");
+    let reply = innoprov_actors::sim::phone::get(service.addr, &unknown, &[("Authorization", "Basic dTpw")])
+        .await
+        .expect("get");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.body, innoprov_actors::edge::prov_http::DENIED_BODY);
 }

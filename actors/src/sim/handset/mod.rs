@@ -29,6 +29,7 @@ use super::wire;
 pub mod fanvil;
 pub mod gigaset;
 pub mod grandstream;
+pub mod phonebook;
 pub mod poly;
 pub mod snom;
 pub mod yealink;
