@@ -868,3 +868,151 @@ async fn the_page_may_be_named_apart_from_the_app_object() {
         "getLogin names the App object: {asked}"
     );
 }
+
+#[tokio::test]
+async fn the_page_edits_key_profiles_with_the_pbx_users_and_gives_one_to_a_phone() {
+    let s = setup().await;
+    let base = format!("http://{}", s.service.addr);
+    let mut pbx = innoprov_actors::sim::pbx::PbxSim::new(
+        "innoprov",
+        &format!("{base}/example.com/innoprov/innoprov"),
+        PASSWORD,
+    )
+    .connect(&s.service.ws_url())
+    .await
+    .expect("PBX login");
+    pbx.send_pbx_info(&["PbxTableUsers"]).await.expect("PbxInfo");
+    let rows = [
+        serde_json::json!({"guid":"a1","h323":"alice","cn":"Alice","dn":"Archer, Alice","e164":"201","hide":false}),
+        serde_json::json!({"guid":"b2","h323":"bob","cn":"Bob","e164":"202","hide":false}),
+    ];
+    pbx.serve_user_table(&rows).await.expect("replication");
+    let mut browser = Browser::launch().await;
+    let page = browser.open(&format!("{base}{PAGE}#token={TOKEN}")).await;
+    // The PBX's users are offered as BLF partners, and the state is shown.
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.querySelectorAll('#directory-users option').length === 2",
+            WAIT,
+        )
+        .await;
+    let state = browser
+        .eval(
+            &page,
+            None,
+            "document.getElementById('directory-state').textContent",
+        )
+        .await;
+    assert!(
+        state
+            .as_str()
+            .is_some_and(|s| s.starts_with("2 users from the PBX, 2 in the phonebook")),
+        "{state}"
+    );
+    // A profile: a BLF to alice, a DND; saved through the admin door.
+    let script = "(() => { const v = (id, x) => { document.getElementById(id).value = x; };\
+        v('profile-name', 'sales'); v('key-type', 'blf'); v('key-target', 'alice'); v('key-label', 'Alice');\
+        document.getElementById('key-add').click(); v('key-type', 'dnd'); document.getElementById('key-add').click();\
+        document.getElementById('profile-save').click(); return ''; })()";
+    browser.eval(&page, None, script).await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('profile-choice').value === 'sales'",
+            WAIT,
+        )
+        .await;
+    let (status, body) = crate::admin::call(
+        &s.service,
+        "GET",
+        &format!("{API}/key-profiles"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["profiles"][0],
+        serde_json::json!({"name":"sales","keys":[{"type":"blf","target":"alice","label":"Alice"},{"type":"dnd"}]})
+    );
+    // A bad key (the third, after the two of the profile on screen) is refused with its
+    // position, and nothing is stored.
+    let bad = "(() => { const v = (id, x) => { document.getElementById(id).value = x; };\
+        v('profile-name', 'bad'); v('key-type', 'blf'); v('key-target', 'not a sip name');\
+        document.getElementById('key-add').click(); document.getElementById('profile-save').click(); return ''; })()";
+    browser.eval(&page, None, bad).await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('message').textContent.startsWith('key profile: key 3: blf target')",
+            WAIT,
+        )
+        .await;
+    // The profile given to the first phone from its detail.
+    let mac = s.phones[0].mac.clone();
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("!!document.querySelector('#phones tr[data-mac=\"{mac}\"]')"),
+            WAIT,
+        )
+        .await;
+    browser
+        .eval(
+            &page,
+            None,
+            &format!("document.querySelector('#phones tr[data-mac=\"{mac}\"]').click(), ''"),
+        )
+        .await;
+    browser
+        .wait_for(&page, None, "!document.getElementById('detail').hidden", WAIT)
+        .await;
+    browser
+        .eval(&page, None, "document.getElementById('act-profile-choice').value = 'sales', document.getElementById('act-profile').click(), ''")
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('message').textContent.startsWith('key_profile done')",
+            WAIT,
+        )
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('detail-fields').textContent.includes('busy lamp (BLF) alice (Alice)')",
+            WAIT,
+        )
+        .await;
+    browser.screenshot(&page, &screenshot_path("key-profiles")).await;
+    let (_, phone) = crate::admin::call(
+        &s.service,
+        "GET",
+        &format!("{API}/phones/{mac}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(phone["key_profile"], "sales");
+    assert_eq!(phone["keys"][0]["target"], "alice");
+    let (_, body) = crate::admin::call(
+        &s.service,
+        "GET",
+        &format!("{API}/key-profiles"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["profiles"].as_array().map(Vec::len),
+        Some(1),
+        "the bad profile is not stored: {body}"
+    );
+}

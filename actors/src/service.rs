@@ -336,12 +336,7 @@ impl RunningService {
         let devices_tls = Arc::new(devices_client_config(config.devices.ca_file.as_deref())?);
         let opened = open_store(config)?;
         let store_error = store_error(config);
-        let pbx = Arc::new(
-            PbxPin::load(config.app.object.clone(), Arc::clone(&opened.store))
-                .map_err(|e| store_error(e.to_string()))?,
-        );
-        let users =
-            Arc::new(UserDirectory::load(Arc::clone(&opened.store)).map_err(|e| store_error(e.to_string()))?);
+        let (pbx, users) = pbx_and_users(config, &opened.store).map_err(|e| store_error(e.to_string()))?;
         for problem in renderer.problems() {
             log::error!("{problem}");
         }
@@ -760,6 +755,16 @@ struct ProvParts {
     trusted_proxies: TrustedProxies,
     /// The PBX's users (the phonebook) and the key profiles.
     users: Arc<UserDirectory>,
+}
+
+/// Who the PBX is (`app.object`, or the stored pin) and the PBX's users with the key
+/// profiles, as stored.
+fn pbx_and_users(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<(Arc<PbxPin>, Arc<UserDirectory>), innoprov::StoreError> {
+    let pbx = PbxPin::load(config.app.object.clone(), Arc::clone(store))?;
+    Ok((Arc::new(pbx), Arc::new(UserDirectory::load(Arc::clone(store))?)))
 }
 
 /// The phone download doors' state.

@@ -90,6 +90,28 @@ pub struct PhoneDetail {
     pub configuration: Vec<ConfigSummary>,
 }
 
+/// The admin page's directory panel.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectoryView {
+    /// Rows, listed entries, last change, replication and its problem.
+    pub status: DirectoryStatus,
+    /// The PBX's users, by name: the BLF partners to pick from.
+    pub users: Vec<DirectoryUser>,
+    /// The key profiles.
+    pub profiles: Vec<KeyProfile>,
+}
+
+/// One user as the profile editor offers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectoryUser {
+    /// The SIP name (a BLF key's target).
+    pub sip: String,
+    /// The name shown.
+    pub name: String,
+    /// The user's PBX config template (a profile of that name is the user's phones' default).
+    pub template: String,
+}
+
 /// Why an admin operation failed: an HTTP status and a reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminFailure {
@@ -119,6 +141,18 @@ pub enum AdminRequest {
     Pbx,
     /// `AdminResetPbx`: forget the pinned PBX.
     ResetPbx,
+    /// `AdminDirectory`: the user table's state, its users to pick BLF partners from, and the
+    /// key profiles.
+    Directory,
+    /// `AdminPutKeyProfile` with `name` and `keys`: create or replace a profile.
+    PutKeyProfile {
+        /// The profile's name.
+        name: String,
+        /// `{"keys":[...]}` as the REST call takes it.
+        body: Vec<u8>,
+    },
+    /// `AdminDeleteKeyProfile` with `name`.
+    DeleteKeyProfile(String),
 }
 
 /// What `AdminAction` asks for.
@@ -132,6 +166,8 @@ pub enum AdminAction {
     PinVendor(Option<String>),
     /// `delete`.
     Delete,
+    /// `key_profile` with `profile` (a name, or null to take the phone's own away).
+    KeyProfile(Option<String>),
 }
 
 impl AdminRequest {
@@ -154,6 +190,7 @@ impl AdminRequest {
                     "resync" => AdminAction::Resync,
                     "enrolment" => AdminAction::ReopenEnrolment,
                     "vendor" => AdminAction::PinVendor(msg.text("vendor").ok().flatten()),
+                    "key_profile" => AdminAction::KeyProfile(msg.text("profile").ok().flatten()),
                     "delete" => AdminAction::Delete,
                     other => return Err(format!("unknown action {other:?}")),
                 };
@@ -162,6 +199,15 @@ impl AdminRequest {
             "AdminSubscribe" => AdminRequest::Subscribe,
             "AdminPbx" => AdminRequest::Pbx,
             "AdminResetPbx" => AdminRequest::ResetPbx,
+            "AdminDirectory" => AdminRequest::Directory,
+            "AdminPutKeyProfile" => AdminRequest::PutKeyProfile {
+                name: msg.text_or_empty("name"),
+                body: serde_json::to_vec(
+                    &serde_json::json!({ "keys": msg.body.get("keys").cloned().unwrap_or_default() }),
+                )
+                .map_err(|e| e.to_string())?,
+            },
+            "AdminDeleteKeyProfile" => AdminRequest::DeleteKeyProfile(msg.text_or_empty("name")),
             other => return Err(format!("unknown admin message {other}")),
         })
     }
@@ -297,11 +343,21 @@ impl AdminCore {
                     AdminAction::ReopenEnrolment => self.reopen_enrolment(&mac).await,
                     AdminAction::PinVendor(vendor) => self.pin_vendor(&mac, vendor.as_deref()).await,
                     AdminAction::Delete => self.delete(&mac).await,
+                    AdminAction::KeyProfile(profile) => self.set_key_profile(&mac, profile.as_deref()).await,
                 }?;
                 serde_json::json!({ "ok": true })
             }
             AdminRequest::Subscribe => serde_json::json!({}),
             AdminRequest::Pbx => json(serde_json::to_value(self.pbx_identity()))?,
+            AdminRequest::Directory => json(serde_json::to_value(self.directory_view()))?,
+            AdminRequest::PutKeyProfile { name, body } => {
+                self.put_key_profile(&name, &body).await?;
+                serde_json::json!({ "ok": true })
+            }
+            AdminRequest::DeleteKeyProfile(name) => {
+                self.delete_key_profile(&name).await?;
+                serde_json::json!({ "ok": true })
+            }
             AdminRequest::ResetPbx => {
                 self.reset_pbx_pin().await?;
                 serde_json::json!({ "ok": true })
@@ -536,6 +592,31 @@ impl AdminCore {
             .await?;
         log::info!("phone {mac}: key profile set to {name:?} by an admin");
         Ok(())
+    }
+
+    /// What the admin page's directory panel shows: the state, the listed users (name, SIP
+    /// name) to pick BLF partners from, and the key profiles.
+    pub fn directory_view(&self) -> DirectoryView {
+        let table = self.users.table();
+        let mut users: Vec<DirectoryUser> = table
+            .users()
+            .filter(|u| !u.h323.is_empty())
+            .map(|u| DirectoryUser {
+                sip: u.h323.clone(),
+                name: [&u.dn, &u.cn, &u.h323]
+                    .into_iter()
+                    .find(|n| !n.is_empty())
+                    .cloned()
+                    .unwrap_or_default(),
+                template: u.config.clone(),
+            })
+            .collect();
+        users.sort_by_key(|u| u.name.to_lowercase());
+        DirectoryView {
+            status: self.users.status(),
+            users,
+            profiles: self.key_profiles(),
+        }
     }
 
     /// The directory's state: rows, last change, replication and its problem.

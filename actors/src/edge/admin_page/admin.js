@@ -176,6 +176,30 @@
       link_down: "down",
       link_none: "none",
       link_elsewhere: "elsewhere",
+      keyProfile: "Key profile",
+      byTemplate: "by the user's config template",
+      actProfile: "Set key profile",
+      directory: "Directory and function keys",
+      directoryState: "$0 users from the PBX, $1 in the phonebook; last change $2",
+      directoryLive: "replicating",
+      directoryIdle: "not replicating now",
+      newProfile: "(new profile)",
+      profileName: "profile name",
+      keyType: "Key type",
+      key_blf: "busy lamp (BLF)",
+      key_speed_dial: "speed dial",
+      key_line: "line",
+      key_dnd: "do not disturb",
+      keyTarget: "partner (SIP name) or number",
+      keyLabel: "label",
+      keyAdd: "Add key",
+      keyRemove: "remove",
+      profileSave: "Save profile",
+      profileDelete: "Delete profile",
+      profileSaved: "key profile $0 saved",
+      profileDeleted: "key profile $0 deleted",
+      profileFailed: "key profile: $0",
+      never: "never",
     },
     de: {
       title: "innoprov Telefone",
@@ -236,6 +260,30 @@
       link_down: "unterbrochen",
       link_none: "keine",
       link_elsewhere: "anderswo",
+      keyProfile: "Tastenprofil",
+      byTemplate: "nach der Config-Vorlage des Benutzers",
+      actProfile: "Tastenprofil setzen",
+      directory: "Verzeichnis und Funktionstasten",
+      directoryState: "$0 Benutzer von der PBX, $1 im Telefonbuch; letzte Änderung $2",
+      directoryLive: "wird repliziert",
+      directoryIdle: "gerade keine Replikation",
+      newProfile: "(neues Profil)",
+      profileName: "Profilname",
+      keyType: "Tastenart",
+      key_blf: "Besetztlampe (BLF)",
+      key_speed_dial: "Kurzwahl",
+      key_line: "Leitung",
+      key_dnd: "Nicht stören",
+      keyTarget: "Partner (SIP-Name) oder Nummer",
+      keyLabel: "Beschriftung",
+      keyAdd: "Taste hinzufügen",
+      keyRemove: "entfernen",
+      profileSave: "Profil speichern",
+      profileDelete: "Profil löschen",
+      profileSaved: "Tastenprofil $0 gespeichert",
+      profileDeleted: "Tastenprofil $0 gelöscht",
+      profileFailed: "Tastenprofil: $0",
+      never: "nie",
     },
   };
   let lang = "en";
@@ -419,6 +467,7 @@
       $("login").hidden = true;
       send({ mt: "AdminSubscribe" }, () => {});
       loadPbx();
+      loadDirectory();
       return send({ mt: "AdminListPhones" }, (r) => {
         if (r.error) {
           setStatus("failed", "notAllowed");
@@ -538,6 +587,8 @@
       ["User-Agent", p.last_user_agent],
       ["Enrolled", p.enrolled === undefined ? null : p.enrolled ? "yes" : "no"],
       ["Configuration items", p.configuration ? p.configuration.length : null],
+      [t("keyProfile"), p.key_profile || t("byTemplate")],
+      ["Keys", p.keys ? p.keys.map(keyText).join(", ") || "-" : null],
     ];
     const dl = $("detail-fields");
     const nodes = [];
@@ -551,6 +602,7 @@
     }
     dl.replaceChildren(...nodes);
     $("act-vendor-choice").value = p.pinned_vendor || "";
+    $("act-profile-choice").value = p.key_profile || "";
     resetDelete();
   }
 
@@ -591,10 +643,104 @@
     $("pbx-reset").hidden = !r.pinned || !!r.object;
   }
 
+  // --- the directory and the key profiles (AdminDirectory, AdminPutKeyProfile,
+  // AdminDeleteKeyProfile); the editor offers the PBX's users as BLF partners.
+  let directory = { users: [], profiles: [] };
+  let editing = { name: "", keys: [] };
+  function keyText(k) {
+    const what = t("key_" + k.type);
+    const target = k.target || k.number || "";
+    return target ? what + " " + target + (k.label ? " (" + k.label + ")" : "") : what;
+  }
+  function loadDirectory(selectName) {
+    send({ mt: "AdminDirectory" }, (r) => {
+      if (r.error) return;
+      directory = r;
+      const s = r.status || {};
+      const state = t("directoryState", s.rows || 0, s.listed || 0, s.last_change ? when(s.last_change) : t("never"));
+      $("directory-state").textContent = state + "; " + t(s.replicating ? "directoryLive" : "directoryIdle") + (s.problem ? " — " + s.problem : "");
+      $("directory-users").replaceChildren(...(r.users || []).map((u) => {
+        const o = document.createElement("option");
+        o.value = u.sip;
+        o.textContent = u.name;
+        return o;
+      }));
+      const names = (r.profiles || []).map((p) => p.name);
+      const option = (value, text) => {
+        const o = document.createElement("option");
+        o.value = value;
+        o.textContent = text;
+        return o;
+      };
+      $("profile-choice").replaceChildren(option("", t("newProfile")), ...names.map((n) => option(n, n)));
+      const current = $("act-profile-choice").value;
+      $("act-profile-choice").replaceChildren(option("", t("byTemplate")), ...names.map((n) => option(n, n)));
+      $("act-profile-choice").value = names.includes(current) ? current : "";
+      editProfile(selectName !== undefined ? selectName : editing.name);
+    });
+  }
+  function editProfile(name) {
+    const found = (directory.profiles || []).find((p) => p.name === name);
+    editing = found ? { name: found.name, keys: found.keys.slice() } : { name: "", keys: [] };
+    $("profile-choice").value = found ? found.name : "";
+    $("profile-name").value = editing.name;
+    showKeys();
+  }
+  function showKeys() {
+    $("profile-keys").replaceChildren(...editing.keys.map((k, i) => {
+      const li = document.createElement("li");
+      const text = document.createElement("span");
+      text.textContent = keyText(k);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = t("keyRemove");
+      remove.addEventListener("click", () => {
+        editing.keys.splice(i, 1);
+        showKeys();
+      });
+      li.append(text, " ", remove);
+      return li;
+    }));
+  }
+  function addKey() {
+    const type = $("key-type").value;
+    const value = $("key-target").value.trim();
+    const label = $("key-label").value.trim();
+    const key = { type: type };
+    if (type === "blf") Object.assign(key, { target: value, label: label });
+    if (type === "speed_dial") Object.assign(key, { number: value, label: label });
+    editing.keys.push(key);
+    $("key-target").value = "";
+    $("key-label").value = "";
+    showKeys();
+  }
+  function saveProfile() {
+    const name = $("profile-name").value.trim();
+    send({ mt: "AdminPutKeyProfile", name: name, keys: editing.keys }, (r) => {
+      if (r.error) return say("profileFailed", r.error);
+      say("profileSaved", name);
+      loadDirectory(name);
+    });
+  }
+  function deleteProfile() {
+    const name = $("profile-choice").value;
+    if (!name) return;
+    send({ mt: "AdminDeleteKeyProfile", name: name }, (r) => {
+      if (r.error) return say("profileFailed", r.error);
+      say("profileDeleted", name);
+      loadDirectory("");
+    });
+  }
+
   function act(action, extra) {
     if (!selected) return;
     const msg = Object.assign({ mt: "AdminAction", mac: selected, action: action }, extra || {});
-    send(msg, (r) => (r.error ? say("actionFailed", action, r.error) : say("actionDone", action, msg.mac)));
+    send(msg, (r) => {
+      if (r.error) return say("actionFailed", action, r.error);
+      say("actionDone", action, msg.mac);
+      // A new key profile changes what the detail shows.
+      if (action === "key_profile" && selected === msg.mac) select(msg.mac);
+    });
   }
 
   function resetDelete() {
@@ -609,6 +755,11 @@
   $("act-resync").addEventListener("click", () => act("resync"));
   $("act-enrolment").addEventListener("click", () => act("enrolment"));
   $("act-vendor").addEventListener("click", () => act("vendor", { vendor: $("act-vendor-choice").value || null }));
+  $("act-profile").addEventListener("click", () => act("key_profile", { profile: $("act-profile-choice").value || null }));
+  $("profile-choice").addEventListener("change", () => editProfile($("profile-choice").value));
+  $("key-add").addEventListener("click", addKey);
+  $("profile-save").addEventListener("click", saveProfile);
+  $("profile-delete").addEventListener("click", deleteProfile);
   $("pbx-reset").addEventListener("click", () => {
     const b = $("pbx-reset");
     if (!b.dataset.armed) {
