@@ -56,6 +56,11 @@ pub struct UserDirectory {
     /// Held while the table is written: writes of a burst of changes queue here, and all but
     /// one find nothing left to write.
     saving: Mutex<()>,
+    /// The stored bytes of both settings as last read or written: [`reload`] takes another
+    /// instance's writes only when they differ.
+    ///
+    /// [`reload`]: UserDirectory::reload
+    seen: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
 fn read<T: Clone>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -69,14 +74,9 @@ fn write<T>(lock: &RwLock<Arc<T>>, value: T) {
 impl UserDirectory {
     /// The directory as stored (empty when never stored).
     pub fn load(store: Arc<dyn Store>) -> Result<UserDirectory, StoreError> {
-        let table: UserTable = match store.get_setting(USERS_SETTING)? {
-            Some(bytes) => decode_json(USERS_SETTING.as_bytes(), &bytes)?,
-            None => UserTable::default(),
-        };
-        let profiles: Vec<KeyProfile> = match store.get_setting(PROFILES_SETTING)? {
-            Some(bytes) => decode_json(PROFILES_SETTING.as_bytes(), &bytes)?,
-            None => Vec::new(),
-        };
+        let users_bytes = store.get_setting(USERS_SETTING)?.unwrap_or_default();
+        let profiles_bytes = store.get_setting(PROFILES_SETTING)?.unwrap_or_default();
+        let (table, profiles) = decode_both(&users_bytes, &profiles_bytes)?;
         let status = DirectoryStatus {
             rows: table.len(),
             listed: table.phonebook().len(),
@@ -92,7 +92,41 @@ impl UserDirectory {
             status: Mutex::new(status),
             unsaved: std::sync::atomic::AtomicBool::new(false),
             saving: Mutex::new(()),
+            seen: Mutex::new((users_bytes, profiles_bytes)),
         })
+    }
+
+    /// Takes what another instance stored since (several instances on one database): the
+    /// profiles always, the table unless this instance replicates it itself. Blocks on the
+    /// store; whether anything changed.
+    pub fn reload(&self) -> Result<bool, StoreError> {
+        let users_bytes = self.store.get_setting(USERS_SETTING)?.unwrap_or_default();
+        let profiles_bytes = self.store.get_setting(PROFILES_SETTING)?.unwrap_or_default();
+        let (users_new, profiles_new) = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            (seen.0 != users_bytes, seen.1 != profiles_bytes)
+        };
+        let replicating = self.status().replicating;
+        if !(profiles_new || users_new && !replicating) {
+            return Ok(false);
+        }
+        let (table, profiles) = decode_both(&users_bytes, &profiles_bytes)?;
+        if profiles_new {
+            write(
+                &self.profiles,
+                profiles.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            );
+        }
+        if users_new && !replicating {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.rows = table.len();
+            status.listed = table.phonebook().len();
+            status.last_change = Some(innoprov::clock::now_unix());
+            write(&self.table, table);
+        }
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (users_bytes, profiles_bytes);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(true)
     }
 
     /// A number that changes whenever the table or a profile changes.
@@ -148,7 +182,9 @@ impl UserDirectory {
         let table = self.table();
         let written = encode_json(USERS_SETTING, &*table).and_then(|bytes| {
             self.store.put_setting(USERS_SETTING, Some(&bytes))?;
-            self.store.flush()
+            self.store.flush()?;
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).0 = bytes;
+            Ok(())
         });
         if written.is_err() {
             self.unsaved.store(true, Ordering::Release);
@@ -167,6 +203,7 @@ impl UserDirectory {
         let bytes = encode_json(PROFILES_SETTING, &list)?;
         self.store.put_setting(PROFILES_SETTING, Some(&bytes))?;
         self.store.flush()?;
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).1 = bytes;
         write(&self.profiles, profiles);
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -203,6 +240,19 @@ impl UserDirectory {
             .map(|p| p.keys.clone())
             .unwrap_or_default()
     }
+}
+
+/// The table and the profiles from their stored bytes (empty bytes: never stored).
+fn decode_both(users: &[u8], profiles: &[u8]) -> Result<(UserTable, Vec<KeyProfile>), StoreError> {
+    let table = match users.is_empty() {
+        true => UserTable::default(),
+        false => decode_json(USERS_SETTING.as_bytes(), users)?,
+    };
+    let profiles = match profiles.is_empty() {
+        true => Vec::new(),
+        false => decode_json(PROFILES_SETTING.as_bytes(), profiles)?,
+    };
+    Ok((table, profiles))
 }
 
 #[cfg(test)]
@@ -257,6 +307,12 @@ mod tests {
         let again = UserDirectory::load(store).expect("reload");
         assert_eq!(again.keys_for(&record, &access), profile("Sales", "alice").keys);
         assert_eq!(again.status().rows, 1);
+        // Another instance on the same store sees a new profile at its next reload.
+        let other = UserDirectory::load(Arc::clone(&again.store)).expect("another instance");
+        assert!(!other.reload().expect("nothing new"));
+        again.put_profile(profile("late", "carol")).expect("put");
+        assert!(other.reload().expect("reload"));
+        assert!(other.profiles().contains_key("late"));
         assert!(again.delete_profile("Sales").expect("delete"));
         assert!(!again.delete_profile("Sales").expect("gone"));
         assert!(again.keys_for(&record, &access).is_empty());
