@@ -15,6 +15,7 @@ mod downloads;
 mod handsets;
 mod hostile;
 mod instances;
+mod keys;
 mod package;
 mod postgres;
 mod provisioning;

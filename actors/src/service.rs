@@ -138,6 +138,9 @@ fn vendors_and_templates(config: &Config) -> Result<(Vendors, Renderer), StartEr
             reason: missing.clone(),
         });
     }
+    for problem in renderer.problems() {
+        log::error!("{problem}");
+    }
     Ok((vendors, renderer))
 }
 
@@ -337,9 +340,6 @@ impl RunningService {
         let opened = open_store(config)?;
         let store_error = store_error(config);
         let (pbx, users) = pbx_and_users(config, &opened.store).map_err(|e| store_error(e.to_string()))?;
-        for problem in renderer.problems() {
-            log::error!("{problem}");
-        }
         let fatal = Fatal::default();
         let phones = start_phones(config, &opened, &vendors, devices_tls, &fatal);
         let (store, sealer, leases) = (opened.store, opened.sealer, opened.leases);

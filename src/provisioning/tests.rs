@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::context::PhoneContext;
+use super::context::{KeyView, PhoneContext};
+use super::keys::FunctionKey;
 use super::render::Renderer;
 use super::vendor::{FileFormat, Vendors};
 use crate::devices::{ConfigItem, normalise};
@@ -71,11 +72,36 @@ fn record(mac: &str) -> (PhoneRecord, Sealer) {
     (record, sealer)
 }
 
+/// A key profile: a line, two BLF (one label needing escapes), a speed dial, DND, then BLF keys
+/// up to 50, past the line keys / VPKs of the default Yealink (27) and Grandstream (48) models.
+fn sample_keys() -> Vec<KeyView> {
+    let blf = |target: &str, label: &str| FunctionKey::Blf {
+        target: target.into(),
+        label: label.into(),
+    };
+    let mut keys = vec![
+        FunctionKey::Line,
+        blf("anna", "Anna"),
+        blf("bob.b", "Bob & <Co> \"B\""),
+        FunctionKey::SpeedDial {
+            number: "+4970311234".into(),
+            label: "Office".into(),
+        },
+        FunctionKey::Dnd,
+    ];
+    keys.extend((6..=50).map(|n| blf(&format!("ext{n}"), "")));
+    KeyView::list(&keys)
+}
+
 fn render(vendor: &str, mac: &str, model: Option<&str>) -> String {
+    render_keys(vendor, mac, model, sample_keys())
+}
+
+fn render_keys(vendor: &str, mac: &str, model: Option<&str>, keys: Vec<KeyView>) -> String {
     let vendors = Vendors::builtin();
     let descriptor = vendors.by_name(vendor).unwrap();
     let (record, sealer) = record(mac);
-    let ctx = PhoneContext::build(
+    let mut ctx = PhoneContext::build(
         &record,
         &sealer,
         vendor,
@@ -84,6 +110,7 @@ fn render(vendor: &str, mac: &str, model: Option<&str>) -> String {
         60,
     )
     .unwrap();
+    ctx.keys = keys;
     Renderer::new(&vendors, None)
         .render_phone(descriptor, &ctx)
         .unwrap()
@@ -387,6 +414,40 @@ fn documented_keys(vendor: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Whether `key` is one the notes list: literally, as a pattern where `<n>` stands for a
+/// number (`linekey.<n>.type`), or in a range of P-values (`P23000..P23799`).
+fn is_documented(documented: &HashMap<String, String>, key: &str) -> bool {
+    documented.contains_key(key) || documented.keys().any(|pattern| matches_pattern(pattern, key))
+}
+
+fn matches_pattern(pattern: &str, key: &str) -> bool {
+    if let Some((low, high)) = pattern.split_once("..") {
+        let number = |text: &str| text.strip_prefix('P').and_then(|n| n.parse::<u32>().ok());
+        return match (number(low), number(high), number(key)) {
+            (Some(low), Some(high), Some(n)) => (low..=high).contains(&n),
+            _ => false,
+        };
+    }
+    let mut parts = pattern.split("<n>");
+    let Some(first) = parts.next() else { return false };
+    let Some(mut rest) = key.strip_prefix(first) else {
+        return false;
+    };
+    let mut any = false;
+    for part in parts {
+        any = true;
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        let Some(after) = rest[digits..].strip_prefix(part) else {
+            return false;
+        };
+        rest = after;
+    }
+    any && rest.is_empty()
+}
+
 /// The keys a rendered file sets, named as the notes name them.
 fn keys_of(vendor: &str, text: &str) -> Vec<String> {
     match vendor {
@@ -417,8 +478,15 @@ fn keys_of(vendor: &str, text: &str) -> Vec<String> {
             } else {
                 "config"
             };
+            // Snom's function keys: `<fkey>` elements in `<functionKeys>`.
             doc.descendants()
-                .filter(|n| n.is_element() && n.parent().is_some_and(|p| p.has_tag_name(parent)))
+                .filter(|n| {
+                    n.is_element()
+                        && n.parent().is_some_and(|p| {
+                            p.has_tag_name(parent)
+                                || (parent == "phone-settings" && p.has_tag_name("functionKeys"))
+                        })
+                })
                 .map(|n| n.tag_name().name().to_string())
                 .collect()
         }
@@ -468,9 +536,12 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
                 // A phone without a second registrar, codec or frame size.
                 record.configs.retain(|c| c.kind != "PHONE");
             }
+            // Every model the templates know a key count for, and one they do not.
+            let model = ["D785", "T27G", "T46S", "T41S", "GRP2615", "GXP2130", "GXP2140"][n % 7];
             let mut ctx =
-                PhoneContext::build(&record, &sealer, vendor, Some("D785"), "http://h:8080/prov/", 60)
+                PhoneContext::build(&record, &sealer, vendor, Some(model), "http://h:8080/prov/", 60)
                     .unwrap();
+            ctx.keys = sample_keys();
             if n % 2 == 0 {
                 // With provisioning.trust_anchors: the CA keys must be documented too.
                 ctx.prov.trust_anchors =
@@ -482,7 +553,7 @@ fn every_key_written_is_in_the_vendors_documented_list_and_required_keys_are_the
             let keys = keys_of(vendor, &text);
             for key in &keys {
                 assert!(
-                    documented.contains_key(key),
+                    is_documented(&documented, key),
                     "{vendor} ({tz}): {key:?} is not in docs/vendors/{vendor}.md's key list"
                 );
             }
@@ -567,4 +638,139 @@ fn time_zones_in_each_vendors_form() {
     }
     // A zone no Snom code matches: the phone keeps its own rather than a wrong one.
     assert!(!with_zone("snom", "000413a1b2c3", "UTC0").contains("<timezone"));
+}
+
+#[test]
+fn function_keys_in_each_vendors_syntax() {
+    let y = key_values(&render("yealink", "0015651a2b3c", None), '=');
+    assert_eq!(
+        (y["linekey.1.type"].as_str(), y["linekey.1.line"].as_str()),
+        ("15", "1")
+    );
+    assert_eq!(
+        (
+            y["linekey.2.type"].as_str(),
+            y["linekey.2.value"].as_str(),
+            y["linekey.2.label"].as_str()
+        ),
+        ("16", "anna", "Anna")
+    );
+    assert_eq!(
+        (y["linekey.4.type"].as_str(), y["linekey.4.value"].as_str()),
+        ("13", "+4970311234")
+    );
+    assert_eq!(y["linekey.5.type"], "5", "DND");
+    assert_eq!(y["linekey.6.label"], "ext6", "the target when no label");
+    // No model in the file name: the T46U's 27 line keys, then its 60-key modules.
+    assert!(y.contains_key("linekey.27.type") && !y.contains_key("linekey.28.type"));
+    assert_eq!(y["expansion_module.1.key.1.value"], "ext28");
+    assert_eq!(y["expansion_module.1.key.23.type"], "16");
+    let t27 = key_values(&render("yealink", "0015651a2b3c", Some("T27G")), '=');
+    assert_eq!(t27["expansion_module.1.key.20.value"], "ext41");
+    assert_eq!(
+        t27["expansion_module.1.key.22.value"], "ext42",
+        "key 21 is not configurable"
+    );
+    let t41 = key_values(&render("yealink", "0015651a2b3c", Some("T41S")), '=');
+    assert!(t41.contains_key("linekey.15.type"));
+    assert!(
+        !t41.keys()
+            .any(|k| k.starts_with("expansion_module") || k == "linekey.16.type")
+    );
+
+    let snom = render("snom", "000413a1b2c3", Some("D785"));
+    let doc = roxmltree::Document::parse(&snom).unwrap();
+    let fkeys: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("fkey")).collect();
+    assert_eq!(fkeys.len(), 50);
+    assert!(
+        fkeys
+            .iter()
+            .all(|k| k.parent().is_some_and(|p| p.has_tag_name("functionKeys")))
+    );
+    let fkey = |idx: usize| (fkeys[idx].attribute("idx").unwrap(), fkeys[idx].text().unwrap());
+    assert_eq!(fkey(0), ("0", "line"));
+    assert_eq!(fkey(1), ("1", "blf sip:anna@gk1.example.com"));
+    assert_eq!(fkeys[2].attribute("label"), Some("Bob & <Co> \"B\""), "escaped");
+    assert_eq!(fkey(3), ("3", "speed +4970311234"));
+    assert_eq!(fkey(4), ("4", "keyevent F_DND"));
+    assert_eq!(fkey(49), ("49", "blf sip:ext50@gk1.example.com"));
+
+    // No model: a GXP2170 (12 fixed VPKs of 48, GXP mode numbers), then the extension modules.
+    let g = xml_values(&render("grandstream", "000b82a1b2c3", None));
+    let vpk = |p: [u32; 4]| p.map(|p| g[&format!("P{p}")].clone());
+    assert_eq!(
+        vpk([1363, 1364, 1465, 1466]),
+        ["0", "0", "Line", ""].map(String::from)
+    );
+    assert_eq!(
+        vpk([1365, 1366, 1467, 1468]),
+        ["11", "0", "Anna", "anna"].map(String::from)
+    );
+    assert_eq!(
+        vpk([1369, 1370, 1471, 1472]),
+        ["10", "0", "Office", "+4970311234"].map(String::from)
+    );
+    assert_eq!(g["P1371"], "32", "DND on a fixed GXP VPK");
+    assert_eq!(
+        vpk([23820, 23821, 23822, 23823]),
+        ["11", "0", "ext12", "ext12"].map(String::from)
+    );
+    assert_eq!(
+        vpk([23824, 23825, 23826, 23827]),
+        ["1", "0", "ext13", "ext13"].map(String::from)
+    );
+    assert_eq!(g["P23967"], "ext48", "VPK 48");
+    assert_eq!(
+        vpk([23000, 23001, 23002, 23003]),
+        ["1", "0", "ext49", "ext49"].map(String::from)
+    );
+    assert_eq!(g["P23008"], "ext50");
+    let grp = xml_values(&render("grandstream", "000b82a1b2c3", Some("GRP2612")));
+    assert_eq!((grp["P1363"].as_str(), grp["P1365"].as_str()), ("31", "1"));
+    assert_eq!((grp["P1369"].as_str(), grp["P1371"].as_str()), ("0", "22"));
+    assert_eq!(grp["P23003"], "ext17", "16 VPKs, then the modules");
+    let gxp = xml_values(&render("grandstream", "000b82a1b2c3", Some("GXP2130")));
+    assert_eq!(gxp["P1371"], "22", "DND on a dynamic GXP VPK");
+    assert!(gxp.contains_key("P23823") && !gxp.contains_key("P23824") && !gxp.contains_key("P23000"));
+
+    let f = key_values(&render("fanvil", "0c383e0a0b0c", None), ':');
+    let fk = |n: u32, what: &str| f[&format!("Fkey{n} {what}")].clone();
+    assert_eq!((fk(1, "Type"), fk(1, "Value")), ("2".into(), "SIP1".into()));
+    assert_eq!(
+        (fk(2, "Type"), fk(2, "Value"), fk(2, "Title")),
+        ("1".into(), "anna@1/b".into(), "Anna".into())
+    );
+    assert_eq!(
+        (fk(4, "Type"), fk(4, "Value")),
+        ("1".into(), "+4970311234@1/f".into())
+    );
+    assert_eq!((fk(5, "Type"), fk(5, "Value")), ("3".into(), "F_DND".into()));
+    assert_eq!(fk(50, "Value"), "ext50@1/b");
+
+    let p = xml_values(&render("poly", "0004f2a1b2c3", None));
+    assert_eq!(p["attendant.resourceList.1.address"], "anna");
+    assert_eq!(p["attendant.resourceList.2.label"], "Bob & <Co> \"B\"");
+    assert_eq!(p["attendant.resourceList.2.type"], "normal");
+    assert_eq!(p["attendant.resourceList.47.address"], "ext50", "BLF keys only");
+    assert!(!p.contains_key("attendant.resourceList.48.address"));
+
+    let gigaset = render("gigaset", "7c2f80a1b2c3", None);
+    assert!(
+        !gigaset.contains("anna") && !gigaset.contains("ext50"),
+        "an Nx70 gets no keys"
+    );
+
+    // Without a key profile nothing key-related is written.
+    for (vendor, mac) in [
+        ("yealink", "0015651a2b3c"),
+        ("snom", "000413a1b2c3"),
+        ("grandstream", "000b82a1b2c3"),
+        ("fanvil", "0c383e0a0b0c"),
+        ("poly", "0004f2a1b2c3"),
+    ] {
+        let text = render_keys(vendor, mac, None, Vec::new());
+        for needle in ["linekey", "functionKeys", "<P1363>", "DSSKEY", "attendant"] {
+            assert!(!text.contains(needle), "{vendor}: {needle}");
+        }
+    }
 }

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
+use super::{
+    AuthStyle, EmulatedKey, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting,
+};
 
 const VENDOR: &str = "fanvil";
 
@@ -33,6 +35,8 @@ pub struct FanvilPhone {
 
 /// The module of the auto-provisioning keys.
 const AUTOUPDATE: &str = "<AUTOUPDATE CONFIG MODULE>";
+/// The module of the DSS keys.
+const DSSKEY: &str = "<DSSKEY CONFIG MODULE>";
 /// The module of line 1.
 const SIP: &str = "<SIP CONFIG MODULE>";
 
@@ -124,6 +128,7 @@ impl FanvilPhone {
             let marker = match key {
                 k if k.starts_with("SIP1 ") && module == SIP => Some("--SIP Line List--"),
                 k if k.starts_with("Account1 ") && module == "<MMI CONFIG MODULE>" => Some("--MMI Account--"),
+                k if k.starts_with("Fkey") && module == DSSKEY => Some("--Dsskey Config1--"),
                 _ => None,
             };
             if let Some(marker) = marker
@@ -192,5 +197,36 @@ impl FanvilPhone {
             password: get("SIP1 Register Pswd")?,
             display_name: get("SIP1 Display Name")?,
         })
+    }
+
+    /// The DSS keys it shows, `Fkey1` on until the first without a type (directory-and-keys.md,
+    /// "Fanvil"): type 1 memory keys `<target>@<line>/b` (BLF) or `/f` (speed dial), 2 a line,
+    /// 3 a key event. No source gives the module keys, so every key is the phone's own.
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        let registrar = self.get(SIP, "SIP1 Register Addr").cloned().unwrap_or_default();
+        let mut keys = Vec::new();
+        for n in 1.. {
+            let Some(kind) = self.get(DSSKEY, &format!("Fkey{n} Type")) else {
+                break;
+            };
+            let value = self
+                .get(DSSKEY, &format!("Fkey{n} Value"))
+                .cloned()
+                .unwrap_or_default();
+            let label = self
+                .get(DSSKEY, &format!("Fkey{n} Title"))
+                .cloned()
+                .unwrap_or_default();
+            let memory = value.rsplit_once('@');
+            keys.push(match (kind.as_str(), memory) {
+                ("0", _) => continue,
+                ("1", Some((target, "1/b"))) => EmulatedKey::blf(target, &label, &registrar),
+                ("1", Some((number, "1/f"))) => EmulatedKey::new("speed_dial", number, &label),
+                ("2", _) if value == "SIP1" => EmulatedKey::new("line", "", &label),
+                ("3", _) if value == "F_DND" => EmulatedKey::new("dnd", "", &label),
+                (other, _) => EmulatedKey::new(&format!("other:{other} {value}"), "", &label),
+            });
+        }
+        keys
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
+use super::{
+    AuthStyle, EmulatedKey, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting,
+};
 
 const VENDOR: &str = "grandstream";
 
@@ -194,5 +196,74 @@ impl GrandstreamPhone {
             password: get("P34")?,
             display_name: get("P3")?,
         })
+    }
+
+    /// (fixed VPKs, VPKs, extension modules) of its model (directory-and-keys.md,
+    /// "Grandstream"); a model the notes do not count has none.
+    fn key_counts(&self) -> (u32, u32, bool) {
+        match self.model.as_str() {
+            "gxp2130" => (3, 12, false),
+            "gxp2135" => (8, 32, false),
+            "gxp2140" => (4, 16, true),
+            "gxp2160" => (6, 24, false),
+            "gxp2170" => (12, 48, true),
+            "grp2612" | "grp2614" => (4, 16, true),
+            "grp2613" | "grp2616" => (6, 24, true),
+            "grp2615" => (5, 40, true),
+            _ => (0, 0, false),
+        }
+    }
+
+    /// What a VPK or module key's mode means: GXP21xx fixed VPKs have their own list; dynamic
+    /// VPKs, module keys and every GRP26xx key share the other (GRP fixed VPKs add `line`).
+    fn kind_of(&self, mode: &str, fixed: bool) -> Option<String> {
+        let grp = self.model.starts_with("grp");
+        let kind = match (mode, fixed && !grp, fixed && grp) {
+            ("-1", _, _) => return None,
+            ("0", true, _) => "line",
+            ("11", true, _) | ("1", false, _) => "blf",
+            ("10", true, _) | ("0", false, _) => "speed_dial",
+            ("32", true, _) | ("22", false, _) => "dnd",
+            ("31", false, true) => "line",
+            (other, _, _) => return Some(format!("other:{other}")),
+        };
+        Some(kind.to_string())
+    }
+
+    /// The keys it shows: the VPKs in order (the first VPK without a mode ends them: "skipping
+    /// one will remove everything after that VPK"), then the extension modules' 4 x 40 keys.
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        let (fixed, total, modules) = self.key_counts();
+        let registrar = self.registration().map(|r| r.server).unwrap_or_default();
+        let get = |p: u32| self.settings.get(&format!("P{p}")).cloned();
+        let key = |kind: String, p: [u32; 4]| {
+            let (label, value) = (get(p[2]).unwrap_or_default(), get(p[3]).unwrap_or_default());
+            match kind.as_str() {
+                "blf" => EmulatedKey::blf(&value, &label, &registrar),
+                "line" | "dnd" => EmulatedKey::new(&kind, "", &label),
+                _ => EmulatedKey::new(&kind, &value, &label),
+            }
+        };
+        let mut keys = Vec::new();
+        for n in 1..=total {
+            let p = if n <= 6 {
+                let base = 2 * (n - 1);
+                [1363 + base, 1364 + base, 1465 + base, 1466 + base]
+            } else {
+                let base = 23800 + 4 * (n - 7);
+                [base, base + 1, base + 2, base + 3]
+            };
+            let Some(mode) = get(p[0]) else { break };
+            if let Some(kind) = self.kind_of(&mode, n <= fixed) {
+                keys.push(key(kind, p));
+            }
+        }
+        for k in (1..=160).filter(|_| modules) {
+            let base = 23000 + 5 * (k - 1);
+            if let Some(kind) = get(base).and_then(|mode| self.kind_of(&mode, false)) {
+                keys.push(key(kind, [base, base + 1, base + 2, base + 3]).on_module((k - 1) / 40 + 1));
+            }
+        }
+        keys
     }
 }

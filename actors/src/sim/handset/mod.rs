@@ -538,6 +538,59 @@ pub struct Registration {
     pub display_name: String,
 }
 
+/// A function key as the phone would show it, read from its applied settings in its vendor's
+/// own key syntax (docs/vendors/directory-and-keys.md), whatever that syntax is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatedKey {
+    /// `blf`, `speed_dial`, `line` or `dnd`; anything else as `other:<what the file said>`.
+    pub kind: String,
+    /// The BLF target's SIP name (user part) or the number dialled; empty for line and DND.
+    pub value: String,
+    /// What the key shows.
+    pub label: String,
+    /// The expansion module it sits on (from 1); `None` on the phone itself.
+    pub module: Option<u32>,
+    /// For a BLF key, the URI the phone sends its dialog SUBSCRIBE to (RFC 4235).
+    pub subscribe: Option<String>,
+}
+
+impl EmulatedKey {
+    /// A key of `kind` showing `label`, on the phone itself.
+    pub fn new(kind: &str, value: &str, label: &str) -> EmulatedKey {
+        EmulatedKey {
+            kind: kind.to_string(),
+            value: value.to_string(),
+            label: label.to_string(),
+            module: None,
+            subscribe: None,
+        }
+    }
+
+    /// A BLF key on `target` as the vendors write it (a user part the phone completes with its
+    /// account's registrar, or a whole `sip:` URI), subscribing through `registrar`.
+    pub fn blf(target: &str, label: &str, registrar: &str) -> EmulatedKey {
+        let (value, uri) = match target.strip_prefix("sip:") {
+            Some(rest) => (
+                rest.split('@').next().unwrap_or_default().to_string(),
+                target.to_string(),
+            ),
+            None => (target.to_string(), format!("sip:{target}@{registrar}")),
+        };
+        EmulatedKey {
+            subscribe: Some(uri),
+            ..EmulatedKey::new("blf", &value, label)
+        }
+    }
+
+    /// The same key on expansion module `module`.
+    pub fn on_module(self, module: u32) -> EmulatedKey {
+        EmulatedKey {
+            module: Some(module),
+            ..self
+        }
+    }
+}
+
 /// Any of the emulators, driven alike by tests and demos.
 pub enum Handset {
     /// A Yealink.
@@ -621,6 +674,27 @@ impl Handset {
             Handset::Poly(p) => p.sip_port(),
             Handset::Gigaset(p) => p.sip_port(),
         }
+    }
+
+    /// The function keys it shows, in key order (the phone's own keys, then its modules').
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        match self {
+            Handset::Yealink(p) => p.function_keys(),
+            Handset::Snom(p) => p.function_keys(),
+            Handset::Grandstream(p) => p.function_keys(),
+            Handset::Fanvil(p) => p.function_keys(),
+            Handset::Poly(p) => p.function_keys(),
+            // No Nx70 source documents programmable keys (directory-and-keys.md, "Gigaset").
+            Handset::Gigaset(_) => Vec::new(),
+        }
+    }
+
+    /// The URIs its BLF keys subscribe to (`Event: dialog`), in key order.
+    pub fn blf_subscriptions(&self) -> Vec<String> {
+        self.function_keys()
+            .into_iter()
+            .filter_map(|k| k.subscribe)
+            .collect()
     }
 
     /// Its SIP port, bound on loopback where its file says (an ephemeral one for `None`).

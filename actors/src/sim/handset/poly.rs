@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
+use super::{
+    AuthStyle, EmulatedKey, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting,
+};
 
 const VENDOR: &str = "poly";
 
@@ -196,4 +198,31 @@ fn parameters(body: &str, into: &mut BTreeMap<String, String>) -> Result<(), Han
         }
     }
     Ok(())
+}
+
+impl PolyPhone {
+    /// Its BLF keys: `attendant.resourceList.N.*` from 1 until the first without an address
+    /// (directory-and-keys.md, "Poly"), each a dialog subscription of its own while
+    /// `attendant.uri` is empty. Module keys continue the same numbering: all count as its own.
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        if self.settings.get("attendant.uri").is_some_and(|u| !u.is_empty()) {
+            return Vec::new();
+        }
+        let registrar = self
+            .settings
+            .get("reg.1.server.1.address")
+            .cloned()
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        for n in 1.. {
+            let get = |what: &str| self.settings.get(&format!("attendant.resourceList.{n}.{what}"));
+            let Some(address) = get("address") else { break };
+            let label = get("label").cloned().unwrap_or_default();
+            keys.push(match get("type").map(String::as_str) {
+                Some("normal") | None => EmulatedKey::blf(address, &label, &registrar),
+                Some(other) => EmulatedKey::new(&format!("other:{other}"), address, &label),
+            });
+        }
+        keys
+    }
 }

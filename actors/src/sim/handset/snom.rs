@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
+use super::{
+    AuthStyle, EmulatedKey, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting,
+};
 
 const VENDOR: &str = "snom";
 
@@ -29,6 +31,8 @@ pub struct SnomPhone {
     pub settings: BTreeMap<String, String>,
     /// The CAs installed from the files' `<certificates>` (DER).
     pub trusted_cas: Vec<Vec<u8>>,
+    /// The function keys from `<functionKeys>`, by idx: (label, `type argument`).
+    pub fkeys: BTreeMap<u32, (String, String)>,
 }
 
 impl SnomPhone {
@@ -48,6 +52,7 @@ impl SnomPhone {
             credentials: None,
             settings: BTreeMap::new(),
             trusted_cas: Vec::new(),
+            fkeys: BTreeMap::new(),
         }
     }
 
@@ -114,6 +119,7 @@ impl SnomPhone {
             let certs = super::pem_certificates(self.vendor, certificate.text().unwrap_or_default())?;
             self.trusted_cas.extend(certs);
         }
+        self.apply_function_keys(root)?;
         for section in root.children().filter(|n| n.has_tag_name("phone-settings")) {
             for setting in section.children().filter(|n| n.is_element()) {
                 let name = match setting.attribute("idx") {
@@ -125,6 +131,47 @@ impl SnomPhone {
             }
         }
         Ok(())
+    }
+
+    /// `<functionKeys>` (or `<function-keys>`) in `<settings>`: `<fkey idx=.. label=..>type
+    /// argument</fkey>`, idx from 0 (docs/vendors/directory-and-keys.md, "Snom").
+    fn apply_function_keys(&mut self, root: roxmltree::Node) -> Result<(), HandsetError> {
+        for fkey in root
+            .children()
+            .filter(|n| n.has_tag_name("functionKeys") || n.has_tag_name("function-keys"))
+            .flat_map(|n| n.children().filter(|c| c.has_tag_name("fkey")))
+        {
+            let idx = fkey
+                .attribute("idx")
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| fault(self.vendor, "an fkey without a numeric idx"))?;
+            let label = fkey.attribute("label").unwrap_or_default().to_string();
+            self.fkeys
+                .insert(idx, (label, fkey.text().unwrap_or_default().trim().to_string()));
+        }
+        Ok(())
+    }
+
+    /// The keys it shows, by idx. Where the phone's own keys end and a module's begin depends
+    /// on the model, which the notes do not give: every key counts as the phone's own.
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        let registrar = self.settings.get("user_host#1").cloned().unwrap_or_default();
+        self.fkeys
+            .values()
+            .map(|(label, text)| {
+                let (kind, argument) = text.split_once(' ').unwrap_or((text, ""));
+                match (kind, argument) {
+                    ("line", _) => EmulatedKey::new("line", "", label),
+                    ("blf", target) => {
+                        // `blf <target>|<pickup code>`: the target is before the `|`.
+                        EmulatedKey::blf(target.split('|').next().unwrap_or_default(), label, &registrar)
+                    }
+                    ("speed", number) => EmulatedKey::new("speed_dial", number, label),
+                    ("keyevent", "F_DND") => EmulatedKey::new("dnd", "", label),
+                    _ => EmulatedKey::new(&format!("other:{text}"), "", label),
+                }
+            })
+            .collect()
     }
 
     /// The SIP credentials it challenges a check-sync with, when `challenge_checksync` is on.

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{AuthStyle, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting};
+use super::{
+    AuthStyle, EmulatedKey, HandsetError, HttpClient, Registration, SipRequest, Url, fault, setting,
+};
 
 const VENDOR: &str = "yealink";
 
@@ -20,6 +22,8 @@ pub struct YealinkPhone {
     mac: String,
     /// The common-file code of its model (`108` for a T46U).
     model_code: String,
+    /// Its model (`T46U`): how many line keys it has and which expansion modules it takes.
+    model: String,
     /// Where the next check fetches from (DHCP option 66 at first, then the file's URL).
     pub server: Url,
     /// The credentials the files gave it.
@@ -51,6 +55,7 @@ impl YealinkPhone {
             http,
             mac: mac.to_ascii_lowercase(),
             model_code: model_code.to_string(),
+            model: model.to_ascii_uppercase(),
             server,
             credentials: None,
             settings: BTreeMap::new(),
@@ -199,6 +204,59 @@ impl YealinkPhone {
             password: get("account.1.password")?,
             display_name: get("account.1.display_name")?,
         })
+    }
+}
+
+/// Line keys, keys per expansion module and modules, per model (directory-and-keys.md,
+/// "Yealink": the [F-Y] comment and Wazo's counts; EXP43/EXP50 on the T46U/T48U/T5x, EXP40 on
+/// the T46S/T48S). A model the notes do not count has no keys here.
+fn key_counts(model: &str) -> (u32, u32, u32) {
+    match model {
+        "T41S" | "T41U" | "T42S" | "T42U" => (15, 0, 0),
+        "T46S" => (27, 40, 6),
+        "T46U" | "T54W" => (27, 60, 3),
+        "T48S" => (29, 40, 6),
+        "T48U" | "T57W" => (29, 60, 3),
+        _ => (0, 0, 0),
+    }
+}
+
+impl YealinkPhone {
+    /// The keys it shows: `linekey.N.*` up to its line key count, then
+    /// `expansion_module.X.key.Y.*` for its modules; type 0 (or none) is an unused key.
+    pub fn function_keys(&self) -> Vec<EmulatedKey> {
+        let (line_keys, per_module, modules) = key_counts(&self.model);
+        let registrar = self
+            .settings
+            .get("account.1.sip_server.1.address")
+            .cloned()
+            .unwrap_or_default();
+        let own = (1..=line_keys).map(|n| (format!("linekey.{n}"), None));
+        let module_keys = (1..=modules)
+            .flat_map(|x| (1..=per_module).map(move |y| (format!("expansion_module.{x}.key.{y}"), Some(x))));
+        own.chain(module_keys)
+            .filter_map(|(prefix, module)| {
+                let get = |what: &str| {
+                    self.settings
+                        .get(&format!("{prefix}.{what}"))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let (value, label) = (get("value"), get("label"));
+                let key = match get("type").as_str() {
+                    "" | "0" => return None,
+                    "15" => EmulatedKey::new("line", "", &label),
+                    "16" => EmulatedKey::blf(&value, &label, &registrar),
+                    "13" => EmulatedKey::new("speed_dial", &value, &label),
+                    "5" => EmulatedKey::new("dnd", "", &label),
+                    other => EmulatedKey::new(&format!("other:{other}"), &value, &label),
+                };
+                Some(match module {
+                    Some(x) => key.on_module(x),
+                    None => key,
+                })
+            })
+            .collect()
     }
 }
 
