@@ -79,6 +79,9 @@ fn vendor_and_mac(n: u32) -> (&'static str, String) {
     (vendor, format!("{oui}{:06x}", 0xd000 + n))
 }
 
+/// Users in the demo PBX's user table (the phonebook every demo phone gets).
+const DEMO_DIRECTORY_USERS: u32 = 20;
+
 /// Runs the demo; with `keep_running`, serves on until `signals` fires.
 pub async fn run(phones: u32, keep_running: bool, signals: ShutdownSignals) -> Result<DemoSummary, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary store: {e}"))?;
@@ -152,7 +155,7 @@ async fn connect_pbx(
     let pbx = PbxSim::new(config.app_name(), &format!("{base}{}", config.app.path), password);
     let mut pbx_conn = pbx.connect(&ws_url).await.map_err(|e| format!("PBX: {e}"))?;
     pbx_conn
-        .send_pbx_info(&["PbxApi", "Services"])
+        .send_pbx_info(&["PbxApi", "Services", "PbxTableUsers"])
         .await
         .map_err(|e| format!("PBX: {e}"))?;
     let devices_http = devices
@@ -163,6 +166,18 @@ async fn connect_pbx(
         .serve_services(&devices_services(&devices_http))
         .await
         .map_err(|e| format!("PBX Services: {e}"))?;
+    // The App object has TableUsers: the demo's users fill every phone's phonebook.
+    let users: Vec<serde_json::Value> = (0..DEMO_DIRECTORY_USERS)
+        .map(|n| {
+            let user = crate::sim::users::SimPhone::numbered(n);
+            serde_json::json!({"guid": format!("{n:032x}"), "h323": user.username, "cn": user.cn,
+                "e164": format!("{}", 200 + n), "hide": false})
+        })
+        .collect();
+    pbx_conn
+        .serve_user_table(&users)
+        .await
+        .map_err(|e| format!("PBX PbxTableUsers: {e}"))?;
     // Ready once the Devices URL is learnt.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
