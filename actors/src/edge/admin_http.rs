@@ -128,6 +128,24 @@ async fn refuse(req: &HttpRequest, state: &AdminHttp) -> Option<HttpResponse> {
     }
 }
 
+/// A body of exactly one member `key`, a name or null (400 otherwise, naming the form).
+fn name_or_null(body: &[u8], key: &str) -> Result<Option<String>, Box<HttpResponse>> {
+    let refused = || {
+        Box::new(json_error(
+            400,
+            &format!("body must be {{\"{key}\": name or null}}"),
+        ))
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) if map.len() == 1 => match map.get(key) {
+            Some(serde_json::Value::String(name)) => Ok(Some(name.clone())),
+            Some(serde_json::Value::Null) => Ok(None),
+            _ => Err(refused()),
+        },
+        _ => Err(refused()),
+    }
+}
+
 /// The token check, then the `{mac}` of the path (any usual spelling; malformed: 400).
 async fn authorized_mac(req: &HttpRequest, state: &AdminHttp, text: &str) -> Result<Mac, Box<HttpResponse>> {
     if let Some(refused) = refuse(req, state).await {
@@ -263,13 +281,9 @@ async fn pin_vendor(
         Err(refused) => return *refused,
     };
     // Exactly {"vendor": name} or {"vendor": null}: a typo must not unpin.
-    let vendor = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(map)) if map.len() == 1 => match map.get("vendor") {
-            Some(serde_json::Value::String(name)) => Some(name.clone()),
-            Some(serde_json::Value::Null) => None,
-            _ => return json_error(400, "body must be {\"vendor\": name or null}"),
-        },
-        _ => return json_error(400, "body must be {\"vendor\": name or null}"),
+    let vendor = match name_or_null(&body, "vendor") {
+        Ok(vendor) => vendor,
+        Err(refused) => return *refused,
     };
     match state.core.pin_vendor(&mac, vendor.as_deref()).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
@@ -370,13 +384,9 @@ async fn set_key_profile(
         Err(refused) => return *refused,
     };
     // Exactly {"profile": name} or {"profile": null}: a typo must not take a profile away.
-    let profile = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(map)) if map.len() == 1 => match map.get("profile") {
-            Some(serde_json::Value::String(name)) => Some(name.clone()),
-            Some(serde_json::Value::Null) => None,
-            _ => return json_error(400, "body must be {\"profile\": name or null}"),
-        },
-        _ => return json_error(400, "body must be {\"profile\": name or null}"),
+    let profile = match name_or_null(&body, "profile") {
+        Ok(profile) => profile,
+        Err(refused) => return *refused,
     };
     match state.core.set_key_profile(&mac, profile.as_deref()).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({})),
