@@ -187,6 +187,11 @@ impl UserTable {
         }
     }
 
+    /// How many entries the phonebook has (without building and sorting it).
+    pub fn listed(&self) -> usize {
+        self.rows.values().filter(|u| u.entry().is_some()).count()
+    }
+
     /// The phonebook: one entry per user not hidden, by name then number.
     pub fn phonebook(&self) -> Vec<PhonebookEntry> {
         let mut entries: Vec<PhonebookEntry> = self.rows.values().filter_map(PbxUser::entry).collect();
@@ -236,6 +241,7 @@ mod tests {
             ],
             "dn else cn, e164 else h323, hidden and empty users left out"
         );
+        assert_eq!(table.listed(), 2);
     }
 
     #[test]

@@ -520,42 +520,49 @@ async fn serve(
             model.as_deref(),
             mac,
         ),
-        Route::Phonebook { mac } => {
-            let (view, access) = match find_phone(state, &facts, mac).await {
-                Ok(found) => found,
-                Err(refused) => return *refused,
-            };
-            let phone = PhoneRequest {
-                req,
-                facts,
-                peer,
-                mac,
-                model: None,
-                view: &view,
-                access: &access,
-            };
-            serve_phonebook(state, phone).await
-        }
+        // A phone's phonebook or its own file: both read the phone first.
+        Route::Phonebook { mac } => serve_found(state, req, facts, peer, (mac, None, None)).await,
         Route::Phone {
             mac,
             model,
             candidates,
         } => {
-            let (view, access) = match find_phone(state, &facts, mac).await {
-                Ok(found) => found,
-                Err(refused) => return *refused,
-            };
-            let phone = PhoneRequest {
+            serve_found(
+                state,
                 req,
                 facts,
                 peer,
-                mac,
-                model: model.as_deref(),
-                view: &view,
-                access: &access,
-            };
-            serve_phone(state, phone, &candidates).await
+                (mac, model.as_deref(), Some(&candidates)),
+            )
+            .await
         }
+    }
+}
+
+/// Reads the phone `mac` names, then serves its phonebook (no candidates) or its own file.
+async fn serve_found(
+    state: &web::Data<ProvState>,
+    req: &HttpRequest,
+    facts: DownloadRequest<'_>,
+    peer: SocketAddr,
+    (mac, model, candidates): (Mac, Option<&str>, Option<&[Candidate]>),
+) -> HttpResponse {
+    let (view, access) = match find_phone(state, &facts, mac).await {
+        Ok(found) => found,
+        Err(refused) => return *refused,
+    };
+    let phone = PhoneRequest {
+        req,
+        facts,
+        peer,
+        mac,
+        model,
+        view: &view,
+        access: &access,
+    };
+    match candidates {
+        Some(candidates) => serve_phone(state, phone, candidates).await,
+        None => serve_phonebook(state, phone).await,
     }
 }
 

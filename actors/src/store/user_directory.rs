@@ -79,7 +79,7 @@ impl UserDirectory {
         let (table, profiles) = decode_both(&users_bytes, &profiles_bytes)?;
         let status = DirectoryStatus {
             rows: table.len(),
-            listed: table.phonebook().len(),
+            listed: table.listed(),
             ..DirectoryStatus::default()
         };
         Ok(UserDirectory {
@@ -118,11 +118,7 @@ impl UserDirectory {
             );
         }
         if users_new && !replicating {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            status.rows = table.len();
-            status.listed = table.phonebook().len();
-            status.last_change = Some(innoprov::clock::now_unix());
-            write(&self.table, table);
+            self.show(table);
         }
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (users_bytes, profiles_bytes);
         self.version.fetch_add(1, Ordering::AcqRel);
@@ -161,15 +157,20 @@ impl UserDirectory {
     ///
     /// [`save`]: UserDirectory::save
     pub fn publish(&self, table: UserTable) {
+        self.show(table);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        self.unsaved.store(true, Ordering::Release);
+    }
+
+    /// Makes `table` the one the downloads and the status show.
+    fn show(&self, table: UserTable) {
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.rows = table.len();
-            status.listed = table.phonebook().len();
+            status.listed = table.listed();
             status.last_change = Some(innoprov::clock::now_unix());
         }
         write(&self.table, table);
-        self.version.fetch_add(1, Ordering::AcqRel);
-        self.unsaved.store(true, Ordering::Release);
     }
 
     /// Stores the published table if it is newer than the stored one (blocks on the store; a
