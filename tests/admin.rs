@@ -440,11 +440,19 @@ async fn health_and_readiness() {
 
 /// A scrape parsed with a Prometheus text-format parser: (metric name, labels) → value.
 async fn scrape(service: &Service) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    scrape_with(service, TOKEN).await
+}
+
+/// [`scrape`] with the admin token `token`.
+pub(crate) async fn scrape_with(
+    service: &Service,
+    token: &str,
+) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
     let mut tcp = tokio::net::TcpStream::connect(service.addr)
         .await
         .expect("connect");
     let request = format!(
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
         service.addr
     );
     tcp.write_all(request.as_bytes()).await.expect("write");
@@ -474,7 +482,7 @@ async fn scrape(service: &Service) -> Vec<(String, std::collections::BTreeMap<St
         .collect()
 }
 
-fn value(
+pub(crate) fn value(
     samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
     name: &str,
     labels: &[(&str, &str)],

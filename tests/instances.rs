@@ -589,3 +589,73 @@ async fn a_refused_new_phone_leaves_no_lease_behind() {
     drop(observer);
     stop(a);
 }
+
+/// The directory of issue 21 on several instances: the PBX replicates its users through one
+/// instance, a key profile is edited through another, and each instance serves the same
+/// phonebook and keys (every instance follows the others' writes through the database).
+#[tokio::test]
+async fn every_instance_serves_the_phonebook_and_keys_whichever_instance_got_them() {
+    use innoprov_actors::sim::handset::{Handset, HttpClient, Url};
+    let (_pg, url, sim, root) = cluster("directory").await;
+    let a = instance(root.path(), "a", &url, &sim, 15);
+    let b = instance(root.path(), "b", &url, &sim, 15);
+    let mut pbx = crate::directory::pbx_with(&a, &["PbxApi", "PbxTableUsers"]).await;
+    pbx.serve_user_table(&crate::directory::rows())
+        .await
+        .expect("replication");
+    let api = "/example.com/innoprov/api/v1";
+    let keys = serde_json::json!({"keys":[{"type":"blf","target":"alice","label":"Alice"}]});
+    let (status, body) = call(
+        &b,
+        "PUT",
+        &format!("{api}/key-profiles/sales"),
+        Some(TOKEN),
+        Some(&keys.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&a.ws_url())
+        .await
+        .expect("login a");
+    let reply = conn.provision(&phone(&sim, 0)).await.expect("reply");
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let mac = mac(0);
+    let (status, body) = call(
+        &a,
+        "PUT",
+        &format!("{api}/phones/{mac}/key-profile"),
+        Some(TOKEN),
+        Some(r#"{"profile":"sales"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Each instance, as the phone sees it: its phonebook and its keys (bounded wait: the
+    // instances follow each other every few seconds).
+    for service in [&a, &b] {
+        let server = Url::parse(&format!("http://127.0.0.1:{}{PROV}/", service.addr.port())).expect("url");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut handset =
+                Handset::new("yealink", &mac, server.clone(), HttpClient::new("", None)).expect("yealink");
+            handset.provision().await.expect("provision");
+            let book: Vec<(String, String)> = handset
+                .fetch_phonebook(&mac)
+                .await
+                .map(|lines| lines.into_iter().map(|l| (l.name, l.number)).collect())
+                .unwrap_or_default();
+            let keys: Vec<String> = handset.function_keys().into_iter().map(|k| k.value).collect();
+            let want_book =
+                [("Archer, Alice", "201"), ("Bob Baker", "bob")].map(|(n, d)| (n.to_string(), d.to_string()));
+            if book == want_book && keys == ["alice"] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: phonebook {book:?}, keys {keys:?}",
+                service.addr
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -82,6 +82,16 @@ fn profile() -> Value {
 
 /// What the phone of `vendor` shows for [`profile`]: (kind, value, label, module).
 fn expected(vendor: &str) -> Vec<(String, String, String, Option<u32>)> {
+    let own_keys = match vendor {
+        "yealink" => 27,
+        "grandstream" => 48,
+        _ => 50,
+    };
+    expected_on(vendor, own_keys, true)
+}
+
+/// [`expected`] on a model with `own_keys` keys, and expansion modules when `modules`.
+fn expected_on(vendor: &str, own_keys: usize, modules: bool) -> Vec<(String, String, String, Option<u32>)> {
     let mut keys: Vec<(String, String, String)> = vec![
         ("line".into(), String::new(), "Line".into()),
         ("blf".into(), "anna".into(), "Anna".into()),
@@ -90,13 +100,9 @@ fn expected(vendor: &str) -> Vec<(String, String, String, Option<u32>)> {
         ("dnd".into(), String::new(), "DND".into()),
     ];
     keys.extend((6..=50).map(|n| ("blf".into(), format!("ext{n}"), format!("ext{n}"))));
-    let own_keys = match vendor {
-        "yealink" => 27,
-        "grandstream" => 48,
-        _ => 50,
-    };
     keys.into_iter()
         .enumerate()
+        .filter(|(i, _)| modules || *i < own_keys)
         // Poly documents BLF keys only; a Gigaset Nx70 none.
         .filter(|(_, (kind, _, _))| vendor != "poly" || kind == "blf")
         .filter(|_| vendor != "gigaset")
@@ -217,6 +223,45 @@ async fn a_key_profile_comes_through_the_users_pbx_config_template() {
         assert!(
             !base.settings.values().any(|v| v.contains("alice")),
             "nothing of the profile in the Nx70's file"
+        );
+    }
+}
+
+/// The per-MAC file names no model: the User-Agent's model places the keys. A T48U has 29 line
+/// keys where the T46U (the default) has 27; a GXP2160 has 24 VPKs, 6 of them fixed, and no
+/// modules, where the GXP2170 has 48 with 12 fixed (so keys 7 to 12 would carry fixed modes the
+/// GXP2160 reads as others).
+#[tokio::test]
+async fn the_user_agents_model_places_the_keys() {
+    let (service, _dir, sim) = start_with_devices(&format!("[admin]\ntoken = \"{TOKEN}\"\n")).await;
+    let mut conn = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    put(&service, "key-profiles/sales", &profile()).await;
+    let dhcp = Url::parse(&format!("http://127.0.0.1:{}{PROV}/", service.addr.port())).expect("url");
+    for (n, (vendor, model, own_keys, modules)) in (0x40..).zip([
+        ("yealink", "T48U", 29, true),
+        ("grandstream", "GXP2160", 24, false),
+    ]) {
+        let mac = mac_of(vendor, n);
+        provision(&sim, &mut conn, &mac, n).await;
+        put(
+            &service,
+            &format!("phones/{mac}/key-profile"),
+            &json!({"profile":"sales"}),
+        )
+        .await;
+        let mut phone =
+            Handset::of_model(vendor, model, &mac, dhcp.clone(), HttpClient::new("", None)).expect("model");
+        phone
+            .provision()
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
+        assert_eq!(
+            shown(&phone.function_keys()),
+            expected_on(vendor, own_keys, modules),
+            "{vendor} {model}"
         );
     }
 }

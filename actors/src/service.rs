@@ -216,6 +216,48 @@ fn spawn_known_address_saver(
     });
 }
 
+/// How often the directory is kept up: unsaved table writes retried, and with several
+/// instances the others' writes taken (the stamps read every tick, everything every
+/// [`DIRECTORY_FULL_READ_TICKS`]).
+const DIRECTORY_TICK: Duration = Duration::from_secs(2);
+/// Ticks between full reads of the directory's settings (about a minute).
+const DIRECTORY_FULL_READ_TICKS: u32 = 30;
+
+/// Keeps the PBX's users and the key profiles up, off the actix workers, until `shutdown`:
+/// retries a table write that failed, and when `several` instances share the database takes
+/// what the others wrote (a profile edited on another instance, the table another instance
+/// replicates), so every instance serves the same phonebook and keys.
+fn spawn_directory_follower(users: Arc<UserDirectory>, several: bool, mut shutdown: watch::Receiver<bool>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = 0u32;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DIRECTORY_TICK) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            let full = tick.is_multiple_of(DIRECTORY_FULL_READ_TICKS);
+            tick = tick.wrapping_add(1);
+            let users = Arc::clone(&users);
+            let kept = actix_web::rt::task::spawn_blocking(move || {
+                users.save()?;
+                match several {
+                    true => users.follow(full),
+                    false => Ok(false),
+                }
+            })
+            .await;
+            match kept {
+                Ok(Ok(true)) => {
+                    log::info!("directory: took another instance's change of the users or key profiles")
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => log::warn!("directory: cannot keep the users and key profiles up: {e}"),
+                Err(e) => log::warn!("directory: the keeper failed: {e}"),
+            }
+        }
+    });
+}
+
 /// `innoprov check`: every check the start makes that neither binds nor writes (the config's
 /// values, the vendor catalogue and templates, the TLS files, the CA file, the PostgreSQL
 /// password file, an existing seal key), and a one-line summary of what would run.
@@ -366,6 +408,11 @@ impl RunningService {
             &guard,
         ));
         spawn_known_address_saver(Arc::clone(&guard), Arc::clone(&store), shutdown.subscribe());
+        spawn_directory_follower(
+            Arc::clone(&users),
+            admin_core.leases.is_some(),
+            shutdown.subscribe(),
+        );
         let prov_path = &config.provisioning.path;
         let parts = ProvParts {
             store: Arc::clone(&store),

@@ -60,6 +60,9 @@ pub struct Phonebook {
     pub name: String,
     /// Minutes between refreshes: the periodic re-check's.
     pub refresh_minutes: u32,
+    /// The entries themselves, for a vendor whose file carries its phonebook (Snom's `<tbook>`);
+    /// empty for the others, which fetch `url`.
+    pub entries: Vec<crate::pbx_users::PhonebookEntry>,
 }
 
 /// One function key as the templates write it.
@@ -411,6 +414,7 @@ impl PhoneContext {
             server_path: format!("{}phonebook/{mac}", ctx.prov.url_without_scheme),
             name: "PBX".into(),
             refresh_minutes: recheck_minutes.max(60),
+            entries: Vec::new(),
         };
         Ok(ctx)
     }

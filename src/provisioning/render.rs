@@ -100,6 +100,9 @@ impl Renderer {
                         '>' => out.write_str("&gt;")?,
                         '"' => out.write_str("&quot;")?,
                         '\'' => out.write_str("&apos;")?,
+                        // XML 1.0 forbids the other control characters (a PBX's name may
+                        // carry one); no phone shows them.
+                        c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
                         c => out.write_char(c)?,
                     }
                 }

@@ -493,6 +493,38 @@ fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool 
     }
 }
 
+/// The model a provisioning request's User-Agent names, for the per-MAC files whose names carry
+/// none (Yealink's `<mac>.cfg`, Grandstream's `cfg<mac>.xml`): it places function keys on the
+/// model's own keys and its expansion modules. The forms are documented in
+/// docs/vendors/yealink.md and grandstream.md ("User-Agent"): `Yealink SIP-T46U 108.86.0.90
+/// <mac>` (and `Yealink-T46U …`), `Grandstream Model HW GXP2170 [V2.2A] SW 1.0.11.3 DevId
+/// <mac>`, and Fanvil's `Fanvil X4 2.10.2.6887 <mac>`. Only letters and digits are kept, at
+/// most 16: the name is the client's to choose.
+pub fn model_in_user_agent(vendor: &str, user_agent: &str) -> Option<String> {
+    let mut words = user_agent.split_whitespace();
+    let first = words.next()?;
+    let word = match vendor {
+        "yealink" if first.eq_ignore_ascii_case("yealink") => words.next()?.strip_prefix("SIP-")?,
+        "yealink" => first
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("yealink-"))
+            .and_then(|_| first.get(8..))?,
+        "grandstream" if first.eq_ignore_ascii_case("grandstream") => {
+            let mut rest = words.skip_while(|w| *w != "HW");
+            rest.next()?;
+            rest.next()?
+        }
+        "fanvil" if first.eq_ignore_ascii_case("fanvil") => words.next()?,
+        _ => return None,
+    };
+    let model: String = word
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
+    (!model.is_empty()).then_some(model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,5 +668,36 @@ mod tests {
             missing.is_empty(),
             "vendors registered but not catalogued: {missing:?}"
         );
+    }
+
+    #[test]
+    fn the_model_is_read_from_the_documented_user_agents() {
+        let cases = [
+            (
+                "yealink",
+                "Yealink SIP-T48U 108.86.0.90 80:5e:c0:aa:bb:cc",
+                Some("T48U"),
+            ),
+            ("yealink", "Yealink-T46U 108.86.0.90", Some("T46U")),
+            ("yealink", "Yealink W60B 77.85.0.20", None),
+            (
+                "grandstream",
+                "Grandstream Model HW GXP2160 SW 1.0.11.3 DevId 000b82aabbcc",
+                Some("GXP2160"),
+            ),
+            (
+                "grandstream",
+                "Grandstream Model HW GXV3350  V1.3A SW 1.0.1.33 DevId 000b82462d97",
+                Some("GXV3350"),
+            ),
+            ("fanvil", "Fanvil X4 2.10.2.6887 0c383e000001", Some("X4")),
+            ("yealink", "Yealink SIP-T4<script>8U 1", Some("T4script8U")),
+            ("snom", "Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33)", None),
+            ("grandstream", "curl/8.5", None),
+            ("yealink", "", None),
+        ];
+        for (vendor, ua, model) in cases {
+            assert_eq!(model_in_user_agent(vendor, ua).as_deref(), model, "{ua}");
+        }
     }
 }

@@ -581,10 +581,14 @@ impl AdminCore {
     /// Gives the phone the profile `name`, or takes its own away with `None` (400 for an
     /// unknown profile, 404 for an unknown phone).
     pub async fn set_key_profile(&self, mac: &Mac, name: Option<&str>) -> Result<(), AdminFailure> {
-        if let Some(name) = name
-            && !self.users.profiles().contains_key(name)
-        {
-            return Err(failure(400, format!("no key profile {name:?}")));
+        if let Some(name) = name {
+            let (users, wanted) = (Arc::clone(&self.users), name.to_string());
+            let known = Self::off_worker(move || users.has_profile(&wanted))
+                .await?
+                .map_err(Self::store_failure)?;
+            if !known {
+                return Err(failure(400, format!("no key profile {name:?}")));
+            }
         }
         self.record(mac).await?;
         let (phone, profile) = (*mac, name.map(str::to_string));

@@ -249,7 +249,8 @@ impl ProvState {
         {
             return rendered.clone();
         }
-        let text = innoprov::provisioning::phonebook::render(format, &self.users.table().phonebook());
+        let text = innoprov::provisioning::phonebook::render(format, &self.users.phonebook());
+        crate::ops::metrics::metrics().phonebook_renders.inc();
         let rendered = Rendered {
             etag: etag_of(text.as_bytes()),
             body: Bytes::from(text),
@@ -386,6 +387,10 @@ impl ProvState {
         ctx.file = file.to_string();
         ctx.prov.sip_port = self.sip_port;
         ctx.keys = KeyView::list(&self.users.keys_for(record, access));
+        // Snom's tbook travels inside its settings file (docs/vendors/directory-and-keys.md).
+        if vendor.phonebook == Some(PhonebookFormat::Snom) {
+            ctx.phonebook.entries = self.users.phonebook().to_vec();
+        }
         ctx.prov.trust_anchors = self.trust_anchors.clone();
         let text = match self.renderer.render_phone(vendor, &ctx) {
             Ok(text) => text,
@@ -777,12 +782,18 @@ async fn serve_phone(
             return challenge_response(state, now, facts.client);
         }
     };
+    // A per-MAC file's name carries no model; the User-Agent places the keys (docs/vendors).
+    let vendor_name = &state.vendors.all()[vendor_index].name;
+    let model = phone
+        .model
+        .map(str::to_string)
+        .or_else(|| innoprov::provisioning::vendor::model_in_user_agent(vendor_name, facts.user_agent));
     let Some(rendered) = state.render(
         phone.req,
         (phone.view, phone.access),
         facts.file,
         vendor_index,
-        phone.model,
+        model.as_deref(),
     ) else {
         phone.audit(state, vendor_index, now, 500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub store_flush: Histogram,
     /// Live changes of the PBX's user table taken (ReplicateAdd, Update, Del that changed it).
     pub user_table_changes: Counter,
+    /// Phonebooks rendered (once per table change and format, however many phones fetch).
+    pub phonebook_renders: Counter,
 }
 
 fn build() -> Metrics {
@@ -95,6 +97,10 @@ fn build() -> Metrics {
         "user_table_changes",
         "Live changes of the PBX's user table taken (ReplicateAdd, Update, Del that changed it)",
     );
+    let phonebook_renders = counter(
+        "phonebook_renders",
+        "Phonebooks rendered (once per table change and format, however many phones fetch)",
+    );
     let store_flush = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0]);
     registry.register(
         "store_flush_seconds",
@@ -114,6 +120,7 @@ fn build() -> Metrics {
         link_reconnects,
         store_flush,
         user_table_changes,
+        phonebook_renders,
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use innoprov::pbx_users::UserTable;
+use innoprov::pbx_users::{PhonebookEntry, UserTable};
 use innoprov::provisioning::keys::{FunctionKey, KeyProfile};
 use innoprov::store::{Store, StoreError, decode_json, encode_json};
 use innoprov::{PhoneRecord, provisioning::PhoneAccess};
@@ -21,6 +21,9 @@ use serde::Serialize;
 pub const USERS_SETTING: &str = "pbx_users";
 /// The settings key of the key profiles.
 pub const PROFILES_SETTING: &str = "key_profiles";
+/// Written after each write of either setting, with a value no write repeats: another
+/// instance reads these two small values to learn whether there is anything new to read.
+const STAMPS: [&str; 2] = ["pbx_users_stamp", "key_profiles_stamp"];
 
 /// What the admin page and REST show of the directory.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -61,6 +64,15 @@ pub struct UserDirectory {
     ///
     /// [`reload`]: UserDirectory::reload
     seen: Mutex<(Vec<u8>, Vec<u8>)>,
+    /// Held through a profile's read, change and write: two edits on this instance never
+    /// write over each other.
+    editing: Mutex<()>,
+    /// The two stamps as [`follow`] last read them.
+    ///
+    /// [`follow`]: UserDirectory::follow
+    stamps: Mutex<[Vec<u8>; 2]>,
+    /// The phonebook's entries with the version they were built at: sorted once per change.
+    entries: Mutex<(u64, Arc<Vec<PhonebookEntry>>)>,
 }
 
 fn read<T: Clone>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -93,6 +105,9 @@ impl UserDirectory {
             unsaved: std::sync::atomic::AtomicBool::new(false),
             saving: Mutex::new(()),
             seen: Mutex::new((users_bytes, profiles_bytes)),
+            entries: Mutex::new((0, Arc::default())),
+            stamps: Mutex::new([Vec::new(), Vec::new()]),
+            editing: Mutex::new(()),
         })
     }
 
@@ -125,6 +140,44 @@ impl UserDirectory {
         Ok(true)
     }
 
+    /// What several instances on one database do every few seconds: reads the two stamps and
+    /// takes the other instances' writes ([`reload`]) when a stamp moved, or always when
+    /// `full` (two writers of one setting can leave a stamp that an instance wrote itself over
+    /// data it did not: the periodic full read ends that). Blocks on the store; whether
+    /// anything changed.
+    ///
+    /// [`reload`]: UserDirectory::reload
+    pub fn follow(&self, full: bool) -> Result<bool, StoreError> {
+        let mut now = [Vec::new(), Vec::new()];
+        for (slot, key) in now.iter_mut().zip(STAMPS) {
+            *slot = self.store.get_setting(key)?.unwrap_or_default();
+        }
+        let moved = *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) != now;
+        if !(moved || full) {
+            return Ok(false);
+        }
+        let changed = self.reload()?;
+        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        Ok(changed)
+    }
+
+    /// Writes `bytes` under `which` (0: the table, 1: the profiles), then its stamp, and
+    /// flushes.
+    fn write_setting(&self, which: usize, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = [USERS_SETTING, PROFILES_SETTING][which];
+        self.store.put_setting(key, Some(bytes))?;
+        let stamp = new_stamp();
+        self.store.put_setting(STAMPS[which], Some(&stamp))?;
+        self.store.flush()?;
+        self.stamps.lock().unwrap_or_else(|p| p.into_inner())[which] = stamp;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match which {
+            0 => seen.0 = bytes.to_vec(),
+            _ => seen.1 = bytes.to_vec(),
+        }
+        Ok(())
+    }
+
     /// A number that changes whenever the table or a profile changes.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
@@ -133,6 +186,26 @@ impl UserDirectory {
     /// The user table.
     pub fn table(&self) -> Arc<UserTable> {
         read(&self.table)
+    }
+
+    /// The phonebook's entries (users not hidden, by name), built once per change.
+    pub fn phonebook(&self) -> Arc<Vec<PhonebookEntry>> {
+        let version = self.version();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.0 != version {
+            *entries = (version, Arc::new(self.table().phonebook()));
+        }
+        Arc::clone(&entries.1)
+    }
+
+    /// Whether a profile `name` exists, asking the store when this instance has not seen it
+    /// (another instance may have stored it a moment ago). Blocks on the store on a miss.
+    pub fn has_profile(&self, name: &str) -> Result<bool, StoreError> {
+        if self.profiles().contains_key(name) {
+            return Ok(true);
+        }
+        self.reload()?;
+        Ok(self.profiles().contains_key(name))
     }
 
     /// The key profiles by name.
@@ -181,12 +254,7 @@ impl UserDirectory {
             return Ok(());
         }
         let table = self.table();
-        let written = encode_json(USERS_SETTING, &*table).and_then(|bytes| {
-            self.store.put_setting(USERS_SETTING, Some(&bytes))?;
-            self.store.flush()?;
-            self.seen.lock().unwrap_or_else(|p| p.into_inner()).0 = bytes;
-            Ok(())
-        });
+        let written = encode_json(USERS_SETTING, &*table).and_then(|bytes| self.write_setting(0, &bytes));
         if written.is_err() {
             self.unsaved.store(true, Ordering::Release);
         }
@@ -202,16 +270,17 @@ impl UserDirectory {
     fn store_profiles(&self, profiles: BTreeMap<String, KeyProfile>) -> Result<(), StoreError> {
         let list: Vec<&KeyProfile> = profiles.values().collect();
         let bytes = encode_json(PROFILES_SETTING, &list)?;
-        self.store.put_setting(PROFILES_SETTING, Some(&bytes))?;
-        self.store.flush()?;
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).1 = bytes;
+        self.write_setting(1, &bytes)?;
         write(&self.profiles, profiles);
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Creates or replaces a profile, durably (blocks on the store).
+    /// Creates or replaces a profile, durably (blocks on the store). The list is read from the
+    /// store first, so a profile another instance stored a moment ago is kept.
     pub fn put_profile(&self, profile: KeyProfile) -> Result<(), StoreError> {
+        let _editing = self.editing.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload()?;
         let mut profiles = (*self.profiles()).clone();
         profiles.insert(profile.name.clone(), profile);
         self.store_profiles(profiles)
@@ -219,6 +288,8 @@ impl UserDirectory {
 
     /// Deletes a profile; whether there was one (blocks on the store).
     pub fn delete_profile(&self, name: &str) -> Result<bool, StoreError> {
+        let _editing = self.editing.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload()?;
         let mut profiles = (*self.profiles()).clone();
         if profiles.remove(name).is_none() {
             return Ok(false);
@@ -241,6 +312,16 @@ impl UserDirectory {
             .map(|p| p.keys.clone())
             .unwrap_or_default()
     }
+}
+
+/// A stamp no other write repeats: the time in nanoseconds, the process and a counter.
+fn new_stamp() -> Vec<u8> {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos}-{}-{count}", std::process::id()).into_bytes()
 }
 
 /// The table and the profiles from their stored bytes (empty bytes: never stored).
@@ -308,12 +389,23 @@ mod tests {
         let again = UserDirectory::load(store).expect("reload");
         assert_eq!(again.keys_for(&record, &access), profile("Sales", "alice").keys);
         assert_eq!(again.status().rows, 1);
-        // Another instance on the same store sees a new profile at its next reload.
+        // Another instance on the same store sees a new profile when it follows: the stamps
+        // tell it there is something to read.
         let other = UserDirectory::load(Arc::clone(&again.store)).expect("another instance");
         assert!(!other.reload().expect("nothing new"));
+        other.follow(true).expect("first follow");
+        assert!(!other.follow(false).expect("no stamp moved"));
         again.put_profile(profile("late", "carol")).expect("put");
-        assert!(other.reload().expect("reload"));
+        let before = other.version();
+        assert!(other.follow(false).expect("follow"));
         assert!(other.profiles().contains_key("late"));
+        assert!(other.version() > before, "cached renders are dropped");
+        assert!(!other.follow(false).expect("nothing moved since"));
+        // An edit on one instance keeps what another stored a moment before, unfollowed.
+        again.put_profile(profile("fresh", "dora")).expect("put");
+        other.put_profile(profile("edited", "erin")).expect("put");
+        assert!(other.profiles().contains_key("fresh"), "read before the write");
+        assert!(again.has_profile("edited").expect("asks the store on a miss"));
         assert!(again.delete_profile("Sales").expect("delete"));
         assert!(!again.delete_profile("Sales").expect("gone"));
         assert!(again.keys_for(&record, &access).is_empty());

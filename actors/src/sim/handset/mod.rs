@@ -640,6 +640,41 @@ impl Handset {
         })
     }
 
+    /// A factory-fresh phone of `vendor` and `model`, where the vendor's emulator knows the
+    /// model's keys: Yealink T4xS/T4xU/T5xW (the common-file codes of docs/vendors/yealink.md)
+    /// and Grandstream GXP21xx/GRP26xx. `None` for any other.
+    pub fn of_model(vendor: &str, model: &str, mac: &str, server: Url, http: HttpClient) -> Option<Handset> {
+        let model = model.to_ascii_uppercase();
+        Some(match vendor {
+            "yealink" => {
+                let (code, firmware) = match model.as_str() {
+                    "T41S" | "T42S" | "T46S" | "T48S" => {
+                        let code = match model.as_str() {
+                            "T41S" => "068",
+                            "T42S" => "067",
+                            "T46S" => "066",
+                            _ => "065",
+                        };
+                        (code, "66.86.0.15")
+                    }
+                    "T42U" => ("116", "108.86.0.90"),
+                    "T46U" => ("108", "108.86.0.90"),
+                    "T48U" => ("109", "108.86.0.90"),
+                    "T54W" => ("096", "96.86.0.70"),
+                    "T57W" => ("097", "96.86.0.70"),
+                    _ => return None,
+                };
+                Handset::Yealink(yealink::YealinkPhone::new(
+                    mac, &model, code, firmware, server, http,
+                ))
+            }
+            "grandstream" if model.starts_with("GXP21") || model.starts_with("GRP26") => {
+                Handset::Grandstream(grandstream::GrandstreamPhone::new(mac, &model, server, http))
+            }
+            _ => return None,
+        })
+    }
+
     /// One provisioning run: boot, periodic check, or the fetch after a resync.
     pub async fn provision(&mut self) -> Result<(), HandsetError> {
         match self {

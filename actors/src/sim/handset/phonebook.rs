@@ -10,8 +10,9 @@
 //!   Yealink's;
 //! - Poly: `<mac>-directory.xml` from its provisioning server, with its provisioning
 //!   credentials; `<directory><item_list><item>` with `fn`/`ln` and `ct`;
-//! - Snom (and the Gigaset P-series): a `<tbook>` of `item` `name`/`number`, read when a test
-//!   hands it one; the Gigaset Nx70 bases take none (LDAP only).
+//! - Snom (and the Gigaset P-series): a `<tbook>` of `item` `name`/`number` inside the settings
+//!   file, taken at each settings fetch (`complete="true"` replaces the phone's directory);
+//!   the Gigaset Nx70 bases take none (LDAP only).
 
 use super::{AuthStyle, Handset, HandsetError, Url, fault};
 
@@ -102,6 +103,16 @@ impl Handset {
         })
     }
 
+    /// The phonebook as the phone shows it after its next refresh: Snom fetches its settings
+    /// (which carry the tbook), the others their phonebook URL.
+    pub async fn refreshed_phonebook(&mut self, mac: &str) -> Result<Vec<PhonebookLine>, HandsetError> {
+        if let Handset::Snom(phone) = self {
+            phone.provision().await?;
+            return Ok(phone.tbook.clone());
+        }
+        self.fetch_phonebook(mac).await
+    }
+
     /// Fetches the phonebook as the phone does and reads its entries.
     pub async fn fetch_phonebook(&self, mac: &str) -> Result<Vec<PhonebookLine>, HandsetError> {
         let source = self
@@ -126,6 +137,20 @@ fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
         .find(|c| c.has_tag_name(name))
         .and_then(|c| c.text())
         .map(|t| t.trim().to_string())
+}
+
+/// The entries of a Snom `<tbook>` (its `item`s' `name` and `number`), in file order.
+pub(super) fn tbook_items(tbook: roxmltree::Node<'_, '_>) -> Vec<PhonebookLine> {
+    tbook
+        .children()
+        .filter(|n| n.has_tag_name("item"))
+        .filter_map(|n| {
+            Some(PhonebookLine {
+                name: child_text(n, "name")?,
+                number: child_text(n, "number")?,
+            })
+        })
+        .collect()
 }
 
 /// The entries of a phonebook file in `vendor`'s format.
@@ -181,11 +206,7 @@ pub fn read_phonebook(vendor: &'static str, text: &str) -> Result<Vec<PhonebookL
                 )
             })
             .collect(),
-        ("snom" | "gigaset_p", "tbook") => root
-            .children()
-            .filter(|n| n.has_tag_name("item"))
-            .filter_map(|n| line(child_text(n, "name"), child_text(n, "number")))
-            .collect(),
+        ("snom" | "gigaset_p", "tbook") => tbook_items(root),
         (_, other) => {
             return Err(fault(
                 vendor,

@@ -33,6 +33,8 @@ pub struct SnomPhone {
     pub trusted_cas: Vec<Vec<u8>>,
     /// The function keys from `<functionKeys>`, by idx: (label, `type argument`).
     pub fkeys: BTreeMap<u32, (String, String)>,
+    /// Its local directory as provisioned `<tbook>`s left it.
+    pub tbook: Vec<super::phonebook::PhonebookLine>,
 }
 
 impl SnomPhone {
@@ -53,6 +55,7 @@ impl SnomPhone {
             settings: BTreeMap::new(),
             trusted_cas: Vec::new(),
             fkeys: BTreeMap::new(),
+            tbook: Vec::new(),
         }
     }
 
@@ -120,6 +123,14 @@ impl SnomPhone {
             self.trusted_cas.extend(certs);
         }
         self.apply_function_keys(root)?;
+        // `<tbook>`: `complete="true"` replaces the directory, else the items are added
+        // (docs/vendors/directory-and-keys.md [S3]).
+        for tbook in root.children().filter(|n| n.has_tag_name("tbook")) {
+            if tbook.attribute("complete") == Some("true") {
+                self.tbook.clear();
+            }
+            self.tbook.extend(super::phonebook::tbook_items(tbook));
+        }
         for section in root.children().filter(|n| n.has_tag_name("phone-settings")) {
             for setting in section.children().filter(|n| n.is_element()) {
                 let name = match setting.attribute("idx") {
