@@ -328,6 +328,36 @@ impl ProvState {
         Ok(Some(view))
     }
 
+    /// What a rendered file depends on besides the record: vendor, model, file, scheme, the
+    /// directory's version and key profile, and every header that decides the URL.
+    fn render_key(
+        &self,
+        req: &HttpRequest,
+        access: &PhoneAccess,
+        file: &str,
+        vendor_index: usize,
+        model: Option<&str>,
+    ) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        vendor_index.hash(&mut hasher);
+        model.hash(&mut hasher);
+        file.hash(&mut hasher);
+        req.app_config().secure().hash(&mut hasher);
+        // The keys and the phonebook change with the profiles and the user table.
+        self.users.version().hash(&mut hasher);
+        access.key_profile.hash(&mut hasher);
+        for name in [
+            header::HOST.as_str(),
+            "forwarded",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+        ] {
+            req.headers().get(name).map(|h| h.as_bytes()).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     fn render(
         &self,
         req: &HttpRequest,
@@ -337,32 +367,7 @@ impl ProvState {
         model: Option<&str>,
     ) -> Option<Rendered> {
         let (view, access) = phone;
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        vendor_index.hash(&mut hasher);
-        model.hash(&mut hasher);
-        file.hash(&mut hasher);
-        req.app_config().secure().hash(&mut hasher);
-        // The keys and the phonebook's place change with the profiles and the user table.
-        self.users.version().hash(&mut hasher);
-        access.key_profile.hash(&mut hasher);
-        req.headers()
-            .get(header::HOST)
-            .map(|h| h.as_bytes())
-            .hash(&mut hasher);
-        req.headers()
-            .get("forwarded")
-            .map(|h| h.as_bytes())
-            .hash(&mut hasher);
-        req.headers()
-            .get("x-forwarded-host")
-            .map(|h| h.as_bytes())
-            .hash(&mut hasher);
-        req.headers()
-            .get("x-forwarded-proto")
-            .map(|h| h.as_bytes())
-            .hash(&mut hasher);
-        let key = hasher.finish();
+        let key = self.render_key(req, access, file, vendor_index, model);
         if let Some((_, hit)) = lock(&view.renders).get(&key) {
             return Some(hit.clone());
         }
@@ -687,6 +692,15 @@ impl PhoneRequest<'_> {
     /// What the request's credentials prove: the phone's exact Basic header (precomputed, the
     /// common case needs no decoding), else a parsed Basic or Digest answer checked against
     /// the phone's password. Wrong credentials count as a miss.
+    /// The model the file is rendered for: the file name's, else (a per-MAC file's name
+    /// carries none) the User-Agent's, which places the keys (docs/vendors).
+    fn model_for(&self, state: &ProvState, vendor_index: usize) -> Option<String> {
+        let vendor = &state.vendors.all()[vendor_index].name;
+        self.model
+            .map(str::to_string)
+            .or_else(|| innoprov::provisioning::vendor::model_in_user_agent(vendor, self.facts.user_agent))
+    }
+
     fn credentials(&self, state: &ProvState, now: u64) -> Credentials {
         let Some(authorization) = self
             .req
@@ -782,12 +796,7 @@ async fn serve_phone(
             return challenge_response(state, now, facts.client);
         }
     };
-    // A per-MAC file's name carries no model; the User-Agent places the keys (docs/vendors).
-    let vendor_name = &state.vendors.all()[vendor_index].name;
-    let model = phone
-        .model
-        .map(str::to_string)
-        .or_else(|| innoprov::provisioning::vendor::model_in_user_agent(vendor_name, facts.user_agent));
+    let model = phone.model_for(state, vendor_index);
     let Some(rendered) = state.render(
         phone.req,
         (phone.view, phone.access),
