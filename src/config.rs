@@ -66,6 +66,50 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[admin]`: who may administer, and the admin page's settings.
     pub admin: AdminConfig,
+    /// `[redirect.<vendor>]`: the vendors' redirect services phones are registered with.
+    pub redirect: RedirectConfig,
+}
+
+/// A secret written in the file or kept in a file of its own (read at start).
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Written in the configuration.
+    Inline(Secret),
+    /// `..._file`: the file holding it (trailing newline dropped).
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret, reading its file if it has one.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::Inline(secret) => Ok(secret.clone()),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|text| Secret::new(text.trim_end_matches(['\r', '\n'])))
+                .map_err(|e| format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// `[redirect]`: zero touch (interface.md "Zero touch"); a vendor without its table is
+/// registered nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct RedirectConfig {
+    /// `[redirect.yealink]`: Yealink RPS.
+    pub yealink: Option<YealinkRedirectConfig>,
+}
+
+/// `[redirect.yealink]`: the RPS XML-RPC account (docs/redirect/yealink.md).
+#[derive(Debug, Clone)]
+pub struct YealinkRedirectConfig {
+    /// `url`: the XML-RPC endpoint.
+    pub url: String,
+    /// `user`: the account (HTTP Basic).
+    pub user: String,
+    /// `password` or `password_file`.
+    pub password: SecretSource,
+    /// `server_name`: the RPS server entry the phones are registered under.
+    pub server_name: String,
 }
 
 /// `[http]`: the one listener for websockets, phone downloads and the admin doors.

@@ -19,6 +19,8 @@
 //! - [`provisioning`]: vendors, templates, download authentication, access and audit, and
 //!   `DownloadRequest`, who gets which file (route, vendor, serve/challenge/refuse, what the
 //!   phone's download state must remember) as a plain type.
+//! - [`redirect`]: zero touch: the vendors' redirect services as plain types (an exchange per
+//!   job, the queue with its retries and pace, XML-RPC and Hawk).
 //! - [`seal`]: secrets at rest, sealed under the per-installation key.
 //! - [`store`]: the `Store` trait, its sled and in-memory implementations, the conformance suite;
 //!   the `Leases` trait (fenced writes included), its in-memory implementation and its suite.
@@ -40,6 +42,7 @@ pub mod outcome;
 pub mod pbx_users;
 pub mod phone;
 pub mod provisioning;
+pub mod redirect;
 pub mod seal;
 pub mod services;
 pub mod sip_digest;

@@ -59,6 +59,9 @@ pub(super) struct Config {
     /// `[admin]`, all defaults (no admin door) when absent.
     #[serde(default)]
     admin: AdminConfig,
+    /// `[redirect.<vendor>]`, none (no zero touch) when absent.
+    #[serde(default)]
+    redirect: RedirectConfig,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
         let admin = self.admin.typed(origin)?;
         let tls = self.tls.typed(origin)?;
         let websocket = self.websocket.typed(origin)?;
+        let redirect = self.redirect.typed(origin, provisioning.public_url.is_some())?;
         Ok(super::Config {
             http,
             app,
@@ -87,7 +91,97 @@ impl Config {
             provisioning,
             tls,
             admin,
+            redirect,
         })
+    }
+}
+
+/// `[redirect]`: one table per vendor service (interface.md "Zero touch").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectConfig {
+    /// `[redirect.yealink]`: Yealink RPS.
+    #[serde(default)]
+    yealink: Option<YealinkRedirect>,
+}
+
+/// `[redirect.yealink]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YealinkRedirect {
+    /// `url`: the RPS XML-RPC endpoint.
+    #[serde(default = "default_yealink_rps_url")]
+    url: String,
+    /// `user`: the RPS account.
+    user: String,
+    /// `password`, wrapped at once.
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<Secret>,
+    /// `password_file`.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// `server_name`: the server entry the phones are registered under.
+    #[serde(default = "default_server_name")]
+    server_name: String,
+}
+
+/// docs/redirect/yealink.md: the endpoint current clients use.
+fn default_yealink_rps_url() -> String {
+    "https://api-dm.yealink.com:8443/xmlrpc".into()
+}
+
+fn default_server_name() -> String {
+    "innoprov".into()
+}
+
+impl RedirectConfig {
+    fn typed(self, origin: Origin<'_>, public_url: bool) -> Result<super::RedirectConfig, ConfigError> {
+        let yealink = match self.yealink {
+            None => None,
+            Some(y) => {
+                if !public_url {
+                    return Err(origin.invalid(
+                        "redirect.yealink",
+                        "needs provisioning.public_url: the URL a phone out of the box is sent to",
+                    ));
+                }
+                if !(y.url.starts_with("https://") || y.url.starts_with("http://")) {
+                    return Err(origin.invalid("redirect.yealink.url", "must be an http(s) URL"));
+                }
+                if y.user.trim().is_empty() {
+                    return Err(origin.invalid("redirect.yealink.user", "must not be empty"));
+                }
+                // docs/redirect/yealink.md: RPS takes A-z 0-9 - _ . and space in a server name.
+                let name_ok = !y.server_name.is_empty()
+                    && y.server_name.len() <= 64
+                    && y.server_name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+                if !name_ok {
+                    return Err(origin.invalid(
+                        "redirect.yealink.server_name",
+                        "must be 1 to 64 of A-z 0-9 - _ . and space",
+                    ));
+                }
+                let password = match (y.password, y.password_file) {
+                    (Some(p), None) => super::SecretSource::Inline(p),
+                    (None, Some(f)) => super::SecretSource::File(f),
+                    _ => {
+                        return Err(origin.invalid(
+                            "redirect.yealink.password",
+                            "set exactly one of password and password_file",
+                        ));
+                    }
+                };
+                Some(super::YealinkRedirectConfig {
+                    url: y.url,
+                    user: y.user,
+                    password,
+                    server_name: y.server_name,
+                })
+            }
+        };
+        Ok(super::RedirectConfig { yealink })
     }
 }
 
