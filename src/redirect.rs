@@ -25,6 +25,7 @@ pub mod yealink;
 use serde::{Deserialize, Serialize};
 
 use crate::Mac;
+use crate::store::{Store, StoreError};
 
 /// The setting that holds the deregistrations still owed: a JSON list of [`Departed`].
 pub const DEPARTED_SETTING: &str = "redirect_departed";
@@ -36,6 +37,80 @@ pub struct Departed {
     pub mac: Mac,
     /// The service (the vendor's name) it was registered with.
     pub service: String,
+}
+
+/// Serialises this process's changes of [`DEPARTED_SETTING`] (a read, a change, a write).
+static DEPARTURES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The deregistrations still owed.
+pub fn departures(store: &dyn Store) -> Result<Vec<Departed>, StoreError> {
+    match store.get_setting(DEPARTED_SETTING)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => crate::store::decode_json(DEPARTED_SETTING.as_bytes(), &bytes),
+    }
+}
+
+fn change_departures(store: &dyn Store, change: impl FnOnce(&mut Vec<Departed>)) -> Result<(), StoreError> {
+    let _serial = DEPARTURES.lock().unwrap_or_else(|p| p.into_inner());
+    let mut list = departures(store)?;
+    let before = list.clone();
+    change(&mut list);
+    if list == before {
+        return Ok(());
+    }
+    let bytes = crate::store::encode_json(DEPARTED_SETTING, &list)?;
+    store.put_setting(DEPARTED_SETTING, Some(&bytes))
+}
+
+/// Called before a phone is deleted, in the same flush: when a service has (or may have) the
+/// phone, its deregistration is owed from now on, whatever happens to this process.
+pub fn note_departure(store: &dyn Store, mac: &Mac) -> Result<(), StoreError> {
+    let access = store.get_access(mac)?;
+    let Some(status) = access.redirect else {
+        return Ok(());
+    };
+    if status.state == RedirectState::OwnedElsewhere {
+        return Ok(());
+    }
+    owe_departure(
+        store,
+        Departed {
+            mac: *mac,
+            service: status.service,
+        },
+    )
+}
+
+/// Notes that `departed` must be deregistered (a phone deleted while its registration ran).
+pub fn owe_departure(store: &dyn Store, departed: Departed) -> Result<(), StoreError> {
+    change_departures(store, |list| {
+        list.retain(|d| d.mac != departed.mac);
+        list.push(departed);
+    })
+}
+
+/// The service of a phone: the vendor an admin pinned, else the first vendor owning the MAC's
+/// OUI, when that vendor has a service (`has_service`).
+pub fn service_for<'a>(
+    vendors: &'a crate::provisioning::Vendors,
+    mac: &Mac,
+    pinned: Option<&str>,
+    has_service: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
+    if let Some(vendor) = pinned.and_then(|name| vendors.by_name(name)) {
+        return has_service(&vendor.name).then_some(vendor.name.as_str());
+    }
+    vendors
+        .all()
+        .iter()
+        .filter(|v| v.owns_oui(mac))
+        .map(|v| v.name.as_str())
+        .find(|name| has_service(name))
+}
+
+/// The deregistration of `mac` is done (or no longer owed: the phone is back).
+pub fn forget_departure(store: &dyn Store, mac: &Mac) -> Result<(), StoreError> {
+    change_departures(store, |list| list.retain(|d| d.mac != *mac))
 }
 
 /// What to do with a phone at its vendor's service.

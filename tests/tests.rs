@@ -23,3 +23,4 @@ mod rooms;
 mod safe_by_default;
 mod supervision;
 mod wire_frames;
+mod zero_touch;

@@ -29,6 +29,7 @@ use crate::phones::devices_socket::LinkShared;
 use crate::phones::directory::ServiceDirectory;
 use crate::phones::notifier::Notifier;
 use crate::phones::phone_job::JobShared;
+use crate::phones::redirect::RedirectWorker;
 use crate::phones::registry::leased::LeaseDuty;
 use crate::phones::registry::{PhoneRegistry, RetireAll};
 use crate::store::LeaseHandle;
@@ -36,6 +37,7 @@ use crate::store::audit_log::AuditLog;
 use crate::store::persistence::{Flush, Persistence};
 use crate::store::postgres_store::{self, PostgresSettings};
 use crate::store::user_directory::UserDirectory;
+use innoprov::redirect::RedirectApi;
 
 /// Why the service could not start; each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,9 @@ pub enum StartError {
     /// The HTTP server could not start.
     #[error("cannot start HTTP server: {0}")]
     Http(std::io::Error),
+    /// A secret's file (`..._file`) cannot be read.
+    #[error("cannot read {0}")]
+    SecretFile(String),
     /// The operator's vendor catalogue (`provisioning.vendors_file`) is unusable.
     #[error("provisioning.vendors_file {path}: {reason}")]
     Vendors {
@@ -383,7 +388,17 @@ impl RunningService {
         let store_error = store_error(config);
         let (pbx, users) = pbx_and_users(config, &opened.store).map_err(|e| store_error(e.to_string()))?;
         let fatal = Fatal::default();
-        let phones = start_phones(config, &opened, &vendors, devices_tls, &fatal);
+        let apis = redirect_apis(config)?;
+        let redirect_services: Vec<&'static str> = apis.iter().map(|api| api.vendor()).collect();
+        let redirect_tls = Arc::new(devices_client_config(None)?);
+        let phones = start_phones(
+            config,
+            &opened,
+            &vendors,
+            (devices_tls, redirect_tls),
+            apis,
+            &fatal,
+        );
         let (store, sealer, leases) = (opened.store, opened.sealer, opened.leases);
         let (shutdown, shutdown_rx) = watch::channel(false);
         warn_about_passwords(config);
@@ -398,6 +413,8 @@ impl RunningService {
             leases: leases.map(|handle| handle.leases),
             pbx,
             users: Arc::clone(&users),
+            redirect: phones.redirect.clone(),
+            redirect_services: Arc::new(redirect_services),
         });
         let guard = login_guard(config, &*store).map_err(|e| store_error(e.to_string()))?;
         let shared = Arc::new(session_shared(
@@ -709,6 +726,8 @@ struct Phones {
     directory: Addr<ServiceDirectory>,
     /// Announcements of phone state changes, for the admin sessions.
     changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
+    /// Zero touch, when a redirect service is configured.
+    redirect: Option<Addr<RedirectWorker>>,
 }
 
 /// Starts persistence, the audit, the notifier, the registry (with its leases) and the
@@ -717,9 +736,11 @@ fn start_phones(
     config: &Config,
     opened: &OpenedStore,
     vendors: &Vendors,
-    devices_tls: Arc<rustls::ClientConfig>,
+    tls: (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>),
+    redirect_apis: Vec<Arc<dyn RedirectApi>>,
     fatal: &Fatal,
 ) -> Phones {
+    let (devices_tls, redirect_tls) = tls;
     let (store, sealer, leases) = (&opened.store, &opened.sealer, opened.leases.clone());
     let persistence_store = Arc::clone(store);
     let persistence_leases = leases.as_ref().map(|handle| Arc::clone(&handle.leases));
@@ -743,12 +764,27 @@ fn start_phones(
         devices_tls,
     ));
     let (changes, _) = tokio::sync::broadcast::channel(1024);
+    let redirect = match (redirect_apis.is_empty(), &prov.public_url) {
+        (false, Some(url)) => Some(
+            RedirectWorker::new(
+                redirect_apis,
+                Arc::clone(store),
+                vendors.clone(),
+                url.clone(),
+                redirect_tls,
+                fatal.clone(),
+            )
+            .start(),
+        ),
+        _ => None,
+    };
     let jobs = Arc::new(JobShared {
         persistence: persistence.clone(),
         sealer: sealer.clone(),
         link,
         provisioning_timeout: devices.provisioning_timeout,
         notifier: notifier.clone().map(Addr::recipient),
+        redirect: redirect.clone().map(Addr::recipient),
         changes: changes.clone(),
         audit: Arc::clone(&audit),
         leases: leases.as_ref().map(|handle| Arc::clone(&handle.leases)),
@@ -768,7 +804,26 @@ fn start_phones(
         registry,
         directory,
         changes,
+        redirect,
     }
+}
+
+/// The redirect services `[redirect.<vendor>]` configures, their secrets read (zero touch).
+fn redirect_apis(config: &Config) -> Result<Vec<Arc<dyn RedirectApi>>, StartError> {
+    let mut apis: Vec<Arc<dyn RedirectApi>> = Vec::new();
+    if let Some(y) = &config.redirect.yealink {
+        let password = y
+            .password
+            .read()
+            .map_err(|e| StartError::SecretFile(format!("redirect.yealink.password_file {e}")))?;
+        apis.push(Arc::new(innoprov::redirect::yealink::YealinkRps {
+            url: y.url.clone(),
+            user: y.user.clone(),
+            password,
+            server_name: y.server_name.clone(),
+        }));
+    }
+    Ok(apis)
 }
 
 /// Warns about passwords left at values that cannot work.

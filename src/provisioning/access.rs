@@ -33,6 +33,9 @@ pub struct PhoneAccess {
     /// The key profile an admin gave the phone (else its user's PBX config template names one).
     #[serde(default)]
     pub key_profile: Option<String>,
+    /// The phone's registration with its vendor's redirect service (zero touch).
+    #[serde(default)]
+    pub redirect: Option<crate::redirect::RedirectStatus>,
 }
 
 /// What to do with a request for a phone's own file.

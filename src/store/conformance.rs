@@ -173,6 +173,13 @@ fn access_state(store: &dyn Store, mac: &Mac) {
         handed_out_generation: Some(5),
         handed_out_to: Some("192.0.2.1".into()),
         key_profile: Some("sales".into()),
+        redirect: Some(crate::redirect::RedirectStatus::new(
+            crate::redirect::RedirectState::OwnedElsewhere,
+            "yealink: registered elsewhere",
+            "yealink",
+            7,
+            Some("1234".into()),
+        )),
     };
     let epoch = store.write_epoch();
     let written = store

@@ -45,6 +45,22 @@ pub struct PhoneSummary {
     pub last_fetch: Option<u64>,
     /// Since when the link is down (Unix seconds).
     pub link_down_since: Option<u64>,
+    /// Zero touch: its registration with its vendor's redirect service; null when its vendor
+    /// has none configured (interface.md "Zero touch").
+    pub redirect: Option<RedirectView>,
+}
+
+/// A phone's registration as REST and the admin page show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RedirectView {
+    /// `registered`, `pending`, `failed` or `owned_elsewhere`.
+    #[schema(value_type = String)]
+    pub state: innoprov::redirect::RedirectState,
+    /// The service's own words, or ours.
+    pub detail: String,
+    /// The device PIN the service gave (Yealink), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 /// One configuration item as Devices sent it (secrets are never shown).
@@ -168,6 +184,8 @@ pub enum AdminAction {
     Delete,
     /// `key_profile` with `profile` (a name, or null to take the phone's own away).
     KeyProfile(Option<String>),
+    /// `redirect`: register the phone with its vendor's redirect service again.
+    RegisterAgain,
 }
 
 impl AdminRequest {
@@ -191,6 +209,7 @@ impl AdminRequest {
                     "enrolment" => AdminAction::ReopenEnrolment,
                     "vendor" => AdminAction::PinVendor(msg.text("vendor").ok().flatten()),
                     "key_profile" => AdminAction::KeyProfile(msg.text("profile").ok().flatten()),
+                    "redirect" => AdminAction::RegisterAgain,
                     "delete" => AdminAction::Delete,
                     other => return Err(format!("unknown action {other:?}")),
                 };
@@ -242,6 +261,10 @@ pub struct AdminCore {
     pub pbx: Arc<crate::edge::pbx_pin::PbxPin>,
     /// The PBX's user table and the key profiles.
     pub users: Arc<UserDirectory>,
+    /// Zero touch: the worker (for "register again"), when a service is configured.
+    pub redirect: Option<Addr<crate::phones::redirect::RedirectWorker>>,
+    /// The redirect services configured (vendor names).
+    pub redirect_services: Arc<Vec<&'static str>>,
 }
 
 fn state_of(status: Option<&PhoneStatus>, elsewhere: bool) -> (PhoneState, LinkState) {
@@ -258,11 +281,35 @@ struct LiveStates {
     statuses: HashMap<Mac, PhoneStatus>,
     /// Phones whose live lease another instance holds.
     elsewhere: std::collections::HashSet<Mac>,
+    /// The redirect services configured, and the vendors to find a phone's.
+    redirect: (Arc<Vec<&'static str>>, innoprov::provisioning::Vendors),
 }
 
 impl LiveStates {
     fn of(&self, mac: &Mac) -> (Option<&PhoneStatus>, bool) {
         (self.statuses.get(mac), self.elsewhere.contains(mac))
+    }
+
+    /// The phone's registration: null without a service for its vendor, pending before the
+    /// first try.
+    fn redirect_of(&self, mac: &Mac, access: &PhoneAccess) -> Option<RedirectView> {
+        let (services, vendors) = &self.redirect;
+        let service =
+            innoprov::redirect::service_for(vendors, mac, access.pinned_vendor.as_deref(), |name| {
+                services.contains(&name)
+            })?;
+        Some(match &access.redirect {
+            Some(status) => RedirectView {
+                state: status.state,
+                detail: status.detail.clone(),
+                pin: status.pin.clone(),
+            },
+            None => RedirectView {
+                state: innoprov::redirect::RedirectState::Pending,
+                detail: format!("waiting to be registered with {service}"),
+                pin: None,
+            },
+        })
     }
 }
 
@@ -315,6 +362,7 @@ impl AdminCore {
             link,
             last_fetch: last.map(|l| l.at),
             link_down_since: status.and_then(|s| s.link_down_since),
+            redirect: None,
         }
     }
 
@@ -344,6 +392,7 @@ impl AdminCore {
                     AdminAction::PinVendor(vendor) => self.pin_vendor(&mac, vendor.as_deref()).await,
                     AdminAction::Delete => self.delete(&mac).await,
                     AdminAction::KeyProfile(profile) => self.set_key_profile(&mac, profile.as_deref()).await,
+                    AdminAction::RegisterAgain => self.register_again(&mac).await,
                 }?;
                 serde_json::json!({ "ok": true })
             }
@@ -385,7 +434,11 @@ impl AdminCore {
                 let records = store.phones_with_access()?;
                 Ok(records
                     .iter()
-                    .map(|(r, access)| Self::summary(&audit, r, access, live.of(&r.mac)))
+                    .map(|(r, access)| {
+                        let mut summary = Self::summary(&audit, r, access, live.of(&r.mac));
+                        summary.redirect = live.redirect_of(&r.mac, access);
+                        summary
+                    })
                     .filter(|p| state.is_none_or(|s| p.state == s))
                     .filter(|p| {
                         q.as_deref().is_none_or(|q| {
@@ -415,7 +468,12 @@ impl AdminCore {
             .await
             .map_err(|_| failure(503, "the phone registry is not running"))?;
         let elsewhere = self.held_elsewhere().await?;
-        Ok(LiveStates { statuses, elsewhere })
+        let redirect = (Arc::clone(&self.redirect_services), self.vendors.clone());
+        Ok(LiveStates {
+            statuses,
+            elsewhere,
+            redirect,
+        })
     }
 
     async fn held_elsewhere(&self) -> Result<std::collections::HashSet<Mac>, AdminFailure> {
@@ -439,7 +497,12 @@ impl AdminCore {
         let record = self.record(mac).await?;
         let status = self.registry.send(PhoneStatusOf(*mac)).await.ok().flatten();
         let elsewhere = self.held_elsewhere().await?.contains(mac);
-        let (access, recent, summary) = {
+        let redirect = LiveStates {
+            statuses: HashMap::new(),
+            elsewhere: Default::default(),
+            redirect: (Arc::clone(&self.redirect_services), self.vendors.clone()),
+        };
+        let (access, recent, mut summary) = {
             let (mac, record, audit) = (*mac, record.clone(), Arc::clone(&self.audit));
             let live = (status.clone(), elsewhere);
             self.on_store(move |store| {
@@ -450,6 +513,7 @@ impl AdminCore {
             })
             .await?
         };
+        summary.redirect = redirect.redirect_of(mac, &access);
         let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
         Ok(PhoneDetail {
             summary,
@@ -545,6 +609,23 @@ impl AdminCore {
             Ok(Ok(false)) => Err(failure(404, format!("no phone {mac}"))),
             Ok(Err(e)) => Err(Self::store_failure(e)),
             Err(_) => Err(failure(503, "the phone registry is not running")),
+        }
+    }
+
+    /// Registers the phone with its vendor's redirect service again (409 when no service is
+    /// configured for it, 404 for an unknown phone).
+    pub async fn register_again(&self, mac: &Mac) -> Result<(), AdminFailure> {
+        let Some(worker) = &self.redirect else {
+            return Err(failure(409, "no redirect service is configured"));
+        };
+        match worker.send(crate::phones::redirect::RegisterAgain(*mac)).await {
+            Ok(Ok(())) => {
+                log::info!("phone {mac}: registration with its redirect service requested by an admin");
+                Ok(())
+            }
+            Ok(Err(e)) if e.starts_with("no phone") => Err(failure(404, e)),
+            Ok(Err(e)) => Err(failure(409, e)),
+            Err(_) => Err(failure(503, "the redirect worker is not running")),
         }
     }
 

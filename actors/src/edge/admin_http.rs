@@ -13,7 +13,7 @@ use innoprov::provisioning::AuditEntry;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use crate::edge::admin_core::{AdminCore, AdminFailure, PhoneDetail, PhoneState, PhoneSummary};
+use crate::edge::admin_core::{AdminCore, AdminFailure, PhoneDetail, PhoneState, PhoneSummary, RedirectView};
 
 /// What the REST door needs.
 pub struct AdminHttp {
@@ -266,6 +266,25 @@ async fn reopen(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<St
     }
 }
 
+/// Registers the phone with its vendor's redirect service again (zero touch).
+#[utoipa::path(post, path = "/phones/{mac}/redirect", params(("mac" = String, Path, description = "MAC")),
+    responses((status = 202, description = "registration queued"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn register_again(
+    req: HttpRequest,
+    state: web::Data<AdminHttp>,
+    mac: web::Path<String>,
+) -> HttpResponse {
+    let mac = match authorized_mac(&req, &state, &mac).await {
+        Ok(mac) => mac,
+        Err(refused) => return *refused,
+    };
+    match state.core.register_again(&mac).await {
+        Ok(()) => HttpResponse::Accepted().json(serde_json::json!({})),
+        Err(f) => f.into(),
+    }
+}
+
 /// Pins or unpins the phone's vendor.
 #[utoipa::path(put, path = "/phones/{mac}/vendor", params(("mac" = String, Path, description = "MAC")), request_body = VendorPin,
     responses((status = 200, description = "pinned"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -433,9 +452,9 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
-    paths(list_phones, get_phone, get_audit, resync, reopen, pin_vendor, delete_phone, get_pbx, reset_pbx_pin,
+    paths(list_phones, get_phone, get_audit, resync, reopen, register_again, pin_vendor, delete_phone, get_pbx, reset_pbx_pin,
         list_key_profiles, put_key_profile, delete_key_profile, set_key_profile, get_directory, openapi),
-    components(schemas(PhoneList, PhoneSummary, PhoneDetail, AuditList, VendorPin, ErrorBody, KeyProfileList,
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, RedirectView, AuditList, VendorPin, ErrorBody, KeyProfileList,
         crate::store::user_directory::DirectoryStatus, crate::edge::pbx_pin::PbxIdentity)),
     modifiers(&BearerScheme)
 )]
@@ -485,6 +504,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, api_path: &str) {
                 .route("/phones/{mac}/audit", web::get().to(get_audit))
                 .route("/phones/{mac}/resync", web::post().to(resync))
                 .route("/phones/{mac}/enrolment", web::post().to(reopen))
+                .route("/phones/{mac}/redirect", web::post().to(register_again))
                 .route("/phones/{mac}/vendor", web::put().to(pin_vendor))
                 .route("/phones/{mac}/key-profile", web::put().to(set_key_profile))
                 .route("/key-profiles", web::get().to(list_key_profiles))

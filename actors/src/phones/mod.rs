@@ -18,11 +18,15 @@
 //! - [`connect_gate`]: the service-wide cap on Devices connection attempts per second.
 //! - [`directory`]: `ServiceDirectory`, where innovaphone Devices is.
 //! - [`notifier`]: `Notifier`, SIP NOTIFY check-sync when a phone's configuration changes.
+//! - [`redirect`]: `RedirectWorker`, zero touch: each phone registered with its vendor's
+//!   redirect service, deregistered after its deletion; [`outgoing_http`] makes its calls.
 
 pub mod connect_gate;
 pub mod devices_socket;
 pub mod directory;
 pub mod notifier;
+pub mod outgoing_http;
 pub mod phone_job;
 pub mod phone_state;
+pub mod redirect;
 pub mod registry;

@@ -106,6 +106,9 @@ pub struct JobShared {
     pub provisioning_timeout: Duration,
     /// Told when a configured phone's configuration changes (NOTIFY); `None` when switched off.
     pub notifier: Option<Recipient<PhoneConfigChanged>>,
+    /// Zero touch: told of each ProvisioningPhone answered ok, when a redirect service is
+    /// configured.
+    pub redirect: Option<Recipient<super::redirect::PhoneChanged>>,
     /// Where jobs announce that a phone's state changed (the admin door's live list); a
     /// receiver that lags loses announcements, never blocks a job.
     pub changes: tokio::sync::broadcast::Sender<innoprov::Mac>,
@@ -292,6 +295,9 @@ impl PhoneJob {
     }
 
     fn answer(&mut self, outcome: Result<(), ProvisionFailure>) {
+        if let (Ok(()), Some(redirect), true) = (&outcome, &self.shared.redirect, self.reply.is_some()) {
+            redirect.do_send(super::redirect::PhoneChanged(self.record.mac));
+        }
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(outcome);
         }

@@ -12,6 +12,8 @@
 //! - [`devices`]: innovaphone Devices' sysclient endpoint, with fault injection.
 //! - [`postgres`]: a real PostgreSQL server (Debian's package) in a temporary directory.
 //! - [`phone`]: a SIP phone fetching its files over HTTP (Basic/Digest, ETag).
+//! - [`redirect`]: the vendors' redirect services (Yealink RPS), checking the account's
+//!   credentials, with faults.
 //! - [`handset`]: one emulator per vendor walking that vendor's documented boot sequence,
 //!   re-check and NOTIFY resync (docs/vendors).
 
@@ -21,6 +23,7 @@ pub mod handset;
 pub mod pbx;
 pub mod phone;
 pub mod postgres;
+pub mod redirect;
 pub mod users;
 pub mod wire;
 

@@ -350,10 +350,15 @@ impl Handler<DeletePhone> for Persistence {
                 mac,
                 permits,
                 |_| Ok(()),
-                move |store| Ok(store.delete_phone(&mac)?),
+                move |store| {
+                    innoprov::redirect::note_departure(store, &mac)?;
+                    Ok(store.delete_phone(&mac)?)
+                },
             );
         }
-        let existed = match self.store.delete_phone(&mac) {
+        // The deregistration owed to a redirect service is written with the delete (zero touch).
+        let noted = innoprov::redirect::note_departure(self.store.as_ref(), &mac);
+        let existed = match noted.and_then(|()| self.store.delete_phone(&mac)) {
             Ok(existed) => existed,
             Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
         };

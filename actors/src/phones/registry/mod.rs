@@ -299,7 +299,15 @@ impl Handler<DeletePhone> for PhoneRegistry {
             .shared
             .persistence
             .send(persistence::DeletePhone { mac: msg.0, upto });
-        Box::pin(async move { delete.await.map_err(|e| PersistError::Store(e.to_string()))? })
+        let (redirect, mac) = (self.shared.redirect.clone(), msg.0);
+        Box::pin(async move {
+            let deleted = delete.await.map_err(|e| PersistError::Store(e.to_string()))??;
+            // Zero touch: the deregistration the delete noted is due now.
+            if let (true, Some(redirect)) = (deleted, redirect) {
+                redirect.do_send(crate::phones::redirect::PhoneChanged(mac));
+            }
+            Ok(deleted)
+        })
     }
 }
 

@@ -297,3 +297,30 @@ fn parse_cfg(text: &str) -> Result<BTreeMap<String, String>, HandsetError> {
     }
     Ok(settings)
 }
+
+/// A factory-fresh Yealink asking RPS where its provisioning server is
+/// (docs/redirect/yealink.md §3): `GET <rps>service.do?method=redirect&mac=<AA-BB-CC-DD-EE-FF>`;
+/// a 3xx names the server in `Location` (user and password, when the URL carries them, are
+/// split off by the phone: not followed here). `None` when RPS does not know the phone.
+pub async fn ask_rps(mac: &str, rps: &Url, http: &HttpClient) -> Result<Option<Url>, HandsetError> {
+    let upper = mac.to_ascii_uppercase();
+    let dashed: Vec<&str> = (0..6).filter_map(|i| upper.get(2 * i..2 * i + 2)).collect();
+    let question = rps.join(&format!("service.do?method=redirect&mac={}", dashed.join("-")));
+    let answer = http
+        .get(&question, None, super::AuthStyle::Basic)
+        .await
+        .map_err(|e| fault(VENDOR, format!("RPS: {e}")))?;
+    match answer.status {
+        300..=399 => {
+            let location = answer
+                .headers
+                .get("location")
+                .ok_or_else(|| fault(VENDOR, "RPS redirect without Location"))?;
+            Url::parse(location)
+                .map(Some)
+                .ok_or_else(|| fault(VENDOR, format!("RPS sent an unusable URL {location:?}")))
+        }
+        404 => Ok(None),
+        other => Err(fault(VENDOR, format!("RPS answered {other}"))),
+    }
+}

@@ -1,0 +1,266 @@
+//! Issue 22, zero touch against the release binary and the Yealink RPS double
+//! (`sim::redirect`, written from docs/redirect/yealink.md): a phone answered ok is registered
+//! with the account's credentials and innoprov's URL; a factory-fresh emulated phone asks the
+//! double, follows the redirect and provisions from innoprov; a delete deregisters; a MAC of
+//! another account shows as such and is no error for the PBX; a SIGKILL before the
+//! registration or the deregistration loses neither.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use innoprov_actors::sim::devices::DevicesSim;
+use innoprov_actors::sim::handset::{Handset, HttpClient, Url, yealink};
+use innoprov_actors::sim::redirect::YealinkRpsSim;
+use innoprov_actors::sim::users::{SimPhone, UsersSim};
+use serde_json::Value;
+
+use crate::admin::call;
+use crate::common::{APP_PATH, PASSWORD, Service, devices_config};
+
+const TOKEN: &str = "zero-touch-admin-token-4e8b1c9d2a7f";
+const API: &str = "/example.com/innoprov/api/v1";
+
+/// A loopback port free a moment ago: the public URL must name the port before the start.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The service in `dir` on `port`, with `[redirect.yealink]` pointing at `rps` with
+/// `password`.
+fn start(dir: &Path, port: u16, sim: &DevicesSim, rps: &YealinkRpsSim, password: &str) -> Service {
+    let (user, _) = rps.account();
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{}[provisioning]\npublic_url = \"{}\"\n[admin]\ntoken = \"{TOKEN}\"\n[redirect.yealink]\nurl = \"{}\"\nuser = \"{user}\"\npassword = \"{password}\"\n",
+        dir.join("store").display(),
+        devices_config(sim),
+        public_url(port),
+        rps.url(),
+    );
+    let file = dir.join("config.toml");
+    std::fs::write(&file, config).expect("config");
+    Service::start_with_config_file(&file)
+}
+
+fn public_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/example.com/innoprov/prov/")
+}
+
+/// Provisions the Yealink `n` through Users; its MAC.
+async fn provision(service: &Service, sim: &DevicesSim, n: u32) -> String {
+    let mac = format!("805ec0{n:06x}");
+    let phone = SimPhone {
+        mac: mac.clone(),
+        code: sim.issue_code(),
+        ..SimPhone::numbered(n)
+    };
+    let mut users = UsersSim::new("innoprov", PASSWORD)
+        .connect(&service.ws_url())
+        .await
+        .expect("users");
+    let reply = users.provision(&phone).await.expect("provision");
+    assert_eq!(reply["result"], "ok", "the PBX sees no error: {reply}");
+    mac
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The phone's `redirect` member in REST, once it is not pending.
+async fn redirect_of(service: &Service, mac: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = call(service, "GET", &format!("{API}/phones/{mac}"), Some(TOKEN), None).await;
+        assert_eq!(status, 200, "{body}");
+        if body["redirect"]["state"] != "pending" || Instant::now() > deadline {
+            return body["redirect"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_phone_is_registered_a_fresh_phone_follows_the_redirect_and_a_delete_deregisters() {
+    let rps = YealinkRpsSim::start("acme-rps", "rps-pass-1").await.expect("rps");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let service = start(dir.path(), port, &sim, &rps, "rps-pass-1");
+    let mac = provision(&service, &sim, 0x51).await;
+    let upper = mac.to_ascii_uppercase();
+    until("registered at RPS", Duration::from_secs(10), || {
+        rps.devices().contains_key(&upper)
+    })
+    .await;
+    assert_eq!(
+        rps.devices()[&upper],
+        public_url(port),
+        "innoprov's URL, nothing else"
+    );
+    let calls = rps.calls();
+    assert!(
+        calls.iter().all(|c| c.authorized),
+        "Basic with the account: {calls:?}"
+    );
+    let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["redirect.checkDevice", "redirect.registerDeviceWithUniqueUrl"]
+    );
+    assert_eq!(
+        calls[1].params,
+        [upper.clone(), "innoprov".into(), public_url(port), "1".into()]
+    );
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    // A phone out of the box asks RPS and provisions from where it is sent.
+    let http = HttpClient::new("", None);
+    let rps_url = Url::parse(&rps.phone_url()).expect("url");
+    let server = yealink::ask_rps(&mac, &rps_url, &http)
+        .await
+        .expect("ask")
+        .expect("RPS knows the phone");
+    let mut phone = Handset::new("yealink", &mac, server, HttpClient::new("", None)).expect("yealink");
+    phone
+        .provision()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
+    assert_eq!(
+        phone.registration().expect("registration").user,
+        SimPhone::numbered(0x51).username
+    );
+    // A delete deregisters.
+    let (status, _) = call(
+        &service,
+        "DELETE",
+        &format!("{API}/phones/{mac}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    until("deregistered", Duration::from_secs(10), || {
+        !rps.devices().contains_key(&upper)
+    })
+    .await;
+    assert_eq!(
+        rps.calls().last().map(|c| (c.method.clone(), c.params.clone())),
+        Some(("redirect.deRegisterDevice".into(), vec![upper.clone()]))
+    );
+    assert_eq!(yealink::ask_rps(&mac, &rps_url, &http).await.expect("ask"), None);
+}
+
+#[tokio::test]
+async fn another_accounts_phone_and_wrong_credentials_show_on_the_phone_and_harm_nothing() {
+    let rps = YealinkRpsSim::start("acme-rps", "rps-pass-2").await.expect("rps");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let service = start(dir.path(), free_port(), &sim, &rps, "rps-pass-2");
+    rps.owned_by_another("805ec0000061");
+    let mac = provision(&service, &sim, 0x61).await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "owned_elsewhere", "{shown}");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("registered elsewhere"),
+        "{shown}"
+    );
+    assert!(rps.devices().is_empty());
+    assert!(
+        !rps.calls()
+            .iter()
+            .any(|c| c.method == "redirect.registerDeviceWithUniqueUrl"),
+        "not registered over another account"
+    );
+    // "Register again" goes to the service once more.
+    let before = rps.calls().len();
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{API}/phones/{mac}/redirect"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    until("asked again", Duration::from_secs(10), || {
+        rps.calls().len() > before
+    })
+    .await;
+    drop(service);
+    // Wrong credentials: failed, with the reason; the phone itself is stored and configured.
+    let dir = tempfile::tempdir().expect("dir");
+    let service = start(dir.path(), free_port(), &sim, &rps, "wrong-password");
+    let mac = provision(&service, &sim, 0x62).await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(shown["detail"].as_str().unwrap_or("").contains("401"), "{shown}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = call(&service, "GET", &format!("{API}/phones/{mac}"), Some(TOKEN), None).await;
+        if body["state"] == "configured" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone is configured all the same: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !service.logs().contains("wrong-password"),
+        "secrets never reach the log"
+    );
+}
+
+#[tokio::test]
+async fn a_sigkill_before_the_registration_or_the_deregistration_loses_neither() {
+    let rps = YealinkRpsSim::start("acme-rps", "rps-pass-3").await.expect("rps");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let service = start(dir.path(), port, &sim, &rps, "rps-pass-3");
+    rps.fail_next(1000);
+    let mac = provision(&service, &sim, 0x71).await;
+    let upper = mac.to_ascii_uppercase();
+    until("a first try", Duration::from_secs(10), || !rps.calls().is_empty()).await;
+    service.kill9();
+    rps.fail_next(0);
+    let service = start(dir.path(), port, &sim, &rps, "rps-pass-3");
+    until("registered after the restart", Duration::from_secs(10), || {
+        rps.devices().contains_key(&upper)
+    })
+    .await;
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    rps.fail_next(1000);
+    let (status, _) = call(
+        &service,
+        "DELETE",
+        &format!("{API}/phones/{mac}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let tried = rps.calls().len();
+    until("a deregistration try", Duration::from_secs(10), || {
+        rps.calls().len() > tried
+    })
+    .await;
+    service.kill9();
+    rps.fail_next(0);
+    let _service = start(dir.path(), port, &sim, &rps, "rps-pass-3");
+    until("deregistered after the restart", Duration::from_secs(10), || {
+        !rps.devices().contains_key(&upper)
+    })
+    .await;
+}
