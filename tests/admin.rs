@@ -419,7 +419,7 @@ async fn the_openapi_document_matches_the_routes() {
             calls += 1;
         }
     }
-    assert_eq!(calls, 15);
+    assert_eq!(calls, 16);
 }
 
 #[tokio::test]
