@@ -149,6 +149,7 @@
       colFetch: "Last fetch",
       actResync: "Resync (NOTIFY)",
       actEnrolment: "Reopen enrolment",
+      actRedirect: "Register with redirect service",
       notPinned: "not pinned",
       actVendor: "Pin vendor",
       actDelete: "Delete",
@@ -234,6 +235,7 @@
       colFetch: "Letzter Abruf",
       actResync: "Neu laden (NOTIFY)",
       actEnrolment: "Registrierung wieder öffnen",
+      actRedirect: "Beim Redirect-Dienst registrieren",
       notPinned: "nicht festgelegt",
       actVendor: "Hersteller festlegen",
       actDelete: "Löschen",
@@ -589,6 +591,9 @@
       ["Configuration items", p.configuration ? p.configuration.length : null],
       [t("keyProfile"), p.key_profile || t("byTemplate")],
       ["Keys", p.keys ? p.keys.map(keyText).join(", ") || "-" : null],
+      // Zero touch: the vendor's redirect service, in its own words.
+      ["Redirect", p.redirect ? p.redirect.state + (p.redirect.detail ? " (" + p.redirect.detail + ")" : "") : null],
+      ["Device PIN", p.redirect && p.redirect.pin ? p.redirect.pin : null],
     ];
     const dl = $("detail-fields");
     const nodes = [];
@@ -739,7 +744,7 @@
       if (r.error) return say("actionFailed", action, r.error);
       say("actionDone", action, msg.mac);
       // A new key profile changes what the detail shows.
-      if (action === "key_profile" && selected === msg.mac) select(msg.mac);
+      if ((action === "key_profile" || action === "redirect") && selected === msg.mac) select(msg.mac);
     });
   }
 
@@ -754,6 +759,7 @@
   $("state-filter").addEventListener("change", render);
   $("act-resync").addEventListener("click", () => act("resync"));
   $("act-enrolment").addEventListener("click", () => act("enrolment"));
+  $("act-redirect").addEventListener("click", () => act("redirect"));
   $("act-vendor").addEventListener("click", () => act("vendor", { vendor: $("act-vendor-choice").value || null }));
   $("act-profile").addEventListener("click", () => act("key_profile", { profile: $("act-profile-choice").value || null }));
   $("profile-choice").addEventListener("change", () => editProfile($("profile-choice").value));
