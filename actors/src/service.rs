@@ -388,34 +388,18 @@ impl RunningService {
         let store_error = store_error(config);
         let (pbx, users) = pbx_and_users(config, &opened.store).map_err(|e| store_error(e.to_string()))?;
         let fatal = Fatal::default();
-        let apis = redirect_apis(config)?;
-        let redirect_services: Vec<&'static str> = apis.iter().map(|api| api.vendor()).collect();
-        let redirect_tls = Arc::new(devices_client_config(None)?);
-        let phones = start_phones(
-            config,
-            &opened,
-            &vendors,
-            (devices_tls, redirect_tls),
-            apis,
-            &fatal,
-        );
+        let (phones, redirect_services) =
+            start_phones_and_redirect(config, &opened, &vendors, devices_tls, &fatal)?;
         let (store, sealer, leases) = (opened.store, opened.sealer, opened.leases);
         let (shutdown, shutdown_rx) = watch::channel(false);
         warn_about_passwords(config);
-        let admin_core = Arc::new(AdminCore {
-            store: Arc::clone(&store),
-            sealer: sealer.clone(),
-            vendors: vendors.clone(),
-            registry: phones.registry.clone(),
-            audit: Arc::clone(&phones.audit),
-            notifier: phones.notifier.clone().map(Addr::recipient),
-            directory: phones.directory.clone(),
-            leases: leases.map(|handle| handle.leases),
-            pbx,
-            users: Arc::clone(&users),
-            redirect: phones.redirect.clone(),
-            redirect_services: Arc::new(redirect_services),
-        });
+        let admin_core = admin_core(
+            (&store, &sealer, leases.map(|handle| handle.leases)),
+            &vendors,
+            &phones,
+            (pbx, Arc::clone(&users)),
+            redirect_services,
+        );
         let guard = login_guard(config, &*store).map_err(|e| store_error(e.to_string()))?;
         let shared = Arc::new(session_shared(
             config,
@@ -806,6 +790,46 @@ fn start_phones(
         changes,
         redirect,
     }
+}
+
+/// What the admin doors share: the store, the phones' actors, the PBX and its users.
+fn admin_core(
+    (store, sealer, leases): (&Arc<dyn Store>, &Sealer, Option<Arc<dyn innoprov::store::Leases>>),
+    vendors: &Vendors,
+    phones: &Phones,
+    (pbx, users): (Arc<PbxPin>, Arc<UserDirectory>),
+    redirect_services: Vec<&'static str>,
+) -> Arc<AdminCore> {
+    Arc::new(AdminCore {
+        store: Arc::clone(store),
+        sealer: sealer.clone(),
+        vendors: vendors.clone(),
+        registry: phones.registry.clone(),
+        audit: Arc::clone(&phones.audit),
+        notifier: phones.notifier.clone().map(Addr::recipient),
+        directory: phones.directory.clone(),
+        leases,
+        pbx,
+        users,
+        redirect: phones.redirect.clone(),
+        redirect_services: Arc::new(redirect_services),
+    })
+}
+
+/// [`start_phones`] with the redirect services `[redirect.<vendor>]` configures (their
+/// secrets read, TLS to them with the web PKI roots); the services' names.
+fn start_phones_and_redirect(
+    config: &Config,
+    opened: &OpenedStore,
+    vendors: &Vendors,
+    devices_tls: Arc<rustls::ClientConfig>,
+    fatal: &Fatal,
+) -> Result<(Phones, Vec<&'static str>), StartError> {
+    let apis = redirect_apis(config)?;
+    let services = apis.iter().map(|api| api.vendor()).collect();
+    let redirect_tls = Arc::new(devices_client_config(None)?);
+    let phones = start_phones(config, opened, vendors, (devices_tls, redirect_tls), apis, fatal);
+    Ok((phones, services))
 }
 
 /// The redirect services `[redirect.<vendor>]` configures, their secrets read (zero touch).
