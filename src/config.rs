@@ -97,6 +97,19 @@ impl SecretSource {
 pub struct RedirectConfig {
     /// `[redirect.yealink]`: Yealink RPS.
     pub yealink: Option<YealinkRedirectConfig>,
+    /// `[redirect.snom]`: Snom SRAPS.
+    pub snom: Option<SnomRedirectConfig>,
+}
+
+/// `[redirect.snom]`: the SRAPS access key (docs/redirect/snom-gigaset.md).
+#[derive(Debug, Clone)]
+pub struct SnomRedirectConfig {
+    /// `url`: the API base, ending in `/`.
+    pub url: String,
+    /// `key_id`: the access key id (Hawk's id).
+    pub key_id: String,
+    /// `key_secret` or `key_secret_file`.
+    pub key_secret: SecretSource,
 }
 
 /// `[redirect.yealink]`: the RPS XML-RPC account (docs/redirect/yealink.md).

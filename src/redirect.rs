@@ -6,8 +6,8 @@
 //! - [`RedirectApi`]: one vendor's service. It turns a job (register or deregister a MAC,
 //!   pointing it at a URL) into an [`Exchange`], which turns replies into the next HTTP call
 //!   or a [`Verdict`]. The adapters, each written from the vendor's documents and independent
-//!   clients (docs/redirect/): [`yealink`] (RPS XML-RPC). Snom SRAPS, Gigaset, Fanvil FDPS and
-//!   Poly ZTP are researched in docs/redirect/ and not built yet.
+//!   clients (docs/redirect/): [`yealink`] (RPS XML-RPC) and [`snom`] (SRAPS, REST with Hawk).
+//!   Gigaset, Fanvil FDPS and Poly ZTP are researched in docs/redirect/ and not built yet.
 //! - [`queue::RedirectQueue`]: which call next, the retries with the one backoff policy, and
 //!   each service's pace.
 //! - [`hawk`] and [`xmlrpc`]: the two wire forms the services share.
@@ -19,6 +19,7 @@
 
 pub mod hawk;
 pub mod queue;
+pub mod snom;
 pub mod xmlrpc;
 pub mod yealink;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::handset::{Handset, HttpClient, Url, yealink};
-use innoprov_actors::sim::redirect::YealinkRpsSim;
+use innoprov_actors::sim::redirect::{SrapsSim, YealinkRpsSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 use serde_json::Value;
 
@@ -32,12 +32,20 @@ fn free_port() -> u16 {
 /// `password`.
 fn start(dir: &Path, port: u16, sim: &DevicesSim, rps: &YealinkRpsSim, password: &str) -> Service {
     let (user, _) = rps.account();
+    let table = format!(
+        "[redirect.yealink]\nurl = \"{}\"\nuser = \"{user}\"\npassword = \"{password}\"\n",
+        rps.url()
+    );
+    start_with(dir, port, sim, &table)
+}
+
+/// The service in `dir` on `port` with the redirect `table`.
+fn start_with(dir: &Path, port: u16, sim: &DevicesSim, table: &str) -> Service {
     let config = format!(
-        "[http]\nlisten = \"127.0.0.1:{port}\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{}[provisioning]\npublic_url = \"{}\"\n[admin]\ntoken = \"{TOKEN}\"\n[redirect.yealink]\nurl = \"{}\"\nuser = \"{user}\"\npassword = \"{password}\"\n",
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{}[provisioning]\npublic_url = \"{}\"\n[admin]\ntoken = \"{TOKEN}\"\n{table}",
         dir.join("store").display(),
         devices_config(sim),
         public_url(port),
-        rps.url(),
     );
     let file = dir.join("config.toml");
     std::fs::write(&file, config).expect("config");
@@ -50,7 +58,12 @@ fn public_url(port: u16) -> String {
 
 /// Provisions the Yealink `n` through Users; its MAC.
 async fn provision(service: &Service, sim: &DevicesSim, n: u32) -> String {
-    let mac = format!("805ec0{n:06x}");
+    provision_mac(service, sim, n, &format!("805ec0{n:06x}")).await
+}
+
+/// Provisions the phone `n` with `mac` through Users; its MAC.
+async fn provision_mac(service: &Service, sim: &DevicesSim, n: u32, mac: &str) -> String {
+    let mac = mac.to_string();
     let phone = SimPhone {
         mac: mac.clone(),
         code: sim.issue_code(),
@@ -263,4 +276,80 @@ async fn a_sigkill_before_the_registration_or_the_deregistration_loses_neither()
         !rps.devices().contains_key(&upper)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_snom_is_registered_at_sraps_with_hawk_and_finds_innoprov_through_it() {
+    let sraps = SrapsSim::start("snomkey01", "sraps-secret-4f7a")
+        .await
+        .expect("sraps");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let table = format!(
+        "[redirect.snom]\nurl = \"{}\"\nkey_id = \"snomkey01\"\nkey_secret = \"sraps-secret-4f7a\"\n",
+        sraps.url()
+    );
+    let service = start_with(dir.path(), port, &sim, &table);
+    let mac = provision_mac(&service, &sim, 0x81, "000413000081").await;
+    until("registered at SRAPS", Duration::from_secs(10), || {
+        sraps.endpoints().contains_key(&mac)
+    })
+    .await;
+    assert_eq!(
+        sraps.endpoints()[&mac],
+        public_url(port),
+        "the phone-settings setting_server"
+    );
+    let calls = sraps.calls();
+    assert!(
+        calls.iter().all(|(_, _, hawk)| *hawk),
+        "every call signed: {calls:?}"
+    );
+    assert_eq!(
+        calls.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
+        ["GET", "GET", "GET", "PUT"]
+    );
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    // What SRAPS hands the phone is its setting server (the phone's own request to SRAPS is
+    // unsettled, docs/redirect/snom-gigaset.md §4): the emulated Snom provisions from it.
+    let server = Url::parse(&sraps.endpoints()[&mac]).expect("url");
+    let mut phone = Handset::new("snom", &mac, server, HttpClient::new("", None)).expect("snom");
+    phone
+        .provision()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
+    assert_eq!(
+        phone.registration().expect("registration").user,
+        SimPhone::numbered(0x81).username
+    );
+    let (status, _) = call(
+        &service,
+        "DELETE",
+        &format!("{API}/phones/{mac}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    until("deleted at SRAPS", Duration::from_secs(10), || {
+        sraps.endpoints().is_empty()
+    })
+    .await;
+    // Another company's MAC: owned elsewhere, in SRAPS's words.
+    sraps.owned_by_another("000413000082");
+    let mac = provision_mac(&service, &sim, 0x82, "000413000082").await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "owned_elsewhere", "{shown}");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("taken_mac_or_forbidden"),
+        "{shown}"
+    );
+    assert!(
+        !service.logs().contains("sraps-secret-4f7a"),
+        "secrets never reach the log"
+    );
 }

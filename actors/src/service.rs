@@ -847,6 +847,17 @@ fn redirect_apis(config: &Config) -> Result<Vec<Arc<dyn RedirectApi>>, StartErro
             server_name: y.server_name.clone(),
         }));
     }
+    if let Some(s) = &config.redirect.snom {
+        let key_secret = s
+            .key_secret
+            .read()
+            .map_err(|e| StartError::SecretFile(format!("redirect.snom.key_secret_file {e}")))?;
+        apis.push(Arc::new(innoprov::redirect::snom::Sraps {
+            base: s.url.clone(),
+            key_id: s.key_id.clone(),
+            key_secret,
+        }));
+    }
     Ok(apis)
 }
 

@@ -103,6 +103,66 @@ struct RedirectConfig {
     /// `[redirect.yealink]`: Yealink RPS.
     #[serde(default)]
     yealink: Option<YealinkRedirect>,
+    /// `[redirect.snom]`: Snom SRAPS.
+    #[serde(default)]
+    snom: Option<SnomRedirect>,
+}
+
+/// `[redirect.snom]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnomRedirect {
+    /// `url`: the SRAPS API base.
+    #[serde(default = "default_sraps_url")]
+    url: String,
+    /// `key_id`: the access key id.
+    key_id: String,
+    /// `key_secret`, wrapped at once.
+    #[serde(default, deserialize_with = "optional_secret")]
+    key_secret: Option<Secret>,
+    /// `key_secret_file`.
+    #[serde(default)]
+    key_secret_file: Option<PathBuf>,
+}
+
+/// docs/redirect/snom-gigaset.md §1.1: the base Snom's own clients use.
+fn default_sraps_url() -> String {
+    "https://secure-provisioning.snom.com/api/v1/".into()
+}
+
+impl SnomRedirect {
+    fn typed(self, origin: Origin<'_>) -> Result<super::SnomRedirectConfig, ConfigError> {
+        if !((self.url.starts_with("https://") || self.url.starts_with("http://")) && self.url.ends_with('/'))
+        {
+            return Err(origin.invalid("redirect.snom.url", "must be an http(s) URL ending in '/'"));
+        }
+        if self.key_id.trim().is_empty()
+            || !self
+                .key_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(origin.invalid(
+                "redirect.snom.key_id",
+                "must be the access key id (letters, digits, - and _)",
+            ));
+        }
+        let key_secret = match (self.key_secret, self.key_secret_file) {
+            (Some(s), None) => super::SecretSource::Inline(s),
+            (None, Some(f)) => super::SecretSource::File(f),
+            _ => {
+                return Err(origin.invalid(
+                    "redirect.snom.key_secret",
+                    "set exactly one of key_secret and key_secret_file",
+                ));
+            }
+        };
+        Ok(super::SnomRedirectConfig {
+            url: self.url,
+            key_id: self.key_id,
+            key_secret,
+        })
+    }
 }
 
 /// `[redirect.yealink]`
@@ -181,7 +241,17 @@ impl RedirectConfig {
                 })
             }
         };
-        Ok(super::RedirectConfig { yealink })
+        let snom = match self.snom {
+            Some(_) if !public_url => {
+                return Err(origin.invalid(
+                    "redirect.snom",
+                    "needs provisioning.public_url: the URL a phone out of the box is sent to",
+                ));
+            }
+            Some(snom) => Some(snom.typed(origin)?),
+            None => None,
+        };
+        Ok(super::RedirectConfig { yealink, snom })
     }
 }
 

@@ -10,7 +10,11 @@
 //!   `GET /service.do?method=redirect&mac=<AA-BB-CC-DD-EE-FF>` is answered 302 with the
 //!   registered URL (§3; the 3xx form is unsettled), 404 for a MAC it does not know.
 //!
-//! Faults: a MAC owned by another account, a number of answers of 503, an answer delay.
+//! - [`SrapsSim`]: Snom SRAPS, REST with Hawk checked by its own HMAC (docs/redirect/
+//!   snom-gigaset.md §1).
+//!
+//! Faults: a MAC owned by another account; RPS also a number of answers of 503 and an answer
+//! delay.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -226,11 +230,28 @@ fn answer_call(state: &Mutex<RpsState>, method: &str, params: &[String]) -> Stri
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    state: &Mutex<RpsState>,
-    account: &(String, String),
-) -> std::io::Result<()> {
+/// One HTTP request as a double reads it (bounded: 64 KiB, 5 s per read).
+struct Request {
+    /// `GET`, `POST`, ...
+    method: String,
+    /// The path with its query.
+    path: String,
+    /// Headers, names in lower case.
+    headers: Vec<(String, String)>,
+    /// The body.
+    body: String,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     let (head_len, method, path, headers) = loop {
@@ -238,7 +259,7 @@ async fn serve(
             .await
             .map_err(|_| std::io::Error::other("slow client"))??;
         if n == 0 || raw.len() > 64 * 1024 {
-            return Ok(());
+            return Ok(None);
         }
         raw.extend_from_slice(&buf[..n]);
         let mut parsed = [httparse::EMPTY_HEADER; 32];
@@ -262,10 +283,11 @@ async fn serve(
             );
         }
     };
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    let length: usize = header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0)
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, l)| l.parse().ok())
+        .unwrap_or(0usize)
         .min(64 * 1024);
     while raw.len() < head_len + length {
         let n = stream.read(&mut buf).await?;
@@ -275,15 +297,48 @@ async fn serve(
         raw.extend_from_slice(&buf[..n]);
     }
     let body = String::from_utf8_lossy(&raw[head_len..(head_len + length).min(raw.len())]).to_string();
-    let delay = lock(state).delay;
-    tokio::time::sleep(delay).await;
-    let (status, extra, reply) = respond(state, account, &method, &path, header("authorization"), &body);
+    Ok(Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+async fn write_reply(
+    stream: &mut TcpStream,
+    status: &str,
+    extra: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{reply}",
-        reply.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    state: &Mutex<RpsState>,
+    account: &(String, String),
+) -> std::io::Result<()> {
+    let Some(request) = read_request(&mut stream).await? else {
+        return Ok(());
+    };
+    let delay = lock(state).delay;
+    tokio::time::sleep(delay).await;
+    let (status, extra, reply) = respond(
+        state,
+        account,
+        &request.method,
+        &request.path,
+        request.header("authorization"),
+        &request.body,
+    );
+    write_reply(&mut stream, status, &extra, "text/xml", &reply).await
 }
 
 fn respond(
@@ -337,4 +392,234 @@ fn respond(
         );
     }
     ("200 OK", String::new(), answer_call(state, &call, &params))
+}
+
+/// The Snom SRAPS double (docs/redirect/snom-gigaset.md §1): Hawk checked with its own code
+/// (the access key's id, its secret, `ts` within 60 s, a nonce used once, the payload hash when
+/// sent), the discovery `tokens/{id}` → company → `endpoints`, the settings list with two
+/// `setting_server`s (the `global` one first, as the doc warns), `PUT` and `DELETE` of
+/// `endpoints/{mac}`. A MAC another account holds is refused 403 `taken_mac_or_forbidden`.
+pub struct SrapsSim {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it holds.
+    state: Arc<Mutex<SrapsState>>,
+    /// Ends the listener when dropped.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SrapsSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The company's uuid.
+const COMPANY: &str = "0123456789abcdef0123456789abcdef";
+/// The phone-settings `setting_server`'s uuid (docs/redirect/snom-gigaset.md §1.4).
+pub const SETTING_SERVER: &str = "50a400560eec4dc0b96b026094e06562";
+
+#[derive(Default)]
+struct SrapsState {
+    /// The access key.
+    key: (String, String),
+    /// Endpoints: MAC (lower case) → the `setting_server` value.
+    endpoints: BTreeMap<String, String>,
+    /// MACs another account holds.
+    foreign: Vec<String>,
+    /// Nonces seen.
+    nonces: Vec<String>,
+    /// Calls: method, path, whether Hawk held.
+    calls: Vec<(String, String, bool)>,
+}
+
+fn lock_sraps(state: &Mutex<SrapsState>) -> std::sync::MutexGuard<'_, SrapsState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// HMAC-SHA256 (RFC 2104), the double's own.
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut k = if key.len() > 64 {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    k.resize(64, 0);
+    let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(data.iter().copied()).collect();
+    let inner = Sha256::digest(&inner);
+    let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(inner.iter().copied()).collect();
+    Sha256::digest(&outer).to_vec()
+}
+
+/// The attributes of a `Hawk a="b", ...` header.
+fn hawk_attributes(header: &str) -> Option<BTreeMap<String, String>> {
+    let rest = header.strip_prefix("Hawk ")?;
+    rest.split(", ")
+        .map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((
+                name.trim().to_string(),
+                value.trim().trim_matches('"').to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Whether the request's Hawk header holds for `key`.
+fn hawk_holds(request: &Request, key: &(String, String), nonces: &mut Vec<String>) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(attrs) = request.header("authorization").and_then(|h| hawk_attributes(&h)) else {
+        return false;
+    };
+    let get = |name: &str| attrs.get(name).cloned().unwrap_or_default();
+    let ts: i64 = get("ts").parse().unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if get("id") != key.0 || (now - ts).abs() > 60 || nonces.contains(&get("nonce")) {
+        return false;
+    }
+    if let Some(hash) = attrs.get("hash") {
+        let media = request
+            .header("content-type")
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let digest = Sha256::digest(format!("hawk.1.payload\n{media}\n{}\n", request.body).as_bytes());
+        if *hash != base64::engine::general_purpose::STANDARD.encode(digest) {
+            return false;
+        }
+    }
+    let host_header = request.header("host").unwrap_or_default();
+    let (host, port) = host_header
+        .rsplit_once(':')
+        .unwrap_or((host_header.as_str(), "80"));
+    let normalized = format!(
+        "hawk.1.header\n{ts}\n{}\n{}\n{}\n{}\n{port}\n{}\n{}\n",
+        get("nonce"),
+        request.method,
+        request.path,
+        host.to_ascii_lowercase(),
+        attrs.get("hash").cloned().unwrap_or_default(),
+        attrs.get("ext").cloned().unwrap_or_default(),
+    );
+    let mac = base64::engine::general_purpose::STANDARD.encode(hmac(key.1.as_bytes(), normalized.as_bytes()));
+    let holds = mac == get("mac");
+    if holds {
+        nonces.push(get("nonce"));
+    }
+    holds
+}
+
+impl SrapsSim {
+    /// Starts on an ephemeral loopback port with the access key `key_id` / `secret`.
+    pub async fn start(key_id: &str, secret: &str) -> std::io::Result<SrapsSim> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(SrapsState {
+            key: (key_id.to_string(), secret.to_string()),
+            ..SrapsState::default()
+        }));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if let Ok(Some(request)) = read_request(&mut stream).await {
+                        let (status, body) = sraps_answer(&state, &request, addr);
+                        let _ = write_reply(&mut stream, status, "", "application/json", &body).await;
+                    }
+                });
+            }
+        });
+        Ok(SrapsSim { addr, state, task })
+    }
+
+    /// The API base, for `[redirect.snom] url`.
+    pub fn url(&self) -> String {
+        format!("http://{}/api/v1/", self.addr)
+    }
+
+    /// The endpoints: MAC (lower case) → the `setting_server` SRAPS hands the phone.
+    pub fn endpoints(&self) -> BTreeMap<String, String> {
+        lock_sraps(&self.state).endpoints.clone()
+    }
+
+    /// Calls so far: method, path, whether Hawk held.
+    pub fn calls(&self) -> Vec<(String, String, bool)> {
+        lock_sraps(&self.state).calls.clone()
+    }
+
+    /// Another account holds `mac`.
+    pub fn owned_by_another(&self, mac: &str) {
+        lock_sraps(&self.state).foreign.push(mac.to_ascii_lowercase());
+    }
+}
+
+fn sraps_answer(state: &Mutex<SrapsState>, request: &Request, addr: SocketAddr) -> (&'static str, String) {
+    let mut state = lock_sraps(state);
+    let key = state.key.clone();
+    let holds = hawk_holds(request, &key, &mut state.nonces);
+    state
+        .calls
+        .push((request.method.clone(), request.path.clone(), holds));
+    if !holds {
+        return (
+            "401 Unauthorized",
+            r#"{"message":"invalid Hawk authorization"}"#.into(),
+        );
+    }
+    let base = format!("http://{addr}/api/v1/");
+    let company = format!("/api/v1/companies/{COMPANY}");
+    let endpoints = format!("{company}/endpoints/");
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", path) if path == format!("/api/v1/tokens/{}", key.0) => (
+            "200 OK",
+            format!(r#"{{"links":{{"company":"{base}companies/{COMPANY}"}}}}"#),
+        ),
+        ("GET", path) if path == company => (
+            "200 OK",
+            format!(
+                r#"{{"uuid":"{COMPANY}","links":{{"endpoints":"{base}companies/{COMPANY}/endpoints/"}}}}"#
+            ),
+        ),
+        ("GET", path) if path.starts_with("/api/v1/settings/") => (
+            "200 OK",
+            format!(
+                r#"[{{"uuid":"5683038cec6c4fa9be95b2de9d1750e8","param_name":"setting_server","section":"global"}},{{"uuid":"{SETTING_SERVER}","param_name":"setting_server","section":"phone-settings"}}]"#
+            ),
+        ),
+        (method, path) if path.starts_with(&endpoints) => {
+            let mac = path[endpoints.len()..].to_string();
+            if state.foreign.contains(&mac) {
+                return ("403 Forbidden", r#"{"message":"taken_mac_or_forbidden"}"#.into());
+            }
+            match method {
+                "PUT" => {
+                    let body: serde_json::Value = match serde_json::from_str(&request.body) {
+                        Ok(body) => body,
+                        Err(_) => return ("400 Bad Request", r#"{"message":"no JSON"}"#.into()),
+                    };
+                    let value = body["settings_manager"][SETTING_SERVER]["value"].as_str();
+                    match (body["mac"].as_str() == Some(mac.as_str()), body["autoprovisioning_enabled"] == true, value) {
+                        (true, true, Some(value)) => {
+                            state.endpoints.insert(mac, value.to_string());
+                            ("200 OK", request.body.clone())
+                        }
+                        _ => ("400 Bad Request", r#"{"message":"mac, autoprovisioning_enabled and the phone-settings setting_server are required"}"#.into()),
+                    }
+                }
+                "DELETE" => match state.endpoints.remove(&mac) {
+                    Some(_) => ("204 No Content", String::new()),
+                    None => ("404 Not Found", r#"{"message":"not found"}"#.into()),
+                },
+                _ => ("405 Method Not Allowed", String::new()),
+            }
+        }
+        _ => ("404 Not Found", r#"{"message":"not found"}"#.into()),
+    }
 }
