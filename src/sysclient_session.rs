@@ -79,6 +79,19 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+impl Backoff {
+    /// The one backoff policy of the service (reconnects, job restarts, redirect retries):
+    /// backon's exponential delays from `min` to `max`, jittered, without end.
+    pub fn delays(self) -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.min)
+            .with_max_delay(self.max)
+            .without_max_times()
+            .build()
+    }
+}
+
 /// One phone's sysclient session with Devices.
 pub struct SysclientSession {
     /// The phone.
@@ -144,12 +157,7 @@ impl SysclientSession {
     }
 
     fn fresh(policy: Backoff) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(policy.min)
-            .with_max_delay(policy.max)
-            .without_max_times()
-            .build()
+        policy.delays()
     }
 
     /// Whether the session can still link (it has a code or a password, and was not rejected).

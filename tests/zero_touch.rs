@@ -100,6 +100,33 @@ async fn redirect_of(service: &Service, mac: &str) -> Value {
     }
 }
 
+/// A factory-fresh `vendor` phone sent to `server` by its redirect service: it provisions
+/// from there and registers as the user of test phone `n`.
+async fn boot_from(vendor: &str, mac: &str, server: Url, n: u32) {
+    let mut phone = Handset::new(vendor, mac, server, HttpClient::new("", None)).expect("vendor");
+    phone
+        .provision()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
+    assert_eq!(
+        phone.registration().expect("registration").user,
+        SimPhone::numbered(n).username
+    );
+}
+
+/// Deletes the phone through REST.
+async fn delete(service: &Service, mac: &str) {
+    let (status, _) = call(
+        service,
+        "DELETE",
+        &format!("{API}/phones/{mac}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
 #[tokio::test]
 async fn a_phone_is_registered_a_fresh_phone_follows_the_redirect_and_a_delete_deregisters() {
     let rps = YealinkRpsSim::start("acme-rps", "rps-pass-1").await.expect("rps");
@@ -140,25 +167,9 @@ async fn a_phone_is_registered_a_fresh_phone_follows_the_redirect_and_a_delete_d
         .await
         .expect("ask")
         .expect("RPS knows the phone");
-    let mut phone = Handset::new("yealink", &mac, server, HttpClient::new("", None)).expect("yealink");
-    phone
-        .provision()
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
-    assert_eq!(
-        phone.registration().expect("registration").user,
-        SimPhone::numbered(0x51).username
-    );
+    boot_from("yealink", &mac, server, 0x51).await;
     // A delete deregisters.
-    let (status, _) = call(
-        &service,
-        "DELETE",
-        &format!("{API}/phones/{mac}"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
+    delete(&service, &mac).await;
     until("deregistered", Duration::from_secs(10), || {
         !rps.devices().contains_key(&upper)
     })
@@ -255,15 +266,7 @@ async fn a_sigkill_before_the_registration_or_the_deregistration_loses_neither()
     .await;
     assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
     rps.fail_next(1000);
-    let (status, _) = call(
-        &service,
-        "DELETE",
-        &format!("{API}/phones/{mac}"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
+    delete(&service, &mac).await;
     let tried = rps.calls().len();
     until("a deregistration try", Duration::from_secs(10), || {
         rps.calls().len() > tried
@@ -314,24 +317,8 @@ async fn a_snom_is_registered_at_sraps_with_hawk_and_finds_innoprov_through_it()
     // What SRAPS hands the phone is its setting server (the phone's own request to SRAPS is
     // unsettled, docs/redirect/snom-gigaset.md §4): the emulated Snom provisions from it.
     let server = Url::parse(&sraps.endpoints()[&mac]).expect("url");
-    let mut phone = Handset::new("snom", &mac, server, HttpClient::new("", None)).expect("snom");
-    phone
-        .provision()
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http().requests()));
-    assert_eq!(
-        phone.registration().expect("registration").user,
-        SimPhone::numbered(0x81).username
-    );
-    let (status, _) = call(
-        &service,
-        "DELETE",
-        &format!("{API}/phones/{mac}"),
-        Some(TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
+    boot_from("snom", &mac, server, 0x81).await;
+    delete(&service, &mac).await;
     until("deleted at SRAPS", Duration::from_secs(10), || {
         sraps.endpoints().is_empty()
     })

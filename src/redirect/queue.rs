@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 
 use super::{RedirectOp, RedirectState, RedirectStatus, Verdict};
 use crate::Mac;
@@ -197,12 +197,11 @@ impl RedirectQueue {
                     let delay = queued
                         .backoff
                         .get_or_insert_with(|| {
-                            ExponentialBuilder::default()
-                                .with_jitter()
-                                .with_min_delay(policy.min)
-                                .with_max_delay(policy.max)
-                                .without_max_times()
-                                .build()
+                            crate::sysclient_session::Backoff {
+                                min: policy.min,
+                                max: policy.max,
+                            }
+                            .delays()
                         })
                         .next()
                         .unwrap_or(policy.max);

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use innoprov::{Mac, PhoneRecord};
 
 use crate::phones::directory::DevicesUrlChanged;
@@ -124,14 +123,13 @@ impl PhoneRegistry {
         *count += 1;
         *last = Instant::now();
         // 0.5 s, 1 s, 2 s, ... up to 60 s, jittered: the n-th delay of one backon policy.
-        let delay = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(60))
-            .without_max_times()
-            .build()
-            .nth((*count - 1) as usize)
-            .unwrap_or(Duration::from_secs(60));
+        let delay = innoprov::sysclient_session::Backoff {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+        }
+        .delays()
+        .nth((*count - 1) as usize)
+        .unwrap_or(Duration::from_secs(60));
         log::warn!(
             "phone {mac}: job ended unexpectedly; restarting in {:.1} s",
             delay.as_secs_f64()
