@@ -147,16 +147,12 @@ impl SnomRedirect {
                 "must be the access key id (letters, digits, - and _)",
             ));
         }
-        let key_secret = match (self.key_secret, self.key_secret_file) {
-            (Some(s), None) => super::SecretSource::Inline(s),
-            (None, Some(f)) => super::SecretSource::File(f),
-            _ => {
-                return Err(origin.invalid(
-                    "redirect.snom.key_secret",
-                    "set exactly one of key_secret and key_secret_file",
-                ));
-            }
-        };
+        let key_secret = secret_source(
+            self.key_secret,
+            self.key_secret_file,
+            origin,
+            "redirect.snom.key_secret",
+        )?;
         Ok(super::SnomRedirectConfig {
             url: self.url,
             key_id: self.key_id,
@@ -196,62 +192,76 @@ fn default_server_name() -> String {
 
 impl RedirectConfig {
     fn typed(self, origin: Origin<'_>, public_url: bool) -> Result<super::RedirectConfig, ConfigError> {
+        let needs_url = |table: &'static str| match public_url {
+            true => Ok(()),
+            false => Err(origin.invalid(
+                table,
+                "needs provisioning.public_url: the URL a phone out of the box is sent to",
+            )),
+        };
         let yealink = match self.yealink {
+            Some(y) => Some(needs_url("redirect.yealink").and_then(|()| y.typed(origin))?),
             None => None,
-            Some(y) => {
-                if !public_url {
-                    return Err(origin.invalid(
-                        "redirect.yealink",
-                        "needs provisioning.public_url: the URL a phone out of the box is sent to",
-                    ));
-                }
-                if !(y.url.starts_with("https://") || y.url.starts_with("http://")) {
-                    return Err(origin.invalid("redirect.yealink.url", "must be an http(s) URL"));
-                }
-                if y.user.trim().is_empty() {
-                    return Err(origin.invalid("redirect.yealink.user", "must not be empty"));
-                }
-                // docs/redirect/yealink.md: RPS takes A-z 0-9 - _ . and space in a server name.
-                let name_ok = !y.server_name.is_empty()
-                    && y.server_name.len() <= 64
-                    && y.server_name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
-                if !name_ok {
-                    return Err(origin.invalid(
-                        "redirect.yealink.server_name",
-                        "must be 1 to 64 of A-z 0-9 - _ . and space",
-                    ));
-                }
-                let password = match (y.password, y.password_file) {
-                    (Some(p), None) => super::SecretSource::Inline(p),
-                    (None, Some(f)) => super::SecretSource::File(f),
-                    _ => {
-                        return Err(origin.invalid(
-                            "redirect.yealink.password",
-                            "set exactly one of password and password_file",
-                        ));
-                    }
-                };
-                Some(super::YealinkRedirectConfig {
-                    url: y.url,
-                    user: y.user,
-                    password,
-                    server_name: y.server_name,
-                })
-            }
         };
         let snom = match self.snom {
-            Some(_) if !public_url => {
-                return Err(origin.invalid(
-                    "redirect.snom",
-                    "needs provisioning.public_url: the URL a phone out of the box is sent to",
-                ));
-            }
-            Some(snom) => Some(snom.typed(origin)?),
+            Some(s) => Some(needs_url("redirect.snom").and_then(|()| s.typed(origin))?),
             None => None,
         };
         Ok(super::RedirectConfig { yealink, snom })
+    }
+}
+
+/// A secret given either inline or as a file, never both: `key` names the inline key for the
+/// error.
+fn secret_source(
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    origin: Origin<'_>,
+    key: &'static str,
+) -> Result<super::SecretSource, ConfigError> {
+    match (inline, file) {
+        (Some(secret), None) => Ok(super::SecretSource::Inline(secret)),
+        (None, Some(file)) => Ok(super::SecretSource::File(file)),
+        _ => {
+            let name = key.rsplit('.').next().unwrap_or(key);
+            Err(origin.invalid(key, &format!("set exactly one of {name} and {name}_file")))
+        }
+    }
+}
+
+impl YealinkRedirect {
+    fn typed(self, origin: Origin<'_>) -> Result<super::YealinkRedirectConfig, ConfigError> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(origin.invalid("redirect.yealink.url", "must be an http(s) URL"));
+        }
+        if self.user.trim().is_empty() {
+            return Err(origin.invalid("redirect.yealink.user", "must not be empty"));
+        }
+        // docs/redirect/yealink.md: RPS takes A-z 0-9 - _ . and space in a server name.
+        let name_ok = !self.server_name.is_empty()
+            && self.server_name.len() <= 64
+            && self
+                .server_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !name_ok {
+            return Err(origin.invalid(
+                "redirect.yealink.server_name",
+                "must be 1 to 64 of A-z 0-9 - _ . and space",
+            ));
+        }
+        let password = secret_source(
+            self.password,
+            self.password_file,
+            origin,
+            "redirect.yealink.password",
+        )?;
+        Ok(super::YealinkRedirectConfig {
+            url: self.url,
+            user: self.user,
+            password,
+            server_name: self.server_name,
+        })
     }
 }
 

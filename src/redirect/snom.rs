@@ -273,6 +273,26 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// An exchange for `op` past the token and the company, whose answer names the
+    /// endpoints collection `{COMPANY}/<endpoints>`.
+    fn discovered(op: RedirectOp, endpoints: &str) -> Box<dyn Exchange> {
+        let mut exchange = sraps().exchange(&job(op));
+        exchange.next(None, 1, "n");
+        exchange.next(
+            ok(&format!("{{\"links\":{{\"company\":\"{COMPANY}\"}}}}")),
+            1,
+            "n",
+        );
+        exchange.next(
+            ok(&format!(
+                "{{\"links\":{{\"endpoints\":\"{COMPANY}/{endpoints}\"}}}}"
+            )),
+            1,
+            "n",
+        );
+        exchange
+    }
+
     const COMPANY: &str =
         "https://secure-provisioning.snom.com/api/v1/companies/0123456789abcdef0123456789abcdef";
 
@@ -344,20 +364,7 @@ mod tests {
 
     #[test]
     fn another_accounts_mac_missing_settings_and_outages_are_told_apart() {
-        let mut exchange = sraps().exchange(&job(RedirectOp::Register));
-        exchange.next(None, 1, "n");
-        exchange.next(
-            ok(&format!("{{\"links\":{{\"company\":\"{COMPANY}\"}}}}")),
-            1,
-            "n",
-        );
-        exchange.next(
-            ok(&format!(
-                "{{\"links\":{{\"endpoints\":\"{COMPANY}/endpoints\"}}}}"
-            )),
-            1,
-            "n",
-        );
+        let mut exchange = discovered(RedirectOp::Register, "endpoints");
         exchange.next(
             ok(r#"[{"uuid":"u","param_name":"setting_server","section":"phone-settings"}]"#),
             1,
@@ -371,20 +378,7 @@ mod tests {
             exchange.next(Some(taken), 1, "n"),
             Step::Finished(Verdict::OwnedElsewhere(_))
         ));
-        let mut exchange = sraps().exchange(&job(RedirectOp::Register));
-        exchange.next(None, 1, "n");
-        exchange.next(
-            ok(&format!("{{\"links\":{{\"company\":\"{COMPANY}\"}}}}")),
-            1,
-            "n",
-        );
-        exchange.next(
-            ok(&format!(
-                "{{\"links\":{{\"endpoints\":\"{COMPANY}/endpoints/\"}}}}"
-            )),
-            1,
-            "n",
-        );
+        let mut exchange = discovered(RedirectOp::Register, "endpoints/");
         assert!(matches!(
             exchange.next(
                 ok(r#"[{"uuid":"u","param_name":"setting_server","section":"global"}]"#),

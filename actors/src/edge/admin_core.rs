@@ -281,19 +281,30 @@ struct LiveStates {
     statuses: HashMap<Mac, PhoneStatus>,
     /// Phones whose live lease another instance holds.
     elsewhere: std::collections::HashSet<Mac>,
-    /// The redirect services configured, and the vendors to find a phone's.
-    redirect: (Arc<Vec<&'static str>>, innoprov::provisioning::Vendors),
+    /// Which phones have a redirect service.
+    redirect: RedirectLookup,
 }
 
 impl LiveStates {
     fn of(&self, mac: &Mac) -> (Option<&PhoneStatus>, bool) {
         (self.statuses.get(mac), self.elsewhere.contains(mac))
     }
+}
 
+/// The redirect services configured, and the vendors to find a phone's.
+#[derive(Clone)]
+struct RedirectLookup {
+    /// The services' names (vendor names).
+    services: Arc<Vec<&'static str>>,
+    /// The vendors, to find a phone's (pinned, else by OUI).
+    vendors: innoprov::provisioning::Vendors,
+}
+
+impl RedirectLookup {
     /// The phone's registration: null without a service for its vendor, pending before the
     /// first try.
-    fn redirect_of(&self, mac: &Mac, access: &PhoneAccess) -> Option<RedirectView> {
-        let (services, vendors) = &self.redirect;
+    fn view(&self, mac: &Mac, access: &PhoneAccess) -> Option<RedirectView> {
+        let (services, vendors) = (&self.services, &self.vendors);
         let service =
             innoprov::redirect::service_for(vendors, mac, access.pinned_vendor.as_deref(), |name| {
                 services.contains(&name)
@@ -347,6 +358,7 @@ impl AdminCore {
         record: &PhoneRecord,
         access: &PhoneAccess,
         (status, elsewhere): (Option<&PhoneStatus>, bool),
+        redirect: &RedirectLookup,
     ) -> PhoneSummary {
         let (state, link) = state_of(status, elsewhere);
         // From memory once seen since start: listing thousands of phones reads no audits.
@@ -362,7 +374,7 @@ impl AdminCore {
             link,
             last_fetch: last.map(|l| l.at),
             link_down_since: status.and_then(|s| s.link_down_since),
-            redirect: None,
+            redirect: redirect.view(&record.mac, access),
         }
     }
 
@@ -434,11 +446,7 @@ impl AdminCore {
                 let records = store.phones_with_access()?;
                 Ok(records
                     .iter()
-                    .map(|(r, access)| {
-                        let mut summary = Self::summary(&audit, r, access, live.of(&r.mac));
-                        summary.redirect = live.redirect_of(&r.mac, access);
-                        summary
-                    })
+                    .map(|(r, access)| Self::summary(&audit, r, access, live.of(&r.mac), &live.redirect))
                     .filter(|p| state.is_none_or(|s| p.state == s))
                     .filter(|p| {
                         q.as_deref().is_none_or(|q| {
@@ -460,6 +468,13 @@ impl AdminCore {
         Ok((records, self.live_states().await?))
     }
 
+    fn redirect_lookup(&self) -> RedirectLookup {
+        RedirectLookup {
+            services: Arc::clone(&self.redirect_services),
+            vendors: self.vendors.clone(),
+        }
+    }
+
     /// Every running job's status and the phones other instances hold.
     async fn live_states(&self) -> Result<LiveStates, AdminFailure> {
         let statuses = self
@@ -468,7 +483,7 @@ impl AdminCore {
             .await
             .map_err(|_| failure(503, "the phone registry is not running"))?;
         let elsewhere = self.held_elsewhere().await?;
-        let redirect = (Arc::clone(&self.redirect_services), self.vendors.clone());
+        let redirect = self.redirect_lookup();
         Ok(LiveStates {
             statuses,
             elsewhere,
@@ -497,23 +512,18 @@ impl AdminCore {
         let record = self.record(mac).await?;
         let status = self.registry.send(PhoneStatusOf(*mac)).await.ok().flatten();
         let elsewhere = self.held_elsewhere().await?.contains(mac);
-        let redirect = LiveStates {
-            statuses: HashMap::new(),
-            elsewhere: Default::default(),
-            redirect: (Arc::clone(&self.redirect_services), self.vendors.clone()),
-        };
-        let (access, recent, mut summary) = {
+        let redirect = self.redirect_lookup();
+        let (access, recent, summary) = {
             let (mac, record, audit) = (*mac, record.clone(), Arc::clone(&self.audit));
             let live = (status.clone(), elsewhere);
             self.on_store(move |store| {
                 let recent = audit.recent(&mac, AUDIT_LIMIT).unwrap_or_default();
                 let access = store.get_access(&mac)?;
-                let summary = Self::summary(&audit, &record, &access, (live.0.as_ref(), live.1));
+                let summary = Self::summary(&audit, &record, &access, (live.0.as_ref(), live.1), &redirect);
                 Ok((access, recent, summary))
             })
             .await?
         };
-        summary.redirect = redirect.redirect_of(mac, &access);
         let last_ok = recent.iter().rev().find(|e| e.status == 200 || e.status == 304);
         Ok(PhoneDetail {
             summary,
