@@ -15,7 +15,12 @@ use innoprov_actors::store::persistence::GetPhone;
 use crate::common::{APP_PATH, PASSWORD, config_text, devices_config, phone};
 
 async fn start(sim: &DevicesSim, dir: &std::path::Path) -> RunningService {
-    let text = config_text(dir, &devices_config(sim));
+    start_with(sim, dir, "").await
+}
+
+/// [`start`] with `extra` configuration.
+async fn start_with(sim: &DevicesSim, dir: &std::path::Path, extra: &str) -> RunningService {
+    let text = config_text(dir, &format!("{}{extra}", devices_config(sim)));
     let config = Config::parse(&text, "test").expect("config");
     RunningService::start(&config).await.expect("service starts")
 }
@@ -266,9 +271,18 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
     use innoprov_actors::ops::fatal::InjectFault as InjectSingletonFault;
     use innoprov_actors::service::{RunFailure, ShutdownSignals};
     let sim = DevicesSim::start().await;
-    for victim in ["persistence", "registry", "directory", "notifier", "audit writer"] {
+    // Zero touch on, so that the redirect worker runs (its service is never reached here).
+    let redirect = "[provisioning]\npublic_url = \"http://127.0.0.1:9/example.com/innoprov/prov/\"\n[redirect.yealink]\nurl = \"http://127.0.0.1:9/xmlrpc\"\nuser = \"u\"\npassword = \"p\"\n";
+    for victim in [
+        "persistence",
+        "registry",
+        "directory",
+        "notifier",
+        "redirect worker",
+        "audit writer",
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let service = start(&sim, dir.path()).await;
+        let service = start_with(&sim, dir.path(), redirect).await;
         assert_eq!(service.fatal.reported(), None);
         match victim {
             "persistence" => service.persistence.do_send(InjectSingletonFault),
@@ -278,6 +292,11 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
                 .notifier
                 .as_ref()
                 .expect("notify is on by default")
+                .do_send(InjectSingletonFault),
+            "redirect worker" => service
+                .redirect
+                .as_ref()
+                .expect("a redirect service is configured")
                 .do_send(InjectSingletonFault),
             _ => service.audit.inject_fault(),
         }
@@ -293,6 +312,7 @@ async fn a_failed_singleton_ends_the_service_with_a_fatal_outcome() {
             "registry" => "the phone registry ended",
             "directory" => "the service directory ended",
             "notifier" => "the notifier ended",
+            "redirect worker" => "the redirect worker ended",
             _ => "the audit writer panicked",
         };
         assert_eq!(reason, expected);

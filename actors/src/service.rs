@@ -370,6 +370,8 @@ pub struct RunningService {
     pub directory: Addr<ServiceDirectory>,
     /// SIP NOTIFY to phones, when `provisioning.notify` is on.
     pub notifier: Option<Addr<Notifier>>,
+    /// Zero touch, when a redirect service is configured.
+    pub redirect: Option<Addr<RedirectWorker>>,
     /// The login guard, whose known addresses are saved at shutdown.
     guard: Arc<LoginGuard>,
 }
@@ -447,6 +449,7 @@ impl RunningService {
             fatal,
             directory: phones.directory,
             notifier: phones.notifier,
+            redirect: phones.redirect,
             guard,
         })
     }

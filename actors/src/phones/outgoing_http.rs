@@ -215,4 +215,54 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
         assert!(parse_answer(b"garbage").is_err());
     }
+
+    /// The module's promise: an answer is bounded before it is read whole, and a peer that
+    /// never answers is cut off at the timeout.
+    #[tokio::test]
+    async fn a_huge_or_missing_answer_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            // First: an endless answer. Second: none at all.
+            for huge in [true, false] {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                if huge {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    for _ in 0..8 {
+                        if stream.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        });
+        let tls = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        let call = HttpCall {
+            method: "GET",
+            url: format!("http://{addr}/"),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let huge = perform(&call, &tls, Duration::from_secs(5)).await;
+        assert!(
+            matches!(huge, Err(HttpCallError::Answer(ref e)) if e.contains("262144")),
+            "{huge:?}"
+        );
+        let silent = perform(&call, &tls, Duration::from_millis(300)).await;
+        assert!(matches!(silent, Err(HttpCallError::Timeout(_))), "{silent:?}");
+    }
 }

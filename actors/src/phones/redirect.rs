@@ -12,8 +12,8 @@
 //!
 //! A singleton: its end outside a shutdown takes the service down (`ops::fatal`).
 //!
-//! Messages it takes: [`PhoneChanged`], [`RegisterAgain`], and its own [`Enqueue`] and
-//! [`CallDone`].
+//! Messages it takes: [`PhoneChanged`], [`RegisterAgain`], its own [`Enqueue`] and
+//! [`CallDone`], and `InjectFault` (tests only).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -316,6 +316,15 @@ impl Actor for RedirectWorker {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.fatal.report("the redirect worker", "ended");
+    }
+}
+
+#[cfg(feature = "simulators")]
+impl Handler<crate::ops::fatal::InjectFault> for RedirectWorker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: crate::ops::fatal::InjectFault, _ctx: &mut Context<Self>) {
+        panic!("fault injected into the redirect worker");
     }
 }
 
