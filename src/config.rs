@@ -99,6 +99,30 @@ pub struct RedirectConfig {
     pub yealink: Option<YealinkRedirectConfig>,
     /// `[redirect.snom]`: Snom SRAPS.
     pub snom: Option<SnomRedirectConfig>,
+    /// `[redirect.fanvil]`: Fanvil FDPS.
+    pub fanvil: Option<FanvilRedirectConfig>,
+    /// `[redirect.poly]`: Poly ZTP.
+    pub poly: Option<PolyRedirectConfig>,
+}
+
+/// `[redirect.fanvil]`: the FDPS XML-RPC account (docs/redirect/fanvil-poly-grandstream.md §1).
+#[derive(Debug, Clone)]
+pub struct FanvilRedirectConfig {
+    /// `url`: the XML-RPC endpoint.
+    pub url: String,
+    /// `user`: the account (HTTP Basic).
+    pub user: String,
+    /// `password` or `password_file`: the account's password in clear.
+    pub password: SecretSource,
+}
+
+/// `[redirect.poly]`: the ZTP API key (docs/redirect/fanvil-poly-grandstream.md §2).
+#[derive(Debug, Clone)]
+pub struct PolyRedirectConfig {
+    /// `url`: the API base, ending in `/`.
+    pub url: String,
+    /// `api_key` or `api_key_file`.
+    pub api_key: SecretSource,
 }
 
 /// `[redirect.snom]`: the SRAPS access key (docs/redirect/snom-gigaset.md).

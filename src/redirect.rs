@@ -6,8 +6,9 @@
 //! - [`RedirectApi`]: one vendor's service. It turns a job (register or deregister a MAC,
 //!   pointing it at a URL) into an [`Exchange`], which turns replies into the next HTTP call
 //!   or a [`Verdict`]. The adapters, each written from the vendor's documents and independent
-//!   clients (docs/redirect/): [`yealink`] (RPS XML-RPC) and [`snom`] (SRAPS, REST with Hawk).
-//!   Gigaset, Fanvil FDPS and Poly ZTP are researched in docs/redirect/ and not built yet.
+//!   clients (docs/redirect/): [`yealink`] (RPS XML-RPC), [`snom`] (SRAPS, REST with Hawk),
+//!   [`fanvil`] (FDPS XML-RPC) and [`poly`] (ZTP, REST with an API key). Gigaset and
+//!   Grandstream GDMS need what ProvisioningPhone does not carry (docs/redirect/).
 //! - [`queue::RedirectQueue`]: which call next, the retries with the one backoff policy, and
 //!   each service's pace.
 //! - [`hawk`] and [`xmlrpc`]: the two wire forms the services share.
@@ -17,7 +18,9 @@
 //! settled is registered again after a start), and the deregistrations still owed
 //! ([`DEPARTED_SETTING`]), written before a deletion is answered.
 
+pub mod fanvil;
 pub mod hawk;
+pub mod poly;
 pub mod queue;
 pub mod snom;
 pub mod xmlrpc;
@@ -133,6 +136,20 @@ pub struct RedirectJob {
     pub mac: Mac,
     /// innoprov's provisioning URL (`provisioning.public_url`), where the phone is sent.
     pub url: String,
+    /// The phone's own provisioning login, for the services that hand credentials to the
+    /// phone with the redirect (Poly ZTP); `None` for a deregistration or a phone without one.
+    /// Never a SIP password.
+    pub login: Option<PhoneLogin>,
+}
+
+/// A phone's own provisioning credentials (`prov_username` and its sealed password, opened):
+/// what it presents to innoprov when it fetches its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneLogin {
+    /// The user name.
+    pub user: String,
+    /// The password (its `Debug` hides it).
+    pub password: crate::Secret,
 }
 
 /// An HTTP request an exchange wants made.

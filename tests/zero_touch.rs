@@ -1,5 +1,5 @@
-//! Issue 22, zero touch against the release binary and the Yealink RPS double
-//! (`sim::redirect`, written from docs/redirect/yealink.md): a phone answered ok is registered
+//! Issue 22, zero touch against the release binary and the doubles of Yealink RPS, Snom SRAPS,
+//! Fanvil FDPS and Poly ZTP (`sim::redirect`, written from docs/redirect/): a phone answered ok is registered
 //! with the account's credentials and innoprov's URL; a factory-fresh emulated phone asks the
 //! double, follows the redirect and provisions from innoprov; a delete deregisters; a MAC of
 //! another account shows as such and is no error for the PBX; a SIGKILL before the
@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::devices::DevicesSim;
-use innoprov_actors::sim::handset::{Handset, HttpClient, Url, yealink};
-use innoprov_actors::sim::redirect::{SrapsSim, YealinkRpsSim};
+use innoprov_actors::sim::handset::{Handset, HttpClient, Url, fanvil, poly, yealink};
+use innoprov_actors::sim::redirect::{FdpsSim, PolyZtpSim, SrapsSim, YealinkRpsSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 use serde_json::Value;
 
@@ -41,8 +41,13 @@ fn start(dir: &Path, port: u16, sim: &DevicesSim, rps: &YealinkRpsSim, password:
 
 /// The service in `dir` on `port` with the redirect `table`.
 fn start_with(dir: &Path, port: u16, sim: &DevicesSim, table: &str) -> Service {
+    start_provisioning(dir, port, sim, "", table)
+}
+
+/// The service in `dir` on `port` with the redirect `table` and more `[provisioning]` keys.
+fn start_provisioning(dir: &Path, port: u16, sim: &DevicesSim, provisioning: &str, table: &str) -> Service {
     let config = format!(
-        "[http]\nlisten = \"127.0.0.1:{port}\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{}[provisioning]\npublic_url = \"{}\"\n[admin]\ntoken = \"{TOKEN}\"\n{table}",
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n[app]\npath = \"{APP_PATH}\"\npassword = \"{PASSWORD}\"\n[store]\npath = \"{}\"\n{}[provisioning]\npublic_url = \"{}\"\n{provisioning}[admin]\ntoken = \"{TOKEN}\"\n{table}",
         dir.join("store").display(),
         devices_config(sim),
         public_url(port),
@@ -339,4 +344,145 @@ async fn a_snom_is_registered_at_sraps_with_hawk_and_finds_innoprov_through_it()
         !service.logs().contains("sraps-secret-4f7a"),
         "secrets never reach the log"
     );
+}
+
+#[tokio::test]
+async fn a_fanvil_is_registered_at_fdps_in_a_group_of_its_own_and_finds_innoprov_through_it() {
+    let fdps = FdpsSim::start("acme-fdps", "fdps-pass-5").await.expect("fdps");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let table = format!(
+        "[redirect.fanvil]\nurl = \"{}\"\nuser = \"acme-fdps\"\npassword = \"fdps-pass-5\"\n",
+        fdps.url()
+    );
+    let service = start_with(dir.path(), port, &sim, &table);
+    let mac = provision_mac(&service, &sim, 0x91, "0c383e000091").await;
+    let upper = mac.to_ascii_uppercase();
+    until("registered at FDPS", Duration::from_secs(10), || {
+        fdps.devices().contains_key(&upper)
+    })
+    .await;
+    let material = &fdps.devices()[&upper];
+    assert_eq!(material["cfgPfSrv"], format!("127.0.0.1:{port}"));
+    assert_eq!(material["cfgPfName"], "example.com/innoprov/prov/");
+    assert_eq!(material["cfgPfProt"], "4", "HTTP");
+    let calls = fdps.calls();
+    assert!(
+        calls.iter().all(|c| c.authorized),
+        "Basic with the hashed password: {calls:?}"
+    );
+    assert_eq!(
+        calls.iter().map(|c| c.method.as_str()).collect::<Vec<_>>(),
+        [
+            "redirect.deRegisterDevice",
+            "redirect.deleteServer",
+            "redirect.addMaterialServer",
+            "redirect.registerDevice"
+        ]
+    );
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    let http = HttpClient::new("", None);
+    let fdps_url = Url::parse(&fdps.phone_url()).expect("url");
+    let server = fanvil::ask_fdps(&mac, &fdps_url, &http)
+        .await
+        .expect("ask")
+        .expect("FDPS knows the phone");
+    assert_eq!(server, Url::parse(&public_url(port)).expect("url"));
+    boot_from("fanvil", &mac, server, 0x91).await;
+    delete(&service, &mac).await;
+    until("deregistered at FDPS", Duration::from_secs(10), || {
+        fdps.devices().is_empty() && fdps.groups().is_empty()
+    })
+    .await;
+    assert_eq!(fanvil::ask_fdps(&mac, &fdps_url, &http).await.expect("ask"), None);
+    // Another account's MAC: FDPS refuses the bind after our own release of it.
+    fdps.owned_by_another("0c383e000092");
+    let mac = provision_mac(&service, &sim, 0x92, "0c383e000092").await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "owned_elsewhere", "{shown}");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("device_had_existed"),
+        "{shown}"
+    );
+    assert!(
+        !service.logs().contains("fdps-pass-5"),
+        "secrets never reach the log"
+    );
+}
+
+#[tokio::test]
+async fn a_poly_gets_its_own_login_through_ztp_and_provisions_after_its_window_closed() {
+    let ztp = PolyZtpSim::start("ztp-key-6c1d").await.expect("ztp");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let table = format!(
+        "[redirect.poly]\nurl = \"{}\"\napi_key = \"ztp-key-6c1d\"\n",
+        ztp.url()
+    );
+    // No enrolment window: only the phone's own credentials get its file.
+    let service = start_provisioning(dir.path(), port, &sim, "enrolment_window_minutes = 0\n", &table);
+    let mac = provision_mac(&service, &sim, 0xa1, "0004f20000a1").await;
+    until("registered at ZTP", Duration::from_secs(10), || {
+        ztp.devices().contains_key(&mac)
+    })
+    .await;
+    assert!(ztp.calls().iter().all(|(_, _, key)| *key), "{:?}", ztp.calls());
+    assert_eq!(ztp.profile_names(), [format!("innoprov-{mac}")]);
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    let http = HttpClient::new("", None);
+    let ztp_url = Url::parse(&ztp.phone_url()).expect("url");
+    let handout = poly::ask_ztp(&mac, &ztp_url, &http)
+        .await
+        .expect("ask")
+        .expect("ZTP knows the phone");
+    assert_eq!(handout.server, Url::parse(&public_url(port)).expect("url"));
+    let (user, password) = handout.credentials.clone().expect("ZTP hands the phone a login");
+    assert!(!password.is_empty() && !user.is_empty());
+    assert_ne!(
+        password,
+        SimPhone::numbered(0xa1).password,
+        "never the SIP password"
+    );
+    // Without that login the closed window refuses the file; with it the phone provisions.
+    let mut bare =
+        Handset::new("poly", &mac, handout.server.clone(), HttpClient::new("", None)).expect("poly");
+    assert!(bare.provision().await.is_err(), "no file without credentials");
+    let mut phone = poly::PolyPhone::new(&mac, "450", handout.server, HttpClient::new("", None));
+    phone.credentials = handout.credentials;
+    phone
+        .provision()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", phone.http.requests()));
+    assert_eq!(
+        phone.registration().expect("registration").user,
+        SimPhone::numbered(0xa1).username
+    );
+    delete(&service, &mac).await;
+    until("deleted at ZTP with its profile", Duration::from_secs(10), || {
+        ztp.devices().is_empty() && ztp.profile_names().is_empty()
+    })
+    .await;
+    // Another account's MAC: owned elsewhere in ZTP's words, and no profile left behind.
+    ztp.owned_by_another("0004f20000a2");
+    let mac = provision_mac(&service, &sim, 0xa2, "0004f20000a2").await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "owned_elsewhere", "{shown}");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("different account"),
+        "{shown}"
+    );
+    assert!(ztp.profile_names().is_empty(), "{:?}", ztp.profile_names());
+    assert!(
+        !service.logs().contains("ztp-key-6c1d"),
+        "secrets never reach the log"
+    );
+    assert!(!service.logs().contains(&password), "nor the phone's login");
 }

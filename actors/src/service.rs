@@ -759,7 +759,7 @@ fn start_phones(
                 vendors.clone(),
                 url.clone(),
                 redirect_tls,
-                fatal.clone(),
+                (fatal.clone(), sealer.clone()),
             )
             .start(),
         ),
@@ -848,6 +848,27 @@ fn redirect_apis(config: &Config) -> Result<Vec<Arc<dyn RedirectApi>>, StartErro
             user: y.user.clone(),
             password,
             server_name: y.server_name.clone(),
+        }));
+    }
+    if let Some(f) = &config.redirect.fanvil {
+        let password = f
+            .password
+            .read()
+            .map_err(|e| StartError::SecretFile(format!("redirect.fanvil.password_file {e}")))?;
+        apis.push(Arc::new(innoprov::redirect::fanvil::Fdps {
+            url: f.url.clone(),
+            user: f.user.clone(),
+            password,
+        }));
+    }
+    if let Some(p) = &config.redirect.poly {
+        let api_key = p
+            .api_key
+            .read()
+            .map_err(|e| StartError::SecretFile(format!("redirect.poly.api_key_file {e}")))?;
+        apis.push(Arc::new(innoprov::redirect::poly::PolyZtp {
+            base: p.url.clone(),
+            api_key,
         }));
     }
     if let Some(s) = &config.redirect.snom {

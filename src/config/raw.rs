@@ -106,6 +106,90 @@ struct RedirectConfig {
     /// `[redirect.snom]`: Snom SRAPS.
     #[serde(default)]
     snom: Option<SnomRedirect>,
+    /// `[redirect.fanvil]`: Fanvil FDPS.
+    #[serde(default)]
+    fanvil: Option<FanvilRedirect>,
+    /// `[redirect.poly]`: Poly ZTP.
+    #[serde(default)]
+    poly: Option<PolyRedirect>,
+}
+
+/// `[redirect.fanvil]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FanvilRedirect {
+    /// `url`: the FDPS XML-RPC endpoint.
+    #[serde(default = "default_fdps_url")]
+    url: String,
+    /// `user`: the FDPS account.
+    user: String,
+    /// `password`, wrapped at once.
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<Secret>,
+    /// `password_file`.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+}
+
+/// docs/redirect/fanvil-poly-grandstream.md §1: the endpoint the clients use.
+fn default_fdps_url() -> String {
+    "https://fdps.fanvil.com/xmlrpc.php".into()
+}
+
+impl FanvilRedirect {
+    fn typed(self, origin: Origin<'_>) -> Result<super::FanvilRedirectConfig, ConfigError> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(origin.invalid("redirect.fanvil.url", "must be an http(s) URL"));
+        }
+        if self.user.trim().is_empty() {
+            return Err(origin.invalid("redirect.fanvil.user", "must not be empty"));
+        }
+        let password = secret_source(
+            self.password,
+            self.password_file,
+            origin,
+            "redirect.fanvil.password",
+        )?;
+        Ok(super::FanvilRedirectConfig {
+            url: self.url,
+            user: self.user,
+            password,
+        })
+    }
+}
+
+/// `[redirect.poly]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolyRedirect {
+    /// `url`: the ZTP API base.
+    #[serde(default = "default_ztp_url")]
+    url: String,
+    /// `api_key`, wrapped at once.
+    #[serde(default, deserialize_with = "optional_secret")]
+    api_key: Option<Secret>,
+    /// `api_key_file`.
+    #[serde(default)]
+    api_key_file: Option<PathBuf>,
+}
+
+/// docs/redirect/fanvil-poly-grandstream.md §2: the base current clients use.
+fn default_ztp_url() -> String {
+    "https://api.ztp.poly.com/v1/".into()
+}
+
+impl PolyRedirect {
+    fn typed(self, origin: Origin<'_>) -> Result<super::PolyRedirectConfig, ConfigError> {
+        if !((self.url.starts_with("https://") || self.url.starts_with("http://")) && self.url.ends_with('/'))
+        {
+            return Err(origin.invalid("redirect.poly.url", "must be an http(s) URL ending in '/'"));
+        }
+        let api_key = secret_source(self.api_key, self.api_key_file, origin, "redirect.poly.api_key")?;
+        Ok(super::PolyRedirectConfig {
+            url: self.url,
+            api_key,
+        })
+    }
 }
 
 /// `[redirect.snom]`
@@ -207,7 +291,20 @@ impl RedirectConfig {
             Some(s) => Some(needs_url("redirect.snom").and_then(|()| s.typed(origin))?),
             None => None,
         };
-        Ok(super::RedirectConfig { yealink, snom })
+        let fanvil = match self.fanvil {
+            Some(f) => Some(needs_url("redirect.fanvil").and_then(|()| f.typed(origin))?),
+            None => None,
+        };
+        let poly = match self.poly {
+            Some(p) => Some(needs_url("redirect.poly").and_then(|()| p.typed(origin))?),
+            None => None,
+        };
+        Ok(super::RedirectConfig {
+            yealink,
+            snom,
+            fanvil,
+            poly,
+        })
     }
 }
 

@@ -255,6 +255,7 @@ mod tests {
             op,
             mac: "000413a1b2c3".parse::<Mac>().expect("mac"),
             url: "https://prov.example.net/snom/{mac}".into(),
+            login: None,
         }
     }
 

@@ -189,6 +189,7 @@ mod tests {
             op,
             mac: "001565aabbcc".parse::<Mac>().expect("mac"),
             url: "https://prov.example.com/example.com/innoprov/prov/".into(),
+            login: None,
         }
     }
 

@@ -24,8 +24,9 @@ use innoprov::Mac;
 use innoprov::provisioning::Vendors;
 use innoprov::redirect::queue::{RedirectQueue, RetryPolicy, Settled};
 use innoprov::redirect::{
-    Departed, RedirectApi, RedirectJob, RedirectOp, RedirectState, RedirectStatus, Step, Verdict,
+    Departed, PhoneLogin, RedirectApi, RedirectJob, RedirectOp, RedirectState, RedirectStatus, Step, Verdict,
 };
+use innoprov::seal::SealPurpose;
 use innoprov::store::{Store, StoreError};
 
 use super::outgoing_http;
@@ -60,6 +61,8 @@ pub struct RedirectWorker {
     in_flight: usize,
     /// Told if this actor ends outside a shutdown.
     fatal: Fatal,
+    /// Opens a phone's provisioning password for the services that hand it to the phone.
+    sealer: innoprov::Sealer,
 }
 
 impl RedirectWorker {
@@ -70,7 +73,7 @@ impl RedirectWorker {
         vendors: Vendors,
         public_url: String,
         tls: Arc<rustls::ClientConfig>,
-        fatal: Fatal,
+        (fatal, sealer): (Fatal, innoprov::Sealer),
     ) -> RedirectWorker {
         let mut queue = RedirectQueue::new(RetryPolicy::default());
         for api in &apis {
@@ -86,6 +89,7 @@ impl RedirectWorker {
             epoch: Instant::now(),
             in_flight: 0,
             fatal,
+            sealer,
         }
     }
 
@@ -121,10 +125,12 @@ impl RedirectWorker {
                 op,
                 mac,
                 url: self.public_url.clone(),
+                login: None,
             };
             let (store, tls, me) = (Arc::clone(&self.store), Arc::clone(&self.tls), ctx.address());
+            let sealer = self.sealer.clone();
             actix::spawn(async move {
-                let verdict = run_job(api, job, store, tls).await;
+                let verdict = run_job(api, job, (store, sealer), tls).await;
                 me.do_send(CallDone { mac, verdict });
             });
         }
@@ -164,18 +170,21 @@ impl RedirectWorker {
 }
 
 /// One job's calls until its verdict. A registration is first noted as pending in the store,
-/// so that a deletion meanwhile owes its deregistration.
+/// so that a deletion meanwhile owes its deregistration, and takes the phone's own login.
 async fn run_job(
     api: Arc<dyn RedirectApi>,
-    job: RedirectJob,
-    store: Arc<dyn Store>,
+    mut job: RedirectJob,
+    (store, sealer): (Arc<dyn Store>, innoprov::Sealer),
     tls: Arc<rustls::ClientConfig>,
 ) -> Verdict {
     if job.op == RedirectOp::Register {
         let (mac, service) = (job.mac, api.vendor());
-        let noted = tokio::task::spawn_blocking(move || note_pending(&*store, &mac, service)).await;
-        if let Ok(Err(e)) | Err(e) = noted.map_err(|e| StoreError::Backend(e.to_string())) {
-            return Verdict::Retry(format!("cannot note the registration as pending: {e}"));
+        let noted = tokio::task::spawn_blocking(move || note_pending(&*store, &sealer, &mac, service)).await;
+        match noted.map_err(|e| StoreError::Backend(e.to_string())) {
+            Ok(Ok(login)) => job.login = login,
+            Ok(Err(e)) | Err(e) => {
+                return Verdict::Retry(format!("cannot note the registration as pending: {e}"));
+            }
         }
     }
     let mut exchange = api.exchange(&job);
@@ -208,13 +217,26 @@ fn nonce() -> String {
     hex::encode(bytes)
 }
 
-fn note_pending(store: &dyn Store, mac: &Mac, service: &str) -> Result<(), StoreError> {
-    if store.get_phone(mac)?.is_none() {
-        return Ok(());
-    }
+/// Notes a registration as pending; the phone's own provisioning login.
+fn note_pending(
+    store: &dyn Store,
+    sealer: &innoprov::Sealer,
+    mac: &Mac,
+    service: &str,
+) -> Result<Option<PhoneLogin>, StoreError> {
+    let Some(record) = store.get_phone(mac)? else {
+        return Ok(None);
+    };
+    let login = record.prov_password.as_ref().and_then(|sealed| {
+        let password = sealer.open(sealed, &SealPurpose::ProvPassword(*mac)).ok()?;
+        Some(PhoneLogin {
+            user: record.prov_username.clone(),
+            password,
+        })
+    });
     let before = store.get_access(mac)?;
     if before.redirect.is_some() {
-        return Ok(());
+        return Ok(login);
     }
     let status = RedirectStatus::new(
         RedirectState::Pending,
@@ -226,7 +248,8 @@ fn note_pending(store: &dyn Store, mac: &Mac, service: &str) -> Result<(), Store
     store.update_access(mac, &mut |a| {
         a.redirect.get_or_insert_with(|| status.clone());
     })?;
-    store.flush()
+    store.flush()?;
+    Ok(login)
 }
 
 fn write_settled(store: &dyn Store, mac: &Mac, settled: Settled) -> Result<(), StoreError> {

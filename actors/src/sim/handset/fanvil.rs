@@ -230,3 +230,37 @@ impl FanvilPhone {
         keys
     }
 }
+
+/// A factory-fresh Fanvil asking FDPS where its provisioning server is. Fanvil documents only
+/// that FDPS answers with a configuration file carrying the server's parameters
+/// (docs/redirect/fanvil-poly-grandstream.md §4, [FDPSG]); the request's form is unsettled, so
+/// the phone asks `GET <fdps><mac>.cfg` as it asks any provisioning server and reads the
+/// file's `Flash Server IP` and `Flash Protocol` as it reads its own. `None` when FDPS does
+/// not know the phone.
+pub async fn ask_fdps(mac: &str, fdps: &Url, http: &HttpClient) -> Result<Option<Url>, HandsetError> {
+    let mut asking = FanvilPhone::new(mac, "X4", fdps.clone(), http.clone());
+    let answer = http
+        .get(&fdps.join(&format!("{}.cfg", asking.mac)), None, AuthStyle::Basic)
+        .await
+        .map_err(|e| fault(VENDOR, format!("FDPS: {e}")))?;
+    match answer.status {
+        200 => {}
+        404 => return Ok(None),
+        other => return Err(fault(VENDOR, format!("FDPS answered {other}"))),
+    }
+    asking.apply(&answer.body)?;
+    let server = asking
+        .get(AUTOUPDATE, "Flash Server IP")
+        .cloned()
+        .ok_or_else(|| fault(VENDOR, "FDPS sent no Flash Server IP"))?;
+    let url = Url::parse(&server).ok_or_else(|| fault(VENDOR, format!("FDPS sent {server:?}")))?;
+    let expected = match asking.get(AUTOUPDATE, "Flash Protocol").map(String::as_str) {
+        Some("4") => "http",
+        Some("5") => "https",
+        other => return Err(fault(VENDOR, format!("FDPS Flash Protocol {other:?}"))),
+    };
+    if url.scheme != expected {
+        return Err(fault(VENDOR, "FDPS: Flash Protocol and the server URL disagree"));
+    }
+    Ok(Some(url))
+}

@@ -226,3 +226,47 @@ impl PolyPhone {
         keys
     }
 }
+
+/// What ZTP hands a phone: its provisioning server and the login to present there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZtpHandout {
+    /// The provisioning server.
+    pub server: Url,
+    /// User name and password, when the profile carries them.
+    pub credentials: Option<(String, String)>,
+}
+
+/// A factory-fresh Poly asking ZTP for its provisioning server. What ZTP hands the phone is
+/// documented (its profile's server address, user name and password; docs/redirect/
+/// fanvil-poly-grandstream.md §4), the request's form is not: here `GET <ztp>phone/<mac>`,
+/// answered with the profile's `template.provisioning.server` object. `None` when ZTP does
+/// not know the phone.
+pub async fn ask_ztp(mac: &str, ztp: &Url, http: &HttpClient) -> Result<Option<ZtpHandout>, HandsetError> {
+    let answer = http
+        .get(
+            &ztp.join(&format!("phone/{}", mac.to_ascii_lowercase())),
+            None,
+            AuthStyle::Basic,
+        )
+        .await
+        .map_err(|e| fault(VENDOR, format!("ZTP: {e}")))?;
+    match answer.status {
+        200 => {}
+        404 => return Ok(None),
+        other => return Err(fault(VENDOR, format!("ZTP answered {other}"))),
+    }
+    let server: serde_json::Value =
+        serde_json::from_str(&answer.body).map_err(|e| fault(VENDOR, format!("ZTP: {e}")))?;
+    let address = server["address"]
+        .as_str()
+        .ok_or_else(|| fault(VENDOR, "ZTP sent no address"))?;
+    let url = Url::parse(address).ok_or_else(|| fault(VENDOR, format!("ZTP sent {address:?}")))?;
+    let credentials = match (server["username"].as_str(), server["password"].as_str()) {
+        (Some(user), Some(password)) => Some((user.to_string(), password.to_string())),
+        _ => None,
+    };
+    Ok(Some(ZtpHandout {
+        server: url,
+        credentials,
+    }))
+}

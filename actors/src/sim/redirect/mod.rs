@@ -12,9 +12,18 @@
 //!
 //! - [`SrapsSim`]: Snom SRAPS, REST with Hawk checked by its own HMAC (docs/redirect/
 //!   snom-gigaset.md §1).
+//! - [`FdpsSim`]: Fanvil FDPS, XML-RPC with the double-MD5 Basic password ([`fdps`]).
+//! - [`PolyZtpSim`]: Poly ZTP, REST with an API key, profiles carrying the phone's server
+//!   and login ([`ztp`]).
 //!
 //! Faults: a MAC owned by another account; RPS also a number of answers of 503 and an answer
 //! delay.
+
+pub mod fdps;
+pub mod ztp;
+
+pub use fdps::FdpsSim;
+pub use ztp::PolyZtpSim;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
