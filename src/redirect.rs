@@ -43,9 +43,6 @@ pub struct Departed {
     pub service: String,
 }
 
-/// Serialises this process's changes of [`DEPARTED_SETTING`] (a read, a change, a write).
-static DEPARTURES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// The deregistrations still owed.
 pub fn departures(store: &dyn Store) -> Result<Vec<Departed>, StoreError> {
     match store.get_setting(DEPARTED_SETTING)? {
@@ -54,16 +51,36 @@ pub fn departures(store: &dyn Store) -> Result<Vec<Departed>, StoreError> {
     }
 }
 
-fn change_departures(store: &dyn Store, change: impl FnOnce(&mut Vec<Departed>)) -> Result<(), StoreError> {
-    let _serial = DEPARTURES.lock().unwrap_or_else(|p| p.into_inner());
-    let mut list = departures(store)?;
-    let before = list.clone();
-    change(&mut list);
-    if list == before {
-        return Ok(());
-    }
-    let bytes = crate::store::encode_json(DEPARTED_SETTING, &list)?;
-    store.put_setting(DEPARTED_SETTING, Some(&bytes))
+/// Changes the list atomically (`Store::update_setting`): two instances deleting phones at
+/// the same moment each keep the other's entry. A list that cannot be read is left as it is.
+fn change_departures(store: &dyn Store, change: impl Fn(&mut Vec<Departed>)) -> Result<(), StoreError> {
+    let mut failed = None;
+    store.update_setting(DEPARTED_SETTING, &mut |old| {
+        failed = None;
+        let mut list: Vec<Departed> = match &old {
+            None => Vec::new(),
+            Some(bytes) => match crate::store::decode_json(DEPARTED_SETTING.as_bytes(), bytes) {
+                Ok(list) => list,
+                Err(e) => {
+                    failed = Some(e);
+                    return old;
+                }
+            },
+        };
+        let before = list.clone();
+        change(&mut list);
+        if list == before {
+            return old;
+        }
+        match crate::store::encode_json(DEPARTED_SETTING, &list) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                failed = Some(e);
+                old
+            }
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Called before a phone is deleted, in the same flush: when a service has (or may have) the
@@ -89,7 +106,7 @@ pub fn note_departure(store: &dyn Store, mac: &Mac) -> Result<(), StoreError> {
 pub fn owe_departure(store: &dyn Store, departed: Departed) -> Result<(), StoreError> {
     change_departures(store, |list| {
         list.retain(|d| d.mac != departed.mac);
-        list.push(departed);
+        list.push(departed.clone());
     })
 }
 

@@ -146,7 +146,35 @@ pub fn settings(store: &dyn Store) {
     store.put_setting("pbx_identity", None).expect("remove again");
     assert_eq!(store.get_setting("pbx_identity").expect("removed"), None);
     store.put_setting("other", None).expect("remove other");
+    update_setting_loses_no_writer(store);
     store.flush().expect("flush");
+}
+
+/// `update_setting` from four threads at once: every change kept (none read a value another
+/// was replacing), and `None` removes.
+pub fn update_setting_loses_no_writer(store: &dyn Store) {
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            scope.spawn(move || {
+                for n in 0..25 {
+                    store
+                        .update_setting("tally", &mut |old| {
+                            let mut text = old
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                                .unwrap_or_default();
+                            text.push_str(&format!("{thread}-{n},"));
+                            Some(text.into_bytes())
+                        })
+                        .expect("update");
+                }
+            });
+        }
+    });
+    let tally = store.get_setting("tally").expect("tally").unwrap_or_default();
+    let text = String::from_utf8_lossy(&tally);
+    assert_eq!(text.split(',').filter(|e| !e.is_empty()).count(), 100, "{text}");
+    store.update_setting("tally", &mut |_| None).expect("remove");
+    assert_eq!(store.get_setting("tally").expect("removed"), None);
 }
 
 /// Download state and audit: defaults, replacement, order, bound, and removal with the phone.

@@ -136,6 +136,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn update_setting(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let mut settings = lock(&self.settings);
+        match change(settings.get(key).cloned()) {
+            Some(value) => settings.insert(key.to_string(), value),
+            None => settings.remove(key),
+        };
+        Ok(())
+    }
+
     fn write_epoch(&self) -> u64 {
         self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }

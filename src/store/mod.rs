@@ -109,6 +109,18 @@ pub trait Store: Send + Sync + 'static {
     fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a service-wide setting, or removes it with `None`; durable after `flush`.
     fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+    /// Changes a setting atomically: `change` gets the stored value and returns the new one
+    /// (`None` removes it), with no other writer in between, also another process sharing
+    /// the store; `change` may run more than once. The default reads then writes, for a store
+    /// with one writer.
+    fn update_setting(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let new = change(self.get_setting(key)?);
+        self.put_setting(key, new.as_deref())
+    }
     /// the audit), so an in-process cache can skip re-reading while it is unchanged.
     fn write_epoch(&self) -> u64;
     /// Makes every write so far durable.

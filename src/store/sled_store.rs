@@ -222,6 +222,17 @@ impl Store for SledStore {
         .map_err(|e| backend(&format!("setting {key}"), e))
     }
 
+    fn update_setting(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.settings
+            .update_and_fetch(key.as_bytes(), |old| change(old.map(<[u8]>::to_vec)))
+            .map(|_| ())
+            .map_err(|e| backend(&format!("setting {key}"), e))
+    }
+
     fn write_epoch(&self) -> u64 {
         self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }

@@ -720,6 +720,39 @@ impl Store for PostgresStore {
         .map(|_| ())
     }
 
+    fn update_setting(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.retrying(&format!("setting {key}"), |client| {
+            run(async {
+                let tx = client.transaction().await?;
+                // A lock on the key's name, held to the commit: it also serialises the first
+                // write of a setting no row holds yet (FOR UPDATE locks only rows that exist).
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext('settings:' || $1))", &[&key])
+                    .await?;
+                let row = tx
+                    .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+                    .await?;
+                match change(row.map(|r| r.get::<_, Vec<u8>>(0))) {
+                    Some(value) => {
+                        tx.execute(
+                            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&key, &value],
+                        )
+                        .await?
+                    }
+                    None => {
+                        tx.execute("DELETE FROM settings WHERE key = $1", &[&key])
+                            .await?
+                    }
+                };
+                tx.commit().await
+            })
+        })
+    }
+
     fn write_epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }

@@ -94,6 +94,13 @@ impl Store for SlowStore {
     fn put_setting(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
         self.wait().put_setting(key, value)
     }
+    fn update_setting(
+        &self,
+        key: &str,
+        change: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.wait().update_setting(key, change)
+    }
     fn write_epoch(&self) -> u64 {
         self.inner.write_epoch()
     }
