@@ -98,7 +98,9 @@ pub struct RedirectConfig {
     /// `[redirect.yealink]`: Yealink RPS.
     pub yealink: Option<YealinkRedirectConfig>,
     /// `[redirect.snom]`: Snom SRAPS.
-    pub snom: Option<SnomRedirectConfig>,
+    pub snom: Option<HawkRedirectConfig>,
+    /// `[redirect.gigaset]`: Gigaset GRAPE.
+    pub gigaset: Option<HawkRedirectConfig>,
     /// `[redirect.fanvil]`: Fanvil FDPS.
     pub fanvil: Option<FanvilRedirectConfig>,
     /// `[redirect.poly]`: Poly ZTP.
@@ -125,9 +127,10 @@ pub struct PolyRedirectConfig {
     pub api_key: SecretSource,
 }
 
-/// `[redirect.snom]`: the SRAPS access key (docs/redirect/snom-gigaset.md).
+/// `[redirect.snom]` and `[redirect.gigaset]`: the SRAPS or GRAPE access key
+/// (docs/redirect/snom-gigaset.md).
 #[derive(Debug, Clone)]
-pub struct SnomRedirectConfig {
+pub struct HawkRedirectConfig {
     /// `url`: the API base, ending in `/`.
     pub url: String,
     /// `key_id`: the access key id (Hawk's id).

@@ -189,9 +189,28 @@ pub struct HttpReply {
     pub status: u16,
     /// The body, as bounded by the runtime.
     pub body: Vec<u8>,
+    /// The headers, names in lower case (SRAPS pages its lists with `Link`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl HttpReply {
+    /// An answer of `status` with `body` and no headers.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> HttpReply {
+        HttpReply {
+            status,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The first header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

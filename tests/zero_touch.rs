@@ -314,10 +314,13 @@ async fn a_snom_is_registered_at_sraps_with_hawk_and_finds_innoprov_through_it()
         calls.iter().all(|(_, _, hawk)| *hawk),
         "every call signed: {calls:?}"
     );
+    // Token, company, the settings list's two pages of 1000 (the setting is on the second),
+    // the PUT.
     assert_eq!(
         calls.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
-        ["GET", "GET", "GET", "PUT"]
+        ["GET", "GET", "GET", "GET", "PUT"]
     );
+    assert!(calls[3].1.ends_with("page_size=1000&page=2"), "{calls:?}");
     assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
     // What SRAPS hands the phone is its setting server (the phone's own request to SRAPS is
     // unsettled, docs/redirect/snom-gigaset.md §4): the emulated Snom provisions from it.
@@ -485,4 +488,48 @@ async fn a_poly_gets_its_own_login_through_ztp_and_provisions_after_its_window_c
         "secrets never reach the log"
     );
     assert!(!service.logs().contains(&password), "nor the phone's login");
+}
+
+#[tokio::test]
+async fn a_gigaset_is_registered_at_grape_with_hawk_and_boots_from_it() {
+    let grape = SrapsSim::start_grape("grapekey1", "grape-secret-8b2e")
+        .await
+        .expect("grape");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let table = format!(
+        "[redirect.gigaset]\nurl = \"{}\"\nkey_id = \"grapekey1\"\nkey_secret = \"grape-secret-8b2e\"\n",
+        grape.url()
+    );
+    let service = start_with(dir.path(), port, &sim, &table);
+    let mac = provision_mac(&service, &sim, 0xb1, "7c2f800000b1").await;
+    until("registered at GRAPE", Duration::from_secs(10), || {
+        grape.endpoints().contains_key(&mac)
+    })
+    .await;
+    assert_eq!(
+        grape.endpoints()[&mac],
+        public_url(port),
+        "the ProvisioningServer setting"
+    );
+    assert!(
+        grape.calls().iter().all(|(_, _, hawk)| *hawk),
+        "{:?}",
+        grape.calls()
+    );
+    assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
+    // What GRAPE hands the device is the setting's value (the device's own request is
+    // unsettled, docs/redirect/snom-gigaset.md §3.2): the emulated Nx70 provisions from it.
+    let server = Url::parse(&grape.endpoints()[&mac]).expect("url");
+    boot_from("gigaset", &mac, server, 0xb1).await;
+    delete(&service, &mac).await;
+    until("deleted at GRAPE", Duration::from_secs(10), || {
+        grape.endpoints().is_empty()
+    })
+    .await;
+    assert!(
+        !service.logs().contains("grape-secret-8b2e"),
+        "secrets never reach the log"
+    );
 }

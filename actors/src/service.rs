@@ -871,15 +871,20 @@ fn redirect_apis(config: &Config) -> Result<Vec<Arc<dyn RedirectApi>>, StartErro
             api_key,
         }));
     }
-    if let Some(s) = &config.redirect.snom {
-        let key_secret = s
-            .key_secret
-            .read()
-            .map_err(|e| StartError::SecretFile(format!("redirect.snom.key_secret_file {e}")))?;
+    use innoprov::redirect::snom::HawkService;
+    for (table, service) in [
+        (&config.redirect.snom, HawkService::SnomSraps),
+        (&config.redirect.gigaset, HawkService::GigasetGrape),
+    ] {
+        let Some(hawk) = table else { continue };
+        let key_secret = hawk.key_secret.read().map_err(|e| {
+            StartError::SecretFile(format!("redirect.{}.key_secret_file {e}", service.vendor()))
+        })?;
         apis.push(Arc::new(innoprov::redirect::snom::Sraps {
-            base: s.url.clone(),
-            key_id: s.key_id.clone(),
+            base: hawk.url.clone(),
+            key_id: hawk.key_id.clone(),
             key_secret,
+            service,
         }));
     }
     Ok(apis)

@@ -105,7 +105,10 @@ struct RedirectConfig {
     yealink: Option<YealinkRedirect>,
     /// `[redirect.snom]`: Snom SRAPS.
     #[serde(default)]
-    snom: Option<SnomRedirect>,
+    snom: Option<HawkRedirect>,
+    /// `[redirect.gigaset]`: Gigaset GRAPE.
+    #[serde(default)]
+    gigaset: Option<HawkRedirect>,
     /// `[redirect.fanvil]`: Fanvil FDPS.
     #[serde(default)]
     fanvil: Option<FanvilRedirect>,
@@ -192,13 +195,13 @@ impl PolyRedirect {
     }
 }
 
-/// `[redirect.snom]`
+/// `[redirect.snom]` (SRAPS) and `[redirect.gigaset]` (GRAPE): a Hawk access key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SnomRedirect {
-    /// `url`: the SRAPS API base.
-    #[serde(default = "default_sraps_url")]
-    url: String,
+struct HawkRedirect {
+    /// `url`: the API base (default: the vendor's).
+    #[serde(default)]
+    url: Option<String>,
     /// `key_id`: the access key id.
     key_id: String,
     /// `key_secret`, wrapped at once.
@@ -209,16 +212,37 @@ struct SnomRedirect {
     key_secret_file: Option<PathBuf>,
 }
 
-/// docs/redirect/snom-gigaset.md §1.1: the base Snom's own clients use.
-fn default_sraps_url() -> String {
-    "https://secure-provisioning.snom.com/api/v1/".into()
+/// The keys of one Hawk table, for the errors.
+struct HawkKeys {
+    /// `redirect.<vendor>.url`
+    url: &'static str,
+    /// `redirect.<vendor>.key_id`
+    key_id: &'static str,
+    /// `redirect.<vendor>.key_secret`
+    key_secret: &'static str,
+    /// The vendor's API base (docs/redirect/snom-gigaset.md §1.1, §3.2).
+    default_url: &'static str,
 }
 
-impl SnomRedirect {
-    fn typed(self, origin: Origin<'_>) -> Result<super::SnomRedirectConfig, ConfigError> {
-        if !((self.url.starts_with("https://") || self.url.starts_with("http://")) && self.url.ends_with('/'))
-        {
-            return Err(origin.invalid("redirect.snom.url", "must be an http(s) URL ending in '/'"));
+const SNOM_KEYS: HawkKeys = HawkKeys {
+    url: "redirect.snom.url",
+    key_id: "redirect.snom.key_id",
+    key_secret: "redirect.snom.key_secret",
+    default_url: "https://secure-provisioning.snom.com/api/v1/",
+};
+
+const GIGASET_KEYS: HawkKeys = HawkKeys {
+    url: "redirect.gigaset.url",
+    key_id: "redirect.gigaset.key_id",
+    key_secret: "redirect.gigaset.key_secret",
+    default_url: "https://api.grape.gigaset.net/api/v1/",
+};
+
+impl HawkRedirect {
+    fn typed(self, origin: Origin<'_>, keys: &HawkKeys) -> Result<super::HawkRedirectConfig, ConfigError> {
+        let url = self.url.unwrap_or_else(|| keys.default_url.to_string());
+        if !((url.starts_with("https://") || url.starts_with("http://")) && url.ends_with('/')) {
+            return Err(origin.invalid(keys.url, "must be an http(s) URL ending in '/'"));
         }
         if self.key_id.trim().is_empty()
             || !self
@@ -227,18 +251,13 @@ impl SnomRedirect {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(origin.invalid(
-                "redirect.snom.key_id",
+                keys.key_id,
                 "must be the access key id (letters, digits, - and _)",
             ));
         }
-        let key_secret = secret_source(
-            self.key_secret,
-            self.key_secret_file,
-            origin,
-            "redirect.snom.key_secret",
-        )?;
-        Ok(super::SnomRedirectConfig {
-            url: self.url,
+        let key_secret = secret_source(self.key_secret, self.key_secret_file, origin, keys.key_secret)?;
+        Ok(super::HawkRedirectConfig {
+            url,
             key_id: self.key_id,
             key_secret,
         })
@@ -288,7 +307,11 @@ impl RedirectConfig {
             None => None,
         };
         let snom = match self.snom {
-            Some(s) => Some(needs_url("redirect.snom").and_then(|()| s.typed(origin))?),
+            Some(s) => Some(needs_url("redirect.snom").and_then(|()| s.typed(origin, &SNOM_KEYS))?),
+            None => None,
+        };
+        let gigaset = match self.gigaset {
+            Some(g) => Some(needs_url("redirect.gigaset").and_then(|()| g.typed(origin, &GIGASET_KEYS))?),
             None => None,
         };
         let fanvil = match self.fanvil {
@@ -302,6 +325,7 @@ impl RedirectConfig {
         Ok(super::RedirectConfig {
             yealink,
             snom,
+            gigaset,
             fanvil,
             poly,
         })

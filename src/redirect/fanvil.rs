@@ -254,14 +254,11 @@ mod tests {
 
     /// An FDPS answer as the doc shows it: [boolean, string].
     fn fdps_answer(ok: bool, text: &str) -> HttpReply {
-        HttpReply {
-            status: 200,
-            body: format!(
+        HttpReply::new(200, format!(
                 "<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data><value><boolean>{}</boolean></value><value><string>{text}</string></value></data></array></value></param></params></methodResponse>",
                 u8::from(ok)
             )
-            .into_bytes(),
-        }
+            .into_bytes())
     }
 
     fn method_and_strings(call: &HttpCall) -> (String, Vec<String>) {
@@ -373,7 +370,7 @@ mod tests {
         let mut exchange = fdps().exchange(&job(RedirectOp::Deregister));
         exchange.next(None, 0, "");
         assert!(matches!(
-            exchange.next(Some(HttpReply { status: 401, body: Vec::new() }), 0, ""),
+            exchange.next(Some(HttpReply::new(401, Vec::new())), 0, ""),
             Step::Finished(Verdict::Refused(text)) if text.contains("[redirect.fanvil]")
         ));
     }

@@ -351,10 +351,7 @@ mod tests {
     }
 
     fn reply(status: u16, body: &str) -> HttpReply {
-        HttpReply {
-            status,
-            body: body.as_bytes().to_vec(),
-        }
+        HttpReply::new(status, body.as_bytes().to_vec())
     }
 
     /// Runs `op` against the scripted answers; the calls made (method, path after the base,

@@ -195,14 +195,11 @@ mod tests {
 
     /// An RPS answer as docs/redirect/yealink.md reconstructs it: [boolean, untyped text].
     fn rps_answer(ok: bool, text: &str) -> HttpReply {
-        HttpReply {
-            status: 200,
-            body: format!(
+        HttpReply::new(200, format!(
                 "<?xml version=\"1.0\"?>\n<methodResponse>\n <params><param><value><array><data>\n  <value><boolean>{}</boolean></value>\n  <value>{text}</value>\n </data></array></value></param></params>\n</methodResponse>",
                 u8::from(ok)
             )
-            .into_bytes(),
-        }
+            .into_bytes())
     }
 
     fn method_and_params(call: &HttpCall) -> (String, Vec<String>) {
@@ -281,10 +278,7 @@ mod tests {
             exchange.next(Some(rps_answer(false, "Error:001565aabbcc is bound")), 0, ""),
             Step::Finished(Verdict::OwnedElsewhere(_))
         ));
-        let unauthorized = HttpReply {
-            status: 401,
-            body: Vec::new(),
-        };
+        let unauthorized = HttpReply::new(401, Vec::new());
         let mut exchange = rps().exchange(&job(RedirectOp::Register));
         exchange.next(None, 0, "");
         assert!(matches!(
@@ -297,10 +291,7 @@ mod tests {
             exchange.next(None, 0, ""),
             Step::Finished(Verdict::Retry(_))
         ));
-        let html = HttpReply {
-            status: 200,
-            body: b"<html>maintenance</html>".to_vec(),
-        };
+        let html = HttpReply::new(200, b"<html>maintenance</html>".to_vec());
         let mut exchange = rps().exchange(&job(RedirectOp::Register));
         exchange.next(None, 0, "");
         assert!(matches!(

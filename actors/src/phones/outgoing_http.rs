@@ -137,7 +137,7 @@ fn framed(raw: &[u8]) -> bool {
         })
 }
 
-/// Reads a whole answer: status and body (chunked, by length, or to the end).
+/// Reads a whole answer: status, headers and body (chunked, by length, or to the end).
 pub fn parse_answer(raw: &[u8]) -> Result<HttpReply, HttpCallError> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
@@ -168,7 +168,21 @@ pub fn parse_answer(raw: &[u8]) -> Result<HttpReply, HttpCallError> {
     } else {
         rest.to_vec()
     };
-    Ok(HttpReply { status, body })
+    let headers = response
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    Ok(HttpReply {
+        status,
+        body,
+        headers,
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, HttpCallError> {

@@ -405,9 +405,13 @@ fn respond(
 
 /// The Snom SRAPS double (docs/redirect/snom-gigaset.md §1): Hawk checked with its own code
 /// (the access key's id, its secret, `ts` within 60 s, a nonce used once, the payload hash when
-/// sent), the discovery `tokens/{id}` → company → `endpoints`, the settings list with two
-/// `setting_server`s (the `global` one first, as the doc warns), `PUT` and `DELETE` of
-/// `endpoints/{mac}`. A MAC another account holds is refused 403 `taken_mac_or_forbidden`.
+/// sent), the discovery `tokens/{id}` → company → `endpoints`, the settings list of 1179
+/// settings (the count falconieri saw) paged by `page_size` (default 20, at most 1000) and
+/// `page` with an RFC 8288 `Link: <…>; rel="next"`, with two `setting_server`s (the `global`
+/// one on the first page, as the doc warns; the `phone-settings` one on the second page of
+/// 1000), `PUT` and `DELETE` of `endpoints/{mac}`. A MAC another account holds is refused 403
+/// `taken_mac_or_forbidden`. [`SrapsSim::start_grape`] is Gigaset GRAPE, the same protocol
+/// whose setting is `ProvisioningServer` (§3.2).
 pub struct SrapsSim {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -432,6 +436,8 @@ pub const SETTING_SERVER: &str = "50a400560eec4dc0b96b026094e06562";
 struct SrapsState {
     /// The access key.
     key: (String, String),
+    /// The provisioning setting's name: `setting_server` (SRAPS) or `ProvisioningServer` (GRAPE).
+    setting: &'static str,
     /// Endpoints: MAC (lower case) → the `setting_server` value.
     endpoints: BTreeMap<String, String>,
     /// MACs another account holds.
@@ -525,12 +531,22 @@ fn hawk_holds(request: &Request, key: &(String, String), nonces: &mut Vec<String
 }
 
 impl SrapsSim {
-    /// Starts on an ephemeral loopback port with the access key `key_id` / `secret`.
+    /// SRAPS on an ephemeral loopback port with the access key `key_id` / `secret`.
     pub async fn start(key_id: &str, secret: &str) -> std::io::Result<SrapsSim> {
+        SrapsSim::start_as(key_id, secret, "setting_server").await
+    }
+
+    /// GRAPE on an ephemeral loopback port with the access key `key_id` / `secret`.
+    pub async fn start_grape(key_id: &str, secret: &str) -> std::io::Result<SrapsSim> {
+        SrapsSim::start_as(key_id, secret, "ProvisioningServer").await
+    }
+
+    async fn start_as(key_id: &str, secret: &str, setting: &'static str) -> std::io::Result<SrapsSim> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(SrapsState {
             key: (key_id.to_string(), secret.to_string()),
+            setting,
             ..SrapsState::default()
         }));
         let shared = Arc::clone(&state);
@@ -539,8 +555,14 @@ impl SrapsSim {
                 let state = Arc::clone(&shared);
                 tokio::spawn(async move {
                     if let Ok(Some(request)) = read_request(&mut stream).await {
-                        let (status, body) = sraps_answer(&state, &request, addr);
-                        let _ = write_reply(&mut stream, status, "", "application/json", &body).await;
+                        let (status, body, extra) = match settings_page(&state, &request, addr) {
+                            Some(page) => page,
+                            None => {
+                                let (status, body) = sraps_answer(&state, &request, addr);
+                                (status, body, String::new())
+                            }
+                        };
+                        let _ = write_reply(&mut stream, status, &extra, "application/json", &body).await;
                     }
                 });
             }
@@ -596,12 +618,6 @@ fn sraps_answer(state: &Mutex<SrapsState>, request: &Request, addr: SocketAddr) 
                 r#"{{"uuid":"{COMPANY}","links":{{"endpoints":"{base}companies/{COMPANY}/endpoints/"}}}}"#
             ),
         ),
-        ("GET", path) if path.starts_with("/api/v1/settings/") => (
-            "200 OK",
-            format!(
-                r#"[{{"uuid":"5683038cec6c4fa9be95b2de9d1750e8","param_name":"setting_server","section":"global"}},{{"uuid":"{SETTING_SERVER}","param_name":"setting_server","section":"phone-settings"}}]"#
-            ),
-        ),
         (method, path) if path.starts_with(&endpoints) => {
             let mac = path[endpoints.len()..].to_string();
             if state.foreign.contains(&mac) {
@@ -614,12 +630,22 @@ fn sraps_answer(state: &Mutex<SrapsState>, request: &Request, addr: SocketAddr) 
                         Err(_) => return ("400 Bad Request", r#"{"message":"no JSON"}"#.into()),
                     };
                     let value = body["settings_manager"][SETTING_SERVER]["value"].as_str();
-                    match (body["mac"].as_str() == Some(mac.as_str()), body["autoprovisioning_enabled"] == true, value) {
+                    let setting = state.setting;
+                    match (
+                        body["mac"].as_str() == Some(mac.as_str()),
+                        body["autoprovisioning_enabled"] == true,
+                        value,
+                    ) {
                         (true, true, Some(value)) => {
                             state.endpoints.insert(mac, value.to_string());
                             ("200 OK", request.body.clone())
                         }
-                        _ => ("400 Bad Request", r#"{"message":"mac, autoprovisioning_enabled and the phone-settings setting_server are required"}"#.into()),
+                        _ => (
+                            "400 Bad Request",
+                            format!(
+                                r#"{{"message":"mac, autoprovisioning_enabled and the {setting} setting are required"}}"#
+                            ),
+                        ),
                     }
                 }
                 "DELETE" => match state.endpoints.remove(&mac) {
@@ -631,4 +657,57 @@ fn sraps_answer(state: &Mutex<SrapsState>, request: &Request, addr: SocketAddr) 
         }
         _ => ("404 Not Found", r#"{"message":"not found"}"#.into()),
     }
+}
+
+/// The settings falconieri saw in all (docs/redirect/snom-gigaset.md §1.4).
+const SETTINGS: usize = 1179;
+/// Where the provisioning setting sits in the list: on the second page of 1000.
+const SETTING_AT: usize = 1100;
+
+/// The settings list, when `request` asks for it (after the Hawk check of [`sraps_answer`]'s
+/// kind): one page, and a `Link` to the next.
+fn settings_page(
+    state: &Mutex<SrapsState>,
+    request: &Request,
+    addr: SocketAddr,
+) -> Option<(&'static str, String, String)> {
+    let query = request.path.strip_prefix("/api/v1/settings/")?;
+    let mut state = lock_sraps(state);
+    let key = state.key.clone();
+    let holds = hawk_holds(request, &key, &mut state.nonces);
+    state
+        .calls
+        .push((request.method.clone(), request.path.clone(), holds));
+    if !holds || request.method != "GET" {
+        return Some((
+            "401 Unauthorized",
+            r#"{"message":"invalid Hawk authorization"}"#.into(),
+            String::new(),
+        ));
+    }
+    let param = |name: &str| {
+        query
+            .trim_start_matches('?')
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let size = param("page_size").unwrap_or(20).clamp(1, 1000);
+    let page = param("page").unwrap_or(1).max(1);
+    let setting = state.setting;
+    let items: Vec<serde_json::Value> = ((page - 1) * size..(page * size).min(SETTINGS))
+        .map(|n| match n {
+            5 if setting == "setting_server" => serde_json::json!({"uuid": "5683038cec6c4fa9be95b2de9d1750e8", "param_name": "setting_server", "section": "global"}),
+            SETTING_AT => serde_json::json!({"uuid": SETTING_SERVER, "param_name": setting, "section": "phone-settings"}),
+            n => serde_json::json!({"uuid": format!("{n:032x}"), "param_name": format!("setting_{n}"), "section": "phone-settings"}),
+        })
+        .collect();
+    let link = match page * size < SETTINGS {
+        true => format!(
+            "Link: <http://{addr}/api/v1/settings/?page_size={size}&page={}>; rel=\"next\"\r\n",
+            page + 1
+        ),
+        false => String::new(),
+    };
+    Some(("200 OK", serde_json::Value::from(items).to_string(), link))
 }
