@@ -99,12 +99,28 @@ pub struct RedirectConfig {
     pub yealink: Option<YealinkRedirectConfig>,
     /// `[redirect.snom]`: Snom SRAPS.
     pub snom: Option<HawkRedirectConfig>,
-    /// `[redirect.gigaset]`: Gigaset GRAPE.
-    pub gigaset: Option<HawkRedirectConfig>,
+    /// `[redirect.gigaset_p]`: Gigaset GRAPE (the P-series).
+    pub gigaset_p: Option<HawkRedirectConfig>,
+    /// `[redirect.gigaset]`: Gigaset's MAC-ID redirect server (the Nx70 bases).
+    pub gigaset: Option<GigasetRedirectConfig>,
     /// `[redirect.fanvil]`: Fanvil FDPS.
     pub fanvil: Option<FanvilRedirectConfig>,
     /// `[redirect.poly]`: Poly ZTP.
     pub poly: Option<PolyRedirectConfig>,
+}
+
+/// `[redirect.gigaset]`: the provisioner account at Gigaset's redirect server
+/// (docs/redirect/snom-gigaset.md §3.1).
+#[derive(Debug, Clone)]
+pub struct GigasetRedirectConfig {
+    /// `url`: the XML-RPC endpoint.
+    pub url: String,
+    /// `user`: the account (HTTP Basic).
+    pub user: String,
+    /// `password` or `password_file`.
+    pub password: SecretSource,
+    /// `provider_name`: the "Provider" label of the registrations.
+    pub provider_name: String,
 }
 
 /// `[redirect.fanvil]`: the FDPS XML-RPC account (docs/redirect/fanvil-poly-grandstream.md §1).

@@ -7,8 +7,10 @@
 //!   pointing it at a URL) into an [`Exchange`], which turns replies into the next HTTP call
 //!   or a [`Verdict`]. The adapters, each written from the vendor's documents and independent
 //!   clients (docs/redirect/): [`yealink`] (RPS XML-RPC), [`snom`] (SRAPS, REST with Hawk),
-//!   [`fanvil`] (FDPS XML-RPC) and [`poly`] (ZTP, REST with an API key). Gigaset and
-//!   Grandstream GDMS need what ProvisioningPhone does not carry (docs/redirect/).
+//!   [`fanvil`] (FDPS XML-RPC), [`poly`] (ZTP, REST with an API key), [`gigaset`] (the
+//!   MAC-ID XML-RPC, with the check code an admin types in) and Gigaset GRAPE (the SRAPS
+//!   protocol, in [`snom`]). Grandstream GDMS needs the serial number and more that is
+//!   unsettled (docs/redirect/fanvil-poly-grandstream.md §3).
 //! - [`queue::RedirectQueue`]: which call next, the retries with the one backoff policy, and
 //!   each service's pace.
 //! - [`hawk`] and [`xmlrpc`]: the two wire forms the services share.
@@ -19,6 +21,7 @@
 //! ([`DEPARTED_SETTING`]), written before a deletion is answered.
 
 pub mod fanvil;
+pub mod gigaset;
 pub mod hawk;
 pub mod poly;
 pub mod queue;
@@ -41,6 +44,9 @@ pub struct Departed {
     pub mac: Mac,
     /// The service (the vendor's name) it was registered with.
     pub service: String,
+    /// Its device code, which the service names it by (Gigaset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_code: Option<String>,
 }
 
 /// The deregistrations still owed.
@@ -98,6 +104,7 @@ pub fn note_departure(store: &dyn Store, mac: &Mac) -> Result<(), StoreError> {
         Departed {
             mac: *mac,
             service: status.service,
+            device_code: access.device_code.clone(),
         },
     )
 }
@@ -105,28 +112,31 @@ pub fn note_departure(store: &dyn Store, mac: &Mac) -> Result<(), StoreError> {
 /// Notes that `departed` must be deregistered (a phone deleted while its registration ran).
 pub fn owe_departure(store: &dyn Store, departed: Departed) -> Result<(), StoreError> {
     change_departures(store, |list| {
+        let mut entry = departed.clone();
+        if let Some(before) = list.iter().find(|d| d.mac == departed.mac) {
+            entry.device_code = entry.device_code.or_else(|| before.device_code.clone());
+        }
         list.retain(|d| d.mac != departed.mac);
-        list.push(departed.clone());
+        list.push(entry);
     })
 }
 
-/// The service of a phone: the vendor an admin pinned, else the first vendor owning the MAC's
-/// OUI, when that vendor has a service (`has_service`).
+/// The service of a phone: its vendor's, when that vendor has one (`has_service`). Its vendor
+/// is the one an admin pinned, else the first vendor owning the MAC's OUI (vendors.toml order):
+/// where vendors share a block (Snom and the Snom-built Gigaset P-series), a phone is never
+/// registered with a service because its vendor has none and another owner of the block has
+/// one; the admin pins it.
 pub fn service_for<'a>(
     vendors: &'a crate::provisioning::Vendors,
     mac: &Mac,
     pinned: Option<&str>,
     has_service: impl Fn(&str) -> bool,
 ) -> Option<&'a str> {
-    if let Some(vendor) = pinned.and_then(|name| vendors.by_name(name)) {
-        return has_service(&vendor.name).then_some(vendor.name.as_str());
-    }
-    vendors
-        .all()
-        .iter()
-        .filter(|v| v.owns_oui(mac))
-        .map(|v| v.name.as_str())
-        .find(|name| has_service(name))
+    let vendor = match pinned.and_then(|name| vendors.by_name(name)) {
+        Some(vendor) => vendor,
+        None => vendors.all().iter().find(|v| v.owns_oui(mac))?,
+    };
+    has_service(&vendor.name).then_some(vendor.name.as_str())
 }
 
 /// The deregistration of `mac` is done (or no longer owed: the phone is back).
@@ -157,6 +167,9 @@ pub struct RedirectJob {
     /// phone with the redirect (Poly ZTP); `None` for a deregistration or a phone without one.
     /// Never a SIP password.
     pub login: Option<PhoneLogin>,
+    /// The code printed on the device that its service asks for (Gigaset's MAC-ID check
+    /// code), as an admin entered it.
+    pub device_code: Option<String>,
 }
 
 /// A phone's own provisioning credentials (`prov_username` and its sealed password, opened):
@@ -379,4 +392,29 @@ pub fn basic_auth(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_goes_to_its_own_vendors_service_only() {
+        let vendors = crate::provisioning::Vendors::builtin();
+        let snom_block: Mac = "000413a1b2c3".parse().expect("mac");
+        let only_grape = |name: &str| name == "gigaset_p";
+        assert_eq!(
+            service_for(&vendors, &snom_block, None, only_grape),
+            None,
+            "a Snom is not sent to GRAPE"
+        );
+        assert_eq!(
+            service_for(&vendors, &snom_block, Some("gigaset_p"), only_grape),
+            Some("gigaset_p")
+        );
+        let both = |name: &str| name == "gigaset_p" || name == "snom";
+        assert_eq!(service_for(&vendors, &snom_block, None, both), Some("snom"));
+        let fanvil: Mac = "0c383e000001".parse().expect("mac");
+        assert_eq!(service_for(&vendors, &fanvil, None, both), None);
+    }
 }

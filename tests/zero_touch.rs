@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::devices::DevicesSim;
 use innoprov_actors::sim::handset::{Handset, HttpClient, Url, fanvil, poly, yealink};
-use innoprov_actors::sim::redirect::{FdpsSim, PolyZtpSim, SrapsSim, YealinkRpsSim};
+use innoprov_actors::sim::redirect::{FdpsSim, GigasetRedirectSim, PolyZtpSim, SrapsSim, YealinkRpsSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 use serde_json::Value;
 
@@ -491,7 +491,7 @@ async fn a_poly_gets_its_own_login_through_ztp_and_provisions_after_its_window_c
 }
 
 #[tokio::test]
-async fn a_gigaset_is_registered_at_grape_with_hawk_and_boots_from_it() {
+async fn a_gigaset_p_pinned_by_the_admin_is_registered_at_grape_and_boots_from_it() {
     let grape = SrapsSim::start_grape("grapekey1", "grape-secret-8b2e")
         .await
         .expect("grape");
@@ -499,11 +499,29 @@ async fn a_gigaset_is_registered_at_grape_with_hawk_and_boots_from_it() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let table = format!(
-        "[redirect.gigaset]\nurl = \"{}\"\nkey_id = \"grapekey1\"\nkey_secret = \"grape-secret-8b2e\"\n",
+        "[redirect.gigaset_p]\nurl = \"{}\"\nkey_id = \"grapekey1\"\nkey_secret = \"grape-secret-8b2e\"\n",
         grape.url()
     );
     let service = start_with(dir.path(), port, &sim, &table);
-    let mac = provision_mac(&service, &sim, 0xb1, "7c2f800000b1").await;
+    // Snom's block: a Snom until the admin says it is a Gigaset P-series.
+    let mac = provision_mac(&service, &sim, 0xb1, "0004130000b1").await;
+    let shown = call(&service, "GET", &format!("{API}/phones/{mac}"), Some(TOKEN), None)
+        .await
+        .1;
+    assert_eq!(
+        shown["redirect"],
+        Value::Null,
+        "Snom has no service here: {shown}"
+    );
+    let (status, body) = call(
+        &service,
+        "PUT",
+        &format!("{API}/phones/{mac}/vendor"),
+        Some(TOKEN),
+        Some(r#"{"vendor": "gigaset_p"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     until("registered at GRAPE", Duration::from_secs(10), || {
         grape.endpoints().contains_key(&mac)
     })
@@ -520,9 +538,9 @@ async fn a_gigaset_is_registered_at_grape_with_hawk_and_boots_from_it() {
     );
     assert_eq!(redirect_of(&service, &mac).await["state"], "registered");
     // What GRAPE hands the device is the setting's value (the device's own request is
-    // unsettled, docs/redirect/snom-gigaset.md §3.2): the emulated Nx70 provisions from it.
+    // unsettled, docs/redirect/snom-gigaset.md §3.2): the emulated P-series provisions from it.
     let server = Url::parse(&grape.endpoints()[&mac]).expect("url");
-    boot_from("gigaset", &mac, server, 0xb1).await;
+    boot_from("gigaset_p", &mac, server, 0xb1).await;
     delete(&service, &mac).await;
     until("deleted at GRAPE", Duration::from_secs(10), || {
         grape.endpoints().is_empty()
@@ -530,6 +548,94 @@ async fn a_gigaset_is_registered_at_grape_with_hawk_and_boots_from_it() {
     .await;
     assert!(
         !service.logs().contains("grape-secret-8b2e"),
+        "secrets never reach the log"
+    );
+}
+
+#[tokio::test]
+async fn a_gigaset_base_is_registered_by_its_mac_id_once_the_admin_types_the_label_code() {
+    let server = GigasetRedirectSim::start("acme-gs", "gs-pass-3d")
+        .await
+        .expect("gigaset");
+    let sim = DevicesSim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let table = format!(
+        "[redirect.gigaset]\nurl = \"{}\"\nuser = \"acme-gs\"\npassword = \"gs-pass-3d\"\n",
+        server.url()
+    );
+    let service = start_with(dir.path(), port, &sim, &table);
+    server.manufacture("7c2f800000c1", "Q4Z8");
+    let mac = provision_mac(&service, &sim, 0xc1, "7c2f800000c1").await;
+    // Nothing to guess the code from: failed, saying what is missing, and nothing was sent.
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(
+        shown["detail"].as_str().unwrap_or("").contains("device code"),
+        "{shown}"
+    );
+    assert!(server.calls().is_empty());
+    let again = |code: &str| {
+        let body = format!(r#"{{"device_code": "{code}"}}"#);
+        let path = format!("{API}/phones/{mac}/redirect");
+        let service = &service;
+        async move { call(service, "POST", &path, Some(TOKEN), Some(&body)).await }
+    };
+    assert_eq!(again("Q4Z").await.0, 400, "not a label code");
+    assert_eq!(again("AAAA").await.0, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = redirect_of(&service, &mac).await;
+        if shown["detail"].as_str().unwrap_or("").contains("mac_invalid") || Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        shown["state"], "failed",
+        "a wrong code, in the server's words: {shown}"
+    );
+    assert_eq!(again("q4z8").await.0, 202);
+    until("registered by its MAC-ID", Duration::from_secs(10), || {
+        server.devices().contains_key("7C2F800000C1")
+    })
+    .await;
+    let shown = redirect_of(&service, &mac).await;
+    assert_eq!(
+        (shown["state"].as_str(), shown["device_code"].as_str()),
+        (Some("registered"), Some("Q4Z8"))
+    );
+    let last = server.calls().last().cloned().expect("calls");
+    assert_eq!(last.method, "autoprov.registerDevice");
+    assert_eq!(
+        last.params,
+        [
+            "7C2F800000C1-Q4Z8".to_string(),
+            public_url(port),
+            "innoprov".into()
+        ]
+    );
+    assert!(server.calls().iter().all(|c| c.authorized));
+    let url = Url::parse(&server.devices()["7C2F800000C1"]).expect("url");
+    boot_from("gigaset", &mac, url, 0xc1).await;
+    // The deletion deregisters by the MAC-ID the code was kept for.
+    delete(&service, &mac).await;
+    until("deregistered", Duration::from_secs(10), || {
+        server.devices().is_empty()
+    })
+    .await;
+    assert_eq!(
+        server
+            .calls()
+            .last()
+            .map(|c| (c.method.clone(), c.params.clone())),
+        Some((
+            "autoprov.deregisterDevice".into(),
+            vec!["7C2F800000C1-Q4Z8".to_string()]
+        ))
+    );
+    assert!(
+        !service.logs().contains("gs-pass-3d"),
         "secrets never reach the log"
     );
 }

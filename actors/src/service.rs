@@ -837,53 +837,52 @@ fn start_phones_and_redirect(
 
 /// The redirect services `[redirect.<vendor>]` configures, their secrets read (zero touch).
 fn redirect_apis(config: &Config) -> Result<Vec<Arc<dyn RedirectApi>>, StartError> {
-    let mut apis: Vec<Arc<dyn RedirectApi>> = Vec::new();
-    if let Some(y) = &config.redirect.yealink {
-        let password = y
-            .password
+    use innoprov::redirect::{fanvil, gigaset, poly, snom, yealink};
+    let read = |source: &innoprov::config::SecretSource, key: &str| {
+        source
             .read()
-            .map_err(|e| StartError::SecretFile(format!("redirect.yealink.password_file {e}")))?;
-        apis.push(Arc::new(innoprov::redirect::yealink::YealinkRps {
+            .map_err(|e| StartError::SecretFile(format!("redirect.{key}_file {e}")))
+    };
+    let r = &config.redirect;
+    let mut apis: Vec<Arc<dyn RedirectApi>> = Vec::new();
+    if let Some(y) = &r.yealink {
+        apis.push(Arc::new(yealink::YealinkRps {
             url: y.url.clone(),
             user: y.user.clone(),
-            password,
+            password: read(&y.password, "yealink.password")?,
             server_name: y.server_name.clone(),
         }));
     }
-    if let Some(f) = &config.redirect.fanvil {
-        let password = f
-            .password
-            .read()
-            .map_err(|e| StartError::SecretFile(format!("redirect.fanvil.password_file {e}")))?;
-        apis.push(Arc::new(innoprov::redirect::fanvil::Fdps {
+    if let Some(f) = &r.fanvil {
+        apis.push(Arc::new(fanvil::Fdps {
             url: f.url.clone(),
             user: f.user.clone(),
-            password,
+            password: read(&f.password, "fanvil.password")?,
         }));
     }
-    if let Some(p) = &config.redirect.poly {
-        let api_key = p
-            .api_key
-            .read()
-            .map_err(|e| StartError::SecretFile(format!("redirect.poly.api_key_file {e}")))?;
-        apis.push(Arc::new(innoprov::redirect::poly::PolyZtp {
+    if let Some(g) = &r.gigaset {
+        apis.push(Arc::new(gigaset::GigasetRedirect {
+            url: g.url.clone(),
+            user: g.user.clone(),
+            password: read(&g.password, "gigaset.password")?,
+            provider_name: g.provider_name.clone(),
+        }));
+    }
+    if let Some(p) = &r.poly {
+        apis.push(Arc::new(poly::PolyZtp {
             base: p.url.clone(),
-            api_key,
+            api_key: read(&p.api_key, "poly.api_key")?,
         }));
     }
-    use innoprov::redirect::snom::HawkService;
     for (table, service) in [
-        (&config.redirect.snom, HawkService::SnomSraps),
-        (&config.redirect.gigaset, HawkService::GigasetGrape),
+        (&r.snom, snom::HawkService::SnomSraps),
+        (&r.gigaset_p, snom::HawkService::GigasetGrape),
     ] {
         let Some(hawk) = table else { continue };
-        let key_secret = hawk.key_secret.read().map_err(|e| {
-            StartError::SecretFile(format!("redirect.{}.key_secret_file {e}", service.vendor()))
-        })?;
-        apis.push(Arc::new(innoprov::redirect::snom::Sraps {
+        apis.push(Arc::new(snom::Sraps {
             base: hawk.url.clone(),
             key_id: hawk.key_id.clone(),
-            key_secret,
+            key_secret: read(&hawk.key_secret, &format!("{}.key_secret", service.vendor()))?,
             service,
         }));
     }

@@ -106,15 +106,78 @@ struct RedirectConfig {
     /// `[redirect.snom]`: Snom SRAPS.
     #[serde(default)]
     snom: Option<HawkRedirect>,
-    /// `[redirect.gigaset]`: Gigaset GRAPE.
+    /// `[redirect.gigaset_p]`: Gigaset GRAPE (P-series).
     #[serde(default)]
-    gigaset: Option<HawkRedirect>,
+    gigaset_p: Option<HawkRedirect>,
+    /// `[redirect.gigaset]`: Gigaset's MAC-ID redirect server (Nx70).
+    #[serde(default)]
+    gigaset: Option<GigasetRedirect>,
     /// `[redirect.fanvil]`: Fanvil FDPS.
     #[serde(default)]
     fanvil: Option<FanvilRedirect>,
     /// `[redirect.poly]`: Poly ZTP.
     #[serde(default)]
     poly: Option<PolyRedirect>,
+}
+
+/// `[redirect.gigaset]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GigasetRedirect {
+    /// `url`: the XML-RPC endpoint.
+    #[serde(default = "default_gigaset_url")]
+    url: String,
+    /// `user`: the provisioner account.
+    user: String,
+    /// `password`, wrapped at once.
+    #[serde(default, deserialize_with = "optional_secret")]
+    password: Option<Secret>,
+    /// `password_file`.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// `provider_name`: the "Provider" label of the registrations.
+    #[serde(default = "default_server_name")]
+    provider_name: String,
+}
+
+/// docs/redirect/snom-gigaset.md §3.1: the endpoint both clients use.
+fn default_gigaset_url() -> String {
+    "https://prov.gigaset.net/apxml/rpc.do".into()
+}
+
+impl GigasetRedirect {
+    fn typed(self, origin: Origin<'_>) -> Result<super::GigasetRedirectConfig, ConfigError> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(origin.invalid("redirect.gigaset.url", "must be an http(s) URL"));
+        }
+        if self.user.trim().is_empty() {
+            return Err(origin.invalid("redirect.gigaset.user", "must not be empty"));
+        }
+        let name_ok = !self.provider_name.trim().is_empty()
+            && self.provider_name.len() <= 64
+            && self
+                .provider_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !name_ok {
+            return Err(origin.invalid(
+                "redirect.gigaset.provider_name",
+                "must be 1 to 64 of A-z 0-9 - _ . and space",
+            ));
+        }
+        let password = secret_source(
+            self.password,
+            self.password_file,
+            origin,
+            "redirect.gigaset.password",
+        )?;
+        Ok(super::GigasetRedirectConfig {
+            url: self.url,
+            user: self.user,
+            password,
+            provider_name: self.provider_name,
+        })
+    }
 }
 
 /// `[redirect.fanvil]`
@@ -195,7 +258,7 @@ impl PolyRedirect {
     }
 }
 
-/// `[redirect.snom]` (SRAPS) and `[redirect.gigaset]` (GRAPE): a Hawk access key.
+/// `[redirect.snom]` (SRAPS) and `[redirect.gigaset_p]` (GRAPE): a Hawk access key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HawkRedirect {
@@ -231,10 +294,10 @@ const SNOM_KEYS: HawkKeys = HawkKeys {
     default_url: "https://secure-provisioning.snom.com/api/v1/",
 };
 
-const GIGASET_KEYS: HawkKeys = HawkKeys {
-    url: "redirect.gigaset.url",
-    key_id: "redirect.gigaset.key_id",
-    key_secret: "redirect.gigaset.key_secret",
+const GRAPE_KEYS: HawkKeys = HawkKeys {
+    url: "redirect.gigaset_p.url",
+    key_id: "redirect.gigaset_p.key_id",
+    key_secret: "redirect.gigaset_p.key_secret",
     default_url: "https://api.grape.gigaset.net/api/v1/",
 };
 
@@ -310,8 +373,12 @@ impl RedirectConfig {
             Some(s) => Some(needs_url("redirect.snom").and_then(|()| s.typed(origin, &SNOM_KEYS))?),
             None => None,
         };
+        let gigaset_p = match self.gigaset_p {
+            Some(g) => Some(needs_url("redirect.gigaset_p").and_then(|()| g.typed(origin, &GRAPE_KEYS))?),
+            None => None,
+        };
         let gigaset = match self.gigaset {
-            Some(g) => Some(needs_url("redirect.gigaset").and_then(|()| g.typed(origin, &GIGASET_KEYS))?),
+            Some(g) => Some(needs_url("redirect.gigaset").and_then(|()| g.typed(origin))?),
             None => None,
         };
         let fanvil = match self.fanvil {
@@ -325,6 +392,7 @@ impl RedirectConfig {
         Ok(super::RedirectConfig {
             yealink,
             snom,
+            gigaset_p,
             gigaset,
             fanvil,
             poly,

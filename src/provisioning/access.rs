@@ -36,6 +36,10 @@ pub struct PhoneAccess {
     /// The phone's registration with its vendor's redirect service (zero touch).
     #[serde(default)]
     pub redirect: Option<crate::redirect::RedirectStatus>,
+    /// The code printed on the device that its redirect service names it by (Gigaset's
+    /// MAC-ID check code), entered by an admin: it cannot be derived from the MAC.
+    #[serde(default)]
+    pub device_code: Option<String>,
 }
 
 /// What to do with a request for a phone's own file.

@@ -249,6 +249,7 @@ mod tests {
             mac: "0c383e112233".parse::<Mac>().expect("mac"),
             url: "https://prov.example.net:8443/p/tenant1/".into(),
             login: None,
+            device_code: None,
         }
     }
 

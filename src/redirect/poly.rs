@@ -347,6 +347,7 @@ mod tests {
                 user: "p7q".into(),
                 password: Secret::new("pw-of-the-phone"),
             }),
+            device_code: None,
         }
     }
 

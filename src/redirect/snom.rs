@@ -29,7 +29,9 @@ pub const SERVICE: &str = "snom";
 pub enum HawkService {
     /// Snom SRAPS: `setting_server` in section `phone-settings`.
     SnomSraps,
-    /// Gigaset GRAPE: `ProvisioningServer` (its section is unsettled: any).
+    /// Gigaset GRAPE: `ProvisioningServer` (its section is unsettled: any). Taken here for the
+    /// Snom-built P-series (vendor `gigaset_p`), GRAPE being Snom's platform under Gigaset's
+    /// name; the Nx70 bases ask Gigaset's MAC-ID redirect server ([`super::gigaset`]).
     GigasetGrape,
 }
 
@@ -38,7 +40,7 @@ impl HawkService {
     pub fn vendor(self) -> &'static str {
         match self {
             HawkService::SnomSraps => SERVICE,
-            HawkService::GigasetGrape => "gigaset",
+            HawkService::GigasetGrape => "gigaset_p",
         }
     }
 
@@ -341,6 +343,7 @@ mod tests {
             mac: "000413a1b2c3".parse::<Mac>().expect("mac"),
             url: "https://prov.example.net/snom/{mac}".into(),
             login: None,
+            device_code: None,
         }
     }
 
@@ -570,7 +573,7 @@ mod tests {
                 ..sraps()
             }
             .vendor(),
-            "gigaset"
+            "gigaset_p"
         );
     }
 }

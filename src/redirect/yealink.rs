@@ -190,6 +190,7 @@ mod tests {
             mac: "001565aabbcc".parse::<Mac>().expect("mac"),
             url: "https://prov.example.com/example.com/innoprov/prov/".into(),
             login: None,
+            device_code: None,
         }
     }
 

@@ -208,6 +208,7 @@ fn access_state(store: &dyn Store, mac: &Mac) {
             7,
             Some("1234".into()),
         )),
+        device_code: Some("X7K2".into()),
     };
     let epoch = store.write_epoch();
     let written = store

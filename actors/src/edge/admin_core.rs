@@ -61,6 +61,9 @@ pub struct RedirectView {
     /// The device PIN the service gave (Yealink), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// The device code an admin entered (Gigaset's MAC-ID check code), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_code: Option<String>,
 }
 
 /// One configuration item as Devices sent it (secrets are never shown).
@@ -184,8 +187,9 @@ pub enum AdminAction {
     Delete,
     /// `key_profile` with `profile` (a name, or null to take the phone's own away).
     KeyProfile(Option<String>),
-    /// `redirect`: register the phone with its vendor's redirect service again.
-    RegisterAgain,
+    /// `redirect`: register the phone with its vendor's redirect service again, with the
+    /// `device_code` printed on it when given.
+    RegisterAgain(Option<String>),
 }
 
 impl AdminRequest {
@@ -209,7 +213,7 @@ impl AdminRequest {
                     "enrolment" => AdminAction::ReopenEnrolment,
                     "vendor" => AdminAction::PinVendor(msg.text("vendor").ok().flatten()),
                     "key_profile" => AdminAction::KeyProfile(msg.text("profile").ok().flatten()),
-                    "redirect" => AdminAction::RegisterAgain,
+                    "redirect" => AdminAction::RegisterAgain(msg.text("device_code").ok().flatten()),
                     "delete" => AdminAction::Delete,
                     other => return Err(format!("unknown action {other:?}")),
                 };
@@ -314,11 +318,13 @@ impl RedirectLookup {
                 state: status.state,
                 detail: status.detail.clone(),
                 pin: status.pin.clone(),
+                device_code: access.device_code.clone(),
             },
             None => RedirectView {
                 state: innoprov::redirect::RedirectState::Pending,
                 detail: format!("waiting to be registered with {service}"),
                 pin: None,
+                device_code: access.device_code.clone(),
             },
         })
     }
@@ -404,7 +410,7 @@ impl AdminCore {
                     AdminAction::PinVendor(vendor) => self.pin_vendor(&mac, vendor.as_deref()).await,
                     AdminAction::Delete => self.delete(&mac).await,
                     AdminAction::KeyProfile(profile) => self.set_key_profile(&mac, profile.as_deref()).await,
-                    AdminAction::RegisterAgain => self.register_again(&mac).await,
+                    AdminAction::RegisterAgain(code) => self.register_again(&mac, code.as_deref()).await,
                 }?;
                 serde_json::json!({ "ok": true })
             }
@@ -609,6 +615,13 @@ impl AdminCore {
             other => Self::store_failure(other),
         })?;
         log::info!("phone {mac}: vendor pinned to {vendor:?} by an admin");
+        // Its vendor decides its redirect service: registered anew under the pinned one (an
+        // error only says that vendor has none).
+        if let Some(worker) = &self.redirect {
+            let _ = worker
+                .send(crate::phones::redirect::RegisterAgain(*mac, None))
+                .await;
+        }
         Ok(())
     }
 
@@ -623,12 +636,28 @@ impl AdminCore {
     }
 
     /// Registers the phone with its vendor's redirect service again (409 when no service is
-    /// configured for it, 404 for an unknown phone).
-    pub async fn register_again(&self, mac: &Mac) -> Result<(), AdminFailure> {
+    /// configured for it, 404 for an unknown phone), keeping `device_code` (the code printed
+    /// on the device, four letters or digits; 400 otherwise) when given.
+    pub async fn register_again(&self, mac: &Mac, device_code: Option<&str>) -> Result<(), AdminFailure> {
+        let code = match device_code.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(code) if innoprov::redirect::gigaset::check_code_form(code) => {
+                Some(code.to_ascii_uppercase())
+            }
+            Some(_) => {
+                return Err(failure(
+                    400,
+                    "device_code must be the 4 letters or digits printed after the MAC on the device's label",
+                ));
+            }
+            None => None,
+        };
         let Some(worker) = &self.redirect else {
             return Err(failure(409, "no redirect service is configured"));
         };
-        match worker.send(crate::phones::redirect::RegisterAgain(*mac)).await {
+        match worker
+            .send(crate::phones::redirect::RegisterAgain(*mac, code))
+            .await
+        {
             Ok(Ok(())) => {
                 log::info!("phone {mac}: registration with its redirect service requested by an admin");
                 Ok(())

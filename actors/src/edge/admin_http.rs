@@ -56,6 +56,14 @@ pub struct VendorPin {
     pub vendor: Option<String>,
 }
 
+/// `POST phones/{mac}/redirect` body (optional).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCode {
+    /// The 4 letters or digits printed after the MAC on the device's label (Gigaset MAC-ID).
+    pub device_code: String,
+}
+
 /// `GET phones` query.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
@@ -266,20 +274,34 @@ async fn reopen(req: HttpRequest, state: web::Data<AdminHttp>, mac: web::Path<St
     }
 }
 
-/// Registers the phone with its vendor's redirect service again (zero touch).
-#[utoipa::path(post, path = "/phones/{mac}/redirect", params(("mac" = String, Path, description = "MAC")),
-    responses((status = 202, description = "registration queued"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+/// Registers the phone with its vendor's redirect service again (zero touch); an optional
+/// body `{"device_code": "X7K2"}` gives the code printed on the device (Gigaset's MAC-ID check
+/// code), kept from then on.
+#[utoipa::path(post, path = "/phones/{mac}/redirect", params(("mac" = String, Path, description = "MAC")), request_body(content = DeviceCode, description = "optional"),
+    responses((status = 202, description = "registration queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn register_again(
     req: HttpRequest,
     state: web::Data<AdminHttp>,
     mac: web::Path<String>,
+    body: web::Bytes,
 ) -> HttpResponse {
     let mac = match authorized_mac(&req, &state, &mac).await {
         Ok(mac) => mac,
         Err(refused) => return *refused,
     };
-    match state.core.register_again(&mac).await {
+    let code = match body.iter().all(u8::is_ascii_whitespace) {
+        true => None,
+        false => match serde_json::from_slice::<DeviceCode>(&body) {
+            Ok(code) => Some(code.device_code),
+            Err(e) => {
+                return HttpResponse::BadRequest().json(ErrorBody {
+                    error: format!("expected {{\"device_code\": \"X7K2\"}} or no body: {e}"),
+                });
+            }
+        },
+    };
+    match state.core.register_again(&mac, code.as_deref()).await {
         Ok(()) => HttpResponse::Accepted().json(serde_json::json!({})),
         Err(f) => f.into(),
     }
@@ -454,7 +476,7 @@ impl utoipa::Modify for BearerScheme {
     info(title = "innoprov admin API", description = "Phones provisioned by innoprov: state, detail, audit and actions."),
     paths(list_phones, get_phone, get_audit, resync, reopen, register_again, pin_vendor, delete_phone, get_pbx, reset_pbx_pin,
         list_key_profiles, put_key_profile, delete_key_profile, set_key_profile, get_directory, openapi),
-    components(schemas(PhoneList, PhoneSummary, PhoneDetail, RedirectView, AuditList, VendorPin, ErrorBody, KeyProfileList,
+    components(schemas(PhoneList, PhoneSummary, PhoneDetail, RedirectView, AuditList, VendorPin, DeviceCode, ErrorBody, KeyProfileList,
         crate::store::user_directory::DirectoryStatus, crate::edge::pbx_pin::PbxIdentity)),
     modifiers(&BearerScheme)
 )]

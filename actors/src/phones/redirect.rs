@@ -126,6 +126,7 @@ impl RedirectWorker {
                 mac,
                 url: self.public_url.clone(),
                 login: None,
+                device_code: None,
             };
             let (store, tls, me) = (Arc::clone(&self.store), Arc::clone(&self.tls), ctx.address());
             let sealer = self.sealer.clone();
@@ -177,15 +178,21 @@ async fn run_job(
     (store, sealer): (Arc<dyn Store>, innoprov::Sealer),
     tls: Arc<rustls::ClientConfig>,
 ) -> Verdict {
-    if job.op == RedirectOp::Register {
-        let (mac, service) = (job.mac, api.vendor());
-        let noted = tokio::task::spawn_blocking(move || note_pending(&*store, &sealer, &mac, service)).await;
-        match noted.map_err(|e| StoreError::Backend(e.to_string())) {
-            Ok(Ok(login)) => job.login = login,
-            Ok(Err(e)) | Err(e) => {
-                return Verdict::Retry(format!("cannot note the registration as pending: {e}"));
-            }
-        }
+    let (mac, service, op) = (job.mac, api.vendor(), job.op);
+    let facts = tokio::task::spawn_blocking(move || match op {
+        RedirectOp::Register => note_pending(&*store, &sealer, &mac, service),
+        RedirectOp::Deregister => Ok(JobFacts {
+            login: None,
+            device_code: innoprov::redirect::departures(&*store)?
+                .into_iter()
+                .find(|d| d.mac == mac)
+                .and_then(|d| d.device_code),
+        }),
+    })
+    .await;
+    match facts.map_err(|e| StoreError::Backend(e.to_string())) {
+        Ok(Ok(facts)) => (job.login, job.device_code) = (facts.login, facts.device_code),
+        Ok(Err(e)) | Err(e) => return Verdict::Retry(format!("cannot read the phone for its {op:?}: {e}")),
     }
     let mut exchange = api.exchange(&job);
     let mut reply = None;
@@ -218,14 +225,25 @@ fn nonce() -> String {
 }
 
 /// Notes a registration as pending; the phone's own provisioning login.
+/// What a job takes from the store besides the MAC.
+struct JobFacts {
+    /// The phone's own provisioning login (registrations).
+    login: Option<PhoneLogin>,
+    /// The device code an admin entered.
+    device_code: Option<String>,
+}
+
 fn note_pending(
     store: &dyn Store,
     sealer: &innoprov::Sealer,
     mac: &Mac,
     service: &str,
-) -> Result<Option<PhoneLogin>, StoreError> {
+) -> Result<JobFacts, StoreError> {
     let Some(record) = store.get_phone(mac)? else {
-        return Ok(None);
+        return Ok(JobFacts {
+            login: None,
+            device_code: None,
+        });
     };
     let login = record.prov_password.as_ref().and_then(|sealed| {
         let password = sealer.open(sealed, &SealPurpose::ProvPassword(*mac)).ok()?;
@@ -235,8 +253,12 @@ fn note_pending(
         })
     });
     let before = store.get_access(mac)?;
+    let facts = JobFacts {
+        login,
+        device_code: before.device_code.clone(),
+    };
     if before.redirect.is_some() {
-        return Ok(login);
+        return Ok(facts);
     }
     let status = RedirectStatus::new(
         RedirectState::Pending,
@@ -249,7 +271,7 @@ fn note_pending(
         a.redirect.get_or_insert_with(|| status.clone());
     })?;
     store.flush()?;
-    Ok(login)
+    Ok(facts)
 }
 
 fn write_settled(store: &dyn Store, mac: &Mac, settled: Settled) -> Result<(), StoreError> {
@@ -263,6 +285,8 @@ fn write_settled(store: &dyn Store, mac: &Mac, settled: Settled) -> Result<(), S
                         Departed {
                             mac: *mac,
                             service: status.service.clone(),
+                            // Kept from the entry the delete wrote.
+                            device_code: None,
                         },
                     )?;
                 }
@@ -408,27 +432,34 @@ impl Handler<CallDone> for RedirectWorker {
     }
 }
 
-/// An admin's "register again": the phone's status is forgotten and it is registered anew.
+/// An admin's "register again": the phone's status is forgotten and it is registered anew,
+/// with the device code the admin gave (kept from then on), if any.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct RegisterAgain(pub Mac);
+pub struct RegisterAgain(pub Mac, pub Option<String>);
 
 impl Handler<RegisterAgain> for RedirectWorker {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 
     fn handle(&mut self, msg: RegisterAgain, _ctx: &mut Context<Self>) -> Self::Result {
-        let (store, vendors, services, mac) = (
+        let (store, vendors, services, mac, code) = (
             Arc::clone(&self.store),
             self.vendors.clone(),
             self.services(),
             msg.0,
+            msg.1,
         );
         let found = async move {
             tokio::task::spawn_blocking(move || {
                 if store.get_phone(&mac)?.is_none() {
                     return Ok(None);
                 }
-                store.update_access(&mac, &mut |a| a.redirect = None)?;
+                store.update_access(&mac, &mut |a| {
+                    a.redirect = None;
+                    if code.is_some() {
+                        a.device_code.clone_from(&code);
+                    }
+                })?;
                 store.flush()?;
                 work_in_store(&*store, &vendors, &services, Some(mac)).map(Some)
             })

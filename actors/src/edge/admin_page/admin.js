@@ -150,6 +150,7 @@
       actResync: "Resync (NOTIFY)",
       actEnrolment: "Reopen enrolment",
       actRedirect: "Register with redirect service",
+      deviceCode: "Device code",
       notPinned: "not pinned",
       actVendor: "Pin vendor",
       actDelete: "Delete",
@@ -236,6 +237,7 @@
       actResync: "Neu laden (NOTIFY)",
       actEnrolment: "Registrierung wieder öffnen",
       actRedirect: "Beim Redirect-Dienst registrieren",
+      deviceCode: "Gerätecode",
       notPinned: "nicht festgelegt",
       actVendor: "Hersteller festlegen",
       actDelete: "Löschen",
@@ -594,6 +596,7 @@
       // Zero touch: the vendor's redirect service, in its own words.
       ["Redirect", p.redirect ? p.redirect.state + (p.redirect.detail ? " (" + p.redirect.detail + ")" : "") : null],
       ["Device PIN", p.redirect && p.redirect.pin ? p.redirect.pin : null],
+      [t("deviceCode"), p.redirect && p.redirect.device_code ? p.redirect.device_code : null],
     ];
     const dl = $("detail-fields");
     const nodes = [];
@@ -759,7 +762,8 @@
   $("state-filter").addEventListener("change", render);
   $("act-resync").addEventListener("click", () => act("resync"));
   $("act-enrolment").addEventListener("click", () => act("enrolment"));
-  $("act-redirect").addEventListener("click", () => act("redirect"));
+  // The code printed after the MAC on the label (Gigaset's MAC-ID), sent when typed in.
+  $("act-redirect").addEventListener("click", () => act("redirect", { device_code: $("act-device-code").value.trim() }));
   $("act-vendor").addEventListener("click", () => act("vendor", { vendor: $("act-vendor-choice").value || null }));
   $("act-profile").addEventListener("click", () => act("key_profile", { profile: $("act-profile-choice").value || null }));
   $("profile-choice").addEventListener("change", () => editProfile($("profile-choice").value));

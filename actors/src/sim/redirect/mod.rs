@@ -13,6 +13,8 @@
 //! - [`SrapsSim`]: Snom SRAPS, REST with Hawk checked by its own HMAC (docs/redirect/
 //!   snom-gigaset.md §1).
 //! - [`FdpsSim`]: Fanvil FDPS, XML-RPC with the double-MD5 Basic password ([`fdps`]).
+//! - [`GigasetRedirectSim`]: Gigaset's MAC-ID redirect server, XML-RPC, checking each
+//!   device's label code ([`gigaset`]).
 //! - [`PolyZtpSim`]: Poly ZTP, REST with an API key, profiles carrying the phone's server
 //!   and login ([`ztp`]).
 //!
@@ -20,9 +22,11 @@
 //! delay.
 
 pub mod fdps;
+pub mod gigaset;
 pub mod ztp;
 
 pub use fdps::FdpsSim;
+pub use gigaset::GigasetRedirectSim;
 pub use ztp::PolyZtpSim;
 
 use std::collections::BTreeMap;
