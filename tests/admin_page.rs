@@ -1016,3 +1016,94 @@ async fn the_page_edits_key_profiles_with_the_pbx_users_and_gives_one_to_a_phone
         "the bad profile is not stored: {body}"
     );
 }
+
+#[tokio::test]
+async fn the_page_shows_a_phones_redirect_and_registers_it_with_the_device_code_typed_in() {
+    let gigaset = innoprov_actors::sim::redirect::GigasetRedirectSim::start("acme-gs", "gs-page-pass")
+        .await
+        .expect("gigaset double");
+    gigaset.manufacture("7c2f80000d01", "K9P3");
+    let extra = format!(
+        "[provisioning]\npublic_url = \"http://127.0.0.1:9/example.com/innoprov/prov/\"\n[redirect.gigaset]\nurl = \"{}\"\nuser = \"acme-gs\"\npassword = \"gs-page-pass\"\n",
+        gigaset.url()
+    );
+    let mut s = setup_with(&extra, [81, 82]).await;
+    let phone = SimPhone {
+        mac: "7c2f80000d01".into(),
+        code: s.sim.issue_code(),
+        ..SimPhone::numbered(83)
+    };
+    assert_eq!(s.users.provision(&phone).await.expect("reply")["result"], "ok");
+    let base = format!("http://{}", s.service.addr);
+    let mut browser = Browser::launch().await;
+    let page = browser.open(&format!("{base}{PAGE}#token={TOKEN}")).await;
+    let selector = format!("#phones tr[data-mac=\"{}\"]", phone.mac);
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("!!document.querySelector('{selector}')"),
+            WAIT,
+        )
+        .await;
+    browser
+        .eval(
+            &page,
+            None,
+            &format!("document.querySelector('{selector}').click(), ''"),
+        )
+        .await;
+    // The service's state in its words: the code is missing.
+    let fields = "document.getElementById('detail-fields').textContent";
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("{fields}.includes('failed') && {fields}.includes('device code')"),
+            WAIT,
+        )
+        .await;
+    browser
+        .eval(
+            &page,
+            None,
+            "document.getElementById('act-device-code').value = ' k9p3 ', document.getElementById('act-redirect').click(), ''",
+        )
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            "document.getElementById('message').textContent.startsWith('redirect done')",
+            WAIT,
+        )
+        .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !gigaset.devices().contains_key("7C2F80000D01") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never registered: {:?}",
+            gigaset.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The detail follows the registration (it is re-read after the action and on changes).
+    browser
+        .eval(
+            &page,
+            None,
+            &format!("document.querySelector('{selector}').click(), ''"),
+        )
+        .await;
+    browser
+        .wait_for(
+            &page,
+            None,
+            &format!("{fields}.includes('registered') && {fields}.includes('K9P3')"),
+            WAIT,
+        )
+        .await;
+    browser
+        .screenshot(&page, &screenshot_path("redirect-device-code"))
+        .await;
+}

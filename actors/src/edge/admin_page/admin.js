@@ -594,7 +594,7 @@
       [t("keyProfile"), p.key_profile || t("byTemplate")],
       ["Keys", p.keys ? p.keys.map(keyText).join(", ") || "-" : null],
       // Zero touch: the vendor's redirect service, in its own words.
-      ["Redirect", p.redirect ? p.redirect.state + (p.redirect.detail ? " (" + p.redirect.detail + ")" : "") : null],
+      ["Redirect", p.redirect ? p.redirect.state + (p.redirect.detail && p.redirect.detail !== p.redirect.state ? " (" + p.redirect.detail + ")" : "") : null],
       ["Device PIN", p.redirect && p.redirect.pin ? p.redirect.pin : null],
       [t("deviceCode"), p.redirect && p.redirect.device_code ? p.redirect.device_code : null],
     ];
