@@ -143,7 +143,7 @@ pub struct PolyRedirectConfig {
     pub api_key: SecretSource,
 }
 
-/// `[redirect.snom]` and `[redirect.gigaset]`: the SRAPS or GRAPE access key
+/// `[redirect.snom]` and `[redirect.gigaset_p]`: the SRAPS or GRAPE access key
 /// (docs/redirect/snom-gigaset.md).
 #[derive(Debug, Clone)]
 pub struct HawkRedirectConfig {
@@ -646,6 +646,26 @@ mod tests {
             (
                 "[app]\npassword = \"pw\"\n[provisioning]\npath = \"prov\"\n",
                 "provisioning.path",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[redirect.poly]\napi_key = \"k\"\n",
+                "needs provisioning.public_url",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npublic_url = \"https://p.example/\"\n[redirect.fanvil]\nuser = \"u\"\npassword = \"p\"\npassword_file = \"/f\"\n",
+                "redirect.fanvil.password",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npublic_url = \"https://p.example/\"\n[redirect.gigaset]\nuser = \"u\"\npassword = \"p\"\nprovider_name = \"a/b\"\n",
+                "redirect.gigaset.provider_name",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npublic_url = \"https://p.example/\"\n[redirect.gigaset_p]\nkey_id = \"bad id\"\nkey_secret = \"s\"\n",
+                "redirect.gigaset_p.key_id",
+            ),
+            (
+                "[app]\npassword = \"pw\"\n[provisioning]\npublic_url = \"https://p.example/\"\n[redirect.poly]\nurl = \"https://api.ztp.poly.com/v1\"\napi_key = \"k\"\n",
+                "redirect.poly.url",
             ),
             (
                 "[app]\npassword = \"pw\"\n[provisioning]\nrecheck_minutes = 0\n",

@@ -147,30 +147,17 @@ fn default_gigaset_url() -> String {
 
 impl GigasetRedirect {
     fn typed(self, origin: Origin<'_>) -> Result<super::GigasetRedirectConfig, ConfigError> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(origin.invalid("redirect.gigaset.url", "must be an http(s) URL"));
-        }
-        if self.user.trim().is_empty() {
-            return Err(origin.invalid("redirect.gigaset.user", "must not be empty"));
-        }
-        let name_ok = !self.provider_name.trim().is_empty()
-            && self.provider_name.len() <= 64
-            && self
-                .provider_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
-        if !name_ok {
-            return Err(origin.invalid(
-                "redirect.gigaset.provider_name",
-                "must be 1 to 64 of A-z 0-9 - _ . and space",
-            ));
-        }
-        let password = secret_source(
-            self.password,
-            self.password_file,
+        let keys = AccountKeys::of("gigaset");
+        let password = basic_account(
+            &self.url,
+            &self.user,
+            (self.password, self.password_file),
             origin,
-            "redirect.gigaset.password",
+            &keys,
         )?;
+        if !label_ok(&self.provider_name) {
+            return Err(origin.invalid("redirect.gigaset.provider_name", LABEL_RULE));
+        }
         Ok(super::GigasetRedirectConfig {
             url: self.url,
             user: self.user,
@@ -178,6 +165,68 @@ impl GigasetRedirect {
             provider_name: self.provider_name,
         })
     }
+}
+
+/// The keys of a table with an account, for the errors.
+struct AccountKeys {
+    /// `redirect.<vendor>.url`
+    url: &'static str,
+    /// `redirect.<vendor>.user`
+    user: &'static str,
+    /// `redirect.<vendor>.password`
+    password: &'static str,
+}
+
+impl AccountKeys {
+    fn of(vendor: &'static str) -> AccountKeys {
+        match vendor {
+            "yealink" => AccountKeys {
+                url: "redirect.yealink.url",
+                user: "redirect.yealink.user",
+                password: "redirect.yealink.password",
+            },
+            "fanvil" => AccountKeys {
+                url: "redirect.fanvil.url",
+                user: "redirect.fanvil.user",
+                password: "redirect.fanvil.password",
+            },
+            _ => AccountKeys {
+                url: "redirect.gigaset.url",
+                user: "redirect.gigaset.user",
+                password: "redirect.gigaset.password",
+            },
+        }
+    }
+}
+
+/// An account table of an XML-RPC service with HTTP Basic: an http(s) `url`, a `user`, and
+/// exactly one of `password` and `password_file`.
+fn basic_account(
+    url: &str,
+    user: &str,
+    (password, file): (Option<Secret>, Option<PathBuf>),
+    origin: Origin<'_>,
+    keys: &AccountKeys,
+) -> Result<super::SecretSource, ConfigError> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(origin.invalid(keys.url, "must be an http(s) URL"));
+    }
+    if user.trim().is_empty() {
+        return Err(origin.invalid(keys.user, "must not be empty"));
+    }
+    secret_source(password, file, origin, keys.password)
+}
+
+/// What the services take in a name they show (docs/redirect/yealink.md for RPS).
+const LABEL_RULE: &str = "must be 1 to 64 of A-z 0-9 - _ . and space";
+
+/// Whether `name` keeps [`LABEL_RULE`].
+fn label_ok(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
 }
 
 /// `[redirect.fanvil]`
@@ -204,17 +253,13 @@ fn default_fdps_url() -> String {
 
 impl FanvilRedirect {
     fn typed(self, origin: Origin<'_>) -> Result<super::FanvilRedirectConfig, ConfigError> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(origin.invalid("redirect.fanvil.url", "must be an http(s) URL"));
-        }
-        if self.user.trim().is_empty() {
-            return Err(origin.invalid("redirect.fanvil.user", "must not be empty"));
-        }
-        let password = secret_source(
-            self.password,
-            self.password_file,
+        let keys = AccountKeys::of("fanvil");
+        let password = basic_account(
+            &self.url,
+            &self.user,
+            (self.password, self.password_file),
             origin,
-            "redirect.fanvil.password",
+            &keys,
         )?;
         Ok(super::FanvilRedirectConfig {
             url: self.url,
@@ -420,31 +465,17 @@ fn secret_source(
 
 impl YealinkRedirect {
     fn typed(self, origin: Origin<'_>) -> Result<super::YealinkRedirectConfig, ConfigError> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(origin.invalid("redirect.yealink.url", "must be an http(s) URL"));
-        }
-        if self.user.trim().is_empty() {
-            return Err(origin.invalid("redirect.yealink.user", "must not be empty"));
-        }
-        // docs/redirect/yealink.md: RPS takes A-z 0-9 - _ . and space in a server name.
-        let name_ok = !self.server_name.is_empty()
-            && self.server_name.len() <= 64
-            && self
-                .server_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
-        if !name_ok {
-            return Err(origin.invalid(
-                "redirect.yealink.server_name",
-                "must be 1 to 64 of A-z 0-9 - _ . and space",
-            ));
-        }
-        let password = secret_source(
-            self.password,
-            self.password_file,
+        let keys = AccountKeys::of("yealink");
+        let password = basic_account(
+            &self.url,
+            &self.user,
+            (self.password, self.password_file),
             origin,
-            "redirect.yealink.password",
+            &keys,
         )?;
+        if !label_ok(&self.server_name) {
+            return Err(origin.invalid("redirect.yealink.server_name", LABEL_RULE));
+        }
         Ok(super::YealinkRedirectConfig {
             url: self.url,
             user: self.user,

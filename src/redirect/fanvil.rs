@@ -16,11 +16,8 @@
 
 use md5::{Digest as _, Md5};
 
-use super::xmlrpc::{self, Response, Value};
-use super::{
-    Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict, basic_auth,
-    status_verdict,
-};
+use super::xmlrpc::{self, Value};
+use super::{Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict};
 use crate::Secret;
 
 /// The service's name: the vendor's.
@@ -45,18 +42,8 @@ pub fn wire_password(plain: &str) -> String {
 
 impl Fdps {
     fn call(&self, method: &str, params: Vec<Value>) -> HttpCall {
-        HttpCall {
-            method: "POST",
-            url: self.url.clone(),
-            headers: vec![
-                ("Content-Type".into(), "text/xml".into()),
-                (
-                    "Authorization".into(),
-                    basic_auth(&self.user, &wire_password(self.password.expose())),
-                ),
-            ],
-            body: xmlrpc::method_call(method, &params).into_bytes(),
-        }
+        let password = wire_password(self.password.expose());
+        xmlrpc::basic_call(&self.url, (&self.user, &password), method, params)
     }
 }
 
@@ -91,28 +78,6 @@ fn material(name: &str, url: &str) -> Result<Vec<Value>, Verdict> {
     .into_iter()
     .map(Value::Str)
     .collect())
-}
-
-/// An FDPS answer: its boolean and its text; or the verdict when it is no answer at all.
-fn answer(reply: &HttpReply) -> Result<(bool, String), Verdict> {
-    if let Some(verdict) = status_verdict(reply, SERVICE) {
-        return Err(verdict);
-    }
-    match xmlrpc::parse_response(&reply.text()) {
-        Ok(Response::Result(Value::Array(items))) => {
-            let ok = items.first().is_some_and(Value::truthy);
-            let text = items.get(1).map(Value::text).unwrap_or_default();
-            Ok((ok, text.trim().to_string()))
-        }
-        Ok(Response::Result(other)) => Err(Verdict::Retry(format!(
-            "fanvil answered {other:?}, not [boolean, text]"
-        ))),
-        // A fault is how an XML-RPC server refuses an account it does not know.
-        Ok(Response::Fault { code, message }) => Err(Verdict::Refused(format!(
-            "fanvil fault {code}: {message} (check the [redirect.fanvil] credentials)"
-        ))),
-        Err(e) => Err(Verdict::Retry(format!("fanvil: {e}"))),
-    }
 }
 
 /// An error text with its spacing evened out: the strings differ (`Error: device_had_existed`,
@@ -209,7 +174,7 @@ impl Exchange for FdpsExchange {
         let Some(reply) = reply else {
             return Step::Finished(Verdict::Retry("fanvil FDPS could not be reached".into()));
         };
-        match answer(&reply) {
+        match xmlrpc::boolean_and_text(&reply, SERVICE) {
             Ok((ok, text)) => self.after(ok, &text),
             Err(verdict) => Step::Finished(verdict),
         }

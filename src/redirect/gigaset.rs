@@ -12,11 +12,8 @@
 //! the plain MAC after a colon: `mac_already_in_use:` is another account's device;
 //! `mac_invalid:` and `mac_not_exist:` most likely a wrong check code.
 
-use super::xmlrpc::{self, Response, Value};
-use super::{
-    Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict, basic_auth,
-    status_verdict,
-};
+use super::xmlrpc::{self, Value};
+use super::{Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict};
 use crate::Secret;
 
 /// The service's name: the vendor's (the Nx70 DECT bases).
@@ -42,47 +39,8 @@ pub fn check_code_form(code: &str) -> bool {
 
 impl GigasetRedirect {
     fn call(&self, method: &str, params: &[&str]) -> HttpCall {
-        let params: Vec<Value> = params.iter().map(|p| Value::Str((*p).to_string())).collect();
-        HttpCall {
-            method: "POST",
-            url: self.url.clone(),
-            headers: vec![
-                ("Content-Type".into(), "text/xml".into()),
-                (
-                    "Authorization".into(),
-                    basic_auth(&self.user, self.password.expose()),
-                ),
-            ],
-            body: xmlrpc::method_call(method, &params).into_bytes(),
-        }
-    }
-}
-
-/// An answer: its boolean and its text; or the verdict when it is no answer at all.
-fn answer(reply: &HttpReply) -> Result<(bool, String), Verdict> {
-    if let Some(verdict) = status_verdict(reply, SERVICE) {
-        return Err(verdict);
-    }
-    match xmlrpc::parse_response(&reply.text()) {
-        Ok(Response::Result(Value::Array(items))) => {
-            let ok = items.first().is_some_and(Value::truthy);
-            Ok((
-                ok,
-                items
-                    .get(1)
-                    .map(Value::text)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            ))
-        }
-        Ok(Response::Result(other)) => Err(Verdict::Retry(format!(
-            "gigaset answered {other:?}, not [boolean, text]"
-        ))),
-        Ok(Response::Fault { code, message }) => {
-            Err(Verdict::Refused(format!("gigaset fault {code}: {message}")))
-        }
-        Err(e) => Err(Verdict::Retry(format!("gigaset: {e}"))),
+        let params = params.iter().map(|p| Value::Str((*p).to_string())).collect();
+        xmlrpc::basic_call(&self.url, (&self.user, self.password.expose()), method, params)
     }
 }
 
@@ -164,7 +122,7 @@ impl Exchange for AutoprovExchange {
                 "gigaset's redirect server could not be reached".into(),
             ));
         };
-        answer(&reply)
+        xmlrpc::boolean_and_text(&reply, SERVICE)
             .and_then(|(ok, text)| self.after(ok, &text))
             .unwrap_or_else(Step::Finished)
     }

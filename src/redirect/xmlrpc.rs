@@ -102,6 +102,49 @@ pub fn method_call(method: &str, params: &[Value]) -> String {
     out
 }
 
+/// A call of `method` with string `params` to `url` as the account `user` (HTTP Basic with
+/// `password` as the service takes it): the form Yealink RPS, Fanvil FDPS and Gigaset share.
+pub fn basic_call(
+    url: &str,
+    (user, password): (&str, &str),
+    method: &str,
+    params: Vec<Value>,
+) -> super::HttpCall {
+    super::HttpCall {
+        method: "POST",
+        url: url.to_string(),
+        headers: vec![
+            ("Content-Type".into(), "text/xml".into()),
+            ("Authorization".into(), super::basic_auth(user, password)),
+        ],
+        body: method_call(method, &params).into_bytes(),
+    }
+}
+
+/// The answer those services give every call: an array of a boolean and a text (typed or
+/// not), read into both; or the verdict when it is no such answer (an HTTP failure, a fault,
+/// or something else: an outage page is tried again).
+pub fn boolean_and_text(reply: &super::HttpReply, service: &str) -> Result<(bool, String), super::Verdict> {
+    use super::Verdict;
+    if let Some(verdict) = super::status_verdict(reply, service) {
+        return Err(verdict);
+    }
+    match parse_response(&reply.text()) {
+        Ok(Response::Result(Value::Array(items))) => {
+            let ok = items.first().is_some_and(Value::truthy);
+            let text = items.get(1).map(Value::text).unwrap_or_default();
+            Ok((ok, text.trim().to_string()))
+        }
+        Ok(Response::Result(other)) => Err(Verdict::Retry(format!(
+            "{service} answered {other:?}, not [boolean, text]"
+        ))),
+        Ok(Response::Fault { code, message }) => Err(Verdict::Refused(format!(
+            "{service} fault {code}: {message} (check the [redirect.{service}] account)"
+        ))),
+        Err(e) => Err(Verdict::Retry(format!("{service}: {e}"))),
+    }
+}
+
 /// What a `methodResponse` said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {

@@ -8,11 +8,8 @@
 //! digits; every answer an array of a boolean and a text (`OK`, `Error:…`), the text typed or
 //! not.
 
-use super::xmlrpc::{self, Response, Value};
-use super::{
-    Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict, basic_auth,
-    status_verdict,
-};
+use super::xmlrpc::{self, Value};
+use super::{Exchange, HttpCall, HttpReply, RedirectApi, RedirectJob, RedirectOp, Step, Verdict};
 use crate::Secret;
 
 /// The service's name: the vendor's.
@@ -33,40 +30,8 @@ pub struct YealinkRps {
 
 impl YealinkRps {
     fn call(&self, method: &str, params: &[&str]) -> HttpCall {
-        let params: Vec<Value> = params.iter().map(|p| Value::Str((*p).to_string())).collect();
-        HttpCall {
-            method: "POST",
-            url: self.url.clone(),
-            headers: vec![
-                ("Content-Type".into(), "text/xml".into()),
-                (
-                    "Authorization".into(),
-                    basic_auth(&self.user, self.password.expose()),
-                ),
-            ],
-            body: xmlrpc::method_call(method, &params).into_bytes(),
-        }
-    }
-}
-
-/// An RPS answer: its boolean and its text; or the verdict when it is no answer at all.
-fn answer(reply: &HttpReply) -> Result<(bool, String), Verdict> {
-    if let Some(verdict) = status_verdict(reply, SERVICE) {
-        return Err(verdict);
-    }
-    match xmlrpc::parse_response(&reply.text()) {
-        Ok(Response::Result(Value::Array(items))) => {
-            let ok = items.first().is_some_and(Value::truthy);
-            let text = items.get(1).map(Value::text).unwrap_or_default();
-            Ok((ok, text.trim().to_string()))
-        }
-        Ok(Response::Result(other)) => Err(Verdict::Retry(format!(
-            "yealink answered {other:?}, not [boolean, text]"
-        ))),
-        Ok(Response::Fault { code, message }) => {
-            Err(Verdict::Refused(format!("yealink fault {code}: {message}")))
-        }
-        Err(e) => Err(Verdict::Retry(format!("yealink: {e}"))),
+        let params = params.iter().map(|p| Value::Str((*p).to_string())).collect();
+        xmlrpc::basic_call(&self.url, (&self.user, self.password.expose()), method, params)
     }
 }
 
@@ -135,7 +100,7 @@ impl Exchange for RpsExchange {
             (_, None) => return Step::Finished(Verdict::Retry("yealink RPS could not be reached".into())),
             (_, Some(reply)) => reply,
         };
-        let (ok, text) = match answer(&reply) {
+        let (ok, text) = match xmlrpc::boolean_and_text(&reply, SERVICE) {
             Ok(answer) => answer,
             Err(verdict) => return Step::Finished(verdict),
         };

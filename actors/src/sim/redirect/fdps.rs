@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use md5::{Digest as _, Md5};
-use tokio::net::TcpListener;
 
-use super::{RpsCall, read_request, write_reply};
+use super::{Door, Reply, RpsCall};
 
 #[derive(Default)]
 struct FdpsState {
@@ -43,14 +42,8 @@ pub struct FdpsSim {
     pub addr: SocketAddr,
     /// What it holds.
     state: Arc<Mutex<FdpsState>>,
-    /// Ends the listener when dropped.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FdpsSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its listener.
+    _door: Door,
 }
 
 fn lock(state: &Mutex<FdpsState>) -> std::sync::MutexGuard<'_, FdpsState> {
@@ -60,8 +53,6 @@ fn lock(state: &Mutex<FdpsState>) -> std::sync::MutexGuard<'_, FdpsState> {
 impl FdpsSim {
     /// Starts on an ephemeral loopback port, taking the account `user` / `password`.
     pub async fn start(user: &str, password: &str) -> std::io::Result<FdpsSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(FdpsState::default()));
         let once = hex::encode(Md5::digest(password.as_bytes()));
         let twice = hex::encode(Md5::digest(once.as_bytes()));
@@ -70,21 +61,18 @@ impl FdpsSim {
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{twice}"))
         );
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (state, expected) = (Arc::clone(&shared), expected.clone());
-                tokio::spawn(async move {
-                    if let Ok(Some(request)) = read_request(&mut stream).await {
-                        let authorized =
-                            request.header("authorization").as_deref() == Some(expected.as_str());
-                        let (status, kind, body) =
-                            answer(&state, &request.method, &request.path, &request.body, authorized);
-                        let _ = write_reply(&mut stream, status, "", kind, &body).await;
-                    }
-                });
-            }
-        });
-        Ok(FdpsSim { addr, state, task })
+        let door = Door::open(move |request, _| {
+            let authorized = request.header("authorization").as_deref() == Some(expected.as_str());
+            let (status, kind, body) =
+                answer(&shared, &request.method, &request.path, &request.body, authorized);
+            Reply::of(status, kind, body)
+        })
+        .await?;
+        Ok(FdpsSim {
+            addr: door.addr,
+            state,
+            _door: door,
+        })
     }
 
     /// The XML-RPC endpoint, for `[redirect.fanvil] url`.

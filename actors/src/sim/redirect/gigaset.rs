@@ -20,9 +20,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use tokio::net::TcpListener;
 
-use super::{RpsCall, read_call, read_request, write_reply};
+use super::{Door, Reply, RpsCall, read_call};
 
 #[derive(Default)]
 struct GigasetState {
@@ -42,14 +41,8 @@ pub struct GigasetRedirectSim {
     pub addr: SocketAddr,
     /// What it holds.
     state: Arc<Mutex<GigasetState>>,
-    /// Ends the listener when dropped.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for GigasetRedirectSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its listener.
+    _door: Door,
 }
 
 fn lock(state: &Mutex<GigasetState>) -> std::sync::MutexGuard<'_, GigasetState> {
@@ -59,31 +52,26 @@ fn lock(state: &Mutex<GigasetState>) -> std::sync::MutexGuard<'_, GigasetState> 
 impl GigasetRedirectSim {
     /// Starts on an ephemeral loopback port, taking the account `user` / `password`.
     pub async fn start(user: &str, password: &str) -> std::io::Result<GigasetRedirectSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(GigasetState::default()));
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (state, expected) = (Arc::clone(&shared), expected.clone());
-                tokio::spawn(async move {
-                    if let Ok(Some(request)) = read_request(&mut stream).await {
-                        let authorized =
-                            request.header("authorization").as_deref() == Some(expected.as_str());
-                        let (status, body) = match (request.method.as_str(), request.path.as_str()) {
-                            ("POST", "/apxml/rpc.do") => answer(&state, &request.body, authorized),
-                            _ => ("404 Not Found", String::new()),
-                        };
-                        let _ = write_reply(&mut stream, status, "", "text/xml", &body).await;
-                    }
-                });
-            }
-        });
-        Ok(GigasetRedirectSim { addr, state, task })
+        let door = Door::open(move |request, _| {
+            let authorized = request.header("authorization").as_deref() == Some(expected.as_str());
+            let (status, body) = match (request.method.as_str(), request.path.as_str()) {
+                ("POST", "/apxml/rpc.do") => answer(&shared, &request.body, authorized),
+                _ => ("404 Not Found", String::new()),
+            };
+            Reply::of(status, "text/xml", body)
+        })
+        .await?;
+        Ok(GigasetRedirectSim {
+            addr: door.addr,
+            state,
+            _door: door,
+        })
     }
 
     /// The XML-RPC endpoint, for `[redirect.gigaset] url`.

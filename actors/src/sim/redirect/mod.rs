@@ -71,14 +71,8 @@ pub struct YealinkRpsSim {
     account: (String, String),
     /// What it holds.
     state: Arc<Mutex<RpsState>>,
-    /// Ends the listener when the double is dropped.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for YealinkRpsSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its listener.
+    _door: Door,
 }
 
 fn lock(state: &Mutex<RpsState>) -> std::sync::MutexGuard<'_, RpsState> {
@@ -88,24 +82,30 @@ fn lock(state: &Mutex<RpsState>) -> std::sync::MutexGuard<'_, RpsState> {
 impl YealinkRpsSim {
     /// Starts on an ephemeral loopback port, taking the account `user` / `password`.
     pub async fn start(user: &str, password: &str) -> std::io::Result<YealinkRpsSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(RpsState::default()));
         let account = (user.to_string(), password.to_string());
         let (shared, expected) = (Arc::clone(&state), account.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (state, expected) = (Arc::clone(&shared), expected.clone());
-                tokio::spawn(async move {
-                    let _ = serve(stream, &state, &expected).await;
-                });
+        let door = Door::open(move |request, _| {
+            let (status, headers, body) = respond(
+                &shared,
+                &expected,
+                &request.method,
+                &request.path,
+                request.header("authorization"),
+                &request.body,
+            );
+            Reply {
+                headers,
+                delay: lock(&shared).delay,
+                ..Reply::of(status, "text/xml", body)
             }
-        });
+        })
+        .await?;
         Ok(YealinkRpsSim {
-            addr,
+            addr: door.addr,
             account,
             state,
-            task,
+            _door: door,
         })
     }
 
@@ -243,6 +243,79 @@ fn answer_call(state: &Mutex<RpsState>, method: &str, params: &[String]) -> Stri
     }
 }
 
+/// What a double answers one request.
+struct Reply {
+    /// Status line after the version (`200 OK`).
+    status: &'static str,
+    /// Extra header lines, each ending in CRLF.
+    headers: String,
+    /// `Content-Type`.
+    content_type: &'static str,
+    /// The body.
+    body: String,
+    /// How long the double waits before it answers.
+    delay: Duration,
+}
+
+impl Reply {
+    /// `status` with `body` of `content_type`, at once and without extra headers.
+    fn of(status: &'static str, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            headers: String::new(),
+            content_type,
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A double's listener on an ephemeral loopback port: one request per connection, read within
+/// [`read_request`]'s bounds and answered by its handler; closed when dropped.
+struct Door {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// The accept loop.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Door {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Door {
+    /// Opens a door whose requests `answer` answers (it is told the door's address too).
+    async fn open(
+        answer: impl Fn(&Request, SocketAddr) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Door> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let answer = Arc::new(answer);
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = Arc::clone(&answer);
+                tokio::spawn(async move {
+                    if let Ok(Some(request)) = read_request(&mut stream).await {
+                        let reply = answer(&request, addr);
+                        tokio::time::sleep(reply.delay).await;
+                        let _ = write_reply(
+                            &mut stream,
+                            reply.status,
+                            &reply.headers,
+                            reply.content_type,
+                            &reply.body,
+                        )
+                        .await;
+                    }
+                });
+            }
+        });
+        Ok(Door { addr, task })
+    }
+}
+
 /// One HTTP request as a double reads it (bounded: 64 KiB, 5 s per read).
 struct Request {
     /// `GET`, `POST`, ...
@@ -333,27 +406,6 @@ async fn write_reply(
     stream.shutdown().await
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    state: &Mutex<RpsState>,
-    account: &(String, String),
-) -> std::io::Result<()> {
-    let Some(request) = read_request(&mut stream).await? else {
-        return Ok(());
-    };
-    let delay = lock(state).delay;
-    tokio::time::sleep(delay).await;
-    let (status, extra, reply) = respond(
-        state,
-        account,
-        &request.method,
-        &request.path,
-        request.header("authorization"),
-        &request.body,
-    );
-    write_reply(&mut stream, status, &extra, "text/xml", &reply).await
-}
-
 fn respond(
     state: &Mutex<RpsState>,
     account: &(String, String),
@@ -421,14 +473,8 @@ pub struct SrapsSim {
     pub addr: SocketAddr,
     /// What it holds.
     state: Arc<Mutex<SrapsState>>,
-    /// Ends the listener when dropped.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SrapsSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its listener.
+    _door: Door,
 }
 
 /// The company's uuid.
@@ -546,32 +592,28 @@ impl SrapsSim {
     }
 
     async fn start_as(key_id: &str, secret: &str, setting: &'static str) -> std::io::Result<SrapsSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(SrapsState {
             key: (key_id.to_string(), secret.to_string()),
             setting,
             ..SrapsState::default()
         }));
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let state = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    if let Ok(Some(request)) = read_request(&mut stream).await {
-                        let (status, body, extra) = match settings_page(&state, &request, addr) {
-                            Some(page) => page,
-                            None => {
-                                let (status, body) = sraps_answer(&state, &request, addr);
-                                (status, body, String::new())
-                            }
-                        };
-                        let _ = write_reply(&mut stream, status, &extra, "application/json", &body).await;
-                    }
-                });
+        let door = Door::open(move |request, addr| match settings_page(&shared, request, addr) {
+            Some((status, body, headers)) => Reply {
+                headers,
+                ..Reply::of(status, "application/json", body)
+            },
+            None => {
+                let (status, body) = sraps_answer(&shared, request, addr);
+                Reply::of(status, "application/json", body)
             }
-        });
-        Ok(SrapsSim { addr, state, task })
+        })
+        .await?;
+        Ok(SrapsSim {
+            addr: door.addr,
+            state,
+            _door: door,
+        })
     }
 
     /// The API base, for `[redirect.snom] url`.

@@ -19,9 +19,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use super::{Request, read_request, write_reply};
+use super::{Door, Reply, Request};
 
 #[derive(Default)]
 struct ZtpState {
@@ -45,14 +44,8 @@ pub struct PolyZtpSim {
     pub addr: SocketAddr,
     /// What it holds.
     state: Arc<Mutex<ZtpState>>,
-    /// Ends the listener when dropped.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PolyZtpSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Its listener.
+    _door: Door,
 }
 
 fn lock(state: &Mutex<ZtpState>) -> std::sync::MutexGuard<'_, ZtpState> {
@@ -62,25 +55,21 @@ fn lock(state: &Mutex<ZtpState>) -> std::sync::MutexGuard<'_, ZtpState> {
 impl PolyZtpSim {
     /// Starts on an ephemeral loopback port, taking the API key `key`.
     pub async fn start(key: &str) -> std::io::Result<PolyZtpSim> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(ZtpState {
             key: key.to_string(),
             ..ZtpState::default()
         }));
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let state = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    if let Ok(Some(request)) = read_request(&mut stream).await {
-                        let (status, body) = answer(&state, &request);
-                        let _ = write_reply(&mut stream, status, "", "application/json", &body).await;
-                    }
-                });
-            }
-        });
-        Ok(PolyZtpSim { addr, state, task })
+        let door = Door::open(move |request, _| {
+            let (status, body) = answer(&shared, request);
+            Reply::of(status, "application/json", body)
+        })
+        .await?;
+        Ok(PolyZtpSim {
+            addr: door.addr,
+            state,
+            _door: door,
+        })
     }
 
     /// The API base, for `[redirect.poly] url`.
