@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use md5::{Digest as _, Md5};
 
-use super::{Door, Reply, RpsCall};
+use super::{Door, Reply, RpsCall, read_call_items};
 
 #[derive(Default)]
 struct FdpsState {
@@ -120,32 +120,6 @@ fn fdps_answer(ok: bool, text: &str) -> String {
     )
 }
 
-/// The method and its parameters: strings as they are, an array of strings as its items.
-fn read_call(body: &str) -> Option<(String, Vec<Vec<String>>)> {
-    let doc = roxmltree::Document::parse(body).ok()?;
-    let root = doc.root_element();
-    if !root.has_tag_name("methodCall") {
-        return None;
-    }
-    let method = root
-        .children()
-        .find(|n| n.has_tag_name("methodName"))?
-        .text()?
-        .trim()
-        .to_string();
-    let params = root
-        .descendants()
-        .filter(|n| n.has_tag_name("param"))
-        .map(|p| {
-            p.descendants()
-                .filter(|n| n.has_tag_name("string"))
-                .map(|n| n.text().unwrap_or_default().to_string())
-                .collect()
-        })
-        .collect();
-    Some((method, params))
-}
-
 fn mac_of(text: &str) -> Option<String> {
     (text.len() == 12 && text.chars().all(|c| c.is_ascii_hexdigit())).then(|| text.to_ascii_uppercase())
 }
@@ -163,7 +137,7 @@ fn answer(
     if method != "POST" || path != "/xmlrpc.php" {
         return ("404 Not Found", "text/plain", String::new());
     }
-    let Some((call, params)) = read_call(body) else {
+    let Some((call, params)) = read_call_items(body) else {
         return ("400 Bad Request", "text/plain", String::new());
     };
     let mut state = lock(state);

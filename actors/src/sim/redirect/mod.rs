@@ -159,8 +159,19 @@ fn rps_answer(ok: bool, text: &str) -> String {
     )
 }
 
-/// The method name and string parameters of a `methodCall`.
+/// The method name and string parameters of a `methodCall` (an array parameter: its first item).
 fn read_call(body: &str) -> Option<(String, Vec<String>)> {
+    let (method, params) = read_call_items(body)?;
+    let scalars = params
+        .into_iter()
+        .map(|p| p.into_iter().next().unwrap_or_default())
+        .collect();
+    Some((method, scalars))
+}
+
+/// The method name and each parameter's strings: a scalar (typed or not) as one item, an
+/// array as its items; the double's own reading of the XML-RPC specification.
+fn read_call_items(body: &str) -> Option<(String, Vec<Vec<String>>)> {
     let doc = roxmltree::Document::parse(body).ok()?;
     let root = doc.root_element();
     if !root.has_tag_name("methodCall") {
@@ -177,11 +188,19 @@ fn read_call(body: &str) -> Option<(String, Vec<String>)> {
         .filter(|n| n.has_tag_name("param"))
         .map(|p| {
             let value = p.children().find(|n| n.has_tag_name("value"));
-            value
-                .and_then(|v| v.children().find(|n| n.is_element()).or(Some(v)))
-                .and_then(|n| n.text())
-                .unwrap_or_default()
-                .to_string()
+            let typed = value.and_then(|v| v.children().find(|n| n.is_element()));
+            match typed {
+                Some(array) if array.has_tag_name("array") => array
+                    .descendants()
+                    .filter(|n| n.has_tag_name("value"))
+                    .map(|v| {
+                        let leaf = v.children().find(|n| n.is_element()).unwrap_or(v);
+                        leaf.text().unwrap_or_default().to_string()
+                    })
+                    .collect(),
+                Some(leaf) => vec![leaf.text().unwrap_or_default().to_string()],
+                None => vec![value.and_then(|v| v.text()).unwrap_or_default().to_string()],
+            }
         })
         .collect();
     Some((method, params))
