@@ -227,23 +227,6 @@ mod tests {
             .into_bytes())
     }
 
-    fn method_and_strings(call: &HttpCall) -> (String, Vec<String>) {
-        let body = String::from_utf8(call.body.clone()).expect("utf-8");
-        let doc = roxmltree::Document::parse(&body).expect("xml");
-        let name = doc
-            .descendants()
-            .find(|n| n.has_tag_name("methodName"))
-            .and_then(|n| n.text())
-            .unwrap_or_default()
-            .to_string();
-        let strings = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("string"))
-            .map(|n| n.text().unwrap_or_default().to_string())
-            .collect();
-        (name, strings)
-    }
-
     #[test]
     fn the_password_is_hashed_twice_as_the_doc_works_it_out() {
         // docs/redirect/fanvil-poly-grandstream.md §1, "Worked example".
@@ -272,7 +255,7 @@ mod tests {
             let Step::Call(call) = exchange.next(reply.take(), 0, "") else {
                 panic!("calls until the end: {calls:?}");
             };
-            calls.push(method_and_strings(&call));
+            calls.push(xmlrpc::call_strings(&call));
             reply = Some(answer);
         }
         assert_eq!(
@@ -328,7 +311,7 @@ mod tests {
         let Step::Call(delete) = exchange.next(Some(fdps_answer(true, "OK")), 0, "") else {
             panic!("deleteServer");
         };
-        assert_eq!(method_and_strings(&delete).0, "redirect.deleteServer");
+        assert_eq!(xmlrpc::call_strings(&delete).0, "redirect.deleteServer");
         assert_eq!(
             exchange.next(Some(fdps_answer(true, "OK")), 0, ""),
             Step::Finished(Verdict::Done { pin: None })

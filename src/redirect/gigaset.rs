@@ -176,18 +176,6 @@ mod tests {
         ))
     }
 
-    fn strings(call: &HttpCall) -> (String, Vec<String>) {
-        let body = String::from_utf8(call.body.clone()).expect("utf-8");
-        let doc = roxmltree::Document::parse(&body).expect("xml");
-        let text = |name: &str| -> Vec<String> {
-            doc.descendants()
-                .filter(|n| n.has_tag_name(name))
-                .map(|n| n.text().unwrap_or_default().to_string())
-                .collect()
-        };
-        (text("methodName").concat(), text("string"))
-    }
-
     #[test]
     fn a_registration_names_the_device_by_its_mac_id() {
         let mut exchange = account().exchange(&job(RedirectOp::Register, Some("x7k2")));
@@ -195,7 +183,7 @@ mod tests {
             panic!("deregister first");
         };
         assert_eq!(
-            strings(&release),
+            xmlrpc::call_strings(&release),
             (
                 "autoprov.deregisterDevice".into(),
                 vec!["7C2F80A1B2C3-X7K2".into()]
@@ -205,7 +193,7 @@ mod tests {
             panic!("then register");
         };
         assert_eq!(
-            strings(&register),
+            xmlrpc::call_strings(&register),
             (
                 "autoprov.registerDevice".into(),
                 vec![

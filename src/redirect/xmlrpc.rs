@@ -145,6 +145,21 @@ pub fn boolean_and_text(reply: &super::HttpReply, service: &str) -> Result<(bool
     }
 }
 
+/// The method name and every `<string>` of a call, in order, read with roxmltree rather than
+/// this module's own code: what the adapters' tests compare with the documented calls.
+#[cfg(test)]
+pub(crate) fn call_strings(call: &super::HttpCall) -> (String, Vec<String>) {
+    let body = String::from_utf8(call.body.clone()).expect("utf-8");
+    let doc = roxmltree::Document::parse(&body).expect("xml");
+    let text = |name: &str| -> Vec<String> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name(name))
+            .map(|n| n.text().unwrap_or_default().to_string())
+            .collect()
+    };
+    (text("methodName").concat(), text("string"))
+}
+
 /// What a `methodResponse` said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {

@@ -168,23 +168,6 @@ mod tests {
             .into_bytes())
     }
 
-    fn method_and_params(call: &HttpCall) -> (String, Vec<String>) {
-        let body = String::from_utf8(call.body.clone()).expect("utf-8");
-        let doc = roxmltree::Document::parse(&body).expect("xml");
-        let name = doc
-            .descendants()
-            .find(|n| n.has_tag_name("methodName"))
-            .and_then(|n| n.text())
-            .unwrap_or_default()
-            .to_string();
-        let params = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("string"))
-            .map(|n| n.text().unwrap_or_default().to_string())
-            .collect();
-        (name, params)
-    }
-
     #[test]
     fn a_registration_checks_then_registers_with_the_unique_url() {
         let mut exchange = rps().exchange(&job(RedirectOp::Register));
@@ -198,14 +181,14 @@ mod tests {
                 .contains(&("Authorization".into(), "Basic YWNtZTpzM2NyZXQ=".into()))
         );
         assert_eq!(
-            method_and_params(&check),
+            xmlrpc::call_strings(&check),
             ("redirect.checkDevice".into(), vec!["001565AABBCC".into()])
         );
         let Step::Call(register) = exchange.next(Some(rps_answer(true, "unregistered")), 0, "") else {
             panic!("the register call");
         };
         assert_eq!(
-            method_and_params(&register),
+            xmlrpc::call_strings(&register),
             (
                 "redirect.registerDeviceWithUniqueUrl".into(),
                 vec![
@@ -273,7 +256,7 @@ mod tests {
             panic!("call");
         };
         assert_eq!(
-            method_and_params(&call),
+            xmlrpc::call_strings(&call),
             ("redirect.deRegisterDevice".into(), vec!["001565AABBCC".into()])
         );
         assert_eq!(

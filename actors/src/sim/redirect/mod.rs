@@ -617,17 +617,8 @@ impl SrapsSim {
             ..SrapsState::default()
         }));
         let shared = Arc::clone(&state);
-        let door = Door::open(move |request, addr| match settings_page(&shared, request, addr) {
-            Some((status, body, headers)) => Reply {
-                headers,
-                ..Reply::of(status, "application/json", body)
-            },
-            None => {
-                let (status, body) = sraps_answer(&shared, request, addr);
-                Reply::of(status, "application/json", body)
-            }
-        })
-        .await?;
+        let door =
+            Door::open(move |request, addr| sraps_reply(&mut lock_sraps(&shared), request, addr)).await?;
         Ok(SrapsSim {
             addr: door.addr,
             state,
@@ -656,19 +647,36 @@ impl SrapsSim {
     }
 }
 
-fn sraps_answer(state: &Mutex<SrapsState>, request: &Request, addr: SocketAddr) -> (&'static str, String) {
-    let mut state = lock_sraps(state);
+/// Every call: Hawk checked and the call kept, then the settings list or the other resources.
+fn sraps_reply(state: &mut SrapsState, request: &Request, addr: SocketAddr) -> Reply {
     let key = state.key.clone();
     let holds = hawk_holds(request, &key, &mut state.nonces);
     state
         .calls
         .push((request.method.clone(), request.path.clone(), holds));
     if !holds {
-        return (
-            "401 Unauthorized",
-            r#"{"message":"invalid Hawk authorization"}"#.into(),
-        );
+        let body = r#"{"message":"invalid Hawk authorization"}"#.to_string();
+        return Reply::of("401 Unauthorized", "application/json", body);
     }
+    match request.path.strip_prefix("/api/v1/settings/") {
+        Some(query) if request.method == "GET" => {
+            let (body, headers) = settings_page(state, query, addr);
+            Reply {
+                headers,
+                ..Reply::of("200 OK", "application/json", body)
+            }
+        }
+        Some(_) => Reply::of("405 Method Not Allowed", "application/json", String::new()),
+        None => {
+            let (status, body) = sraps_answer(state, request, addr);
+            Reply::of(status, "application/json", body)
+        }
+    }
+}
+
+/// The discovery and the endpoints, for a request whose Hawk held.
+fn sraps_answer(state: &mut SrapsState, request: &Request, addr: SocketAddr) -> (&'static str, String) {
+    let key = state.key.clone();
     let base = format!("http://{addr}/api/v1/");
     let company = format!("/api/v1/companies/{COMPANY}");
     let endpoints = format!("{company}/endpoints/");
@@ -729,27 +737,9 @@ const SETTINGS: usize = 1179;
 /// Where the provisioning setting sits in the list: on the second page of 1000.
 const SETTING_AT: usize = 1100;
 
-/// The settings list, when `request` asks for it (after the Hawk check of [`sraps_answer`]'s
-/// kind): one page, and a `Link` to the next.
-fn settings_page(
-    state: &Mutex<SrapsState>,
-    request: &Request,
-    addr: SocketAddr,
-) -> Option<(&'static str, String, String)> {
-    let query = request.path.strip_prefix("/api/v1/settings/")?;
-    let mut state = lock_sraps(state);
-    let key = state.key.clone();
-    let holds = hawk_holds(request, &key, &mut state.nonces);
-    state
-        .calls
-        .push((request.method.clone(), request.path.clone(), holds));
-    if !holds || request.method != "GET" {
-        return Some((
-            "401 Unauthorized",
-            r#"{"message":"invalid Hawk authorization"}"#.into(),
-            String::new(),
-        ));
-    }
+/// One page of the settings list asked for by `query` (`page_size`, `page`), and the `Link`
+/// header to the next page while there is one.
+fn settings_page(state: &SrapsState, query: &str, addr: SocketAddr) -> (String, String) {
     let param = |name: &str| {
         query
             .trim_start_matches('?')
@@ -774,5 +764,5 @@ fn settings_page(
         ),
         false => String::new(),
     };
-    Some(("200 OK", serde_json::Value::from(items).to_string(), link))
+    (serde_json::Value::from(items).to_string(), link)
 }
