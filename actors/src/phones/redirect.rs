@@ -224,8 +224,8 @@ fn nonce() -> String {
     hex::encode(bytes)
 }
 
-/// Notes a registration as pending; the phone's own provisioning login.
 /// What a job takes from the store besides the MAC.
+#[derive(Default)]
 struct JobFacts {
     /// The phone's own provisioning login (registrations).
     login: Option<PhoneLogin>,
@@ -233,6 +233,8 @@ struct JobFacts {
     device_code: Option<String>,
 }
 
+/// Notes a registration as pending (unless the phone has a status already); what the job
+/// needs of the phone: its own provisioning login and its device code.
 fn note_pending(
     store: &dyn Store,
     sealer: &innoprov::Sealer,
@@ -240,10 +242,7 @@ fn note_pending(
     service: &str,
 ) -> Result<JobFacts, StoreError> {
     let Some(record) = store.get_phone(mac)? else {
-        return Ok(JobFacts {
-            login: None,
-            device_code: None,
-        });
+        return Ok(JobFacts::default());
     };
     let login = record.prov_password.as_ref().and_then(|sealed| {
         let password = sealer.open(sealed, &SealPurpose::ProvPassword(*mac)).ok()?;
