@@ -19,9 +19,14 @@
 //!   ask meanwhile is ignored. A phone being handed over counts as not held.
 //! - A ProvisioningPhone for a phone held elsewhere claims it, asking the owner (again every
 //!   2 s), retrying after 100 ms doubling to 1 s, for at most a lease and 2 s.
+//! - Every `lease / 30` (250 ms to 1 s) it looks for instances whose database session ended
+//!   (a crash: the database released their session lock). One seen so on two looks in a row
+//!   has its leases ended at once, and the renewal that follows claims its phones, still
+//!   within [`claim_budget`] and with new fencing tokens. One sighting is not enough: an
+//!   instance reconnecting its session is absent for a moment.
 //! - At shutdown nothing new is claimed or provisioned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::mac::Mac;
@@ -34,8 +39,10 @@ pub const CLAIM_RETRY_MAX: Duration = Duration::from_secs(1);
 /// How often a waiting claim repeats its request to the owner (a NOTIFY may be missed during
 /// a reconnect).
 pub const ASK_AGAIN: Duration = Duration::from_secs(2);
-/// The least time between two checks for stale leases.
+/// The least time between two checks for stale leases, or two looks for departed owners.
 const LEAST_CHECK: Duration = Duration::from_millis(250);
+/// The most time between two looks for departed owners.
+const MOST_LOOK: Duration = Duration::from_secs(1);
 /// The least number of free phones one renewal claims.
 const LEAST_CLAIM: usize = 100;
 
@@ -97,6 +104,8 @@ pub struct LeaseBook {
     handing_over: HashSet<Mac>,
     /// Set at shutdown: nothing is claimed or provisioned any more.
     stopping: bool,
+    /// Owners found departed on the latest look, with when they were first seen so.
+    suspects: HashMap<String, Instant>,
 }
 
 impl LeaseBook {
@@ -110,6 +119,7 @@ impl LeaseBook {
             gave_up: false,
             handing_over: HashSet::new(),
             stopping: false,
+            suspects: HashMap::new(),
         }
     }
 
@@ -121,6 +131,35 @@ impl LeaseBook {
     /// How often to check for stale leases: a twelfth of a lease, at least 250 ms.
     pub fn check_every(&self) -> Duration {
         (self.lease / 12).max(LEAST_CHECK)
+    }
+
+    /// How often to look for owners whose session ended: a thirtieth of a lease, between
+    /// 250 ms and 1 s.
+    pub fn look_every(&self) -> Duration {
+        (self.lease / 30).clamp(LEAST_CHECK, MOST_LOOK)
+    }
+
+    /// A look at `now` found `departed` owners: those whose leases end now, the ones found
+    /// departed on the previous look too, at least half a look earlier. Nothing at shutdown.
+    pub fn departed(&mut self, now: Instant, departed: &[String]) -> Vec<String> {
+        if self.stopping {
+            self.suspects.clear();
+            return Vec::new();
+        }
+        let confirm = self.look_every() / 2;
+        let mut seen = HashMap::new();
+        let mut confirmed = Vec::new();
+        for owner in departed {
+            let first = self.suspects.get(owner).copied().unwrap_or(now);
+            if now.saturating_duration_since(first) >= confirm {
+                confirmed.push(owner.clone());
+            } else {
+                seen.insert(owner.clone(), first);
+            }
+        }
+        self.suspects = seen;
+        confirmed.sort();
+        confirmed
     }
 
     /// How long a ProvisioningPhone or a delete waits for another instance to hand over.

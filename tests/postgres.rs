@@ -66,6 +66,45 @@ fn the_postgres_leases_pass_the_lease_conformance_suite() {
     });
 }
 
+/// The departure part of the lease contract on real sessions: an instance whose process
+/// ends (its store dropped, its connections closed) is found departed by the database's
+/// session lock while its 60 s leases run, a live one never is.
+#[test]
+fn the_postgres_leases_pass_the_departure_part_of_the_conformance_suite() {
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("lease_departure").expect("database");
+    let sealer = Sealer::from_key(&[7; 32]);
+    // 3 s: the survivor may judge others once its own session lock is 1 s old.
+    let (_survivor_store, survivor) = leased(&url, 3.0, &sealer);
+    let reader = PostgresStore::open(&settings(&url), &sealer).expect("unleased");
+    let claim_all = |leases: &PostgresLeases, phones: &[innoprov::Mac]| {
+        for mac in phones {
+            assert_eq!(leases.claim(mac).expect("claim"), Claim::Held);
+        }
+    };
+    let crash = |phones: &[innoprov::Mac]| {
+        let (store, leases) = leased(&url, 60.0, &sealer);
+        assert!(store.holds_session_lock(), "open waits for the session lock");
+        claim_all(&leases, phones);
+        let owner = leases.owner().to_string();
+        drop(leases);
+        drop(store);
+        owner
+    };
+    let live = |phones: &[innoprov::Mac]| -> Box<dyn Leases> {
+        let (_store, leases) = leased(&url, 60.0, &sealer);
+        claim_all(&leases, phones);
+        Box::new(leases)
+    };
+    leases_conformance::run_departure(&leases_conformance::Departure {
+        store: &reader,
+        survivor: &survivor,
+        crash: &crash,
+        live: &live,
+        pause: &|| std::thread::sleep(Duration::from_millis(100)),
+    });
+}
+
 /// What the PostgreSQL leases add to the contract: a store with leases on writes a record
 /// (unfenced `put_phone`) only for the lease holder, other instances' writes reach this
 /// one's download path through NOTIFY, `wanted`/`handed`/`released` messages travel between

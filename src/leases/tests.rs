@@ -234,3 +234,41 @@ fn lease_claim_backs_off_from_100_ms_doubling_to_1_s_and_asks_every_2_s() {
         "held past the wait"
     );
 }
+
+#[test]
+fn a_departed_owner_loses_its_leases_only_when_seen_so_on_two_looks() {
+    let t0 = Instant::now();
+    let mut book = book(t0);
+    assert_eq!(book.look_every(), Duration::from_secs(1), "30 s / 30");
+    assert_eq!(
+        LeaseBook::new(Duration::from_secs(3), 500, t0).look_every(),
+        Duration::from_millis(250),
+        "never faster than 250 ms"
+    );
+    let gone = || vec!["b".to_string()];
+    let step = book.look_every();
+    assert!(
+        book.departed(t0, &gone()).is_empty(),
+        "one sighting is not enough"
+    );
+    assert_eq!(book.departed(t0 + step, &gone()), gone(), "the second one is");
+    // Back in between (a reconnect): the count starts again.
+    assert!(book.departed(t0 + step * 2, &["c".to_string()]).is_empty());
+    assert!(book.departed(t0 + step * 3, &[]).is_empty(), "c came back");
+    assert!(book.departed(t0 + step * 4, &["c".to_string()]).is_empty());
+    assert!(
+        book.departed(t0 + step * 4 + step / 4, &["c".to_string()])
+            .is_empty(),
+        "two looks too close together are one"
+    );
+    assert_eq!(
+        book.departed(t0 + step * 5, &["c".to_string()]),
+        vec!["c".to_string()]
+    );
+    book.stop();
+    assert!(book.departed(t0 + step * 6, &gone()).is_empty());
+    assert!(
+        book.departed(t0 + step * 7, &gone()).is_empty(),
+        "nothing at shutdown"
+    );
+}

@@ -8,6 +8,11 @@
 //! owner can never overwrite what the new owner stored. Every implementation decides that
 //! check itself; there is no default that ignores the fence.
 //!
+//! A lease ends when it runs out, or earlier when its owner's session with the table ended
+//! ([`Leases::departed`], [`Leases::expire_departed`]): a crashed instance's phones are
+//! taken over in seconds instead of a lease, while an instance that is only paused or cut
+//! off keeps its session (or cannot be judged) and so keeps its phones until the lease ends.
+//!
 //! Implementations: [`MemoryLeases`](super::MemoryLeases) (instances sharing one in-memory
 //! table with a clock tests set) and the PostgreSQL store's leases (`innoprov-actors`). Both
 //! pass [`leases_conformance`](super::leases_conformance).
@@ -77,6 +82,14 @@ pub trait Leases: Send + Sync + 'static {
     fn want(&self, mac: &Mac) -> Result<(), StoreError>;
     /// The phones whose unexpired lease another instance holds.
     fn held_elsewhere(&self) -> Result<HashSet<Mac>, StoreError>;
+    /// The other owners of unexpired leases whose session with the table has ended (their
+    /// process died), as seen now. Empty while this instance cannot judge: its own session
+    /// is too young to tell a dead owner from one still reconnecting.
+    fn departed(&self) -> Result<Vec<String>, StoreError>;
+    /// Ends at once the unexpired leases of those `owners` whose session is still gone (the
+    /// check is made again here), so that any instance may claim their phones; how many
+    /// leases ended. Fencing is unchanged: a claim brings a new token.
+    fn expire_departed(&self, owners: &[String]) -> Result<usize, StoreError>;
     /// Writes `record` only while `fence` is the phone's current token and this instance its
     /// owner; otherwise nothing is written, the error says why, and the token is forgotten
     /// here if it is the one held.

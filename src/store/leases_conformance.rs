@@ -201,3 +201,84 @@ fn hand_over_and_release(i: &Instances<'_>) {
     );
     assert_eq!(b.release_all().expect("release all"), all.len());
 }
+
+/// Instances for the departure part of the contract: an owner whose session ended loses its
+/// leases before they run out, a live one never does.
+pub struct Departure<'a> {
+    /// The shared store: the crashed owner's phones are seeded here, so that a claim of free
+    /// phones can take them.
+    pub store: &'a dyn Store,
+    /// The instance that looks for departed owners and takes their phones.
+    pub survivor: &'a dyn Leases,
+    /// Starts another instance, has it claim `phones`, and ends it as a crash would (its
+    /// session gone, its leases unexpired); its owner name.
+    pub crash: &'a dyn Fn(&[Mac]) -> String,
+    /// Starts another instance that claims `phones` and stays alive while it is kept.
+    pub live: &'a dyn Fn(&[Mac]) -> Box<dyn Leases>,
+    /// Waits between two looks (a real session ends a moment after its process).
+    pub pause: &'a dyn Fn(),
+}
+
+/// How many looks the departure suite takes at most before it gives up.
+const LOOKS: usize = 100;
+
+/// The departure contract: a crashed owner is found departed (and a live one never) while
+/// its leases are unexpired; looking changes nothing; expiring ends only the departed
+/// owner's leases, whose phones are then free to claim with new tokens. Panics on a breach.
+pub fn run_departure(d: &Departure<'_>) {
+    let survivor = d.survivor;
+    let live_phone = mac("0015651a2c01");
+    let gone_phones = [mac("0015651a2c02"), mac("0015651a2c03")];
+    for m in gone_phones.iter().chain([&live_phone]) {
+        d.store
+            .put_phone(&sample_record(&m.to_string(), 30))
+            .expect("seed");
+    }
+    let alive = (d.live)(&[live_phone]);
+    let alive_token = alive.token(&live_phone).expect("the live owner holds its phone");
+    let gone = (d.crash)(&gone_phones);
+    assert_ne!(gone, alive.owner());
+
+    let mut found = Vec::new();
+    for _ in 0..LOOKS {
+        found = survivor.departed().expect("look for departed owners");
+        assert!(
+            !found.iter().any(|o| o == alive.owner() || o == survivor.owner()),
+            "a live owner is never departed: {found:?}"
+        );
+        if found.contains(&gone) {
+            break;
+        }
+        (d.pause)();
+    }
+    assert_eq!(found, vec![gone.clone()], "the crashed owner is found departed");
+    assert_eq!(
+        survivor.claim(&gone_phones[0]).expect("claim"),
+        Claim::HeldBy(gone.clone()),
+        "looking alone takes nothing"
+    );
+
+    let ended = survivor
+        .expire_departed(&[gone.clone(), alive.owner().to_string()])
+        .expect("expire departed");
+    assert_eq!(ended, gone_phones.len(), "only the departed owner's leases end");
+    assert_eq!(survivor.claim(&gone_phones[0]).expect("claim"), Claim::Held);
+    assert_eq!(
+        survivor.claim_free(10).expect("claim free"),
+        vec![gone_phones[1]],
+        "the departed owner's other phone is free, the live owner's is not"
+    );
+    assert_eq!(
+        survivor.claim(&live_phone).expect("claim"),
+        Claim::HeldBy(alive.owner().to_string())
+    );
+    alive
+        .put_phone_fenced(&sample_record(&live_phone.to_string(), 31), alive_token)
+        .expect("the live owner still writes");
+    assert!(
+        survivor.departed().expect("look again").is_empty(),
+        "nothing departed holds a lease any more"
+    );
+    survivor.release(&gone_phones).expect("release");
+    alive.release_all().expect("release");
+}

@@ -34,6 +34,9 @@ struct Table {
     now: Duration,
     /// Every `want` so far, as (phone, asking owner): what a NOTIFY would have carried.
     asks: Vec<(Mac, String)>,
+    /// The owners whose session ended ([`LeaseTable::end_session`]): what a database's
+    /// released session lock would show.
+    ended: HashSet<String>,
 }
 
 impl Table {
@@ -74,6 +77,12 @@ impl LeaseTable {
     /// Every `want` so far: (phone, asking owner).
     pub fn asks(&self) -> Vec<(Mac, String)> {
         self.lock().asks.clone()
+    }
+
+    /// Ends `owner`'s session, as a crash would: its leases stay in the table, unexpired,
+    /// until another instance finds it [`departed`](Leases::departed).
+    pub fn end_session(&self, owner: &str) {
+        self.lock().ended.insert(owner.to_string());
     }
 }
 
@@ -231,6 +240,31 @@ impl Leases for MemoryLeases {
             .collect())
     }
 
+    fn departed(&self) -> Result<Vec<String>, StoreError> {
+        let table = self.table.lock();
+        let owners: std::collections::BTreeSet<String> = table
+            .rows
+            .values()
+            .filter(|row| row.owner != self.owner && !table.expired(row))
+            .filter(|row| table.ended.contains(&row.owner))
+            .map(|row| row.owner.clone())
+            .collect();
+        Ok(owners.into_iter().collect())
+    }
+
+    fn expire_departed(&self, owners: &[String]) -> Result<usize, StoreError> {
+        let mut table = self.table.lock();
+        let before = table.rows.len();
+        let ended = std::mem::take(&mut table.ended);
+        let now = table.now;
+        // The rows go: on this table's clock nothing but their absence is free at once.
+        table.rows.retain(|_, row| {
+            row.expires < now || !(owners.contains(&row.owner) && ended.contains(&row.owner))
+        });
+        table.ended = ended;
+        Ok(before - table.rows.len())
+    }
+
     fn put_phone_fenced(&self, record: &PhoneRecord, fence: Token) -> Result<(), StoreError> {
         // The table stays locked while the record is written: a takeover waits for it.
         let table = self.table.lock();
@@ -273,6 +307,36 @@ mod tests {
             a: &a,
             b: &b,
             expire: &expire,
+        });
+    }
+
+    #[test]
+    fn memory_leases_pass_the_departure_part_of_the_conformance_suite() {
+        let table = LeaseTable::new();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let survivor = MemoryLeases::new(Arc::clone(&table), Arc::clone(&store), "survivor", LEASE);
+        let start = |name: &str| MemoryLeases::new(Arc::clone(&table), Arc::clone(&store), name, LEASE);
+        let crash = |phones: &[crate::Mac]| {
+            let gone = start("crashed");
+            for mac in phones {
+                assert_eq!(gone.claim(mac).unwrap(), Claim::Held);
+            }
+            table.end_session("crashed");
+            "crashed".to_string()
+        };
+        let live = |phones: &[crate::Mac]| -> Box<dyn Leases> {
+            let alive = start("alive");
+            for mac in phones {
+                assert_eq!(alive.claim(mac).unwrap(), Claim::Held);
+            }
+            Box::new(alive)
+        };
+        leases_conformance::run_departure(&leases_conformance::Departure {
+            store: store.as_ref(),
+            survivor: &survivor,
+            crash: &crash,
+            live: &live,
+            pause: &|| {},
         });
     }
 

@@ -210,13 +210,19 @@ impl PostgresStore {
         store.migrate()?;
         store.check_seal_key(sealer)?;
         if let Some(runtime) = &store.runtime {
+            let lock = store.leases.as_ref().map(|own| listener::SessionLock {
+                owner: own.owner.clone(),
+                since: Arc::clone(&own.session_since),
+            });
             listener::spawn(
                 runtime.handle(),
                 store.config.clone(),
                 Arc::clone(&store.epoch),
                 store.events.clone(),
+                lock,
             );
         }
+        store.wait_for_session_lock()?;
         match store.owner() {
             Some(owner) => log::info!(
                 "store: {} ({} connections), this instance holds leases as {owner}",
@@ -226,6 +232,35 @@ impl PostgresStore {
             None => log::info!("store: {} ({} connections)", store.name(), store.clients.len()),
         }
         Ok(store)
+    }
+
+    /// Waits (at most [`RETRY_FOR`]) until the LISTEN connection holds this instance's
+    /// session lock: before that the other instances would take it for departed and end the
+    /// leases it is about to claim.
+    fn wait_for_session_lock(&self) -> Result<(), StoreError> {
+        let Some(own) = &self.leases else { return Ok(()) };
+        let deadline = Instant::now() + RETRY_FOR;
+        while !self.holds_session_lock() {
+            if Instant::now() > deadline {
+                return Err(StoreError::Backend(format!(
+                    "{}: this instance's session lock ({}) was not taken within {RETRY_FOR:?}",
+                    self.name(),
+                    own.owner
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Whether this instance's session lock is held now (always false without leases).
+    pub fn holds_session_lock(&self) -> bool {
+        self.leases.as_ref().is_some_and(|own| {
+            own.session_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        })
     }
 
     /// Lease messages from the database (and [`StoreEvent::Listening`] after every reconnect).

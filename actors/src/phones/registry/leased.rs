@@ -14,6 +14,9 @@
 //!   ([`LinkShared::links_allowed`](crate::phones::devices_socket::LinkShared)), and refuses new ones
 //!   until a renewal succeeds: by the lease's end another instance may take the phones over,
 //!   and two links for one phone must never exist.
+//! - Every `lease / 30` (250 ms to 1 s) it looks for instances whose database session ended
+//!   (a crash); one found so on two looks in a row has its leases ended at once, and a
+//!   renewal here (and, through NOTIFY `released`, on every instance) claims its phones.
 //! - A ProvisioningPhone (or an admin's delete) for a phone another instance holds asks that
 //!   owner (NOTIFY) to hand the lease over, and goes on once it has; the owner answers its own
 //!   pending ProvisioningPhone for the phone as superseded and hands over only after its job
@@ -49,6 +52,8 @@ pub struct LeaseDuty {
     store: Arc<dyn Store>,
     /// The decisions: when to renew, what to claim, give up, hand over.
     book: LeaseBook,
+    /// Whether a look for departed instances is under way (one at a time).
+    looking: bool,
 }
 
 impl LeaseDuty {
@@ -56,7 +61,12 @@ impl LeaseDuty {
     /// free phones.
     pub fn new(handle: LeaseHandle, store: Arc<dyn Store>, connects_per_second: u32) -> LeaseDuty {
         let book = LeaseBook::new(handle.leases.lease(), connects_per_second, Instant::now());
-        LeaseDuty { handle, store, book }
+        LeaseDuty {
+            handle,
+            store,
+            book,
+            looking: false,
+        }
     }
 
     /// The leases.
@@ -92,6 +102,7 @@ impl PhoneRegistry {
         });
         ctx.run_interval(duty.book.renew_every(), |act, ctx| act.renew_and_claim(ctx));
         ctx.run_interval(duty.book.check_every(), |act, _ctx| act.give_up_if_stale());
+        ctx.run_interval(duty.book.look_every(), |act, ctx| act.look_for_departed(ctx));
         self.renew_and_claim(ctx);
     }
 
@@ -111,6 +122,59 @@ impl PhoneRegistry {
         for (_, entry) in self.jobs.drain() {
             entry.addr.do_send(Retire::default());
         }
+    }
+
+    /// Looks for instances whose database session ended; ends the leases of those found so
+    /// on two looks in a row, then claims their phones at once.
+    fn look_for_departed(&mut self, ctx: &mut Context<Self>) {
+        let Some(duty) = &mut self.leases else { return };
+        if duty.looking || duty.book.stopping() {
+            return;
+        }
+        duty.looking = true;
+        let leases = Arc::clone(duty.leases());
+        let look = tokio::task::spawn_blocking(move || leases.departed());
+        ctx.spawn(look.into_actor(self).map(|found, act, ctx| {
+            let Some(duty) = &mut act.leases else { return };
+            let departed = match found {
+                Ok(Ok(departed)) => departed,
+                Ok(Err(e)) => {
+                    duty.looking = false;
+                    return log::debug!("leases: looking for departed instances: {e}");
+                }
+                Err(e) => {
+                    duty.looking = false;
+                    return log::warn!("leases: looking for departed instances: {e}");
+                }
+            };
+            let gone = duty.book.departed(Instant::now(), &departed);
+            if gone.is_empty() {
+                duty.looking = false;
+                return;
+            }
+            let leases = Arc::clone(duty.leases());
+            let end = tokio::task::spawn_blocking(move || {
+                let ended = leases.expire_departed(&gone);
+                (gone, ended)
+            });
+            ctx.spawn(end.into_actor(act).map(|ended, act, ctx| {
+                if let Some(duty) = &mut act.leases {
+                    duty.looking = false;
+                }
+                match ended {
+                    Ok((gone, Ok(n))) if n > 0 => {
+                        log::warn!(
+                            "instance {} is gone (its database session ended): its {n} leases ended; taking its phones now",
+                            gone.join(", ")
+                        );
+                        act.renew_and_claim(ctx);
+                    }
+                    Ok((_, Ok(_))) => {}
+                    Ok((gone, Err(e))) => log::warn!("leases: ending those of {}: {e}", gone.join(", ")),
+                    Err(e) => log::warn!("leases: ending departed instances' leases: {e}"),
+                }
+            }));
+        }));
     }
 
     fn renew_and_claim(&mut self, ctx: &mut Context<Self>) {

@@ -14,10 +14,21 @@
 //! isolation spec `src/test/isolation/specs/insert-conflict-do-update-3.spec` and the
 //! `INSERT` reference, "ON CONFLICT DO UPDATE guarantees an atomic INSERT or UPDATE
 //! outcome"): the second claimer sees the first one's unexpired lease and takes nothing.
+//!
+//! Why a crashed instance's phones are taken over in seconds, not a lease: each instance
+//! holds a session-level advisory lock on its owner name on its LISTEN connection
+//! ([`listener`](super::listener)), which PostgreSQL releases when that session ends, and
+//! only then ("a session-level advisory lock is held until explicitly released or the
+//! session ends", PostgreSQL manual §13.3.5 *Advisory Locks*). The others test it with
+//! `pg_try_advisory_xact_lock_shared`, which never waits and holds nothing past the
+//! statement (§9.28.10 *Advisory Lock Functions*). A paused instance keeps its session, so
+//! its lock and its phones; one cut off from the database keeps its lock until the server's
+//! keepalive gives up on the connection, and its leases meanwhile run out as before. The
+//! guarantees and their limits: docs/failover.md.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use innoprov::store::{Claim, Leases, Renewal, StoreError, Token, reconcile};
 use innoprov::{Mac, PhoneRecord};
@@ -29,6 +40,19 @@ use super::{PostgresStore, backend, key, mac_of, run};
 /// `wanted <mac> <owner>`, `handed <mac> <owner>`.
 pub const CHANNEL: &str = "innoprov";
 
+/// The advisory-lock namespace of the instances' session locks ("inno"): the first of the
+/// two `int4` keys, the second is `hashtext(owner)`. Two-key locks never collide with the
+/// one-`bigint` locks of `update_setting` (PostgreSQL manual, §9.28.10: the two key spaces
+/// do not overlap).
+pub const SESSION_LOCKS: i32 = 0x696e_6e6f;
+
+/// The other owners of unexpired leases whose session lock is free (their session ended),
+/// provided this instance's own lock is held (its own session is alive).
+const DEPARTED: &str = "SELECT o.owner FROM       (SELECT DISTINCT owner FROM leases WHERE owner <> $1 AND expires_at > now()) o     WHERE NOT pg_try_advisory_xact_lock_shared($2, hashtext($1))       AND pg_try_advisory_xact_lock_shared($2, hashtext(o.owner))";
+
+/// Ends the unexpired leases of the named owners whose session lock is still free.
+const EXPIRE_DEPARTED: &str = "UPDATE leases SET expires_at = now() - interval '1 millisecond'     WHERE owner = ANY($1) AND owner <> $2 AND expires_at > now()       AND pg_try_advisory_xact_lock_shared($3, hashtext(owner))";
+
 /// This instance's side of the leases.
 pub struct OwnLeases {
     /// Who this instance is in the `owner` column (host, process, random: unique per run).
@@ -37,6 +61,9 @@ pub struct OwnLeases {
     pub lease: Duration,
     /// The phones this instance holds, with their fencing tokens.
     held: Mutex<HashMap<Mac, Token>>,
+    /// Since when the LISTEN connection holds this instance's session lock (`None`: not
+    /// now); set by the listener, read before judging other instances departed.
+    pub(super) session_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl OwnLeases {
@@ -53,7 +80,16 @@ impl OwnLeases {
             owner: format!("{host}/{}/{}", std::process::id(), hex::encode(random)),
             lease,
             held: Mutex::new(HashMap::new()),
+            session_since: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Whether this instance's own session lock has been held long enough to judge others:
+    /// a third of a lease, so that after a database restart every live instance has taken
+    /// its lock again before any is found departed.
+    fn may_judge(&self) -> bool {
+        let since = *self.session_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.is_some_and(|since| since.elapsed() >= self.lease / 3)
     }
 
     pub(super) fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, Token>> {
@@ -242,6 +278,41 @@ impl PostgresStore {
         Ok(tokens(&rows)?.into_iter().map(|(mac, _)| mac).collect())
     }
 
+    /// The other owners whose session ended while their leases run, when this instance may
+    /// judge.
+    fn departed(&self) -> Result<Vec<String>, StoreError> {
+        let leases = self.leases()?;
+        if !leases.may_judge() {
+            return Ok(Vec::new());
+        }
+        let rows = self.retrying("look for departed instances", |client| {
+            run(client.query(DEPARTED, &[&leases.owner, &SESSION_LOCKS]))
+        })?;
+        let mut owners: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        owners.sort();
+        Ok(owners)
+    }
+
+    /// Ends the leases of `owners` whose session is still gone, and tells every instance
+    /// that phones are free.
+    fn expire_departed(&self, owners: &[String]) -> Result<usize, StoreError> {
+        let leases = self.leases()?;
+        let ended = self.retrying("end departed instances' leases", |client| {
+            run(async {
+                let ended = client
+                    .execute(EXPIRE_DEPARTED, &[&owners, &leases.owner, &SESSION_LOCKS])
+                    .await?;
+                if ended > 0 {
+                    client
+                        .execute("SELECT pg_notify($1, 'released')", &[&CHANNEL])
+                        .await?;
+                }
+                Ok(ended)
+            })
+        })?;
+        Ok(usize::try_from(ended).unwrap_or(usize::MAX))
+    }
+
     /// Asks `mac`'s owner (through NOTIFY) to hand its lease to this instance.
     fn want(&self, mac: &Mac) -> Result<(), StoreError> {
         let payload = format!("wanted {mac} {}", self.leases()?.owner);
@@ -333,6 +404,14 @@ impl Leases for PostgresLeases {
 
     fn held_elsewhere(&self) -> Result<HashSet<Mac>, StoreError> {
         self.store.held_elsewhere()
+    }
+
+    fn departed(&self) -> Result<Vec<String>, StoreError> {
+        self.store.departed()
+    }
+
+    fn expire_departed(&self, owners: &[String]) -> Result<usize, StoreError> {
+        self.store.expire_departed(owners)
     }
 
     fn put_phone_fenced(&self, record: &PhoneRecord, fence: Token) -> Result<(), StoreError> {

@@ -6,16 +6,16 @@
 //! [`StoreEvent::Listening`] after every reconnect. A `changed` bumps the write epoch, so this instance's download path re-reads
 //! what another instance wrote; lease messages go to [`StoreEvent`] subscribers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use innoprov::Mac;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::leases::CHANNEL;
+use super::leases::{CHANNEL, SESSION_LOCKS};
 
 /// A message from the database for this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +40,42 @@ pub enum StoreEvent {
     },
 }
 
-/// Runs the LISTEN connection on `runtime` for the store's life, reconnecting after a loss.
+/// This instance's session lock, held on the LISTEN connection so that it lives exactly as
+/// long as that session (leases.rs says why).
+pub struct SessionLock {
+    /// This instance's owner name: the lock's key is `(SESSION_LOCKS, hashtext(owner))`.
+    pub owner: String,
+    /// Since when the lock is held; `None` while the connection is down or the lock not
+    /// yet taken again.
+    pub since: Arc<Mutex<Option<Instant>>>,
+}
+
+impl SessionLock {
+    fn set(&self, since: Option<Instant>) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = since;
+    }
+}
+
+/// How often the session lock is tried again while another session still holds it (this
+/// instance's previous one, until the server notices it is gone).
+const LOCK_RETRY: Duration = Duration::from_millis(250);
+
+/// Runs the LISTEN connection on `runtime` for the store's life, reconnecting after a loss;
+/// with `lock`, it also holds this instance's session lock.
 pub fn spawn(
     runtime: &tokio::runtime::Handle,
     config: tokio_postgres::Config,
     epoch: Arc<AtomicU64>,
     events: broadcast::Sender<StoreEvent>,
+    lock: Option<SessionLock>,
 ) {
     runtime.spawn(async move {
         loop {
-            if let Err(e) = listen(&config, &epoch, &events).await {
+            let outcome = listen(&config, &epoch, &events, lock.as_ref()).await;
+            if let Some(lock) = &lock {
+                lock.set(None);
+            }
+            if let Err(e) = outcome {
                 log::warn!(
                     "{}: LISTEN connection: {e}; again in 1 s",
                     super::describe(&config)
@@ -60,10 +86,40 @@ pub fn spawn(
     });
 }
 
+/// Takes the session lock on `client`, trying again until this session holds it.
+async fn take_session_lock(
+    client: &tokio_postgres::Client,
+    lock: &SessionLock,
+) -> Result<(), tokio_postgres::Error> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&SESSION_LOCKS, &lock.owner],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            lock.set(Some(Instant::now()));
+            return Ok(());
+        }
+        if !warned && started.elapsed() > Duration::from_secs(5) {
+            warned = true;
+            log::warn!(
+                "the session lock of {} is still held by another session (the previous one, until the server drops it); trying again",
+                lock.owner
+            );
+        }
+        tokio::time::sleep(LOCK_RETRY).await;
+    }
+}
+
 async fn listen(
     config: &tokio_postgres::Config,
     epoch: &AtomicU64,
     events: &broadcast::Sender<StoreEvent>,
+    lock: Option<&SessionLock>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -85,6 +141,9 @@ async fn listen(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if let Some(lock) = lock {
+        take_session_lock(&client, lock).await?;
+    }
     // Whatever changed while not listening is unknown: every cache re-reads.
     epoch.fetch_add(1, Ordering::AcqRel);
     let _ = events.send(StoreEvent::Listening);
