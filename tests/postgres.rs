@@ -105,6 +105,109 @@ fn the_postgres_leases_pass_the_departure_part_of_the_conformance_suite() {
     });
 }
 
+/// Checked group writes with leases on: the holder's fenced write lands, an older generation
+/// under the current token is stale, a token handed away is taken over and writes nothing.
+#[test]
+fn fenced_group_writes_tell_a_taken_over_lease_from_a_stale_generation() {
+    use innoprov::store::{CheckedWrite, WriteMode, WriteOutcome};
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("checked").expect("database");
+    let sealer = Sealer::from_key(&[7; 32]);
+    let (a_store, a) = leased(&url, 30.0, &sealer);
+    let (b_store, b) = leased(&url, 30.0, &sealer);
+    let mac: innoprov::Mac = "0015651a2e01".parse().unwrap();
+    let record = |n| conformance::sample_record("0015651a2e01", n);
+    let write = |record, token| CheckedWrite {
+        record,
+        mode: WriteMode::Provision,
+        fence: Some(token),
+    };
+    let stored = || b_store.get_phone(&mac).expect("read").map(|r| r.generation);
+
+    assert_eq!(a.claim(&mac).expect("claim"), Claim::Held);
+    let token = a.token(&mac).expect("token");
+    let (five, four, six) = (record(5), record(4), record(6));
+    assert_eq!(
+        a_store.put_phones_checked(&[write(&five, token)]).expect("write"),
+        vec![WriteOutcome::Written]
+    );
+    assert_eq!(
+        a_store.put_phones_checked(&[write(&four, token)]).expect("write"),
+        vec![WriteOutcome::Stale],
+        "an older generation under the current token"
+    );
+    assert!(a.holds(&mac), "a stale write keeps the lease");
+    assert!(a.hand_over(&mac, b.owner()).expect("hand over"));
+    assert_eq!(
+        a_store.put_phones_checked(&[write(&six, token)]).expect("write"),
+        vec![WriteOutcome::TakenOver]
+    );
+    assert_eq!(stored(), Some(5), "nothing written with the old token");
+    b.renew().expect("renew");
+    let b_token = b.token(&mac).expect("b holds it now");
+    assert_eq!(
+        b_store
+            .put_phones_checked(&[write(&six, b_token)])
+            .expect("write"),
+        vec![WriteOutcome::Written]
+    );
+    assert_eq!(stored(), Some(6));
+}
+
+/// A database of schema version 3 (no generation column) migrates with each record's
+/// generation read from its JSON, and an unreadable record kept with none: an update of the
+/// stored generation lands, an older ProvisioningPhone is stale, and a new one may replace the
+/// unreadable record.
+#[test]
+fn the_generation_column_is_filled_from_the_records_an_older_version_stored() {
+    use innoprov::store::{CheckedWrite, WriteMode, WriteOutcome};
+    let pg = TestPostgres::start().expect("postgres");
+    let url = pg.create_database("v3").expect("database");
+    let sealer = Sealer::from_key(&[7; 32]);
+    let record = |mac, n| conformance::sample_record(mac, n);
+    {
+        let store = PostgresStore::open(&settings(&url), &sealer).expect("open");
+        store.put_phone(&record("0015651a2f01", 7)).expect("put");
+        store.put_phone(&record("0015651a2f02", 7)).expect("put");
+    }
+    // As version 3 left it: no column, no history of version 4, one record damaged.
+    pg.psql(
+        "v3",
+        "ALTER TABLE phones DROP COLUMN generation; \
+         DELETE FROM refinery_schema_history WHERE version = 4; \
+         UPDATE phones SET record = '\\xff00'::bytea WHERE mac = '\\x0015651a2f02'::bytea;",
+    )
+    .expect("shape version 3");
+    let store = PostgresStore::open(&settings(&url), &sealer).expect("migrate");
+    let write = |record, mode| CheckedWrite {
+        record,
+        mode,
+        fence: None,
+    };
+    let (update, older) = (record("0015651a2f01", 7), record("0015651a2f01", 6));
+    let (healed, damaged) = (record("0015651a2f02", 8), "0015651a2f02".parse().unwrap());
+    assert_eq!(
+        store
+            .put_phones_checked(&[
+                write(&older, WriteMode::Provision),
+                write(&healed, WriteMode::Update)
+            ])
+            .expect("group"),
+        vec![WriteOutcome::Stale, WriteOutcome::Stale],
+        "generation 7 came from the JSON; the damaged record has none to update"
+    );
+    assert_eq!(
+        store
+            .put_phones_checked(&[
+                write(&update, WriteMode::Update),
+                write(&healed, WriteMode::Provision)
+            ])
+            .expect("group"),
+        vec![WriteOutcome::Written, WriteOutcome::Written]
+    );
+    assert_eq!(store.get_phone(&damaged).expect("healed"), Some(healed));
+}
+
 /// What the PostgreSQL leases add to the contract: a store with leases on writes a record
 /// (unfenced `put_phone`) only for the lease holder, other instances' writes reach this
 /// one's download path through NOTIFY, `wanted`/`handed`/`released` messages travel between

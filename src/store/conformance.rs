@@ -120,6 +120,84 @@ pub fn run(store: &dyn Store) {
     access_and_audit(store);
     settings(store);
     phones_with_access(store);
+    checked_writes(store);
+}
+
+/// Checked group writes: each write's mode meets the stored generation (a newer record is
+/// never replaced, an update needs the same generation and a stored record), the outcomes
+/// come back in order, and a fence on a store without leases refuses the whole group.
+pub fn checked_writes(store: &dyn Store) {
+    use super::{CheckedWrite, WriteMode, WriteOutcome};
+    let (x, y) = ("0015651a2d01", "0015651a2d02");
+    let write = |record, mode| CheckedWrite {
+        record,
+        mode,
+        fence: None,
+    };
+    let x5 = sample_record(x, 5);
+    let y5 = sample_record(y, 5);
+    assert_eq!(
+        store
+            .put_phones_checked(&[write(&x5, WriteMode::Provision), write(&y5, WriteMode::Update)])
+            .expect("group"),
+        vec![WriteOutcome::Written, WriteOutcome::Stale],
+        "a new phone is provisioned; an update of a phone not stored is stale"
+    );
+    assert_eq!(store.get_phone(&x5.mac).expect("get"), Some(x5.clone()));
+    assert_eq!(store.get_phone(&y5.mac).expect("get"), None, "nothing written");
+
+    let x4 = sample_record(x, 4);
+    let mut x5_updated = x5.clone();
+    x5_updated.code = "updated".into();
+    assert_eq!(
+        store
+            .put_phones_checked(&[write(&x4, WriteMode::Provision)])
+            .expect("older"),
+        vec![WriteOutcome::Stale],
+        "an older generation never replaces a newer one"
+    );
+    assert_eq!(
+        store
+            .put_phones_checked(&[
+                write(&x5_updated, WriteMode::Update),
+                write(&y5, WriteMode::Provision)
+            ])
+            .expect("group"),
+        vec![WriteOutcome::Written, WriteOutcome::Written]
+    );
+    assert_eq!(store.get_phone(&x5.mac).expect("get"), Some(x5_updated.clone()));
+    let x6 = sample_record(x, 6);
+    assert_eq!(
+        store
+            .put_phones_checked(&[write(&x6, WriteMode::Update)])
+            .expect("update"),
+        vec![WriteOutcome::Stale],
+        "an update of another generation is stale"
+    );
+    assert_eq!(
+        store
+            .put_phones_checked(&[write(&x6, WriteMode::Provision)])
+            .expect("newer"),
+        vec![WriteOutcome::Written],
+        "a newer generation replaces"
+    );
+    assert!(store.put_phones_checked(&[]).expect("nothing").is_empty());
+
+    let fenced = CheckedWrite {
+        record: &sample_record(y, 9),
+        mode: WriteMode::Provision,
+        fence: Some(1),
+    };
+    store
+        .put_phones_checked(&[write(&sample_record(x, 9), WriteMode::Provision), fenced])
+        .expect_err("a fence without leases");
+    assert_eq!(
+        store.get_phone(&x6.mac).expect("get").map(|r| r.generation),
+        Some(6),
+        "nothing of the refused group was written"
+    );
+    store.delete_phone(&x6.mac).expect("clean up");
+    store.delete_phone(&y5.mac).expect("clean up");
 }
 
 /// Service-wide settings: missing, set, replaced, removed, independent of each other.

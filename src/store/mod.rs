@@ -7,6 +7,7 @@
 //! implementation ([`MemoryLeases`] on a shared [`LeaseTable`]) and its own conformance suite
 //! ([`leases_conformance`]); the PostgreSQL store in `innoprov-actors` implements both.
 
+mod checked;
 mod leases;
 mod memory;
 mod memory_leases;
@@ -15,6 +16,7 @@ mod sled_store;
 pub mod conformance;
 pub mod leases_conformance;
 
+pub use checked::{CheckedWrite, WriteMode, WriteOutcome, one_by_one};
 pub use leases::{Claim, Leases, Renewal, Token, reconcile, taken_over};
 pub use memory::MemoryStore;
 pub use memory_leases::{LeaseTable, MemoryLeases};
@@ -125,6 +127,14 @@ pub trait Store: Send + Sync + 'static {
     fn write_epoch(&self) -> u64;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Writes each of `writes` that what is stored allows (its mode against the stored
+    /// generation, its fence against the lease), deciding inside the write; per write, what
+    /// became of it. An error: nothing of the group was written by this call. A store with
+    /// [`concurrent_writes`](Store::concurrent_writes) commits the group at once, durable
+    /// when it returns; the default writes one by one ([`one_by_one`]).
+    fn put_phones_checked(&self, writes: &[CheckedWrite<'_>]) -> Result<Vec<WriteOutcome>, StoreError> {
+        one_by_one(self, writes)
+    }
     /// How many writes may run at once, each durable when it returns (a database server with
     /// a pool of connections, whose concurrent commits share their log flushes). 0, the
     /// default: writes are applied one after another and made durable together by `flush`.

@@ -132,6 +132,32 @@ impl TestPostgres {
         Ok(self.url(name))
     }
 
+    /// Runs `sql` in database `name` with `psql` (stops at the first error), for tests that
+    /// shape a database as an older version left it.
+    pub fn psql(&self, name: &str, sql: &str) -> Result<(), String> {
+        let bin = pg_bin().ok_or("PostgreSQL is not installed")?;
+        let port = self.port.to_string();
+        run_checked(
+            &bin,
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "innoprov",
+                "-d",
+                name,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
+        )
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://innoprov@127.0.0.1:{}/{name}", self.port)

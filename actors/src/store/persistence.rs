@@ -6,9 +6,13 @@
 //! ProvisioningPhone messages therefore cost one fsync per batch, not one each.
 //!
 //! A store whose writes are durable when they return and may run side by side (PostgreSQL,
-//! [`Store::concurrent_writes`]) gets up to that many writes at once instead, one at a time
-//! per phone (a lock per MAC, held from the generation check to the write's commit), so that
-//! the server's concurrent commits share their log flushes.
+//! [`Store::concurrent_writes`]) gets the jobs' record writes in groups instead
+//! ([`Store::put_phones_checked`]: one transaction, one commit per group, each write checking
+//! the stored generation and the lease's token inside its own statement), up to that many
+//! groups at once. A group holds the lock of each of its phones (one write per phone at a
+//! time, ordered with the deletes), is formed from whatever waits when a group slot frees
+//! (so a busy server gets bigger groups), and each write is answered only after its group's
+//! commit.
 //!
 //! If it ends outside a shutdown (a panic included) it reports to [`Fatal`](crate::ops::fatal), and
 //! the service exits with status 1 to be started again: it is not restarted in place.
@@ -19,7 +23,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use innoprov::store::{Leases, Store, StoreError, Token};
+use innoprov::store::{CheckedWrite, Leases, Store, StoreError, Token, WriteOutcome, taken_over};
 use innoprov::{Mac, PhoneRecord};
 use tokio::sync::watch;
 
@@ -27,6 +31,29 @@ use crate::ops::fatal::Fatal;
 
 /// Mailbox capacity: senders use `send().await`, so a full mailbox pushes back on sessions.
 const MAILBOX: usize = 4096;
+/// Most record writes in one group (stores with concurrent writes).
+const GROUP_MAX: usize = 64;
+
+/// A record write waiting for its group.
+struct QueuedWrite {
+    /// The whole record.
+    record: PhoneRecord,
+    /// What it may replace.
+    mode: WriteMode,
+    /// The lease's token when the writing job started.
+    fence: Option<Token>,
+    /// Where its outcome goes, once its group committed.
+    reply: tokio::sync::oneshot::Sender<Result<(), PersistError>>,
+}
+
+/// A group being formed: its writes and the locks of their phones.
+#[derive(Default)]
+struct Group {
+    /// The writes, one per phone.
+    writes: Vec<QueuedWrite>,
+    /// The phones' locks, held until the group is answered.
+    locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 /// A persistence failure as the caller sees it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,6 +103,10 @@ pub struct Persistence {
     concurrent: Option<Arc<tokio::sync::Semaphore>>,
     /// Per phone with a concurrent write under way or waiting, the lock that orders them.
     phone_locks: std::collections::HashMap<Mac, Arc<tokio::sync::Mutex<()>>>,
+    /// Record writes waiting for a group (stores with concurrent writes).
+    queued: std::collections::VecDeque<QueuedWrite>,
+    /// Groups being written now (at most the store's concurrent writes).
+    groups_in_flight: usize,
     /// Several instances: the leases through which a job's fenced writes go.
     leases: Option<Arc<dyn Leases>>,
 }
@@ -96,6 +127,8 @@ impl Persistence {
             fatal,
             concurrent,
             phone_locks: Default::default(),
+            queued: Default::default(),
+            groups_in_flight: 0,
             leases: None,
         }
     }
@@ -148,10 +181,99 @@ impl Persistence {
             }
             .into_actor(act)
         });
-        Box::pin(run.map(move |result, act, _ctx| {
+        Box::pin(run.map(move |result, act, ctx| {
             act.unlock(mac);
+            // A queued record write may have waited for this phone's lock.
+            act.start_groups(ctx);
             result
         }))
+    }
+
+    /// Forms groups from the queued record writes while group slots are free, each written
+    /// on the blocking pool as one [`Store::put_phones_checked`].
+    fn start_groups(&mut self, ctx: &mut Context<Self>) {
+        let slots = self.store.concurrent_writes().max(1);
+        while self.groups_in_flight < slots && !self.queued.is_empty() {
+            let group = self.next_group();
+            if group.writes.is_empty() {
+                break;
+            }
+            self.groups_in_flight += 1;
+            let Group { writes, locks } = group;
+            let macs: Vec<Mac> = writes.iter().map(|w| w.record.mac).collect();
+            let store = Arc::clone(&self.store);
+            let write = tokio::task::spawn_blocking(move || {
+                let checked: Vec<CheckedWrite<'_>> = writes
+                    .iter()
+                    .map(|w| CheckedWrite {
+                        record: &w.record,
+                        mode: w.mode,
+                        fence: w.fence,
+                    })
+                    .collect();
+                let outcome = store.put_phones_checked(&checked);
+                (writes, outcome)
+            });
+            ctx.spawn(write.into_actor(self).map(move |done, act, ctx| {
+                drop(locks);
+                act.groups_in_flight -= 1;
+                for mac in macs {
+                    act.unlock(mac);
+                }
+                match done {
+                    Ok((writes, outcome)) => answer_group(writes, outcome),
+                    // The writes' repliers went with the task: each writer hears of a failure.
+                    Err(e) => log::error!("a group of record writes failed: {e}"),
+                }
+                act.start_groups(ctx);
+            }));
+        }
+    }
+
+    /// Takes from the queue, in order, up to [`GROUP_MAX`] writes of distinct phones whose
+    /// lock is free, with those locks. A write of a deleted generation is answered stale at
+    /// once; the others stay queued in their order.
+    fn next_group(&mut self) -> Group {
+        let mut group = Group::default();
+        let mut waiting = std::collections::VecDeque::new();
+        let mut phones = std::collections::HashSet::new();
+        while let Some(write) = self.queued.pop_front() {
+            if group.writes.len() >= GROUP_MAX {
+                waiting.push_back(write);
+                break;
+            }
+            let mac = write.record.mac;
+            if self
+                .deleted_upto
+                .get(&mac)
+                .is_some_and(|upto| write.record.generation <= *upto)
+            {
+                let _ = write.reply.send(Err(stale(mac)));
+                continue;
+            }
+            if write.fence.is_some() && self.leases.is_none() {
+                let _ = write.reply.send(Err(PersistError::Store(format!(
+                    "phone {mac}: a fenced write, but this instance has no leases"
+                ))));
+                continue;
+            }
+            let lock = if phones.contains(&mac) {
+                None
+            } else {
+                self.phone_lock(mac).try_lock_owned().ok()
+            };
+            match lock {
+                Some(lock) => {
+                    phones.insert(mac);
+                    group.locks.push(lock);
+                    group.writes.push(write);
+                }
+                None => waiting.push_back(write),
+            }
+        }
+        waiting.extend(self.queued.drain(..));
+        self.queued = waiting;
+        group
     }
 
     /// Records a write and returns a future that resolves once it is durable.
@@ -218,15 +340,7 @@ impl Actor for Persistence {
     }
 }
 
-/// How a [`PutPhone`] may meet what is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// A new ProvisioningPhone: replaces what is stored unless that is of a newer generation.
-    Provision,
-    /// A job's update: only onto the stored record of the same generation, so a late write of
-    /// a replaced or deleted phone's job changes nothing.
-    Update,
-}
+pub use innoprov::store::WriteMode;
 
 /// Flushes the store on the blocking pool, recording how long it took
 /// (`innoprov_store_flush_seconds`).
@@ -254,16 +368,6 @@ pub struct PutPhone {
     pub fence: Option<Token>,
 }
 
-/// Whether a write in `mode` of generation `generation` may meet `stored`.
-fn write_allowed(mode: WriteMode, stored: Option<u64>, generation: u64) -> bool {
-    match (mode, stored) {
-        (WriteMode::Provision, Some(stored)) => stored <= generation,
-        (WriteMode::Provision, None) => true,
-        (WriteMode::Update, Some(stored)) => stored == generation,
-        (WriteMode::Update, None) => false,
-    }
-}
-
 /// Writes `record`: fenced through the leases when the job held a token, else plainly. A
 /// fenced write without leases is refused rather than written unfenced.
 fn put(
@@ -282,6 +386,36 @@ fn put(
     }
 }
 
+/// Answers each write of a group with what became of it.
+fn answer_group(writes: Vec<QueuedWrite>, outcome: Result<Vec<WriteOutcome>, StoreError>) {
+    let outcomes = match outcome {
+        Ok(outcomes) if outcomes.len() == writes.len() => outcomes,
+        Ok(outcomes) => {
+            let e = format!("the store answered {} of {} writes", outcomes.len(), writes.len());
+            for write in writes {
+                let _ = write.reply.send(Err(PersistError::Store(e.clone())));
+            }
+            return;
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for write in writes {
+                let _ = write.reply.send(Err(PersistError::Store(e.clone())));
+            }
+            return;
+        }
+    };
+    for (write, outcome) in writes.into_iter().zip(outcomes) {
+        let mac = write.record.mac;
+        let answer = match outcome {
+            WriteOutcome::Written => Ok(()),
+            WriteOutcome::Stale => Err(stale(mac)),
+            WriteOutcome::TakenOver => Err(PersistError::Store(taken_over(&mac).to_string())),
+        };
+        let _ = write.reply.send(answer);
+    }
+}
+
 fn stale(mac: Mac) -> PersistError {
     PersistError::Stale(format!("phone {mac} was re-provisioned or deleted meanwhile"))
 }
@@ -290,21 +424,23 @@ impl Handler<PutPhone> for Persistence {
     type Result = ResponseActFuture<Self, Result<(), PersistError>>;
 
     fn handle(&mut self, msg: PutPhone, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(permits) = self.concurrent.clone() {
-            let (record, mode, fence) = (msg.record, msg.mode, msg.fence);
-            let leases = self.leases.clone();
-            let (mac, generation) = (record.mac, record.generation);
-            let not_deleted = move |act: &mut Self| match act.deleted_upto.get(&mac) {
-                Some(upto) if generation <= *upto => Err(stale(mac)),
-                _ => Ok(()),
-            };
-            return self.concurrently(mac, permits, not_deleted, move |store| {
-                let stored = store.get_phone(&mac)?.map(|s| s.generation);
-                if !write_allowed(mode, stored, generation) {
-                    return Err(stale(mac));
-                }
-                Ok(put(store, leases.as_deref(), &record, fence)?)
+        if self.concurrent.is_some() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.queued.push_back(QueuedWrite {
+                record: msg.record,
+                mode: msg.mode,
+                fence: msg.fence,
+                reply,
             });
+            self.start_groups(ctx);
+            return Box::pin(
+                async move {
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err(PersistError::Store("persistence stopped".into())))
+                }
+                .into_actor(self),
+            );
         }
         let record = msg.record;
         let stored = match self.store.get_phone(&record.mac) {
@@ -315,7 +451,7 @@ impl Handler<PutPhone> for Persistence {
             .deleted_upto
             .get(&record.mac)
             .is_some_and(|upto| record.generation <= *upto);
-        let allowed = !deleted && write_allowed(msg.mode, stored.map(|s| s.generation), record.generation);
+        let allowed = !deleted && msg.mode.allows(stored.map(|s| s.generation), record.generation);
         if !allowed {
             let mac = record.mac;
             return Box::pin(actix::fut::ready(Err(stale(mac))));

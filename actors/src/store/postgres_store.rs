@@ -26,11 +26,13 @@ use std::time::{Duration, Instant};
 use innoprov::provisioning::{AuditEntry, PhoneAccess};
 use innoprov::seal::{SealPurpose, Sealed, Sealer, Secret};
 use innoprov::store::{
-    Freshness, Store, StoreError, appended, decode_json, decode_record, encode, encode_json, latest,
+    CheckedWrite, Freshness, Store, StoreError, WriteOutcome, appended, decode_json, decode_record, encode,
+    encode_json, latest,
 };
 use innoprov::{Mac, PhoneRecord};
 use tokio_postgres::{Client, NoTls};
 
+mod checked;
 pub mod leases;
 pub mod listener;
 
@@ -432,16 +434,22 @@ impl Drop for PostgresStore {
 }
 
 /// Writes a record and notifies the other instances, in one statement.
-const WRITE_RECORD: &str = "WITH written AS (INSERT INTO phones (mac, record) VALUES ($1, $2) \
-      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1) \
+const WRITE_RECORD: &str = "WITH written AS (INSERT INTO phones (mac, record, generation) VALUES ($1, $2, $5) \
+      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record, generation = EXCLUDED.generation RETURNING 1) \
     SELECT pg_notify($3, $4) FROM written";
-/// The same only while `$5` owns the phone's lease with token `$6` (the lease row locked until
+/// The same only while `$6` owns the phone's lease with token `$7` (the lease row locked until
 /// the statement commits); no row back: nothing written.
 const WRITE_FENCED_RECORD: &str = "WITH fence AS (SELECT 1 FROM leases \
-      WHERE mac = $1 AND owner = $5 AND token = $6 FOR SHARE), \
-    written AS (INSERT INTO phones (mac, record) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM fence) \
-      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record RETURNING 1) \
+      WHERE mac = $1 AND owner = $6 AND token = $7 FOR SHARE), \
+    written AS (INSERT INTO phones (mac, record, generation) SELECT $1, $2, $5 WHERE EXISTS (SELECT 1 FROM fence) \
+      ON CONFLICT (mac) DO UPDATE SET record = EXCLUDED.record, generation = EXCLUDED.generation RETURNING 1) \
     SELECT pg_notify($3, $4) FROM written";
+
+/// A record's generation as its column holds it.
+fn generation_of(record: &PhoneRecord) -> Result<i64, StoreError> {
+    i64::try_from(record.generation)
+        .map_err(|_| backend(&format!("write {}", record.mac), "a generation beyond 2^63"))
+}
 
 fn key(mac: &Mac) -> Vec<u8> {
     mac.bytes().to_vec()
@@ -470,6 +478,7 @@ impl PostgresStore {
         let bytes = encode(record)?;
         let mac = key(&record.mac);
         let notice = changed(&record.mac);
+        let generation = generation_of(record)?;
         let fence = match (&self.leases, token) {
             (Some(leases), Some(token)) => Some((leases.owner.as_str(), token)),
             _ => None,
@@ -482,12 +491,16 @@ impl PostgresStore {
                 match fence {
                     None => {
                         let statement = conn.prepared(WRITE_RECORD).await?;
-                        conn.query(&statement, &[&mac, &bytes, &CHANNEL, &notice]).await
+                        conn.query(&statement, &[&mac, &bytes, &CHANNEL, &notice, &generation])
+                            .await
                     }
                     Some((owner, token)) => {
                         let statement = conn.prepared(WRITE_FENCED_RECORD).await?;
-                        conn.query(&statement, &[&mac, &bytes, &CHANNEL, &notice, &owner, &token])
-                            .await
+                        conn.query(
+                            &statement,
+                            &[&mac, &bytes, &CHANNEL, &notice, &generation, &owner, &token],
+                        )
+                        .await
                     }
                 }
             })
@@ -795,6 +808,10 @@ impl Store for PostgresStore {
     fn flush(&self) -> Result<(), StoreError> {
         // Every write above returned only once committed.
         Ok(())
+    }
+
+    fn put_phones_checked(&self, writes: &[CheckedWrite<'_>]) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.write_checked(writes)
     }
 
     fn concurrent_writes(&self) -> usize {

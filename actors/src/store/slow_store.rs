@@ -107,6 +107,12 @@ impl Store for SlowStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.wait().flush()
     }
+    fn put_phones_checked(
+        &self,
+        writes: &[innoprov::store::CheckedWrite<'_>],
+    ) -> Result<Vec<innoprov::store::WriteOutcome>, StoreError> {
+        self.wait().put_phones_checked(writes)
+    }
     fn concurrent_writes(&self) -> usize {
         self.inner.concurrent_writes()
     }
