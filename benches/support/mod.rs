@@ -86,6 +86,11 @@ impl ServiceProcess {
         let _ = self.child.wait();
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The AppWebsocket URL.
     pub fn ws_url(&self) -> String {
         format!("ws://{}{APP_PATH}", self.addr)

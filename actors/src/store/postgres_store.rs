@@ -5,7 +5,10 @@
 //! - Schema: versioned migrations (`actors/migrations`, refinery) run at open.
 //! - Values are the sled store's bytes (JSON), so a record compares equal in either store.
 //! - Durability: every write is its own committed statement or transaction, durable when it
-//!   returns (PostgreSQL's default `synchronous_commit`); `flush` has nothing left to do.
+//!   returns (PostgreSQL's default `synchronous_commit`); `flush` has nothing left to do. The
+//!   phone jobs' record writes come in groups ([`checked`]: one transaction of pipelined
+//!   statements, each checking the stored generation and the lease's token itself, one
+//!   commit).
 //! - Connections: `pool_size` clients. Their connections run on the store's own runtime
 //!   thread; a call blocks the calling thread for its round trip, driving the query future
 //!   itself, as the sled store blocks on its disk.
