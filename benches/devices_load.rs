@@ -4,7 +4,9 @@
 //! time until every phone is configured again, and the most connects seen in any second.
 //!
 //! `cargo bench --bench devices_load` (1,000 phones),
-//! `INNOPROV_BENCH=full cargo bench --bench devices_load` (10,000 phones).
+//! `INNOPROV_BENCH=full cargo bench --bench devices_load` (10,000 phones),
+//! `INNOPROV_BENCH=scale cargo bench --bench devices_load` (as many links as one process' open
+//! files allow, the simulator in several processes: [`scale`]).
 //! The service is the release binary in its own process; everything runs on 127.0.0.1, and
 //! every phase is bounded in time.
 
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesSim};
 use innoprov_actors::sim::users::{SimPhone, UsersSim};
 
+#[path = "devices_load/scale.rs"]
+mod scale;
 mod support;
 
 use support::{PASSWORD, ServiceProcess};
@@ -30,6 +34,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if let Some(group) = scale::member_group() {
+        return scale::run_member(group).await;
+    }
+    if std::env::var("INNOPROV_BENCH").as_deref() == Ok("scale") {
+        return scale::run().await;
+    }
     let full = std::env::var("INNOPROV_BENCH").as_deref() == Ok("full");
     let phones: u32 = if full { 10_000 } else { 1_000 };
     let (connections, window) = (16u32, 64u32);

@@ -8,6 +8,7 @@
 //! also when it ends by a panic: a guard sends the message while unwinding.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -74,6 +75,39 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(sysclient::MAX_FRAME_BYTES))
 }
 
+/// When the last warning about a node-wide limit was logged (Unix seconds).
+static LAST_NODE_LIMIT_WARNING: AtomicU64 = AtomicU64::new(0);
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A connect that failed for want of a node-wide resource fails alike for every phone, and
+/// each phone's line says so only at info: at most once a minute (`last` holds when), the
+/// warning that names the limit to raise.
+fn node_limit_warning(e: &std::io::Error, last: &AtomicU64, now: u64) -> Option<String> {
+    // Linux errno values: ENFILE, EMFILE, EADDRNOTAVAIL.
+    let limit = match e.raw_os_error() {
+        Some(23 | 24) => "open files (the service's nofile limit, LimitNOFILE in its unit)",
+        Some(99) => {
+            "local ports towards Devices (net.ipv4.ip_local_port_range bounds the links to one Devices address)"
+        }
+        _ => return None,
+    };
+    let before = last.load(Ordering::Relaxed);
+    if before != 0 && now < before + 60 {
+        return None;
+    }
+    last.compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+        .ok()?;
+    Some(format!(
+        "Devices links: out of {limit} ({e}); phones without a link keep retrying"
+    ))
+}
+
 /// Opens a websocket to `url` once the gate admits it; the error says why not.
 pub async fn connect(url: String, shared: &LinkShared) -> Result<DevicesStream, String> {
     shared.gate.admit().await;
@@ -112,7 +146,12 @@ async fn open(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<DevicesStream
     };
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("TCP: {e}"))?;
+        .map_err(|e| {
+            if let Some(warning) = node_limit_warning(&e, &LAST_NODE_LIMIT_WARNING, unix_secs()) {
+                log::warn!("{warning}");
+            }
+            format!("TCP: {e}")
+        })?;
     // Frames are small and each is a whole message: no reason to wait for more.
     let _ = tcp.set_nodelay(true);
     let mut stream = if secure {
@@ -374,6 +413,29 @@ async fn run<A: SocketOwner>(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn running_out_of_files_or_ports_is_warned_once_a_minute_and_other_errors_not_at_all() {
+        let last = AtomicU64::new(0);
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let warning = node_limit_warning(&emfile, &last, 1_000).expect("warned");
+        assert!(warning.contains("open files"), "{warning}");
+        assert_eq!(
+            node_limit_warning(&emfile, &last, 1_059),
+            None,
+            "not again within a minute"
+        );
+        let ports = std::io::Error::from_raw_os_error(99);
+        assert_eq!(
+            node_limit_warning(&ports, &last, 1_030),
+            None,
+            "one warning a minute in all"
+        );
+        let warning = node_limit_warning(&ports, &last, 1_060).expect("a minute later");
+        assert!(warning.contains("ip_local_port_range"), "{warning}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(node_limit_warning(&refused, &AtomicU64::new(0), 5_000), None);
+    }
 
     /// RFC 6455 §1.3's example: this key must be answered with this accept value.
     const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";

@@ -91,9 +91,31 @@ struct State {
     slow_close: Duration,
     /// Open identified links per phone (a count, so identifying stays O(1) with 10,000 links).
     open_links: HashMap<String, usize>,
+    /// In a group of simulators, the seed each phone's password is derived from, so that a
+    /// phone provisioned by one member is known to all of them.
+    group_seed: Option<String>,
 }
 
 impl State {
+    /// The sysclient password a newly provisioned phone gets: random, or in a group derived
+    /// from the group's seed.
+    fn new_password(&self, mac: &str) -> String {
+        match &self.group_seed {
+            Some(seed) => wire::sha256_hex(&format!("{seed}:{mac}"))[..32].to_string(),
+            None => random_password(),
+        }
+    }
+
+    /// Whether `mac` is a phone this simulator (or its group) gave a password; in a group,
+    /// every phone is taken as one a member provisioned, and gets its derived password.
+    fn knows(&mut self, mac: &str) -> bool {
+        if self.group_seed.is_some() && !self.passwords.contains_key(mac) {
+            let password = self.new_password(mac);
+            self.passwords.insert(mac.to_string(), password);
+        }
+        self.passwords.contains_key(mac)
+    }
+
     /// One of `mac`'s links closed or identified as another phone.
     fn forget_link_of(&mut self, mac: &str) {
         if let Some(open) = self.open_links.get_mut(mac) {
@@ -114,6 +136,20 @@ pub struct DevicesSim {
     state: Arc<Mutex<State>>,
     /// Whether it serves `wss://`.
     tls: bool,
+}
+
+/// What the members of a group of simulators share: one listening port (SO_REUSEPORT, the
+/// kernel spreads connections across the members, which may be separate processes) and
+/// what a phone's reconnect to any member needs. Codes are not shared: a code is single-use
+/// per member only.
+#[derive(Debug, Clone)]
+pub struct DevicesGroup {
+    /// The loopback port every member listens on; 0 for the first, which then picks it.
+    pub port: u16,
+    /// Codes issued by every member: `issue_code`'s first `codes`, in order.
+    pub codes: u32,
+    /// The seed phones' passwords are derived from.
+    pub seed: String,
 }
 
 /// The path the simulator serves sysclients on.
@@ -160,14 +196,40 @@ impl DevicesSim {
         DevicesSim::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
+    /// Starts a member of `group` on 127.0.0.1:`group.port`, sharing the port with the
+    /// other members (for loads above one process' open-file limit).
+    pub async fn start_in_group(group: &DevicesGroup) -> DevicesSim {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseport(true).expect("SO_REUSEPORT");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], group.port)))
+            .expect("bind Devices simulator in its group");
+        let listener = socket.listen(4096).expect("listen");
+        let sim = DevicesSim::serve_on(listener, None, Some(group.seed.clone()));
+        for _ in 0..group.codes {
+            sim.issue_code();
+        }
+        sim
+    }
+
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> DevicesSim {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind Devices simulator");
+        DevicesSim::serve_on(listener, tls, None)
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        group_seed: Option<String>,
+    ) -> DevicesSim {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State {
             configs: example_configs(),
             turn_password: "turn-pw-Ü".into(),
+            group_seed,
             ..State::default()
         }));
         let sim = DevicesSim {
@@ -222,10 +284,20 @@ impl DevicesSim {
         format!("{scheme}://{host}{SYSCLIENT_PATH}")
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The `n`th code any simulator issues (0 first): what a group's members all accept.
+    pub fn nth_code(n: u64) -> String {
+        format!("{:012}", 500_000_000_000u64 + n)
+    }
+
     /// A fresh single-use provisioning code.
     pub fn issue_code(&self) -> String {
         let mut state = self.lock();
-        let code = format!("{:012}", 500_000_000_000u64 + state.codes.len() as u64);
+        let code = DevicesSim::nth_code(state.codes.len() as u64);
         state.codes.insert(code.clone(), false);
         code
     }
@@ -562,7 +634,7 @@ impl DevicesSim {
             match state.codes.get(&code) {
                 Some(false) => {
                     state.codes.insert(code, true);
-                    let password = random_password();
+                    let password = state.new_password(&mac);
                     state.passwords.insert(mac.clone(), password.clone());
                     state.events.push(DevicesEvent::Provisioned { mac: mac.clone() });
                     let mut out = vec![Command::Frame(admin_frame(
@@ -579,7 +651,7 @@ impl DevicesSim {
                     vec![Command::Close]
                 }
             }
-        } else if state.passwords.contains_key(&mac) {
+        } else if state.knows(&mac) {
             let mut digits = [0u8; 4];
             let _ = getrandom::fill(&mut digits);
             let ch = u32::from_be_bytes(digits).to_string();
