@@ -4,6 +4,9 @@
 //! own) on a loopback port, and drives it with the simulators in `innoprov_actors::sim`.
 //!
 //! `cargo bench --bench appws_load` (quick), `INNOPROV_BENCH=full cargo bench --bench appws_load`.
+//! `INNOPROV_BENCH_PHASE=logins` (connect + login + close only, `INNOPROV_BENCH_LOGINS` of
+//! them) or `=phones` runs only that part, to profile one of them: `perf record -a -g` beside
+//! it, then `perf report --comm innoprov`.
 //! Every loop is bounded in count and time, and only 127.0.0.1 is contacted.
 
 use std::sync::Arc;
@@ -36,7 +39,8 @@ fn sizes() -> Sizes {
             connect_logins: 20_000,
             relogins: 100_000,
             login_concurrency: 64,
-            phones: 50_000,
+            // The most one process' open files allow here (each pass keeps its phones linked).
+            phones: 18_000,
             phone_connections: 32,
             phone_window: 32,
             idle_sessions: 5_000,
@@ -58,6 +62,7 @@ fn sizes() -> Sizes {
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let sizes = sizes();
+    let phase = std::env::var("INNOPROV_BENCH_PHASE").unwrap_or_default();
     // ProvisioningPhone is answered ok once the phone's Devices configuration is stored too, so
     // a Devices simulator takes part; its connect gate is opened wide to measure innoprov.
     let sim = DevicesSim::start().await;
@@ -65,9 +70,14 @@ async fn main() {
     // linked to Devices, and three passes' sockets would pass the file limit).
     let mut phone_rates = Vec::new();
     for _ in 0..PHONE_PASSES {
-        phone_rates.push(provisioning_pass(&sizes).await);
+        if phase != "logins" {
+            phone_rates.push(provisioning_pass(&sizes).await);
+        }
     }
     phone_rates.sort_by(f64::total_cmp);
+    if phase == "phones" {
+        return print_phones(&sizes, &phone_rates);
+    }
     let service = ServiceProcess::start(
         &format!(
             "[devices]\nsysclient_url = \"{}\"\nconnects_per_second = 20000\n",
@@ -80,7 +90,10 @@ async fn main() {
 
     // 1. Connect + challenge + login + close, many at once.
     let (u, us) = (url.clone(), users.clone());
-    let total = sizes.connect_logins;
+    let total = std::env::var("INNOPROV_BENCH_LOGINS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(sizes.connect_logins);
     let connect_rate = rate(total, sizes.login_concurrency, move |c| {
         let (url, users) = (u.clone(), us.clone());
         async move {
@@ -91,6 +104,13 @@ async fn main() {
         }
     })
     .await;
+    if phase == "logins" {
+        println!(
+            "  connect+login+close     {connect_rate:>9.0} logins/s   ({total} logins, {} concurrent)",
+            sizes.login_concurrency
+        );
+        return;
+    }
 
     // 2. Logins on open connections: AppChallenge + AppLogin again and again.
     let (u, us) = (url.clone(), users.clone());
@@ -135,18 +155,27 @@ async fn main() {
         "  login on open sockets   {:>9.0} logins/s   ({} logins, {} connections)",
         relogin_rate, sizes.relogins, sizes.login_concurrency
     );
-    println!(
-        "  ProvisioningPhone ok    {:>9.0} phones/s   (median of {PHONE_PASSES} passes, {:.0}-{:.0}; {} phones each, {} connections x {} in flight, ok after record + Devices configuration flushed)",
-        phone_rates[phone_rates.len() / 2],
-        phone_rates[0],
-        phone_rates[phone_rates.len() - 1],
-        sizes.phones,
-        sizes.phone_connections,
-        sizes.phone_window
-    );
+    print_phones(&sizes, &phone_rates);
     println!(
         "  RSS per idle session    {:>9.1} KiB        ({} sessions: {} KiB -> {} KiB)",
         per_session, sizes.idle_sessions, before, after
+    );
+}
+
+/// The ProvisioningPhone passes' line: the median pass as phones/s and as the time the pass's
+/// phones took end to end.
+fn print_phones(sizes: &Sizes, rates: &[f64]) {
+    let Some(median) = rates.get(rates.len() / 2) else {
+        return;
+    };
+    println!(
+        "  ProvisioningPhone ok    {median:>9.0} phones/s   ({} phones end to end in {:.2} s, median of {PHONE_PASSES} passes, {:.0}-{:.0}/s; {} connections x {} in flight, gate opened, ok after record + Devices configuration flushed)",
+        sizes.phones,
+        f64::from(sizes.phones) / median,
+        rates[0],
+        rates[rates.len() - 1],
+        sizes.phone_connections,
+        sizes.phone_window
     );
 }
 

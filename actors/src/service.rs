@@ -963,7 +963,7 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         views: Default::default(),
         trusted_proxies: parts.trusted_proxies,
         enrol_from: prov.enrol_from.clone(),
-        vendor_names,
+        counters: crate::ops::metrics::DownloadCounters::new(vendor_names),
         users: parts.users,
         phonebooks: Default::default(),
     }

@@ -360,8 +360,8 @@ impl Vendors {
 impl VendorDescriptor {
     /// Whether `mac` carries one of this vendor's OUIs.
     pub fn owns_oui(&self, mac: &Mac) -> bool {
-        let text = mac.to_string();
-        self.ouis.iter().any(|oui| text.starts_with(oui.as_str()))
+        let hex = mac.hex();
+        self.ouis.iter().any(|oui| hex.starts_with(oui.as_bytes()))
     }
 
     /// Whether `user_agent` names this vendor.

@@ -148,8 +148,8 @@ pub struct AppSession {
     writer: mpsc::Sender<Outgoing>,
     /// Connection number, for logs and the directory.
     id: u64,
-    /// The peer's address, for logs.
-    peer: String,
+    /// The peer's address, for logs (formatted only when a line is written).
+    peer: PeerAddr,
     /// Login state: the decisions of appwebsocket.md §3 (challenge, digest, role, checks).
     login: LoginSession,
     /// Whether this connection's PbxInfo offered the Services API (it is a PBX connection).
@@ -204,6 +204,19 @@ impl PbxApis {
     }
 }
 
+/// A peer's address as logs show it: "unknown" when the socket had none.
+#[derive(Debug, Clone, Copy)]
+struct PeerAddr(Option<SocketAddr>);
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
 impl AppSession {
     /// Starts the actor for an upgraded connection, reading `stream` on this thread.
     pub fn start(
@@ -216,7 +229,7 @@ impl AppSession {
     ) -> Addr<AppSession> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
-        let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        let peer = PeerAddr(peer);
         let (writer, queue) = mpsc::channel(OUTBOUND_QUEUE);
         actix_web::rt::spawn(write_frames(ws, queue));
         AppSession::create(move |ctx| {

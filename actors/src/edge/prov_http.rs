@@ -87,9 +87,8 @@ pub struct ProvState {
     pub trusted_proxies: forwarded::TrustedProxies,
     /// Networks a phone's file may be served to without credentials (empty: any).
     pub enrol_from: Vec<innoprov::config::IpNet>,
-    /// The vendors' names as fixed strings, by vendor index (metric labels without an
-    /// allocation per download).
-    pub vendor_names: Vec<&'static str>,
+    /// The download counters, by vendor and outcome and by status.
+    pub counters: crate::ops::metrics::DownloadCounters,
     /// The PBX's users (the phonebook) and the key profiles (the phones' keys).
     pub users: Arc<UserDirectory>,
     /// The phonebook rendered per format, with the directory version it was rendered at: one
@@ -430,14 +429,6 @@ fn challenge_response(state: &ProvState, now: u64, ip: IpAddr) -> HttpResponse {
     response
 }
 
-/// Counts an answer of the provisioning path by status (`innoprov_download_responses`).
-fn count_status(status: actix_web::http::StatusCode) {
-    crate::ops::metrics::metrics()
-        .download_statuses
-        .get_or_create(&[("status", crate::ops::metrics::status_kind(status.as_u16()))])
-        .inc();
-}
-
 fn etag_of(body: &[u8]) -> String {
     format!("\"{}\"", &innoprov::appws::crypto::sha256_hex(body)[..20])
 }
@@ -474,12 +465,12 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         .to_string();
     let Some(client) = state.client(&req) else {
         // Counted against nobody, served to nobody: the proxy's headers must name the client.
-        count_status(actix_web::http::StatusCode::BAD_REQUEST);
+        state.counters.count_status(400);
         return denied(actix_web::http::StatusCode::BAD_REQUEST);
     };
     // An empty name or one with '/' matches no vendor pattern: the route counts it as a miss.
     let response = serve(&req, &file, &state, client).await;
-    count_status(response.status());
+    state.counters.count_status(response.status().as_u16());
     response
 }
 
@@ -667,18 +658,18 @@ struct PhoneRequest<'a> {
 impl PhoneRequest<'_> {
     /// Records the download in the phone's audit and the metrics.
     fn audit(&self, state: &ProvState, vendor_index: usize, now: u64, status: u16, outcome: &str) {
-        crate::ops::metrics::metrics()
-            .downloads
-            .get_or_create(&[
-                ("vendor", state.vendor_names[vendor_index]),
-                ("outcome", crate::ops::metrics::outcome_kind(outcome)),
-            ])
-            .inc();
+        state.counters.count_download(vendor_index, outcome);
+        let user_agent = self.facts.user_agent;
         let entry = AuditEntry {
             seq: 0,
             at: now,
             client: self.peer.to_string(),
-            user_agent: self.facts.user_agent.chars().take(MAX_AUDIT_UA).collect(),
+            // Up to MAX_AUDIT_UA bytes the whole text fits (a char is at least one byte).
+            user_agent: if user_agent.len() <= MAX_AUDIT_UA {
+                user_agent.to_string()
+            } else {
+                user_agent.chars().take(MAX_AUDIT_UA).collect()
+            },
             file: self.facts.file.to_string(),
             vendor: state.vendors.all()[vendor_index].name.clone(),
             status,
@@ -686,7 +677,7 @@ impl PhoneRequest<'_> {
             config_version: self.view.record.config_version,
             state: None,
         };
-        state.audit.record(self.mac, entry);
+        state.audit.record(self.mac, Some(self.peer), entry);
     }
 
     /// What the request's credentials prove: the phone's exact Basic header (precomputed, the

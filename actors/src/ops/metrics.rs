@@ -138,37 +138,96 @@ pub fn provisioning(outcome: &'static str) {
         .inc();
 }
 
-/// The fixed name of a download outcome (audit outcomes may carry an address).
-pub fn outcome_kind(outcome: &str) -> &'static str {
-    const KINDS: [&str; 9] = [
-        "checked (HEAD)",
-        "served for enrolment",
-        "served",
-        "enrolled",
-        "not modified",
-        "credentials required",
-        "bad credentials",
-        "render failed",
-        "enrolment refused",
-    ];
-    KINDS
-        .into_iter()
-        .find(|k| outcome.starts_with(k))
-        .unwrap_or("other")
+/// The download outcomes' fixed names, "other" last.
+const OUTCOME_KINDS: [&str; 10] = [
+    "checked (HEAD)",
+    "served for enrolment",
+    "served",
+    "enrolled",
+    "not modified",
+    "credentials required",
+    "bad credentials",
+    "render failed",
+    "enrolment refused",
+    "other",
+];
+
+/// The index of a download outcome's fixed name (audit outcomes may carry an address).
+fn outcome_index(outcome: &str) -> usize {
+    OUTCOME_KINDS[..OUTCOME_KINDS.len() - 1]
+        .iter()
+        .position(|k| outcome.starts_with(k))
+        .unwrap_or(OUTCOME_KINDS.len() - 1)
 }
 
-/// The fixed text of an HTTP status of the provisioning path.
-pub fn status_kind(status: u16) -> &'static str {
+/// The provisioning path's statuses' fixed texts, "other" last.
+const STATUS_KINDS: [&str; 9] = ["200", "304", "400", "401", "404", "405", "429", "500", "other"];
+
+/// The index of an HTTP status's fixed text.
+fn status_index(status: u16) -> usize {
     match status {
-        200 => "200",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        404 => "404",
-        405 => "405",
-        429 => "429",
-        500 => "500",
-        _ => "other",
+        200 => 0,
+        304 => 1,
+        400 => 2,
+        401 => 3,
+        404 => 4,
+        405 => 5,
+        429 => 6,
+        500 => 7,
+        _ => 8,
+    }
+}
+
+/// The download counters by index: each is looked up in its family once, on its first use
+/// (so `/metrics` shows the same series as before), and after that a download counts
+/// without hashing its labels under the family's lock, which every worker shares.
+pub struct DownloadCounters {
+    /// The vendors' names as fixed strings, by vendor index.
+    vendors: Vec<&'static str>,
+    /// `innoprov_download_responses` by [`status_index`].
+    statuses: [OnceLock<Counter>; STATUS_KINDS.len()],
+    /// `innoprov_downloads` by vendor index and [`outcome_index`].
+    downloads: Vec<[OnceLock<Counter>; OUTCOME_KINDS.len()]>,
+}
+
+impl DownloadCounters {
+    /// Counters for the vendors named `vendors`, by vendor index.
+    pub fn new(vendors: Vec<&'static str>) -> DownloadCounters {
+        DownloadCounters {
+            downloads: vendors.iter().map(|_| Default::default()).collect(),
+            statuses: Default::default(),
+            vendors,
+        }
+    }
+
+    /// Counts an answer of the provisioning path by status.
+    pub fn count_status(&self, status: u16) {
+        let i = status_index(status);
+        self.statuses[i]
+            .get_or_init(|| {
+                metrics()
+                    .download_statuses
+                    .get_or_create(&[("status", STATUS_KINDS[i])])
+                    .clone()
+            })
+            .inc();
+    }
+
+    /// Counts a phone's download by vendor and outcome.
+    pub fn count_download(&self, vendor_index: usize, outcome: &str) {
+        let (Some(slots), Some(vendor)) = (self.downloads.get(vendor_index), self.vendors.get(vendor_index))
+        else {
+            return;
+        };
+        let i = outcome_index(outcome);
+        slots[i]
+            .get_or_init(|| {
+                metrics()
+                    .downloads
+                    .get_or_create(&[("vendor", *vendor), ("outcome", OUTCOME_KINDS[i])])
+                    .clone()
+            })
+            .inc();
     }
 }
 
@@ -183,5 +242,39 @@ impl Metrics {
         text.push_str(gauges);
         text.push_str("# EOF\n");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_and_statuses_map_to_their_fixed_labels() {
+        let kind = |o: &str| OUTCOME_KINDS[outcome_index(o)];
+        assert_eq!(
+            kind("served for enrolment"),
+            "served for enrolment",
+            "the longer name first"
+        );
+        assert_eq!(kind("served"), "served");
+        assert_eq!(
+            kind("enrolment refused: handed out to 10.0.0.7"),
+            "enrolment refused"
+        );
+        assert_eq!(kind("something new"), "other");
+        let status = |s: u16| STATUS_KINDS[status_index(s)];
+        assert_eq!((status(200), status(429), status(503)), ("200", "429", "other"));
+    }
+
+    #[test]
+    fn download_counters_count_into_the_families_series() {
+        let counters = DownloadCounters::new(vec!["counters-test-vendor"]);
+        let labels = [("vendor", "counters-test-vendor"), ("outcome", "not modified")];
+        let before = metrics().downloads.get_or_create(&labels).get();
+        counters.count_download(0, "not modified");
+        counters.count_download(0, "not modified");
+        counters.count_download(7, "served"); // no such vendor: nothing, no panic
+        assert_eq!(metrics().downloads.get_or_create(&labels).get(), before + 2);
     }
 }

@@ -95,25 +95,29 @@ impl AuditLog {
         log
     }
 
-    /// Records one download.
-    pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
+    /// Records one download from `client` (`None` for an entry that is not a download).
+    pub fn record(&self, mac: Mac, client: Option<SocketAddr>, mut entry: AuditEntry) {
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut pending = lock(&self.pending);
         if (entry.status == 200 || entry.status == 304)
-            && let Ok(client) = entry.client.parse::<SocketAddr>()
+            && let Some(client) = client
         {
-            pending.last_fetch.insert(
-                mac,
-                LastFetch {
-                    client,
-                    vendor: entry.vendor.clone(),
-                    at: entry.at,
-                },
-            );
+            match pending.last_fetch.get_mut(&mac) {
+                // The common case, a phone checking again from where it was: no new vendor text.
+                Some(last) if last.client == client && last.vendor == entry.vendor => last.at = entry.at,
+                _ => {
+                    let vendor = entry.vendor.clone();
+                    let at = entry.at;
+                    pending.last_fetch.insert(mac, LastFetch { client, vendor, at });
+                }
+            }
         }
         let entries = pending.entries.entry(mac).or_default();
         entries.push(entry);
-        if entries.len() > self.keep + ENROLMENT_ENTRIES {
+        // Trimmed at twice the bound, down to it: trimming at the bound itself would go over
+        // the whole list on every download once a phone has its enrolment entries. Any order
+        // of trims keeps the same entries (one trimmed away has `keep` newer of its kind).
+        if entries.len() > 2 * (self.keep + ENROLMENT_ENTRIES) {
             trim_audit(entries, self.keep);
         }
     }
@@ -176,6 +180,10 @@ mod tests {
     use innoprov::store::MemoryStore;
     use innoprov::store::conformance::sample_record;
 
+    fn client(n: u64) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 1000 + n as u16)))
+    }
+
     fn entry(n: u64) -> AuditEntry {
         AuditEntry {
             seq: 0,
@@ -198,12 +206,12 @@ mod tests {
         store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
         let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
         for n in 0..4 {
-            log.record(mac, entry(n));
+            log.record(mac, client(n), entry(n));
         }
         assert_eq!(log.recent(&mac, 10).unwrap().len(), 4, "visible before the write");
         log.flush().unwrap();
         for n in 4..8 {
-            log.record(mac, entry(n));
+            log.record(mac, client(n), entry(n));
         }
         let recent: Vec<u64> = log.recent(&mac, 10).unwrap().iter().map(|e| e.at).collect();
         assert_eq!(recent, [0, 1, 2, 3, 4, 5, 6, 7], "stored and pending, in order");
@@ -212,7 +220,7 @@ mod tests {
         assert_eq!(stored, [3, 4, 5, 6, 7], "bounded to 5");
         assert_eq!(log.last_fetch(&mac).unwrap().client.port(), 1007);
         // A deleted phone's pending entries are not written back.
-        log.record(mac, entry(9));
+        log.record(mac, client(9), entry(9));
         store.delete_phone(&mac).unwrap();
         log.flush().unwrap();
         assert!(store.audit(&mac, 10).unwrap().is_empty());
