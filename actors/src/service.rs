@@ -942,7 +942,23 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         .iter()
         .map(|v| &*Box::leak(v.name.clone().into_boxed_str()))
         .collect();
+    let content_types = parts
+        .vendors
+        .all()
+        .iter()
+        .map(|v| {
+            actix_web::http::header::HeaderValue::from_str(&v.content_type).unwrap_or_else(|_| {
+                log::warn!(
+                    "vendor {}: content type {:?} is not a header value; files go as text/plain",
+                    v.name,
+                    v.content_type
+                );
+                actix_web::http::header::HeaderValue::from_static("text/plain")
+            })
+        })
+        .collect();
     ProvState {
+        content_types,
         store: parts.store,
         sealer: parts.sealer,
         vendors: parts.vendors,

@@ -36,6 +36,12 @@ use innoprov::provisioning::PhoneAccess;
 use innoprov::provisioning::context::KeyView;
 use innoprov::provisioning::phonebook::PhonebookFormat;
 
+/// Headers that decide the URL a file carries (besides `Host` and `Forwarded`).
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+/// A phone's files and phonebook are never to be kept by a cache in between.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
 /// The one body of every denial (404, 401, 429), so a scanner learns nothing from it.
 pub const DENIED_BODY: &str = "not available\n";
 /// Longest User-Agent kept in the audit.
@@ -87,6 +93,8 @@ pub struct ProvState {
     pub trusted_proxies: forwarded::TrustedProxies,
     /// Networks a phone's file may be served to without credentials (empty: any).
     pub enrol_from: Vec<innoprov::config::IpNet>,
+    /// Each vendor's content type as a header value, by vendor index (built once).
+    pub content_types: Vec<HeaderValue>,
     /// The download counters, by vendor and outcome and by status.
     pub counters: crate::ops::metrics::DownloadCounters,
     /// The PBX's users (the phonebook) and the key profiles (the phones' keys).
@@ -121,8 +129,10 @@ pub struct PhoneView {
 /// A rendered file and its ETag.
 #[derive(Debug, Clone)]
 pub struct Rendered {
+    /// The file.
     body: Bytes,
-    etag: String,
+    /// Its ETag, as the header value it is sent in (built once, not on every answer).
+    etag: HeaderValue,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -346,11 +356,12 @@ impl ProvState {
         // The keys and the phonebook change with the profiles and the user table.
         self.users.version().hash(&mut hasher);
         access.key_profile.hash(&mut hasher);
+        // Names, not text: a text name would be parsed on every download.
         for name in [
-            header::HOST.as_str(),
-            "forwarded",
-            "x-forwarded-host",
-            "x-forwarded-proto",
+            &header::HOST,
+            &header::FORWARDED,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PROTO,
         ] {
             req.headers().get(name).map(|h| h.as_bytes()).hash(&mut hasher);
         }
@@ -429,8 +440,10 @@ fn challenge_response(state: &ProvState, now: u64, ip: IpAddr) -> HttpResponse {
     response
 }
 
-fn etag_of(body: &[u8]) -> String {
-    format!("\"{}\"", &innoprov::appws::crypto::sha256_hex(body)[..20])
+fn etag_of(body: &[u8]) -> HeaderValue {
+    let tag = format!("\"{}\"", &innoprov::appws::crypto::sha256_hex(body)[..20]);
+    // Quoted hex digits are always a valid header value.
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
 fn denied(status: actix_web::http::StatusCode) -> HttpResponse {
@@ -439,11 +452,15 @@ fn denied(status: actix_web::http::StatusCode) -> HttpResponse {
         .body(DENIED_BODY)
 }
 
-fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+fn not_modified(req: &HttpRequest, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
     req.headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
+        })
 }
 
 /// Registers the download route: a plain prefix (no pattern matching per request).
@@ -633,7 +650,7 @@ async fn serve_phonebook(state: &web::Data<ProvState>, phone: PhoneRequest<'_>) 
     HttpResponse::Ok()
         .content_type("application/xml; charset=utf-8")
         .insert_header((header::ETAG, rendered.etag))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CACHE_CONTROL, NO_STORE))
         .body(rendered.body)
 }
 
@@ -818,9 +835,9 @@ async fn serve_phone(
     );
     phone.audit(state, vendor_index, now, 200, &outcome);
     HttpResponse::Ok()
-        .content_type(state.vendors.all()[vendor_index].content_type.as_str())
+        .insert_header((header::CONTENT_TYPE, state.content_types[vendor_index].clone()))
         .insert_header((header::ETAG, rendered.etag))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CACHE_CONTROL, NO_STORE))
         .body(rendered.body)
 }
 
