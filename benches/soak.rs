@@ -54,10 +54,9 @@ fn sample(pid: u32) -> Sample {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
     Sample {
         rss_kib: field("VmRSS:"),
-        fds,
+        fds: support::open_files(pid),
         threads: field("Threads:"),
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesGroup, DevicesSim};
 
-use super::support::{ServiceProcess, provision_phones};
+use super::support::{ServiceProcess, open_files, provision_phones};
 
 /// The environment variable that makes this binary a simulator member.
 const MEMBER: &str = "INNOPROV_DEVICES_MEMBER";
@@ -160,12 +160,6 @@ fn cpu_secs(pid: u32) -> f64 {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields 14 and 15 of stat, counted from the state (field 3) at index 0.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 fn open_files_limit(pid: u32) -> String {

@@ -116,6 +116,11 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// How many files process `pid` has open (0 when it is gone).
+pub fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
 /// Runs `tasks` copies of `work` sharing a counter of `total` units; returns units/s.
 pub async fn rate<F, Fut>(total: u32, tasks: u32, work: F) -> f64
 where
