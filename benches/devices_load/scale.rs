@@ -129,6 +129,17 @@ fn start_members(port: u16, count: u32, codes: u32) -> (Vec<Member>, u16) {
     (members, port)
 }
 
+/// A socket bound to `port` beside the members (SO_REUSEPORT), never listening.
+fn hold_port(port: u16) -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .expect("hold the Devices port");
+    socket
+}
+
 fn total(members: &[Member]) -> MemberStatus {
     members.iter().fold(MemberStatus::default(), |sum, m| {
         let s = *m.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,6 +200,10 @@ pub async fn run() {
     let phones = setting("INNOPROV_SCALE_PHONES", 19_500);
     let count = setting("INNOPROV_SCALE_MEMBERS", 4).max(1);
     let (mut members, port) = start_members(0, count, phones);
+    // The port was picked from the ephemeral range: held bound (not listening) for the whole
+    // run, the kernel gives it to no outgoing connection, so no reconnect during the restart
+    // can connect to itself on it.
+    let _held = hold_port(port);
     let service = ServiceProcess::start(
         &format!(
             "[devices]\nsysclient_url = \"ws://127.0.0.1:{port}/example.com/devices/sysclients\"\nprovisioning_timeout_secs = 300\n"

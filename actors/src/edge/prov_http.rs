@@ -921,7 +921,7 @@ fn serve_common(
                     .finish();
             }
             HttpResponse::Ok()
-                .content_type(vendor.content_type.as_str())
+                .insert_header((header::CONTENT_TYPE, state.content_types[chosen.vendor].clone()))
                 .insert_header((header::ETAG, etag))
                 .body(text)
         }

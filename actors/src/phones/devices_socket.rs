@@ -91,7 +91,8 @@ fn unix_secs() -> u64 {
 fn node_limit_warning(e: &std::io::Error, last: &AtomicU64, now: u64) -> Option<String> {
     // Linux errno values: ENFILE, EMFILE, EADDRNOTAVAIL.
     let limit = match e.raw_os_error() {
-        Some(23 | 24) => "open files (the service's nofile limit, LimitNOFILE in its unit)",
+        Some(24) => "open files (the service's nofile limit, LimitNOFILE in its unit)",
+        Some(23) => "open files of the whole system (fs.file-max)",
         Some(99) => {
             "local ports towards Devices (net.ipv4.ip_local_port_range bounds the links to one Devices address)"
         }
@@ -433,6 +434,11 @@ mod tests {
         );
         let warning = node_limit_warning(&ports, &last, 1_060).expect("a minute later");
         assert!(warning.contains("ip_local_port_range"), "{warning}");
+        let system = node_limit_warning(&std::io::Error::from_raw_os_error(23), &AtomicU64::new(0), 1);
+        assert!(
+            system.is_some_and(|w| w.contains("fs.file-max")),
+            "ENFILE is the system's limit"
+        );
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(node_limit_warning(&refused, &AtomicU64::new(0), 5_000), None);
     }
