@@ -94,15 +94,20 @@ pub const ENROLMENT_ENTRIES: usize = 16;
 /// [`ENROLMENT_ENTRIES`] enrolment entries, in order: a client asking in a loop cannot push
 /// out who was handed the phone's secrets.
 pub fn trim_audit(entries: &mut Vec<AuditEntry>, keep: usize) {
+    trim_audit_by(entries, keep, AuditEntry::is_enrolment);
+}
+
+/// [`trim_audit`] for entries of any shape that can say whether they are part of enrolment.
+pub fn trim_audit_by<T>(entries: &mut Vec<T>, keep: usize, is_enrolment: impl Fn(&T) -> bool) {
     let (mut ordinary, mut enrolment) = (0usize, 0usize);
     let mut kept: Vec<bool> = vec![false; entries.len()];
     for (i, entry) in entries.iter().enumerate().rev() {
-        let count = if entry.is_enrolment() {
+        let count = if is_enrolment(entry) {
             &mut enrolment
         } else {
             &mut ordinary
         };
-        let limit = if entry.is_enrolment() {
+        let limit = if is_enrolment(entry) {
             ENROLMENT_ENTRIES
         } else {
             keep
@@ -116,11 +121,16 @@ pub fn trim_audit(entries: &mut Vec<AuditEntry>, keep: usize) {
     entries.retain(|_| flags.next().unwrap_or(false));
 }
 
+/// Whether a download's outcome is part of enrolment (see [`AuditEntry::is_enrolment`]).
+pub fn is_enrolment_outcome(outcome: &str) -> bool {
+    outcome.starts_with("served for enrolment") || outcome.starts_with("enrolled")
+}
+
 impl AuditEntry {
     /// Whether this entry is part of enrolment: the phone's secrets served without
     /// credentials, or its first fetch with them.
     pub fn is_enrolment(&self) -> bool {
-        self.outcome.starts_with("served for enrolment") || self.outcome.starts_with("enrolled")
+        is_enrolment_outcome(&self.outcome)
     }
 
     /// An entry saying the phone entered `state` at `at` with configuration `config_version`.

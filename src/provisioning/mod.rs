@@ -14,7 +14,9 @@ pub mod safety;
 pub mod timezone;
 pub mod vendor;
 
-pub use access::{AuditEntry, Decision, ENROLMENT_ENTRIES, PhoneAccess, trim_audit};
+pub use access::{
+    AuditEntry, Decision, ENROLMENT_ENTRIES, PhoneAccess, is_enrolment_outcome, trim_audit, trim_audit_by,
+};
 pub use context::{ContextError, PhoneContext};
 pub use render::Renderer;
 pub use vendor::{FileKind, VendorDescriptor, Vendors};

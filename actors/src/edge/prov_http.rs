@@ -23,7 +23,7 @@ use innoprov::provisioning::download::{
 };
 pub use innoprov::provisioning::download::{Refusal, TRUST_ANCHORS_FILE};
 use innoprov::provisioning::vendor::Candidate;
-use innoprov::provisioning::{AuditEntry, PhoneContext, Renderer, Vendors};
+use innoprov::provisioning::{PhoneContext, Renderer, Vendors};
 use innoprov::seal::SealPurpose;
 use innoprov::store::Freshness;
 use innoprov::{Mac, PhoneRecord, Sealer, Store};
@@ -677,24 +677,22 @@ impl PhoneRequest<'_> {
     fn audit(&self, state: &ProvState, vendor_index: usize, now: u64, status: u16, outcome: &str) {
         state.counters.count_download(vendor_index, outcome);
         let user_agent = self.facts.user_agent;
-        let entry = AuditEntry {
-            seq: 0,
-            at: now,
-            client: self.peer.to_string(),
-            // Up to MAX_AUDIT_UA bytes the whole text fits (a char is at least one byte).
-            user_agent: if user_agent.len() <= MAX_AUDIT_UA {
-                user_agent.to_string()
-            } else {
-                user_agent.chars().take(MAX_AUDIT_UA).collect()
-            },
-            file: self.facts.file.to_string(),
-            vendor: state.vendors.all()[vendor_index].name.clone(),
-            status,
-            outcome: outcome.to_string(),
-            config_version: self.view.record.config_version,
-            state: None,
+        // At most MAX_AUDIT_UA characters, cut on a character's boundary.
+        let user_agent = match user_agent.char_indices().nth(MAX_AUDIT_UA) {
+            Some((end, _)) => &user_agent[..end],
+            None => user_agent,
         };
-        state.audit.record(self.mac, Some(self.peer), entry);
+        let download = crate::store::audit_log::Download {
+            at: now,
+            client: self.peer,
+            user_agent,
+            file: self.facts.file,
+            vendor: &state.vendors.all()[vendor_index].name,
+            status,
+            outcome,
+            config_version: self.view.record.config_version,
+        };
+        state.audit.record_download(self.mac, download);
     }
 
     /// What the request's credentials prove: the phone's exact Basic header (precomputed, the

@@ -286,7 +286,6 @@ impl PhoneJob {
             if state != PhoneState::Updating {
                 self.shared.audit.record(
                     self.record.mac,
-                    None,
                     AuditEntry::state_change(now_unix(), state.as_str(), self.record.config_version),
                 );
             }

@@ -1,7 +1,9 @@
 //! The download audit, batched: every download is recorded in memory at once and written to
 //! the store with the phone's earlier entries every half second (and at shutdown), one write
 //! per phone per batch instead of one per download. What the store lacks is merged in on read,
-//! so nothing recorded is ever missing from [`AuditLog::recent`].
+//! so nothing recorded is ever missing from [`AuditLog::recent`]. A download waits with its texts
+//! shared with the phone's previous one where equal, and is formatted into an [`AuditEntry`]
+//! only when written or read: a phone re-checking costs the download path no allocation here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use innoprov::provisioning::{AuditEntry, ENROLMENT_ENTRIES, trim_audit};
+use innoprov::provisioning::{AuditEntry, ENROLMENT_ENTRIES, is_enrolment_outcome, trim_audit_by};
 use innoprov::{Mac, Store, StoreError};
 
 /// How often pending entries are written.
@@ -19,9 +21,97 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 #[derive(Default)]
 struct Pending {
     /// Entries not yet in the store, per phone, oldest first.
-    entries: HashMap<Mac, Vec<AuditEntry>>,
+    entries: HashMap<Mac, Vec<PendingEntry>>,
     /// Where each phone last fetched a file from successfully, as which vendor, and when.
     last_fetch: HashMap<Mac, LastFetch>,
+}
+
+/// A download as the handler knows it, borrowed: a phone checking again with the texts of its
+/// previous download is recorded without an allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Download<'a> {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// The client with its port.
+    pub client: SocketAddr,
+    /// The User-Agent, already shortened.
+    pub user_agent: &'a str,
+    /// The requested file.
+    pub file: &'a str,
+    /// The vendor it was served as.
+    pub vendor: &'a str,
+    /// HTTP status sent.
+    pub status: u16,
+    /// What happened, in words.
+    pub outcome: &'a str,
+    /// The configuration version served.
+    pub config_version: u64,
+}
+
+/// An entry not yet written. A download keeps its texts shared (with the phone's previous
+/// download where equal) and becomes an [`AuditEntry`] only when written or read, on the
+/// writer's thread or the admin's, not the download's.
+#[derive(Debug, Clone)]
+enum PendingEntry {
+    /// A download.
+    Download {
+        /// Order among all entries.
+        seq: u64,
+        /// The download's facts, the texts shared.
+        at: u64,
+        /// The client with its port.
+        client: SocketAddr,
+        /// User-Agent, file, vendor, outcome.
+        texts: [Arc<str>; 4],
+        /// HTTP status sent.
+        status: u16,
+        /// The configuration version served.
+        config_version: u64,
+    },
+    /// Anything else (a state change), as it is.
+    Other(AuditEntry),
+}
+
+impl PendingEntry {
+    fn to_entry(&self) -> AuditEntry {
+        match self {
+            PendingEntry::Download {
+                seq,
+                at,
+                client,
+                texts: [user_agent, file, vendor, outcome],
+                status,
+                config_version,
+            } => AuditEntry {
+                seq: *seq,
+                at: *at,
+                client: client.to_string(),
+                user_agent: user_agent.to_string(),
+                file: file.to_string(),
+                vendor: vendor.to_string(),
+                status: *status,
+                outcome: outcome.to_string(),
+                config_version: *config_version,
+                state: None,
+            },
+            PendingEntry::Other(entry) => entry.clone(),
+        }
+    }
+
+    fn is_enrolment(&self) -> bool {
+        match self {
+            PendingEntry::Download { texts, .. } => is_enrolment_outcome(&texts[3]),
+            PendingEntry::Other(entry) => entry.is_enrolment(),
+        }
+    }
+}
+
+/// `text` as a shared string: `previous` itself when it says the same.
+fn shared(previous: Option<&Arc<str>>, text: &str) -> Arc<str> {
+    match previous {
+        Some(p) if **p == *text => Arc::clone(p),
+        _ => Arc::from(text),
+    }
 }
 
 /// A phone's last successful fetch.
@@ -95,30 +185,60 @@ impl AuditLog {
         log
     }
 
-    /// Records one download from `client` (`None` for an entry that is not a download).
-    pub fn record(&self, mac: Mac, client: Option<SocketAddr>, mut entry: AuditEntry) {
+    /// Records an entry that is not a download (a state change).
+    pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.push(&mut lock(&self.pending), mac, PendingEntry::Other(entry));
+    }
+
+    /// Records one download.
+    pub fn record_download(&self, mac: Mac, download: Download<'_>) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut pending = lock(&self.pending);
-        if (entry.status == 200 || entry.status == 304)
-            && let Some(client) = client
-        {
+        let Download {
+            at, client, status, ..
+        } = download;
+        if status == 200 || status == 304 {
             match pending.last_fetch.get_mut(&mac) {
                 // The common case, a phone checking again from where it was: no new vendor text.
-                Some(last) if last.client == client && last.vendor == entry.vendor => last.at = entry.at,
+                Some(last) if last.client == client && last.vendor == download.vendor => last.at = at,
                 _ => {
-                    let vendor = entry.vendor.clone();
-                    let at = entry.at;
+                    let vendor = download.vendor.to_string();
                     pending.last_fetch.insert(mac, LastFetch { client, vendor, at });
                 }
             }
         }
+        let entries = pending.entries.entry(mac).or_default();
+        let previous = entries.iter().rev().find_map(|e| match e {
+            PendingEntry::Download { texts, .. } => Some(texts),
+            PendingEntry::Other(_) => None,
+        });
+        let text = |i: usize, new: &str| shared(previous.map(|t| &t[i]), new);
+        let texts = [
+            text(0, download.user_agent),
+            text(1, download.file),
+            text(2, download.vendor),
+            text(3, download.outcome),
+        ];
+        let entry = PendingEntry::Download {
+            seq,
+            at,
+            client,
+            texts,
+            status,
+            config_version: download.config_version,
+        };
+        self.push(&mut pending, mac, entry);
+    }
+
+    fn push(&self, pending: &mut Pending, mac: Mac, entry: PendingEntry) {
         let entries = pending.entries.entry(mac).or_default();
         entries.push(entry);
         // Trimmed at twice the bound, down to it: trimming at the bound itself would go over
         // the whole list on every download once a phone has its enrolment entries. Any order
         // of trims keeps the same entries (one trimmed away has `keep` newer of its kind).
         if entries.len() > 2 * (self.keep + ENROLMENT_ENTRIES) {
-            trim_audit(entries, self.keep);
+            trim_audit_by(entries, self.keep, PendingEntry::is_enrolment);
         }
     }
 
@@ -126,7 +246,7 @@ impl AuditLog {
     pub fn recent(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries = self.store.audit(mac, limit)?;
         if let Some(pending) = lock(&self.pending).entries.get(mac) {
-            entries.extend(pending.iter().cloned());
+            entries.extend(pending.iter().map(PendingEntry::to_entry));
         }
         let skip = entries.len().saturating_sub(limit);
         entries.drain(..skip);
@@ -168,6 +288,7 @@ impl AuditLog {
             if self.store.get_phone_bytes(&mac)?.is_none() {
                 continue;
             }
+            let new = new.iter().map(PendingEntry::to_entry).collect();
             self.store.append_audit(&mac, new, self.keep)?;
         }
         Ok(())
@@ -180,8 +301,21 @@ mod tests {
     use innoprov::store::MemoryStore;
     use innoprov::store::conformance::sample_record;
 
-    fn client(n: u64) -> Option<SocketAddr> {
-        Some(SocketAddr::from(([127, 0, 0, 1], 1000 + n as u16)))
+    /// Records `entry` as the download it describes.
+    fn record(log: &AuditLog, mac: Mac, entry: &AuditEntry) {
+        log.record_download(
+            mac,
+            Download {
+                at: entry.at,
+                client: entry.client.parse().expect("an address"),
+                user_agent: &entry.user_agent,
+                file: &entry.file,
+                vendor: &entry.vendor,
+                status: entry.status,
+                outcome: &entry.outcome,
+                config_version: entry.config_version,
+            },
+        );
     }
 
     fn entry(n: u64) -> AuditEntry {
@@ -200,18 +334,66 @@ mod tests {
     }
 
     #[test]
+    fn a_phone_checking_again_shares_its_texts_and_reads_back_as_recorded() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        let (first, mut again) = (entry(1), entry(2));
+        record(&log, mac, &first);
+        record(&log, mac, &again);
+        again.outcome = "not modified".into();
+        record(&log, mac, &again);
+        {
+            let pending = lock(&log.pending);
+            let texts: Vec<&[Arc<str>; 4]> = pending.entries[&mac]
+                .iter()
+                .filter_map(|e| match e {
+                    PendingEntry::Download { texts, .. } => Some(texts),
+                    PendingEntry::Other(_) => None,
+                })
+                .collect();
+            assert!(
+                (0..4).all(|i| Arc::ptr_eq(&texts[0][i], &texts[1][i])),
+                "the same texts, shared"
+            );
+            assert!(
+                Arc::ptr_eq(&texts[1][0], &texts[2][0]),
+                "the same User-Agent still shared"
+            );
+            assert!(
+                !Arc::ptr_eq(&texts[1][3], &texts[2][3]),
+                "a new outcome is its own"
+            );
+        }
+        let read: Vec<(String, String, String)> = log
+            .recent(&mac, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.client, e.user_agent, e.outcome))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("127.0.0.1:1001".into(), "Yealink".into(), "served".into()),
+                ("127.0.0.1:1002".into(), "Yealink".into(), "served".into()),
+                ("127.0.0.1:1002".into(), "Yealink".into(), "not modified".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn pending_entries_are_visible_and_flushed_bounded() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let mac: Mac = "0015651a2b3c".parse().unwrap();
         store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
         let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
         for n in 0..4 {
-            log.record(mac, client(n), entry(n));
+            record(&log, mac, &entry(n));
         }
         assert_eq!(log.recent(&mac, 10).unwrap().len(), 4, "visible before the write");
         log.flush().unwrap();
         for n in 4..8 {
-            log.record(mac, client(n), entry(n));
+            record(&log, mac, &entry(n));
         }
         let recent: Vec<u64> = log.recent(&mac, 10).unwrap().iter().map(|e| e.at).collect();
         assert_eq!(recent, [0, 1, 2, 3, 4, 5, 6, 7], "stored and pending, in order");
@@ -220,7 +402,7 @@ mod tests {
         assert_eq!(stored, [3, 4, 5, 6, 7], "bounded to 5");
         assert_eq!(log.last_fetch(&mac).unwrap().client.port(), 1007);
         // A deleted phone's pending entries are not written back.
-        log.record(mac, client(9), entry(9));
+        record(&log, mac, &entry(9));
         store.delete_phone(&mac).unwrap();
         log.flush().unwrap();
         assert!(store.audit(&mac, 10).unwrap().is_empty());
