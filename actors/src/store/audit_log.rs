@@ -98,6 +98,13 @@ impl PendingEntry {
         }
     }
 
+    fn seq(&self) -> u64 {
+        match self {
+            PendingEntry::Download { seq, .. } => *seq,
+            PendingEntry::Other(entry) => entry.seq,
+        }
+    }
+
     fn is_enrolment(&self) -> bool {
         match self {
             PendingEntry::Download { texts, .. } => is_enrolment_outcome(&texts[3]),
@@ -123,7 +130,21 @@ pub struct LastFetch {
     pub vendor: String,
     /// When (Unix seconds).
     pub at: u64,
+    /// The download's order among all entries (0 when read back from the store): the newest
+    /// of the shards' answers is the last fetch.
+    pub seq: u64,
 }
+
+/// Shards of the pending entries: each thread records into its own, so the two HTTP workers
+/// never wait for each other's lock (or pull its cache lines across) on a download.
+const SHARDS: usize = 8;
+
+thread_local! {
+    /// This thread's shard, given out in turn at a thread's first record.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+/// The shard the next thread gets.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The audit of every phone's downloads.
 pub struct AuditLog {
@@ -131,8 +152,9 @@ pub struct AuditLog {
     store: Arc<dyn Store>,
     /// Entries kept per phone.
     keep: usize,
-    /// Not yet written.
-    pending: Mutex<Pending>,
+    /// Not yet written, per recording thread's shard; a phone's entries may be in several,
+    /// put back in order by their `seq` when read or written.
+    pending: [Mutex<Pending>; SHARDS],
     /// Orders entries.
     seq: AtomicU64,
     /// Fault injection for the supervision tests: the writer panics at its next round.
@@ -146,12 +168,17 @@ fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 }
 
 impl AuditLog {
+    /// This thread's shard of the pending entries, locked.
+    fn own(&self) -> std::sync::MutexGuard<'_, Pending> {
+        lock(&self.pending[SHARD.with(|s| *s)])
+    }
+
     /// An audit log over `store`, keeping `keep` entries per phone, with its writer thread.
     pub fn start(store: Arc<dyn Store>, keep: usize, fatal: crate::ops::fatal::Fatal) -> Arc<AuditLog> {
         let log = Arc::new(AuditLog {
             store,
             keep,
-            pending: Mutex::default(),
+            pending: Default::default(),
             seq: AtomicU64::new(0),
             #[cfg(feature = "simulators")]
             fault: Default::default(),
@@ -188,23 +215,31 @@ impl AuditLog {
     /// Records an entry that is not a download (a state change).
     pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.push(&mut lock(&self.pending), mac, PendingEntry::Other(entry));
+        self.push(&mut self.own(), mac, PendingEntry::Other(entry));
     }
 
     /// Records one download.
     pub fn record_download(&self, mac: Mac, download: Download<'_>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut pending = lock(&self.pending);
+        let mut pending = self.own();
         let Download {
             at, client, status, ..
         } = download;
         if status == 200 || status == 304 {
             match pending.last_fetch.get_mut(&mac) {
                 // The common case, a phone checking again from where it was: no new vendor text.
-                Some(last) if last.client == client && last.vendor == download.vendor => last.at = at,
+                Some(last) if last.client == client && last.vendor == download.vendor => {
+                    (last.at, last.seq) = (at, seq);
+                }
                 _ => {
                     let vendor = download.vendor.to_string();
-                    pending.last_fetch.insert(mac, LastFetch { client, vendor, at });
+                    let last = LastFetch {
+                        client,
+                        vendor,
+                        at,
+                        seq,
+                    };
+                    pending.last_fetch.insert(mac, last);
                 }
             }
         }
@@ -245,9 +280,14 @@ impl AuditLog {
     /// The phone's latest `limit` downloads, oldest first.
     pub fn recent(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries = self.store.audit(mac, limit)?;
-        if let Some(pending) = lock(&self.pending).entries.get(mac) {
-            entries.extend(pending.iter().map(PendingEntry::to_entry));
+        let mut pending: Vec<PendingEntry> = Vec::new();
+        for shard in &self.pending {
+            if let Some(found) = lock(shard).entries.get(mac) {
+                pending.extend(found.iter().cloned());
+            }
         }
+        pending.sort_by_key(PendingEntry::seq);
+        entries.extend(pending.iter().map(PendingEntry::to_entry));
         let skip = entries.len().saturating_sub(limit);
         entries.drain(..skip);
         Ok(entries)
@@ -256,8 +296,13 @@ impl AuditLog {
     /// Where the phone last fetched from, as which vendor, and when: from memory once seen
     /// since start, else from its stored audit.
     pub fn last_fetch(&self, mac: &Mac) -> Option<LastFetch> {
-        if let Some(found) = lock(&self.pending).last_fetch.get(mac) {
-            return Some(found.clone());
+        let newest = self
+            .pending
+            .iter()
+            .filter_map(|shard| lock(shard).last_fetch.get(mac).cloned())
+            .max_by_key(|last| last.seq);
+        if let Some(found) = newest {
+            return Some(found);
         }
         let entries = self.store.audit(mac, self.keep + ENROLMENT_ENTRIES).ok()?;
         let last = entries
@@ -268,8 +313,9 @@ impl AuditLog {
             client: last.client.parse().ok()?,
             vendor: last.vendor,
             at: last.at,
+            seq: 0,
         };
-        lock(&self.pending).last_fetch.insert(*mac, found.clone());
+        self.own().last_fetch.insert(*mac, found.clone());
         Some(found)
     }
 
@@ -282,8 +328,14 @@ impl AuditLog {
 
     /// Writes everything pending (the writer thread, and shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut lock(&self.pending).entries);
-        for (mac, new) in batch {
+        let mut batch: HashMap<Mac, Vec<PendingEntry>> = HashMap::new();
+        for shard in &self.pending {
+            for (mac, entries) in std::mem::take(&mut lock(shard).entries) {
+                batch.entry(mac).or_default().extend(entries);
+            }
+        }
+        for (mac, mut new) in batch {
+            new.sort_by_key(PendingEntry::seq);
             // A deleted phone's late downloads are not written back.
             if self.store.get_phone_bytes(&mac)?.is_none() {
                 continue;
@@ -344,7 +396,7 @@ mod tests {
         again.outcome = "not modified".into();
         record(&log, mac, &again);
         {
-            let pending = lock(&log.pending);
+            let pending = log.own();
             let texts: Vec<&[Arc<str>; 4]> = pending.entries[&mac]
                 .iter()
                 .filter_map(|e| match e {
@@ -379,6 +431,35 @@ mod tests {
                 ("127.0.0.1:1002".into(), "Yealink".into(), "not modified".into()),
             ]
         );
+    }
+
+    #[test]
+    fn downloads_recorded_on_several_threads_read_and_write_back_in_order() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
+        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        // One after the other, each on a new thread: each thread records into the next shard,
+        // and nine go once round the eight, so the shards' own order is not the recording's.
+        for n in 1..=9 {
+            std::thread::scope(|s| {
+                s.spawn(|| record(&log, mac, &entry(n)));
+            });
+        }
+        let read: Vec<u64> = log.recent(&mac, 10).unwrap().iter().map(|e| e.at).collect();
+        assert_eq!(
+            read,
+            [1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "in the order recorded, across shards"
+        );
+        assert_eq!(
+            log.last_fetch(&mac).unwrap().client.port(),
+            1009,
+            "the newest fetch"
+        );
+        log.flush().unwrap();
+        let stored: Vec<u64> = store.audit(&mac, 10).unwrap().iter().map(|e| e.at).collect();
+        assert_eq!(stored, [5, 6, 7, 8, 9], "written in order, bounded to 5");
     }
 
     #[test]
