@@ -353,6 +353,15 @@ mod tests {
     use innoprov::store::MemoryStore;
     use innoprov::store::conformance::sample_record;
 
+    /// A store holding one phone, and an audit log over it keeping 5 entries per phone.
+    fn stored_phone_and_log() -> (Arc<dyn Store>, Mac, Arc<AuditLog>) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mac: Mac = "0015651a2b3c".parse().unwrap();
+        store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
+        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        (store, mac, log)
+    }
+
     /// Records `entry` as the download it describes.
     fn record(log: &AuditLog, mac: Mac, entry: &AuditEntry) {
         log.record_download(
@@ -387,9 +396,7 @@ mod tests {
 
     #[test]
     fn a_phone_checking_again_shares_its_texts_and_reads_back_as_recorded() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let mac: Mac = "0015651a2b3c".parse().unwrap();
-        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        let (_store, mac, log) = stored_phone_and_log();
         let (first, mut again) = (entry(1), entry(2));
         record(&log, mac, &first);
         record(&log, mac, &again);
@@ -435,10 +442,7 @@ mod tests {
 
     #[test]
     fn downloads_recorded_on_several_threads_read_and_write_back_in_order() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let mac: Mac = "0015651a2b3c".parse().unwrap();
-        store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
-        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        let (store, mac, log) = stored_phone_and_log();
         // One after the other, each on a new thread: each thread records into the next shard,
         // and nine go once round the eight, so the shards' own order is not the recording's.
         for n in 1..=9 {
@@ -464,10 +468,7 @@ mod tests {
 
     #[test]
     fn pending_entries_are_visible_and_flushed_bounded() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let mac: Mac = "0015651a2b3c".parse().unwrap();
-        store.put_phone(&sample_record("0015651a2b3c", 1)).unwrap();
-        let log = AuditLog::start(Arc::clone(&store), 5, crate::ops::fatal::Fatal::default());
+        let (store, mac, log) = stored_phone_and_log();
         for n in 0..4 {
             record(&log, mac, &entry(n));
         }
