@@ -135,8 +135,9 @@ pub struct LastFetch {
     pub seq: u64,
 }
 
-/// Shards of the pending entries: each thread records into its own, so the two HTTP workers
-/// never wait for each other's lock (or pull its cache lines across) on a download.
+/// Shards of the pending entries. Threads take them in turn at their first record, so the two
+/// HTTP workers normally record into different ones and do not wait for each other's lock (or
+/// pull its cache lines across) on a download. A phone's pending entries are bounded per shard.
 const SHARDS: usize = 8;
 
 thread_local! {
@@ -155,8 +156,12 @@ pub struct AuditLog {
     /// Not yet written, per recording thread's shard; a phone's entries may be in several,
     /// put back in order by their `seq` when read or written.
     pending: [Mutex<Pending>; SHARDS],
-    /// Orders entries.
+    /// Orders entries; taken under the recording shard's lock, so that a flush holding every
+    /// shard's lock sees, with any entry, every older one.
     seq: AtomicU64,
+    /// One flush at a time (the writer thread's and the one at shutdown), so that no phone's
+    /// append is read and written by two at once.
+    flushing: Mutex<()>,
     /// Fault injection for the supervision tests: the writer panics at its next round.
     #[cfg(feature = "simulators")]
     fault: std::sync::atomic::AtomicBool,
@@ -173,6 +178,11 @@ impl AuditLog {
         lock(&self.pending[SHARD.with(|s| *s)])
     }
 
+    /// Every shard locked, in index order (the only order any code takes more than one).
+    fn all(&self) -> Vec<std::sync::MutexGuard<'_, Pending>> {
+        self.pending.iter().map(lock).collect()
+    }
+
     /// An audit log over `store`, keeping `keep` entries per phone, with its writer thread.
     pub fn start(store: Arc<dyn Store>, keep: usize, fatal: crate::ops::fatal::Fatal) -> Arc<AuditLog> {
         let log = Arc::new(AuditLog {
@@ -180,6 +190,7 @@ impl AuditLog {
             keep,
             pending: Default::default(),
             seq: AtomicU64::new(0),
+            flushing: Mutex::new(()),
             #[cfg(feature = "simulators")]
             fault: Default::default(),
         });
@@ -214,14 +225,15 @@ impl AuditLog {
 
     /// Records an entry that is not a download (a state change).
     pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
+        let mut pending = self.own();
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.push(&mut self.own(), mac, PendingEntry::Other(entry));
+        self.push(&mut pending, mac, PendingEntry::Other(entry));
     }
 
     /// Records one download.
     pub fn record_download(&self, mac: Mac, download: Download<'_>) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut pending = self.own();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let Download {
             at, client, status, ..
         } = download;
@@ -281,8 +293,8 @@ impl AuditLog {
     pub fn recent(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries = self.store.audit(mac, limit)?;
         let mut pending: Vec<PendingEntry> = Vec::new();
-        for shard in &self.pending {
-            if let Some(found) = lock(shard).entries.get(mac) {
+        for shard in self.all() {
+            if let Some(found) = shard.entries.get(mac) {
                 pending.extend(found.iter().cloned());
             }
         }
@@ -315,8 +327,9 @@ impl AuditLog {
             at: last.at,
             seq: 0,
         };
-        self.own().last_fetch.insert(*mac, found.clone());
-        Some(found)
+        // A fetch recorded meanwhile is newer than the store's: it stays.
+        let mut pending = self.own();
+        Some(pending.last_fetch.entry(*mac).or_insert(found).clone())
     }
 
     /// Fault injection for the supervision tests: the writer thread panics at its next round.
@@ -328,9 +341,11 @@ impl AuditLog {
 
     /// Writes everything pending (the writer thread, and shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch: HashMap<Mac, Vec<PendingEntry>> = HashMap::new();
-        for shard in &self.pending {
-            for (mac, entries) in std::mem::take(&mut lock(shard).entries) {
+        // All shards at once: an entry recorded later than one taken here is newer than all.
+        for mut shard in self.all() {
+            for (mac, entries) in std::mem::take(&mut shard.entries) {
                 batch.entry(mac).or_default().extend(entries);
             }
         }
