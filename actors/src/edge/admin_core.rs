@@ -628,7 +628,10 @@ impl AdminCore {
     /// Deletes the phone: its job and link end, its data is gone.
     pub async fn delete(&self, mac: &Mac) -> Result<(), AdminFailure> {
         match self.registry.send(DeletePhone(*mac)).await {
-            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(true)) => {
+                self.audit.forget(mac);
+                Ok(())
+            }
             Ok(Ok(false)) => Err(failure(404, format!("no phone {mac}"))),
             Ok(Err(e)) => Err(Self::store_failure(e)),
             Err(_) => Err(failure(503, "the phone registry is not running")),

@@ -332,6 +332,15 @@ impl AuditLog {
         Some(pending.last_fetch.entry(*mac).or_insert(found).clone())
     }
 
+    /// Forgets a deleted phone: its last fetch (a phone provisioned again under its MAC is not
+    /// told to check where the old one fetched from) and its entries not yet written.
+    pub fn forget(&self, mac: &Mac) {
+        for mut shard in self.all() {
+            shard.last_fetch.remove(mac);
+            shard.entries.remove(mac);
+        }
+    }
+
     /// Fault injection for the supervision tests: the writer thread panics at its next round.
     #[cfg(feature = "simulators")]
     #[doc(hidden)]
@@ -479,6 +488,17 @@ mod tests {
         log.flush().unwrap();
         let stored: Vec<u64> = store.audit(&mac, 10).unwrap().iter().map(|e| e.at).collect();
         assert_eq!(stored, [5, 6, 7, 8, 9], "written in order, bounded to 5");
+    }
+
+    #[test]
+    fn a_deleted_phone_is_forgotten_with_its_last_fetch() {
+        let (store, mac, log) = stored_phone_and_log();
+        record(&log, mac, &entry(1));
+        assert!(log.last_fetch(&mac).is_some());
+        store.delete_phone(&mac).unwrap();
+        log.forget(&mac);
+        assert_eq!(log.last_fetch(&mac), None, "nothing left to send a NOTIFY to");
+        assert!(log.recent(&mac, 10).unwrap().is_empty());
     }
 
     #[test]
