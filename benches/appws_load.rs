@@ -90,10 +90,11 @@ async fn main() {
 
     // 1. Connect + challenge + login + close, many at once.
     let (u, us) = (url.clone(), users.clone());
-    let total = std::env::var("INNOPROV_BENCH_LOGINS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(sizes.connect_logins);
+    let total = u32::try_from(support::env_u64(
+        "INNOPROV_BENCH_LOGINS",
+        sizes.connect_logins.into(),
+    ))
+    .unwrap_or(sizes.connect_logins);
     let connect_rate = rate(total, sizes.login_concurrency, move |c| {
         let (url, users) = (u.clone(), us.clone());
         async move {

@@ -157,13 +157,6 @@ fn store_keys(url: &str, key: &std::path::Path) -> String {
     )
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Whether the last of `samples` grew past the first half's highest.
 fn grew(samples: &[Sample], what: &str, value: fn(&Sample) -> u64, slack: fn(u64) -> u64) -> Option<String> {
     let half = &samples[1..(samples.len() / 2).max(2).min(samples.len())];
@@ -175,8 +168,8 @@ fn grew(samples: &[Sample], what: &str, value: fn(&Sample) -> u64, slack: fn(u64
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let run_for = Duration::from_secs(env_u64("INNOPROV_SOAK_SECS", 600));
-    let phones = u32::try_from(env_u64("INNOPROV_SOAK_PHONES", 400)).unwrap_or(400);
+    let run_for = Duration::from_secs(support::env_u64("INNOPROV_SOAK_SECS", 600));
+    let phones = u32::try_from(support::env_u64("INNOPROV_SOAK_PHONES", 400)).unwrap_or(400);
     let mut pg = TestPostgres::start().expect("postgres");
     let url = pg.create_database("soak").expect("database");
     let keys = tempfile::tempdir().expect("tempdir");

@@ -199,7 +199,7 @@ impl SysclientFrame {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             SysclientFrame::Admin { kind, body } => {
-                let json = crypto::compact_json(&Value::Object(body.clone()));
+                let json = crypto::compact_json(body);
                 let mut out = Vec::with_capacity(3 + json.len());
                 out.push(CLASS_ADMIN);
                 out.extend_from_slice(&kind.to_be_bytes());

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use innoprov_actors::sim::devices::{DevicesEvent, DevicesGroup, DevicesSim};
 
-use super::support::{ServiceProcess, open_files, provision_phones};
+use super::support::{ServiceProcess, env_u64, open_files, provision_phones};
 
 /// The environment variable that makes this binary a simulator member.
 const MEMBER: &str = "INNOPROV_DEVICES_MEMBER";
@@ -188,15 +188,9 @@ fn open_files_limit(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn setting(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The scale run.
 pub async fn run() {
+    let setting = |name, default| u32::try_from(env_u64(name, default)).unwrap_or(u32::MAX);
     let phones = setting("INNOPROV_SCALE_PHONES", 19_500);
     let count = setting("INNOPROV_SCALE_MEMBERS", 4).max(1);
     let (mut members, port) = start_members(0, count, phones);

@@ -116,6 +116,14 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// The number in environment variable `name`, or `default` when it is unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// How many files process `pid` has open (0 when it is gone).
 pub fn open_files(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)

@@ -40,8 +40,8 @@ pub struct LoginFields<'a> {
 /// whitespace, only `"` `\` and control characters escaped (control characters as lowercase
 /// `\u00xx` unless they have a short form), `/` and non-ASCII raw. serde_json with
 /// `preserve_order` writes exactly this.
-pub fn compact_json(value: &Value) -> String {
-    // Serialising a `Value` cannot fail: its map keys are always strings.
+pub fn compact_json(value: &impl serde::Serialize) -> String {
+    // Serialising a `Value` or a map of them cannot fail: their keys are always strings.
     serde_json::to_string(value).unwrap_or_default()
 }
 

@@ -115,12 +115,10 @@ impl Outbound {
         }
     }
 
-    /// The compact JSON text (a map writes exactly as the object holding it, see
-    /// [`compact_json`](super::crypto::compact_json); serialising it in place spares a copy of
-    /// every reply).
+    /// The compact JSON text (a map writes exactly as the object holding it, so it is
+    /// serialised in place, without a copy of every reply).
     pub fn to_text(&self) -> String {
-        // A map with string keys cannot fail to serialise.
-        serde_json::to_string(&self.0).unwrap_or_default()
+        super::crypto::compact_json(&self.0)
     }
 
     /// A member, for tests and logs.

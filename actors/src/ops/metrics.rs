@@ -182,21 +182,18 @@ fn status_index(status: u16) -> usize {
 /// (so `/metrics` shows the same series as before), and after that a download counts
 /// without hashing its labels under the family's lock, which every worker shares.
 pub struct DownloadCounters {
-    /// The vendors' names as fixed strings, by vendor index.
-    vendors: Vec<&'static str>,
     /// `innoprov_download_responses` by [`status_index`].
     statuses: [OnceLock<Counter>; STATUS_KINDS.len()],
-    /// `innoprov_downloads` by vendor index and [`outcome_index`].
-    downloads: Vec<[OnceLock<Counter>; OUTCOME_KINDS.len()]>,
+    /// By vendor index, the vendor's name and its `innoprov_downloads` by [`outcome_index`].
+    downloads: Vec<(&'static str, [OnceLock<Counter>; OUTCOME_KINDS.len()])>,
 }
 
 impl DownloadCounters {
     /// Counters for the vendors named `vendors`, by vendor index.
     pub fn new(vendors: Vec<&'static str>) -> DownloadCounters {
         DownloadCounters {
-            downloads: vendors.iter().map(|_| Default::default()).collect(),
+            downloads: vendors.into_iter().map(|v| (v, Default::default())).collect(),
             statuses: Default::default(),
-            vendors,
         }
     }
 
@@ -215,8 +212,7 @@ impl DownloadCounters {
 
     /// Counts a phone's download by vendor and outcome.
     pub fn count_download(&self, vendor_index: usize, outcome: &str) {
-        let (Some(slots), Some(vendor)) = (self.downloads.get(vendor_index), self.vendors.get(vendor_index))
-        else {
+        let Some((vendor, slots)) = self.downloads.get(vendor_index) else {
             return;
         };
         let i = outcome_index(outcome);

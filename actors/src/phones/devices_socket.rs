@@ -78,13 +78,6 @@ pub fn websocket_config() -> WebSocketConfig {
 /// When the last warning about a node-wide limit was logged (Unix seconds).
 static LAST_NODE_LIMIT_WARNING: AtomicU64 = AtomicU64::new(0);
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A connect that failed for want of a node-wide resource fails alike for every phone, and
 /// each phone's line says so only at info: at most once a minute (`last` holds when), the
 /// warning that names the limit to raise.
@@ -148,7 +141,9 @@ async fn open(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<DevicesStream
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| {
-            if let Some(warning) = node_limit_warning(&e, &LAST_NODE_LIMIT_WARNING, unix_secs()) {
+            if let Some(warning) =
+                node_limit_warning(&e, &LAST_NODE_LIMIT_WARNING, innoprov::clock::now_unix())
+            {
                 log::warn!("{warning}");
             }
             format!("TCP: {e}")

@@ -57,7 +57,7 @@ enum PendingEntry {
     Download {
         /// Order among all entries.
         seq: u64,
-        /// The download's facts, the texts shared.
+        /// When (Unix seconds).
         at: u64,
         /// The client with its port.
         client: SocketAddr,
@@ -95,13 +95,6 @@ impl PendingEntry {
                 state: None,
             },
             PendingEntry::Other(entry) => entry.clone(),
-        }
-    }
-
-    fn seq(&self) -> u64 {
-        match self {
-            PendingEntry::Download { seq, .. } => *seq,
-            PendingEntry::Other(entry) => entry.seq,
         }
     }
 
@@ -227,7 +220,8 @@ impl AuditLog {
     pub fn record(&self, mac: Mac, mut entry: AuditEntry) {
         let mut pending = self.own();
         entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.push(&mut pending, mac, PendingEntry::Other(entry));
+        let entries = pending.entries.entry(mac).or_default();
+        self.push(entries, PendingEntry::Other(entry));
     }
 
     /// Records one download.
@@ -275,11 +269,11 @@ impl AuditLog {
             status,
             config_version: download.config_version,
         };
-        self.push(&mut pending, mac, entry);
+        self.push(entries, entry);
     }
 
-    fn push(&self, pending: &mut Pending, mac: Mac, entry: PendingEntry) {
-        let entries = pending.entries.entry(mac).or_default();
+    /// Adds `entry` to a phone's pending `entries`, trimming them past the bound.
+    fn push(&self, entries: &mut Vec<PendingEntry>, entry: PendingEntry) {
         entries.push(entry);
         // Trimmed at twice the bound, down to it: trimming at the bound itself would go over
         // the whole list on every download once a phone has its enrolment entries. Any order
@@ -292,14 +286,14 @@ impl AuditLog {
     /// The phone's latest `limit` downloads, oldest first.
     pub fn recent(&self, mac: &Mac, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries = self.store.audit(mac, limit)?;
-        let mut pending: Vec<PendingEntry> = Vec::new();
+        let mut pending: Vec<AuditEntry> = Vec::new();
         for shard in self.all() {
             if let Some(found) = shard.entries.get(mac) {
-                pending.extend(found.iter().cloned());
+                pending.extend(found.iter().map(PendingEntry::to_entry));
             }
         }
-        pending.sort_by_key(PendingEntry::seq);
-        entries.extend(pending.iter().map(PendingEntry::to_entry));
+        pending.sort_by_key(|e| e.seq);
+        entries.extend(pending);
         let skip = entries.len().saturating_sub(limit);
         entries.drain(..skip);
         Ok(entries)
@@ -358,13 +352,13 @@ impl AuditLog {
                 batch.entry(mac).or_default().extend(entries);
             }
         }
-        for (mac, mut new) in batch {
-            new.sort_by_key(PendingEntry::seq);
+        for (mac, new) in batch {
             // A deleted phone's late downloads are not written back.
             if self.store.get_phone_bytes(&mac)?.is_none() {
                 continue;
             }
-            let new = new.iter().map(PendingEntry::to_entry).collect();
+            let mut new: Vec<AuditEntry> = new.iter().map(PendingEntry::to_entry).collect();
+            new.sort_by_key(|e| e.seq);
             self.store.append_audit(&mac, new, self.keep)?;
         }
         Ok(())
