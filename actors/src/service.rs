@@ -972,10 +972,8 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         sip_port: prov.notify_port,
         trust_anchors: parts.trust_anchors,
         audit: parts.audit,
-        misses_per_minute: prov.misses_per_minute,
-        misses: std::sync::Mutex::new(crate::ops::limits::MinuteCounts::new(
-            prov_http::MAX_TRACKED_ADDRESSES,
-        )),
+        misses: prov_http::Misses::new(prov.misses_per_minute),
+        id: prov_http::next_state_id(),
         views: Default::default(),
         trusted_proxies: parts.trusted_proxies,
         enrol_from: prov.enrol_from.clone(),
@@ -1027,14 +1025,20 @@ fn http_server(
     let admin_page = admin_page_settings(config);
     let admin_page_name = admin_page.as_ref().map(|p| p.name.clone());
     let admin_page_html = admin_page.as_ref().map(admin_page::page_html);
+    let prov_first = downloads_first(&prov_path, &api_path);
     let mut server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(state.clone())
             .app_data(prov_state.clone())
-            .app_data(admin_state.clone())
-            .configure(|cfg| admin_http::configure(cfg, &api_path))
-            .configure(|cfg| prov_http::configure(cfg, &prov_path))
-            .configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
+            .app_data(admin_state.clone());
+        let app = if prov_first {
+            app.configure(|cfg| prov_http::configure(cfg, &prov_path))
+                .configure(|cfg| admin_http::configure(cfg, &api_path))
+        } else {
+            app.configure(|cfg| admin_http::configure(cfg, &api_path))
+                .configure(|cfg| prov_http::configure(cfg, &prov_path))
+        };
+        app.configure(|cfg| http::configure(cfg, &app_path, &app_parent, admin_page_name.as_deref()))
             .configure(|cfg| {
                 if let (Some(settings), Some(html)) = (&admin_page, &admin_page_html) {
                     admin_page::configure(cfg, &app_parent, settings, html);
@@ -1054,6 +1058,16 @@ fn http_server(
             .map_err(StartError::Http)?;
     }
     Ok((server.run(), https_addr))
+}
+
+/// Whether the download scope is registered before the admin routes. Routes are tried in
+/// order and downloads are the most frequent requests, so they go first, unless the
+/// provisioning path lies above an admin route, which would then be hidden.
+fn downloads_first(prov_path: &str, api_path: &str) -> bool {
+    !admin_http::paths(api_path).iter().any(|path| {
+        path.strip_prefix(prov_path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// What every AppWebsocket session shares (the PBX, Users and admin logins).
@@ -1084,5 +1098,24 @@ fn session_shared(
         directory: admin.directory.clone(),
         shutdown,
         guard: Arc::clone(guard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::downloads_first;
+
+    #[test]
+    fn downloads_go_first_unless_their_path_lies_above_an_admin_route() {
+        let api = "/example.com/innoprov/api/v1";
+        assert!(downloads_first("/example.com/innoprov/prov", api));
+        assert!(
+            downloads_first("/health", api),
+            "a prefix of /healthz, not a segment of it"
+        );
+        assert!(downloads_first("/example.com/innoprov/ap", api));
+        assert!(!downloads_first("/example.com", api));
+        assert!(!downloads_first("/example.com/innoprov/api", api));
+        assert!(!downloads_first("/metrics", api));
     }
 }

@@ -344,9 +344,15 @@ impl Vendors {
             }
             let Some(m) = pattern.matches(file) else { continue };
             let kind = match (per_phone, m.mac) {
-                (true, Some(mac)) => FileKind::Phone { mac, model: m.model },
+                (true, Some(mac)) => FileKind::Phone {
+                    mac,
+                    model: m.model.map(str::to_string),
+                },
                 (true, None) => continue,
-                (false, mac) => FileKind::Common { model: m.model, mac },
+                (false, mac) => FileKind::Common {
+                    model: m.model.map(str::to_string),
+                    mac,
+                },
             };
             out.push(Candidate {
                 vendor: *vendor,
@@ -361,7 +367,10 @@ impl VendorDescriptor {
     /// Whether `mac` carries one of this vendor's OUIs.
     pub fn owns_oui(&self, mac: &Mac) -> bool {
         let hex = mac.hex();
-        self.ouis.iter().any(|oui| hex.starts_with(oui.as_bytes()))
+        self.ouis.iter().any(|oui| {
+            hex.get(..oui.len())
+                .is_some_and(|start| same_bytes(start, oui.as_bytes()))
+        })
     }
 
     /// Whether `user_agent` names this vendor.
@@ -392,15 +401,29 @@ enum Token {
 
 /// A parsed file name pattern.
 #[derive(Debug, Clone)]
-struct Pattern(Vec<Token>);
+struct Pattern {
+    /// Its pieces.
+    tokens: Vec<Token>,
+    /// The literal it starts with and the one it ends with (empty if none): every download
+    /// tries every vendor's patterns, and these two comparisons turn most of them down.
+    ends: (String, String),
+}
 
-/// What a pattern captured.
+/// Whether `a` and `b` are the same bytes, compared in a loop: the download path compares
+/// many short names (patterns, OUIs, the audit's texts), where a library call per comparison
+/// cost more than the comparison (README, profiles of 2026-12-07).
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// What a pattern captured, borrowed from the file name (a match is tried on every download,
+/// against every vendor's patterns: nothing is allocated until one matches).
 #[derive(Debug, Default)]
-struct Captures {
+struct Captures<'a> {
     /// The MAC, when the pattern has a MAC placeholder.
     mac: Option<Mac>,
     /// The model, when the pattern has a model placeholder.
-    model: Option<String>,
+    model: Option<&'a str>,
 }
 
 /// A TOML error on one line (its messages span several, with a source excerpt).
@@ -410,7 +433,7 @@ fn one_line(text: &str) -> String {
 
 impl Pattern {
     fn has_mac(&self) -> bool {
-        self.0
+        self.tokens
             .iter()
             .any(|t| matches!(t, Token::MacLower | Token::MacUpper))
     }
@@ -441,23 +464,39 @@ impl Pattern {
                 }
             }
         }
-        Ok(Pattern(tokens))
+        let literal = |token: Option<&Token>| match token {
+            Some(Token::Literal(lit)) => lit.clone(),
+            _ => String::new(),
+        };
+        let ends = (literal(tokens.first()), literal(tokens.last()));
+        Ok(Pattern { tokens, ends })
     }
 
-    fn matches(&self, file: &str) -> Option<Captures> {
+    fn matches<'a>(&self, file: &'a str) -> Option<Captures<'a>> {
         let mut captures = Captures::default();
-        match_tokens(&self.0, file, &mut captures).then_some(captures)
+        let (first, last) = (self.ends.0.as_bytes(), self.ends.1.as_bytes());
+        let name = file.as_bytes();
+        if name.len() < first.len().max(last.len())
+            || !same_bytes(&name[..first.len()], first)
+            || !same_bytes(&name[name.len() - last.len()..], last)
+        {
+            return None;
+        }
+        match_tokens(&self.tokens, file, &mut captures).then_some(captures)
     }
 }
 
-fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool {
+fn match_tokens<'a>(tokens: &[Token], input: &'a str, captures: &mut Captures<'a>) -> bool {
     let Some((first, rest)) = tokens.split_first() else {
         return input.is_empty();
     };
     match first {
-        Token::Literal(lit) => input
-            .strip_prefix(lit.as_str())
-            .is_some_and(|tail| match_tokens(rest, tail, captures)),
+        Token::Literal(lit) => {
+            input
+                .get(..lit.len())
+                .is_some_and(|start| same_bytes(start.as_bytes(), lit.as_bytes()))
+                && match_tokens(rest, &input[lit.len()..], captures)
+        }
         Token::MacLower | Token::MacUpper => {
             let Some(digits) = input.get(..12) else {
                 return false;
@@ -486,7 +525,7 @@ fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool 
             let longest = input.bytes().take_while(u8::is_ascii_alphanumeric).count();
             // Shortest model first, so "snom{model}-{MAC}.htm" splits at the right '-'.
             (1..=longest).any(|len| {
-                captures.model = Some(input[..len].to_string());
+                captures.model = Some(&input[..len]);
                 match_tokens(rest, &input[len..], captures)
             })
         }
@@ -500,7 +539,7 @@ fn match_tokens(tokens: &[Token], input: &str, captures: &mut Captures) -> bool 
 /// <mac>` (and `Yealink-T46U …`), `Grandstream Model HW GXP2170 [V2.2A] SW 1.0.11.3 DevId
 /// <mac>`, and Fanvil's `Fanvil X4 2.10.2.6887 <mac>`. Only letters and digits are kept, at
 /// most 16: the name is the client's to choose.
-pub fn model_in_user_agent(vendor: &str, user_agent: &str) -> Option<String> {
+pub fn model_in_user_agent<'a>(vendor: &str, user_agent: &'a str) -> Option<std::borrow::Cow<'a, str>> {
     let mut words = user_agent.split_whitespace();
     let first = words.next()?;
     let word = match vendor {
@@ -517,12 +556,16 @@ pub fn model_in_user_agent(vendor: &str, user_agent: &str) -> Option<String> {
         "fanvil" if first.eq_ignore_ascii_case("fanvil") => words.next()?,
         _ => return None,
     };
+    // Asked on every download of a per-MAC file: a model word as it stands is not copied.
+    if word.len() <= 16 && word.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return (!word.is_empty()).then_some(std::borrow::Cow::Borrowed(word));
+    }
     let model: String = word
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(16)
         .collect();
-    (!model.is_empty()).then_some(model)
+    (!model.is_empty()).then_some(std::borrow::Cow::Owned(model))
 }
 
 #[cfg(test)]

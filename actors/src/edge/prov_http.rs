@@ -8,8 +8,11 @@
 //! address that keeps missing gets 429 and a log line fail2ban can match:
 //! `provisioning denied for <ip>: too many misses`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +55,16 @@ pub const MAX_TRACKED_ADDRESSES: usize = 50_000;
 const MAX_RENDERS_PER_PHONE: usize = 8;
 /// Most rendered files kept in memory.
 const MAX_CACHED: usize = 20_000;
+/// Most phones each worker thread keeps its own copies for (see [`WorkerPhone`]).
+const MAX_WORKER_PHONES: usize = 1_024;
+
+thread_local! {
+    /// The phones this worker thread served lately, by state and MAC (see [`WorkerPhone`]).
+    static WORKER_PHONES: RefCell<HashMap<(u64, Mac), Rc<WorkerPhone>>> = RefCell::new(HashMap::new());
+}
+
+/// Tells [`ProvState`]s apart in [`WORKER_PHONES`] (tests run several in one process).
+static NEXT_STATE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Settings and shared state of the download handler.
 pub struct ProvState {
@@ -80,10 +93,8 @@ pub struct ProvState {
     /// `provisioning.trust_anchors` as PEM certificates (empty when unset); served as
     /// [`TRUST_ANCHORS_FILE`] and written into the files that install them.
     pub trust_anchors: Vec<String>,
-    /// Misses per address per minute before 429.
-    pub misses_per_minute: u32,
-    /// Misses per address in the current minute.
-    pub misses: Mutex<MinuteCounts<IpAddr>>,
+    /// Misses per address, and who is over the limit.
+    pub misses: Misses,
     /// Where every download is recorded.
     pub audit: Arc<AuditLog>,
     /// Decoded records and their rendered files, by MAC; an entry is used only while the
@@ -102,6 +113,108 @@ pub struct ProvState {
     /// The phonebook rendered per format, with the directory version it was rendered at: one
     /// render per table change and format, however many phones fetch it.
     pub phonebooks: Mutex<HashMap<PhonebookFormat, (u64, Rendered)>>,
+    /// This state's key in the worker threads' [`WORKER_PHONES`].
+    pub id: u64,
+}
+
+/// Phone-file misses per address in the current minute, with a bound (429 past it).
+pub struct Misses {
+    /// Misses per address per minute before 429.
+    limit: u32,
+    /// Misses per address in the current minute.
+    counts: Mutex<MinuteCounts<IpAddr>>,
+    /// When (Unix seconds) an address last reached the limit: a minute later none can be over
+    /// it, so the common download takes no lock shared by the workers.
+    last_over_limit: AtomicU64,
+}
+
+impl Misses {
+    /// Counts for at most [`MAX_TRACKED_ADDRESSES`] addresses, `limit` misses each a minute.
+    pub fn new(limit: u32) -> Misses {
+        Misses {
+            limit,
+            counts: Mutex::new(MinuteCounts::new(MAX_TRACKED_ADDRESSES)),
+            last_over_limit: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `ip` is over the limit at `now` (Unix seconds).
+    fn blocked(&self, ip: IpAddr, now: u64) -> bool {
+        // A count lives a minute from its window's start, at most 61 whole seconds after the
+        // miss that reached the limit.
+        if self.limit > 0 && now > self.last_over_limit.load(Ordering::Relaxed).saturating_add(61) {
+            return false;
+        }
+        lock(&self.counts).count(&ip) >= self.limit
+    }
+
+    /// Counts one miss of `ip`.
+    fn add(&self, ip: IpAddr) {
+        let count = lock(&self.counts).add(ip);
+        if count >= self.limit {
+            self.last_over_limit.store(now_unix(), Ordering::Relaxed);
+        }
+        if count == self.limit {
+            log::warn!("provisioning denied for {ip}: too many misses ({count} in a minute)");
+        }
+    }
+}
+
+/// Gives each [`ProvState`] its own key in the worker threads' [`WORKER_PHONES`].
+pub fn next_state_id() -> u64 {
+    NEXT_STATE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A phone as one worker thread serves it while the store is unchanged: the view and download
+/// state as checked at `epoch`, and this thread's own copies of its rendered files. With the
+/// two workers serving one phone, every reference count and lock they shared moved between the
+/// cores on each download, which cost more than the rest of the download's own work.
+struct WorkerPhone {
+    /// The store's write epoch at which `view` and `access` were checked.
+    epoch: u64,
+    /// The phone's record and what is derived from it (shared by the workers).
+    view: Arc<PhoneView>,
+    /// Its download state at `epoch`.
+    access: PhoneAccess,
+    /// This thread's copies of the phone's rendered files.
+    renders: RefCell<Vec<WorkerRender>>,
+}
+
+/// One worker thread's copy of a rendered file.
+struct WorkerRender {
+    /// What the file was rendered for ([`ProvState::render_key`]).
+    key: Vec<u8>,
+    /// The file with its headers.
+    answer: Answer,
+}
+
+/// A phone's file with the headers it goes with, as one worker thread sends it.
+#[derive(Clone)]
+struct Answer {
+    /// The file.
+    body: Bytes,
+    /// Its ETag.
+    etag: HeaderValue,
+    /// Its vendor's content type.
+    content_type: HeaderValue,
+}
+
+/// What a file is rendered for besides the record and the request: the file name, the
+/// vendor (index) and the model.
+type RenderFor<'a> = (&'a str, usize, Option<&'a str>);
+
+impl WorkerRender {
+    /// A copy of `shared` in memory of this thread's own.
+    fn copy_of(key: Vec<u8>, shared: &Rendered, content_type: &HeaderValue) -> WorkerRender {
+        let own =
+            |value: &HeaderValue| HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let answer = Answer {
+            body: Bytes::copy_from_slice(&shared.body),
+            etag: own(&shared.etag),
+            content_type: own(content_type),
+        };
+        WorkerRender { key, answer }
+    }
 }
 
 /// A phone as last read from the store, with what is derived from it.
@@ -114,9 +227,9 @@ pub struct PhoneView {
     prov_password: Option<innoprov::Secret>,
     /// The `Authorization: Basic ...` value its credentials make.
     basic_header: Option<String>,
-    /// Rendered files by a hash of (vendor index, model, and every header that decides the URL
-    /// the phone is told to use), each with that URL for diagnostics.
-    renders: Mutex<HashMap<u64, (String, Rendered)>>,
+    /// Rendered files by their whole key ([`ProvState::render_key`]: never a hash of it, or a
+    /// client choosing its Host could aim at another's render), each with its URL.
+    renders: Mutex<Vec<(Vec<u8>, String, Rendered)>>,
     /// The store's write epoch at which this view and the download state beside it were last
     /// checked: while the epoch is unchanged, a download reads nothing from the store.
     checked: Mutex<(u64, innoprov::provisioning::PhoneAccess)>,
@@ -125,6 +238,9 @@ pub struct PhoneView {
     /// When (Unix seconds) a refused request for this phone was last logged at info level.
     denial_logged: std::sync::atomic::AtomicU64,
 }
+
+/// A phone's view and download state with the store's write epoch they were checked at.
+type Checked = (u64, Arc<PhoneView>, PhoneAccess);
 
 /// A rendered file and its ETag.
 #[derive(Debug, Clone)]
@@ -140,15 +256,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ProvState {
-    fn blocked(&self, ip: IpAddr) -> bool {
-        lock(&self.misses).count(&ip) >= self.misses_per_minute
-    }
-
     fn miss(&self, ip: IpAddr) {
-        let count = lock(&self.misses).add(ip);
-        if count == self.misses_per_minute {
-            log::warn!("provisioning denied for {ip}: too many misses ({count} in a minute)");
-        }
+        self.misses.add(ip);
     }
 
     /// Whether `req` came through a trusted proxy (whose forwarding headers count).
@@ -194,22 +303,19 @@ impl ProvState {
 
     /// The phone's view and download state as last checked, while the store's write epoch is
     /// unchanged since: the common download reads nothing from the store.
-    fn cached(&self, mac: &Mac) -> Option<(Arc<PhoneView>, innoprov::provisioning::PhoneAccess)> {
+    fn cached(&self, mac: &Mac) -> Option<Checked> {
         let epoch = self.store.write_epoch();
         let view = lock(&self.views).get(mac).cloned()?;
         let access = {
             let checked = lock(&view.checked);
             (checked.0 == epoch).then(|| checked.1.clone())?
         };
-        Some((view, access))
+        Some((epoch, view, access))
     }
 
     /// The phone's view and download state, re-read only when the store has been written since.
     /// Blocks on the store: callers run it off the actix workers.
-    fn current(
-        &self,
-        mac: &Mac,
-    ) -> Result<Option<(Arc<PhoneView>, innoprov::provisioning::PhoneAccess)>, innoprov::StoreError> {
+    fn current(&self, mac: &Mac) -> Result<Option<Checked>, innoprov::StoreError> {
         // Read the epoch before the data: a write in between only causes one more re-read.
         let epoch = self.store.write_epoch();
         if let Some(found) = self.cached(mac) {
@@ -220,7 +326,44 @@ impl ProvState {
         };
         let access = self.store.get_access(mac)?;
         *lock(&view.checked) = (epoch, access.clone());
-        Ok(Some((view, access)))
+        Ok(Some((epoch, view, access)))
+    }
+
+    /// This worker thread's copy of the phone, while the store's write epoch is `epoch`.
+    fn worker_phone(&self, mac: Mac, epoch: u64) -> Option<Rc<WorkerPhone>> {
+        WORKER_PHONES.with_borrow(|phones| {
+            phones
+                .get(&(self.id, mac))
+                .filter(|phone| phone.epoch == epoch)
+                .cloned()
+        })
+    }
+
+    /// Keeps `checked` as this worker thread's copy of the phone (its renders are kept while
+    /// the view is the same).
+    fn keep_on_worker(&self, mac: Mac, (epoch, view, access): Checked) -> Rc<WorkerPhone> {
+        WORKER_PHONES.with_borrow_mut(|phones| {
+            let renders = match phones.remove(&(self.id, mac)) {
+                Some(old) if Arc::ptr_eq(&old.view, &view) => old.renders.take(),
+                _ => Vec::new(),
+            };
+            if phones.len() >= MAX_WORKER_PHONES {
+                phones.clear();
+            }
+            let phone = Rc::new(WorkerPhone {
+                epoch,
+                view,
+                access,
+                renders: RefCell::new(renders),
+            });
+            phones.insert((self.id, mac), Rc::clone(&phone));
+            phone
+        })
+    }
+
+    /// Forgets this worker thread's copy of a phone the store no longer has.
+    fn forget_on_worker(&self, mac: Mac) {
+        WORKER_PHONES.with_borrow_mut(|phones| phones.remove(&(self.id, mac)));
     }
 
     /// The vendor whose phonebook a phone gets, and its format: the vendor an admin pinned,
@@ -324,7 +467,7 @@ impl ProvState {
             record,
             prov_password,
             basic_header,
-            renders: Mutex::new(HashMap::new()),
+            renders: Mutex::new(Vec::new()),
             logged_version: std::sync::atomic::AtomicU64::new(u64::MAX),
             denial_logged: std::sync::atomic::AtomicU64::new(0),
             checked: Mutex::new((u64::MAX, Default::default())),
@@ -337,25 +480,62 @@ impl ProvState {
         Ok(Some(view))
     }
 
-    /// What a rendered file depends on besides the record: vendor, model, file, scheme, the
-    /// directory's version and key profile, and every header that decides the URL.
-    fn render_key(
+    /// What a rendered file depends on besides the record, as one byte string (each part
+    /// length-prefixed, so two keys are equal only when every part is): vendor, model, file,
+    /// scheme, the directory's version and key profile, and every header that decides the URL.
+    fn render_key(&self, req: &HttpRequest, access: &PhoneAccess, what: RenderFor<'_>) -> Vec<u8> {
+        let mut key = Vec::with_capacity(128);
+        self.render_key_parts(req, access, what, |bytes| match bytes {
+            Some(bytes) => {
+                key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                key.extend_from_slice(bytes);
+            }
+            None => key.extend_from_slice(&u64::MAX.to_le_bytes()),
+        });
+        key
+    }
+
+    /// Whether `key` is [`Self::render_key`] of this request, compared part by part without
+    /// building it (asked on every download).
+    fn render_key_is(
+        &self,
+        key: &[u8],
+        req: &HttpRequest,
+        access: &PhoneAccess,
+        what: RenderFor<'_>,
+    ) -> bool {
+        let (mut rest, mut same) = (key, true);
+        self.render_key_parts(req, access, what, |bytes| {
+            let (len, bytes) = match bytes {
+                Some(bytes) => ((bytes.len() as u64).to_le_bytes(), bytes),
+                None => (u64::MAX.to_le_bytes(), &[][..]),
+            };
+            same = same
+                && rest.len() >= 8 + bytes.len()
+                && rest[..8] == len
+                && innoprov::provisioning::vendor::same_bytes(&rest[8..8 + bytes.len()], bytes);
+            if same {
+                rest = &rest[8 + bytes.len()..];
+            }
+        });
+        same && rest.is_empty()
+    }
+
+    /// Feeds the parts of [`Self::render_key`] to `part` in order.
+    fn render_key_parts(
         &self,
         req: &HttpRequest,
         access: &PhoneAccess,
-        file: &str,
-        vendor_index: usize,
-        model: Option<&str>,
-    ) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        vendor_index.hash(&mut hasher);
-        model.hash(&mut hasher);
-        file.hash(&mut hasher);
-        req.app_config().secure().hash(&mut hasher);
+        (file, vendor_index, model): RenderFor<'_>,
+        mut part: impl FnMut(Option<&[u8]>),
+    ) {
+        part(Some(&(vendor_index as u64).to_le_bytes()));
+        part(model.map(str::as_bytes));
+        part(Some(file.as_bytes()));
+        part(Some(&[u8::from(req.app_config().secure())]));
         // The keys and the phonebook change with the profiles and the user table.
-        self.users.version().hash(&mut hasher);
-        access.key_profile.hash(&mut hasher);
+        part(Some(&self.users.version().to_le_bytes()));
+        part(access.key_profile.as_deref().map(str::as_bytes));
         // Names, not text: a text name would be parsed on every download.
         for name in [
             &header::HOST,
@@ -363,22 +543,53 @@ impl ProvState {
             &X_FORWARDED_HOST,
             &X_FORWARDED_PROTO,
         ] {
-            req.headers().get(name).map(|h| h.as_bytes()).hash(&mut hasher);
+            part(req.headers().get(name).map(HeaderValue::as_bytes));
         }
-        hasher.finish()
     }
 
+    /// The phone's file for this request, from this worker thread's copies, else from the
+    /// phone's shared renders (rendered there if new).
     fn render(
         &self,
         req: &HttpRequest,
-        phone: (&PhoneView, &PhoneAccess),
+        phone: &WorkerPhone,
+        file: &str,
+        vendor_index: usize,
+        model: Option<&str>,
+    ) -> Option<Answer> {
+        let what = (file, vendor_index, model);
+        if let Some(hit) = phone
+            .renders
+            .borrow()
+            .iter()
+            .find(|r| self.render_key_is(&r.key, req, &phone.access, what))
+        {
+            return Some(hit.answer.clone());
+        }
+        let key = self.render_key(req, &phone.access, what);
+        let shared =
+            self.shared_render(req, (&phone.view, &phone.access), &key, file, vendor_index, model)?;
+        let own = WorkerRender::copy_of(key, &shared, &self.content_types[vendor_index]);
+        let mut renders = phone.renders.borrow_mut();
+        if renders.len() >= MAX_RENDERS_PER_PHONE {
+            renders.clear();
+        }
+        let answer = own.answer.clone();
+        renders.push(own);
+        Some(answer)
+    }
+
+    /// The phone's file rendered for `key`: from the renders the workers share, else rendered.
+    fn shared_render(
+        &self,
+        req: &HttpRequest,
+        (view, access): (&PhoneView, &PhoneAccess),
+        key: &[u8],
         file: &str,
         vendor_index: usize,
         model: Option<&str>,
     ) -> Option<Rendered> {
-        let (view, access) = phone;
-        let key = self.render_key(req, access, file, vendor_index, model);
-        if let Some((_, hit)) = lock(&view.renders).get(&key) {
+        if let Some((_, _, hit)) = lock(&view.renders).iter().find(|(k, _, _)| k == key) {
             return Some(hit.clone());
         }
         let prov_url = self.prov_url(req);
@@ -423,7 +634,7 @@ impl ProvState {
         if renders.len() >= MAX_RENDERS_PER_PHONE {
             renders.clear();
         }
-        renders.insert(key, (prov_url.to_string(), rendered.clone()));
+        renders.push((key.to_vec(), prov_url.to_string(), rendered.clone()));
         Some(rendered)
     }
 }
@@ -468,7 +679,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
     cfg.service(web::scope(path).default_service(web::to(download)));
 }
 
-async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse {
+async fn download(req: HttpRequest) -> HttpResponse {
+    // Borrowed, not extracted: an extracted state is a reference count both workers write.
+    let Some(state) = req.app_data::<web::Data<ProvState>>() else {
+        return denied(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    };
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
         return denied(actix_web::http::StatusCode::METHOD_NOT_ALLOWED);
     }
@@ -486,17 +701,18 @@ async fn download(req: HttpRequest, state: web::Data<ProvState>) -> HttpResponse
         return denied(actix_web::http::StatusCode::BAD_REQUEST);
     };
     // An empty name or one with '/' matches no vendor pattern: the route counts it as a miss.
-    let response = serve(&req, &file, &state, client).await;
+    let response = serve(&req, &file, state, client).await;
     state.counters.count_status(response.status().as_u16());
     response
 }
 
-/// The facts of `req` the download decisions need.
+/// The facts of `req` the download decisions need, at `now` (Unix seconds).
 fn request_facts<'a>(
     req: &'a HttpRequest,
     file: &'a str,
     state: &ProvState,
     client: IpAddr,
+    now: u64,
 ) -> DownloadRequest<'a> {
     DownloadRequest {
         file,
@@ -508,7 +724,7 @@ fn request_facts<'a>(
         client,
         head: req.method() == actix_web::http::Method::HEAD,
         has_authorization: req.headers().contains_key(header::AUTHORIZATION),
-        over_miss_limit: state.blocked(client),
+        over_miss_limit: state.misses.blocked(client, now),
     }
 }
 
@@ -518,7 +734,8 @@ async fn serve(
     state: &web::Data<ProvState>,
     peer: SocketAddr,
 ) -> HttpResponse {
-    let facts = request_facts(req, file, state, peer.ip());
+    let now = now_unix();
+    let facts = request_facts(req, file, state, peer.ip(), now);
     match facts.route(&state.vendors, !state.trust_anchors.is_empty()) {
         // Public certificates, the same for everyone: no lookup, no credentials.
         Route::TrustAnchors => HttpResponse::Ok()
@@ -539,7 +756,7 @@ async fn serve(
             mac,
         ),
         // A phone's phonebook or its own file: both read the phone first.
-        Route::Phonebook { mac } => serve_found(state, req, facts, peer, (mac, None, None)).await,
+        Route::Phonebook { mac } => serve_found(state, req, facts, (peer, now), (mac, None, None)).await,
         Route::Phone {
             mac,
             model,
@@ -549,7 +766,7 @@ async fn serve(
                 state,
                 req,
                 facts,
-                peer,
+                (peer, now),
                 (mac, model.as_deref(), Some(&candidates)),
             )
             .await
@@ -562,10 +779,10 @@ async fn serve_found(
     state: &web::Data<ProvState>,
     req: &HttpRequest,
     facts: DownloadRequest<'_>,
-    peer: SocketAddr,
+    (peer, now): (SocketAddr, u64),
     (mac, model, candidates): (Mac, Option<&str>, Option<&[Candidate]>),
 ) -> HttpResponse {
-    let (view, access) = match find_phone(state, &facts, mac).await {
+    let found = match find_phone(state, &facts, mac).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -573,10 +790,12 @@ async fn serve_found(
         req,
         facts,
         peer,
+        now,
         mac,
         model,
-        view: &view,
-        access: &access,
+        view: &found.view,
+        access: &found.access,
+        found: &found,
     };
     match candidates {
         Some(candidates) => serve_phone(state, phone, candidates).await,
@@ -584,13 +803,17 @@ async fn serve_found(
     }
 }
 
-/// The phone `mac` as stored, from the cache or read off the actix workers (they carry every
-/// websocket session too); a refusal when there is none or the store fails.
+/// The phone `mac` as stored: this worker's copy, else the cache, else read off the actix
+/// workers (they carry every websocket session too); a refusal when there is none or the store
+/// fails.
 async fn find_phone(
     state: &web::Data<ProvState>,
     facts: &DownloadRequest<'_>,
     mac: Mac,
-) -> Result<(Arc<PhoneView>, PhoneAccess), Box<HttpResponse>> {
+) -> Result<Rc<WorkerPhone>, Box<HttpResponse>> {
+    if let Some(phone) = state.worker_phone(mac, state.store.write_epoch()) {
+        return Ok(phone);
+    }
     let found = match state.cached(&mac) {
         Some(found) => Ok(Some(found)),
         None => {
@@ -601,8 +824,9 @@ async fn find_phone(
         }
     };
     match found {
-        Ok(Some(found)) => Ok(found),
+        Ok(Some(found)) => Ok(state.keep_on_worker(mac, found)),
         Ok(None) => {
+            state.forget_on_worker(mac);
             log::debug!("download of {} from {}: no phone {mac}", facts.file, facts.client);
             Err(Box::new(state.refuse(facts, facts.probe_or_miss(&state.vendors))))
         }
@@ -628,7 +852,7 @@ async fn serve_phonebook(state: &web::Data<ProvState>, phone: PhoneRequest<'_>) 
         );
         return state.refuse(facts, facts.probe_or_miss(&state.vendors));
     };
-    let now = now_unix();
+    let now = phone.now;
     match facts.authorize_phonebook(phone.credentials(state, now)) {
         Authorization::Serve { .. } => {}
         Authorization::TooMany => return denied(StatusCode::TOO_MANY_REQUESTS),
@@ -662,14 +886,18 @@ struct PhoneRequest<'a> {
     facts: DownloadRequest<'a>,
     /// The client with its port, as the audit records it.
     peer: SocketAddr,
+    /// When it came (Unix seconds).
+    now: u64,
     /// The phone the file name names.
     mac: Mac,
     /// The model the file name carries.
     model: Option<&'a str>,
-    /// The phone's record and its renders.
+    /// The phone's record (`found`'s view).
     view: &'a PhoneView,
-    /// The phone's download state.
+    /// The phone's download state (`found`'s).
     access: &'a innoprov::provisioning::PhoneAccess,
+    /// The phone as this worker thread holds it, with its rendered files.
+    found: &'a WorkerPhone,
 }
 
 impl PhoneRequest<'_> {
@@ -700,25 +928,23 @@ impl PhoneRequest<'_> {
     /// the phone's password. Wrong credentials count as a miss.
     /// The model the file is rendered for: the file name's, else (a per-MAC file's name
     /// carries none) the User-Agent's, which places the keys (docs/vendors).
-    fn model_for(&self, state: &ProvState, vendor_index: usize) -> Option<String> {
+    fn model_for(&self, state: &ProvState, vendor_index: usize) -> Option<std::borrow::Cow<'_, str>> {
         let vendor = &state.vendors.all()[vendor_index].name;
         self.model
-            .map(str::to_string)
+            .map(std::borrow::Cow::Borrowed)
             .or_else(|| innoprov::provisioning::vendor::model_in_user_agent(vendor, self.facts.user_agent))
     }
 
     fn credentials(&self, state: &ProvState, now: u64) -> Credentials {
-        let Some(authorization) = self
-            .req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(value) = self.req.headers().get(header::AUTHORIZATION) else {
             return Credentials::Absent;
         };
-        if self.view.basic_header.as_deref() == Some(authorization) {
+        if self.view.basic_header.as_deref().map(str::as_bytes) == Some(value.as_bytes()) {
             return Credentials::Valid;
         }
+        let Ok(authorization) = value.to_str() else {
+            return Credentials::Absent;
+        };
         let Some(parsed) = auth::parse_authorization(authorization) else {
             return Credentials::Absent;
         };
@@ -779,7 +1005,7 @@ async fn serve_phone(
             return state.refuse(facts, refusal);
         }
     };
-    let now = now_unix();
+    let now = phone.now;
     let credentials = phone.credentials(state, now);
     let policy = EnrolmentPolicy {
         window_secs: state.window.as_secs(),
@@ -803,13 +1029,8 @@ async fn serve_phone(
         }
     };
     let model = phone.model_for(state, vendor_index);
-    let Some(rendered) = state.render(
-        phone.req,
-        (phone.view, phone.access),
-        facts.file,
-        vendor_index,
-        model.as_deref(),
-    ) else {
+    let Some(rendered) = state.render(phone.req, phone.found, facts.file, vendor_index, model.as_deref())
+    else {
         phone.audit(state, vendor_index, now, 500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
@@ -833,7 +1054,7 @@ async fn serve_phone(
     );
     phone.audit(state, vendor_index, now, 200, &outcome);
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, state.content_types[vendor_index].clone()))
+        .insert_header((header::CONTENT_TYPE, rendered.content_type))
         .insert_header((header::ETAG, rendered.etag))
         .insert_header((header::CACHE_CONTROL, NO_STORE))
         .body(rendered.body)
@@ -877,11 +1098,10 @@ async fn record_access(state: &web::Data<ProvState>, phone: &PhoneRequest<'_>, w
 fn log_served(phone: &PhoneRequest<'_>, vendor: &str, outcome: &str, enrolling: bool) {
     let (mac, file, ip) = (phone.mac, phone.facts.file, phone.facts.client);
     let version = phone.view.record.config_version;
-    let first_of_version = phone
-        .view
-        .logged_version
-        .swap(version, std::sync::atomic::Ordering::Relaxed)
-        != version;
+    // Read first: a write on every download would move the line between the workers.
+    let logged = &phone.view.logged_version;
+    let first_of_version =
+        logged.load(Ordering::Relaxed) != version && logged.swap(version, Ordering::Relaxed) != version;
     if enrolling || first_of_version {
         log::info!("phone {mac}: {file} {outcome} to {ip} as {vendor} (version {version})");
     } else {
@@ -927,5 +1147,31 @@ fn serve_common(
             log::error!("{e}");
             denied(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_over_its_limit_is_blocked_for_its_minute_and_no_other() {
+        let misses = Misses::new(3);
+        let a: IpAddr = [192, 0, 2, 1].into();
+        let b: IpAddr = [192, 0, 2, 2].into();
+        let now = now_unix();
+        for _ in 0..2 {
+            misses.add(a);
+        }
+        assert!(!misses.blocked(a, now), "under the limit");
+        misses.add(a);
+        assert!(misses.blocked(a, now), "at the limit");
+        assert!(!misses.blocked(b, now), "another address");
+        // No address reached the limit in the last minute: nobody is over it, without a lock.
+        assert!(!misses.blocked(a, now + 62));
+        assert!(
+            Misses::new(0).blocked(b, now),
+            "a limit of 0 refuses everyone, as before"
+        );
     }
 }

@@ -109,7 +109,7 @@ impl PendingEntry {
 /// `text` as a shared string: `previous` itself when it says the same.
 fn shared(previous: Option<&Arc<str>>, text: &str) -> Arc<str> {
     match previous {
-        Some(p) if **p == *text => Arc::clone(p),
+        Some(p) if innoprov::provisioning::vendor::same_bytes(p.as_bytes(), text.as_bytes()) => Arc::clone(p),
         _ => Arc::from(text),
     }
 }
@@ -234,7 +234,13 @@ impl AuditLog {
         if status == 200 || status == 304 {
             match pending.last_fetch.get_mut(&mac) {
                 // The common case, a phone checking again from where it was: no new vendor text.
-                Some(last) if last.client == client && last.vendor == download.vendor => {
+                Some(last)
+                    if last.client == client
+                        && innoprov::provisioning::vendor::same_bytes(
+                            last.vendor.as_bytes(),
+                            download.vendor.as_bytes(),
+                        ) =>
+                {
                     (last.at, last.seq) = (at, seq);
                 }
                 _ => {
