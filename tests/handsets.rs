@@ -4,6 +4,7 @@
 //! file says so) and the fetch that sees the change. Plus the office behind one address, the
 //! operator's vendor catalogue, and a reverse proxy.
 
+use base64::Engine;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -546,6 +547,39 @@ async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
         .expect("NOTIFY in time")
         .expect("recv");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("NOTIFY sip:user500@127.0.0.2:"));
+    // Each way of reaching the service gets the URL of that way, never one rendered for
+    // another: a host forwarded in two lines (the first counts), another host, and none (the
+    // Host the proxy's request names).
+    let (user, password) = crate::downloads::credentials("yealink", &other.body);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let own_url = format!("http://{}/example.com/innoprov/prov/", service.addr);
+    let ways: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[
+                ("Forwarded", "for=127.0.0.3;proto=http;host=prov.example.com"),
+                ("Forwarded", "for=127.0.0.4;proto=https;host=later.example.com"),
+            ],
+            "http://prov.example.com/example.com/innoprov/prov/",
+        ),
+        (
+            &[("Forwarded", "for=127.0.0.3;proto=https;host=other.example.com")],
+            "https://other.example.com/example.com/innoprov/prov/",
+        ),
+        (&[("Forwarded", "for=127.0.0.5")], &own_url),
+    ];
+    for (forwarded, url) in ways {
+        let mut headers = vec![("User-Agent", ua), ("Authorization", basic.as_str())];
+        headers.extend_from_slice(forwarded);
+        let got = innoprov_actors::sim::phone::get(service.addr, &format!("{PROV}/{mac}.cfg"), &headers)
+            .await
+            .expect("GET");
+        assert_eq!(got.status, 200, "{forwarded:?}");
+        let line = format!("static.auto_provision.server.url = {url}");
+        assert!(got.body.contains(&line), "{forwarded:?}: {}", got.body);
+    }
 }
 
 #[tokio::test]

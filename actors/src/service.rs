@@ -1062,12 +1062,17 @@ fn http_server(
 
 /// Whether the download scope is registered before the admin routes. Routes are tried in
 /// order and downloads are the most frequent requests, so they go first, unless the
-/// provisioning path lies above an admin route, which would then be hidden.
+/// provisioning path and an admin route lie one within the other: whichever comes first then
+/// takes the other's requests, and the order stays as it always was.
 fn downloads_first(prov_path: &str, api_path: &str) -> bool {
-    !admin_http::paths(api_path).iter().any(|path| {
-        path.strip_prefix(prov_path)
+    let within = |inner: &str, outer: &str| {
+        inner
+            .strip_prefix(outer)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    };
+    !admin_http::paths(api_path)
+        .iter()
+        .any(|path| within(path, prov_path) || within(prov_path, path))
 }
 
 /// What every AppWebsocket session shares (the PBX, Users and admin logins).
@@ -1117,5 +1122,10 @@ mod tests {
         assert!(!downloads_first("/example.com", api));
         assert!(!downloads_first("/example.com/innoprov/api", api));
         assert!(!downloads_first("/metrics", api));
+        assert!(
+            !downloads_first("/example.com/innoprov/api/v1/phones", api),
+            "under the API"
+        );
+        assert!(!downloads_first("/metrics/prov", api));
     }
 }

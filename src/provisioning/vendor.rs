@@ -411,7 +411,7 @@ struct Pattern {
 
 /// Whether `a` and `b` are the same bytes, compared in a loop: the download path compares
 /// many short names (patterns, OUIs, the audit's texts), where a library call per comparison
-/// cost more than the comparison (README, profiles of 2026-12-07).
+/// cost more than the comparison (README, the profiles of 2026-12-06).
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }

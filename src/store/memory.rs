@@ -73,10 +73,12 @@ impl Store for MemoryStore {
     }
 
     fn delete_phone(&self, mac: &Mac) -> Result<bool, StoreError> {
-        self.bump();
         lock(&self.access).remove(&mac.bytes());
         lock(&self.audit).remove(&mac.bytes());
-        Ok(self.lock().remove(&mac.bytes()).is_some())
+        let removed = self.lock().remove(&mac.bytes()).is_some();
+        // After the removal, as every write: a reader of the new epoch sees the phone gone.
+        self.bump();
+        Ok(removed)
     }
 
     fn get_access(&self, mac: &Mac) -> Result<PhoneAccess, StoreError> {

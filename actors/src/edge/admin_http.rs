@@ -513,13 +513,13 @@ async fn readyz(state: web::Data<AdminHttp>) -> HttpResponse {
     }
 }
 
-/// Registers the REST routes under `api_path` and the health endpoints.
 /// The paths [`configure`] registers under: the probes', the metrics' and the REST API's.
 pub fn paths(api_path: &str) -> [&str; 4] {
     ["/healthz", "/readyz", "/metrics", api_path]
 }
 
-/// Registers the admin routes, at [`paths`].
+/// Registers the REST routes under `api_path` and the health and metrics endpoints (the
+/// [`paths`]).
 pub fn configure(cfg: &mut web::ServiceConfig, api_path: &str) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))

@@ -123,9 +123,11 @@ pub struct Misses {
     limit: u32,
     /// Misses per address in the current minute.
     counts: Mutex<MinuteCounts<IpAddr>>,
-    /// When (Unix seconds) an address last reached the limit: a minute later none can be over
-    /// it, so the common download takes no lock shared by the workers.
+    /// When an address last reached the limit, in seconds after `since`: a minute later none
+    /// can be over it, so the common download takes no lock shared by the workers.
     last_over_limit: AtomicU64,
+    /// The start of `last_over_limit`'s clock (monotonic, as the counts' windows are).
+    since: tokio::time::Instant,
 }
 
 impl Misses {
@@ -134,15 +136,18 @@ impl Misses {
         Misses {
             limit,
             counts: Mutex::new(MinuteCounts::new(MAX_TRACKED_ADDRESSES)),
-            last_over_limit: AtomicU64::new(0),
+            // Never: no address has reached the limit.
+            last_over_limit: AtomicU64::new(u64::MAX),
+            since: tokio::time::Instant::now(),
         }
     }
 
-    /// Whether `ip` is over the limit at `now` (Unix seconds).
-    fn blocked(&self, ip: IpAddr, now: u64) -> bool {
-        // A count lives a minute from its window's start, at most 61 whole seconds after the
+    /// Whether `ip` is over the limit.
+    fn blocked(&self, ip: IpAddr) -> bool {
+        // A count lives a minute from its window's start, less than 61 whole seconds after the
         // miss that reached the limit.
-        if self.limit > 0 && now > self.last_over_limit.load(Ordering::Relaxed).saturating_add(61) {
+        let last = self.last_over_limit.load(Ordering::Acquire);
+        if self.limit > 0 && (last == u64::MAX || self.since.elapsed().as_secs() > last.saturating_add(61)) {
             return false;
         }
         lock(&self.counts).count(&ip) >= self.limit
@@ -150,10 +155,16 @@ impl Misses {
 
     /// Counts one miss of `ip`.
     fn add(&self, ip: IpAddr) {
-        let count = lock(&self.counts).add(ip);
-        if count >= self.limit {
-            self.last_over_limit.store(now_unix(), Ordering::Relaxed);
-        }
+        let count = {
+            let mut counts = lock(&self.counts);
+            let count = counts.add(ip);
+            // Under the lock: no worker sees the count without the time.
+            if count >= self.limit {
+                let now = self.since.elapsed().as_secs();
+                self.last_over_limit.store(now, Ordering::Release);
+            }
+            count
+        };
         if count == self.limit {
             log::warn!("provisioning denied for {ip}: too many misses ({count} in a minute)");
         }
@@ -482,7 +493,7 @@ impl ProvState {
 
     /// What a rendered file depends on besides the record, as one byte string (each part
     /// length-prefixed, so two keys are equal only when every part is): vendor, model, file,
-    /// scheme, the directory's version and key profile, and every header that decides the URL.
+    /// the directory's version and key profile, and what decides the URL the file carries.
     fn render_key(&self, req: &HttpRequest, access: &PhoneAccess, what: RenderFor<'_>) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
         self.render_key_parts(req, access, what, |bytes| match bytes {
@@ -532,18 +543,26 @@ impl ProvState {
         part(Some(&(vendor_index as u64).to_le_bytes()));
         part(model.map(str::as_bytes));
         part(Some(file.as_bytes()));
-        part(Some(&[u8::from(req.app_config().secure())]));
         // The keys and the phonebook change with the profiles and the user table.
         part(Some(&self.users.version().to_le_bytes()));
         part(access.key_profile.as_deref().map(str::as_bytes));
-        // Names, not text: a text name would be parsed on every download.
-        for name in [
-            &header::HOST,
-            &header::FORWARDED,
-            &X_FORWARDED_HOST,
-            &X_FORWARDED_PROTO,
-        ] {
-            part(req.headers().get(name).map(HeaderValue::as_bytes));
+        // The URL the file carries: fixed by config, else exactly what `prov_url` reads (a
+        // Host it accepts; a trusted proxy's forwarding headers, every line of them). Bytes,
+        // not the URL itself: that would be formatted on every download.
+        if self.public_url.is_some() {
+            return;
+        }
+        part(Some(&[u8::from(req.app_config().secure())]));
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        part(host.filter(|h| forwarded::plausible_host(h)).map(str::as_bytes));
+        if self.via_trusted_proxy(req) {
+            // Names, not text: a text name would be parsed on every download.
+            for name in [&header::FORWARDED, &X_FORWARDED_HOST, &X_FORWARDED_PROTO] {
+                for value in req.headers().get_all(name) {
+                    part(Some(value.as_bytes()));
+                }
+                part(None);
+            }
         }
     }
 
@@ -706,13 +725,12 @@ async fn download(req: HttpRequest) -> HttpResponse {
     response
 }
 
-/// The facts of `req` the download decisions need, at `now` (Unix seconds).
+/// The facts of `req` the download decisions need.
 fn request_facts<'a>(
     req: &'a HttpRequest,
     file: &'a str,
     state: &ProvState,
     client: IpAddr,
-    now: u64,
 ) -> DownloadRequest<'a> {
     DownloadRequest {
         file,
@@ -724,7 +742,7 @@ fn request_facts<'a>(
         client,
         head: req.method() == actix_web::http::Method::HEAD,
         has_authorization: req.headers().contains_key(header::AUTHORIZATION),
-        over_miss_limit: state.misses.blocked(client, now),
+        over_miss_limit: state.misses.blocked(client),
     }
 }
 
@@ -734,8 +752,7 @@ async fn serve(
     state: &web::Data<ProvState>,
     peer: SocketAddr,
 ) -> HttpResponse {
-    let now = now_unix();
-    let facts = request_facts(req, file, state, peer.ip(), now);
+    let facts = request_facts(req, file, state, peer.ip());
     match facts.route(&state.vendors, !state.trust_anchors.is_empty()) {
         // Public certificates, the same for everyone: no lookup, no credentials.
         Route::TrustAnchors => HttpResponse::Ok()
@@ -756,7 +773,7 @@ async fn serve(
             mac,
         ),
         // A phone's phonebook or its own file: both read the phone first.
-        Route::Phonebook { mac } => serve_found(state, req, facts, (peer, now), (mac, None, None)).await,
+        Route::Phonebook { mac } => serve_found(state, req, facts, peer, (mac, None, None)).await,
         Route::Phone {
             mac,
             model,
@@ -766,7 +783,7 @@ async fn serve(
                 state,
                 req,
                 facts,
-                (peer, now),
+                peer,
                 (mac, model.as_deref(), Some(&candidates)),
             )
             .await
@@ -779,7 +796,7 @@ async fn serve_found(
     state: &web::Data<ProvState>,
     req: &HttpRequest,
     facts: DownloadRequest<'_>,
-    (peer, now): (SocketAddr, u64),
+    peer: SocketAddr,
     (mac, model, candidates): (Mac, Option<&str>, Option<&[Candidate]>),
 ) -> HttpResponse {
     let found = match find_phone(state, &facts, mac).await {
@@ -790,7 +807,8 @@ async fn serve_found(
         req,
         facts,
         peer,
-        now,
+        // After the phone is found: a read off the workers may have waited for the store.
+        now: now_unix(),
         mac,
         model,
         view: &found.view,
@@ -1154,23 +1172,24 @@ fn serve_common(
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_address_over_its_limit_is_blocked_for_its_minute_and_no_other() {
+    #[tokio::test(start_paused = true)]
+    async fn an_address_over_its_limit_is_blocked_for_its_minute_and_no_other() {
         let misses = Misses::new(3);
         let a: IpAddr = [192, 0, 2, 1].into();
         let b: IpAddr = [192, 0, 2, 2].into();
-        let now = now_unix();
         for _ in 0..2 {
             misses.add(a);
         }
-        assert!(!misses.blocked(a, now), "under the limit");
+        assert!(!misses.blocked(a), "under the limit");
         misses.add(a);
-        assert!(misses.blocked(a, now), "at the limit");
-        assert!(!misses.blocked(b, now), "another address");
-        // No address reached the limit in the last minute: nobody is over it, without a lock.
-        assert!(!misses.blocked(a, now + 62));
+        assert!(misses.blocked(a), "at the limit");
+        assert!(!misses.blocked(b), "another address");
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(misses.blocked(a), "within its minute");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(!misses.blocked(a), "its minute is over");
         assert!(
-            Misses::new(0).blocked(b, now),
+            Misses::new(0).blocked(b),
             "a limit of 0 refuses everyone, as before"
         );
     }
