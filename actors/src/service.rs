@@ -957,8 +957,10 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
             })
         })
         .collect();
+    let phones = crate::edge::phone_views::PhoneViews::new(Arc::clone(&parts.store), parts.sealer.clone());
     ProvState {
         content_types,
+        phones,
         store: parts.store,
         sealer: parts.sealer,
         vendors: parts.vendors,
@@ -973,8 +975,6 @@ fn prov_state(config: &Config, parts: ProvParts) -> ProvState {
         trust_anchors: parts.trust_anchors,
         audit: parts.audit,
         misses: prov_http::Misses::new(prov.misses_per_minute),
-        id: prov_http::next_state_id(),
-        views: Default::default(),
         trusted_proxies: parts.trusted_proxies,
         enrol_from: prov.enrol_from.clone(),
         counters: crate::ops::metrics::DownloadCounters::new(vendor_names),

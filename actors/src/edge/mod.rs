@@ -17,6 +17,7 @@
 //! - [`pbx_pin`]: `PbxPin`, who the PBX is: `app.object`, or the App object pinned at its
 //!   first PbxInfo.
 //! - [`forwarded`]: a trusted reverse proxy's `Forwarded` / `X-Forwarded-*` headers.
+//! - [`phone_views`]: the phones as downloads read them, shared and per worker thread.
 //! - [`prov_http`]: phone downloads: vendor files, enrolment, credentials, audit.
 //! - [`admin_core`]: `AdminCore`, the one set of admin operations (list, detail, audit,
 //!   resync, reopen enrolment, pin vendor, delete) over the live system.
@@ -35,5 +36,6 @@ pub mod forwarded;
 pub mod http;
 pub mod login_guard;
 pub mod pbx_pin;
+pub mod phone_views;
 pub mod prov_http;
 pub mod ws_reader;

@@ -8,7 +8,6 @@
 //! address that keeps missing gets 429 and a log line fail2ban can match:
 //! `provisioning denied for <ip>: too many misses`.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -27,11 +26,10 @@ use innoprov::provisioning::download::{
 pub use innoprov::provisioning::download::{Refusal, TRUST_ANCHORS_FILE};
 use innoprov::provisioning::vendor::Candidate;
 use innoprov::provisioning::{PhoneContext, Renderer, Vendors};
-use innoprov::seal::SealPurpose;
-use innoprov::store::Freshness;
-use innoprov::{Mac, PhoneRecord, Sealer, Store};
+use innoprov::{Mac, Sealer, Store};
 
 use crate::edge::forwarded;
+use crate::edge::phone_views::{Answer, PhoneView, PhoneViews, Rendered, WorkerPhone, WorkerRender};
 use crate::ops::limits::MinuteCounts;
 use crate::store::audit_log::AuditLog;
 use crate::store::user_directory::UserDirectory;
@@ -53,18 +51,6 @@ const MAX_AUDIT_UA: usize = 160;
 pub const MAX_TRACKED_ADDRESSES: usize = 50_000;
 /// Most rendered variants kept per phone (one per way of reaching the service, normally one).
 const MAX_RENDERS_PER_PHONE: usize = 8;
-/// Most rendered files kept in memory.
-const MAX_CACHED: usize = 20_000;
-/// Most phones each worker thread keeps its own copies for (see [`WorkerPhone`]).
-const MAX_WORKER_PHONES: usize = 1_024;
-
-thread_local! {
-    /// The phones this worker thread served lately, by state and MAC (see [`WorkerPhone`]).
-    static WORKER_PHONES: RefCell<HashMap<(u64, Mac), Rc<WorkerPhone>>> = RefCell::new(HashMap::new());
-}
-
-/// Tells [`ProvState`]s apart in [`WORKER_PHONES`] (tests run several in one process).
-static NEXT_STATE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Settings and shared state of the download handler.
 pub struct ProvState {
@@ -97,9 +83,8 @@ pub struct ProvState {
     pub misses: Misses,
     /// Where every download is recorded.
     pub audit: Arc<AuditLog>,
-    /// Decoded records and their rendered files, by MAC; an entry is used only while the
-    /// stored bytes are unchanged, so every store write is seen at once.
-    pub views: Mutex<HashMap<Mac, Arc<PhoneView>>>,
+    /// The phones as read for downloads, with their rendered files (shared, and per worker).
+    pub phones: PhoneViews,
     /// Reverse proxies whose forwarding headers name the client, its scheme and host.
     pub trusted_proxies: forwarded::TrustedProxies,
     /// Networks a phone's file may be served to without credentials (empty: any).
@@ -113,8 +98,6 @@ pub struct ProvState {
     /// The phonebook rendered per format, with the directory version it was rendered at: one
     /// render per table change and format, however many phones fetch it.
     pub phonebooks: Mutex<HashMap<PhonebookFormat, (u64, Rendered)>>,
-    /// This state's key in the worker threads' [`WORKER_PHONES`].
-    pub id: u64,
 }
 
 /// Phone-file misses per address in the current minute, with a bound (429 past it).
@@ -171,96 +154,9 @@ impl Misses {
     }
 }
 
-/// Gives each [`ProvState`] its own key in the worker threads' [`WORKER_PHONES`].
-pub fn next_state_id() -> u64 {
-    NEXT_STATE_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A phone as one worker thread serves it while the store is unchanged: the view and download
-/// state as checked at `epoch`, and this thread's own copies of its rendered files. With the
-/// two workers serving one phone, every reference count and lock they shared moved between the
-/// cores on each download, which cost more than the rest of the download's own work.
-struct WorkerPhone {
-    /// The store's write epoch at which `view` and `access` were checked.
-    epoch: u64,
-    /// The phone's record and what is derived from it (shared by the workers).
-    view: Arc<PhoneView>,
-    /// Its download state at `epoch`.
-    access: PhoneAccess,
-    /// This thread's copies of the phone's rendered files.
-    renders: RefCell<Vec<WorkerRender>>,
-}
-
-/// One worker thread's copy of a rendered file.
-struct WorkerRender {
-    /// What the file was rendered for ([`ProvState::render_key`]).
-    key: Vec<u8>,
-    /// The file with its headers.
-    answer: Answer,
-}
-
-/// A phone's file with the headers it goes with, as one worker thread sends it.
-#[derive(Clone)]
-struct Answer {
-    /// The file.
-    body: Bytes,
-    /// Its ETag.
-    etag: HeaderValue,
-    /// Its vendor's content type.
-    content_type: HeaderValue,
-}
-
 /// What a file is rendered for besides the record and the request: the file name, the
 /// vendor (index) and the model.
 type RenderFor<'a> = (&'a str, usize, Option<&'a str>);
-
-impl WorkerRender {
-    /// A copy of `shared` in memory of this thread's own.
-    fn copy_of(key: Vec<u8>, shared: &Rendered, content_type: &HeaderValue) -> WorkerRender {
-        let own =
-            |value: &HeaderValue| HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        let answer = Answer {
-            body: Bytes::copy_from_slice(&shared.body),
-            etag: own(&shared.etag),
-            content_type: own(content_type),
-        };
-        WorkerRender { key, answer }
-    }
-}
-
-/// A phone as last read from the store, with what is derived from it.
-pub struct PhoneView {
-    /// The stored bytes this view was decoded from.
-    raw: Vec<u8>,
-    /// The record.
-    record: PhoneRecord,
-    /// Its provisioning password, opened once.
-    prov_password: Option<innoprov::Secret>,
-    /// The `Authorization: Basic ...` value its credentials make.
-    basic_header: Option<String>,
-    /// Rendered files by their whole key ([`ProvState::render_key`]: never a hash of it, or a
-    /// client choosing its Host could aim at another's render), each with its URL.
-    renders: Mutex<Vec<(Vec<u8>, String, Rendered)>>,
-    /// The store's write epoch at which this view and the download state beside it were last
-    /// checked: while the epoch is unchanged, a download reads nothing from the store.
-    checked: Mutex<(u64, innoprov::provisioning::PhoneAccess)>,
-    /// The configuration version last logged as served, to log once per version.
-    logged_version: std::sync::atomic::AtomicU64,
-    /// When (Unix seconds) a refused request for this phone was last logged at info level.
-    denial_logged: std::sync::atomic::AtomicU64,
-}
-
-/// A phone's view and download state with the store's write epoch they were checked at.
-type Checked = (u64, Arc<PhoneView>, PhoneAccess);
-
-/// A rendered file and its ETag.
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    /// The file.
-    body: Bytes,
-    /// Its ETag, as the header value it is sent in (built once, not on every answer).
-    etag: HeaderValue,
-}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -310,71 +206,6 @@ impl ProvState {
             (own_scheme.to_string(), own_host())
         };
         format!("{scheme}://{host}{}/", self.path)
-    }
-
-    /// The phone's view and download state as last checked, while the store's write epoch is
-    /// unchanged since: the common download reads nothing from the store.
-    fn cached(&self, mac: &Mac) -> Option<Checked> {
-        let epoch = self.store.write_epoch();
-        let view = lock(&self.views).get(mac).cloned()?;
-        let access = {
-            let checked = lock(&view.checked);
-            (checked.0 == epoch).then(|| checked.1.clone())?
-        };
-        Some((epoch, view, access))
-    }
-
-    /// The phone's view and download state, re-read only when the store has been written since.
-    /// Blocks on the store: callers run it off the actix workers.
-    fn current(&self, mac: &Mac) -> Result<Option<Checked>, innoprov::StoreError> {
-        // Read the epoch before the data: a write in between only causes one more re-read.
-        let epoch = self.store.write_epoch();
-        if let Some(found) = self.cached(mac) {
-            return Ok(Some(found));
-        }
-        let Some(view) = self.view(mac)? else {
-            return Ok(None);
-        };
-        let access = self.store.get_access(mac)?;
-        *lock(&view.checked) = (epoch, access.clone());
-        Ok(Some((epoch, view, access)))
-    }
-
-    /// This worker thread's copy of the phone, while the store's write epoch is `epoch`.
-    fn worker_phone(&self, mac: Mac, epoch: u64) -> Option<Rc<WorkerPhone>> {
-        WORKER_PHONES.with_borrow(|phones| {
-            phones
-                .get(&(self.id, mac))
-                .filter(|phone| phone.epoch == epoch)
-                .cloned()
-        })
-    }
-
-    /// Keeps `checked` as this worker thread's copy of the phone (its renders are kept while
-    /// the view is the same).
-    fn keep_on_worker(&self, mac: Mac, (epoch, view, access): Checked) -> Rc<WorkerPhone> {
-        WORKER_PHONES.with_borrow_mut(|phones| {
-            let renders = match phones.remove(&(self.id, mac)) {
-                Some(old) if Arc::ptr_eq(&old.view, &view) => old.renders.take(),
-                _ => Vec::new(),
-            };
-            if phones.len() >= MAX_WORKER_PHONES {
-                phones.clear();
-            }
-            let phone = Rc::new(WorkerPhone {
-                epoch,
-                view,
-                access,
-                renders: RefCell::new(renders),
-            });
-            phones.insert((self.id, mac), Rc::clone(&phone));
-            phone
-        })
-    }
-
-    /// Forgets this worker thread's copy of a phone the store no longer has.
-    fn forget_on_worker(&self, mac: Mac) {
-        WORKER_PHONES.with_borrow_mut(|phones| phones.remove(&(self.id, mac)));
     }
 
     /// The vendor whose phonebook a phone gets, and its format: the vendor an admin pinned,
@@ -441,54 +272,6 @@ impl ProvState {
                 denied(StatusCode::NOT_FOUND)
             }
         }
-    }
-
-    /// The phone's current view: the cached one while the stored bytes are unchanged.
-    fn view(&self, mac: &Mac) -> Result<Option<Arc<PhoneView>>, innoprov::StoreError> {
-        let cached = lock(&self.views).get(mac).cloned();
-        let raw = match &cached {
-            Some(view) => match self.store.phone_changed(mac, &view.raw)? {
-                Freshness::Unchanged => return Ok(cached),
-                Freshness::Changed(raw) => raw,
-                Freshness::Missing => {
-                    lock(&self.views).remove(mac);
-                    return Ok(None);
-                }
-            },
-            None => match self.store.get_phone_bytes(mac)? {
-                Some(raw) => raw,
-                None => return Ok(None),
-            },
-        };
-        let record = innoprov::store::decode_record(mac, &raw)?;
-        let prov_password = record
-            .prov_password
-            .as_ref()
-            .and_then(|sealed| self.sealer.open(sealed, &SealPurpose::ProvPassword(*mac)).ok());
-        let basic_header = prov_password.as_ref().map(|p| {
-            use base64::Engine;
-            let token = format!("{}:{}", record.prov_username, p.expose());
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(token)
-            )
-        });
-        let view = Arc::new(PhoneView {
-            raw,
-            record,
-            prov_password,
-            basic_header,
-            renders: Mutex::new(Vec::new()),
-            logged_version: std::sync::atomic::AtomicU64::new(u64::MAX),
-            denial_logged: std::sync::atomic::AtomicU64::new(0),
-            checked: Mutex::new((u64::MAX, Default::default())),
-        });
-        let mut views = lock(&self.views);
-        if views.len() >= MAX_CACHED {
-            views.clear();
-        }
-        views.insert(*mac, Arc::clone(&view));
-        Ok(Some(view))
     }
 
     /// What a rendered file depends on besides the record, as one byte string (each part
@@ -829,22 +612,22 @@ async fn find_phone(
     facts: &DownloadRequest<'_>,
     mac: Mac,
 ) -> Result<Rc<WorkerPhone>, Box<HttpResponse>> {
-    if let Some(phone) = state.worker_phone(mac, state.store.write_epoch()) {
+    if let Some(phone) = state.phones.worker_phone(mac) {
         return Ok(phone);
     }
-    let found = match state.cached(&mac) {
+    let found = match state.phones.cached(&mac) {
         Some(found) => Ok(Some(found)),
         None => {
             let state = web::Data::clone(state);
-            web::block(move || state.current(&mac))
+            web::block(move || state.phones.current(&mac))
                 .await
                 .unwrap_or_else(|e| Err(innoprov::StoreError::Backend(e.to_string())))
         }
     };
     match found {
-        Ok(Some(found)) => Ok(state.keep_on_worker(mac, found)),
+        Ok(Some(found)) => Ok(state.phones.keep_on_worker(mac, found)),
         Ok(None) => {
-            state.forget_on_worker(mac);
+            state.phones.forget_on_worker(mac);
             log::debug!("download of {} from {}: no phone {mac}", facts.file, facts.client);
             Err(Box::new(state.refuse(facts, facts.probe_or_miss(&state.vendors))))
         }
