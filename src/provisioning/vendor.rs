@@ -367,10 +367,9 @@ impl VendorDescriptor {
     /// Whether `mac` carries one of this vendor's OUIs.
     pub fn owns_oui(&self, mac: &Mac) -> bool {
         let hex = mac.hex();
-        self.ouis.iter().any(|oui| {
-            hex.get(..oui.len())
-                .is_some_and(|start| same_bytes(start, oui.as_bytes()))
-        })
+        self.ouis
+            .iter()
+            .any(|oui| starts_with_bytes(&hex, oui.as_bytes()))
     }
 
     /// Whether `user_agent` names this vendor.
@@ -414,6 +413,18 @@ struct Pattern {
 /// cost more than the comparison (README, the profiles of 2026-12-06).
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Whether `bytes` start with `prefix` ([`same_bytes`]).
+fn starts_with_bytes(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes
+        .get(..prefix.len())
+        .is_some_and(|start| same_bytes(start, prefix))
+}
+
+/// Whether `bytes` end with `suffix` ([`same_bytes`]).
+fn ends_with_bytes(bytes: &[u8], suffix: &[u8]) -> bool {
+    bytes.len() >= suffix.len() && same_bytes(&bytes[bytes.len() - suffix.len()..], suffix)
 }
 
 /// What a pattern captured, borrowed from the file name (a match is tried on every download,
@@ -474,11 +485,9 @@ impl Pattern {
 
     fn matches<'a>(&self, file: &'a str) -> Option<Captures<'a>> {
         let mut captures = Captures::default();
-        let (first, last) = (self.ends.0.as_bytes(), self.ends.1.as_bytes());
-        let name = file.as_bytes();
-        if name.len() < first.len().max(last.len())
-            || !same_bytes(&name[..first.len()], first)
-            || !same_bytes(&name[name.len() - last.len()..], last)
+        let (first, last) = &self.ends;
+        if !starts_with_bytes(file.as_bytes(), first.as_bytes())
+            || !ends_with_bytes(file.as_bytes(), last.as_bytes())
         {
             return None;
         }
@@ -491,10 +500,9 @@ fn match_tokens<'a>(tokens: &[Token], input: &'a str, captures: &mut Captures<'a
         return input.is_empty();
     };
     match first {
+        // Equal bytes of a whole `lit` end on a character boundary of `input`.
         Token::Literal(lit) => {
-            input
-                .get(..lit.len())
-                .is_some_and(|start| same_bytes(start.as_bytes(), lit.as_bytes()))
+            starts_with_bytes(input.as_bytes(), lit.as_bytes())
                 && match_tokens(rest, &input[lit.len()..], captures)
         }
         Token::MacLower | Token::MacUpper => {

@@ -29,7 +29,7 @@ use innoprov::provisioning::{PhoneContext, Renderer, Vendors};
 use innoprov::{Mac, Sealer, Store};
 
 use crate::edge::forwarded;
-use crate::edge::phone_views::{Answer, PhoneView, PhoneViews, Rendered, WorkerPhone, WorkerRender};
+use crate::edge::phone_views::{Answer, PhoneViews, Rendered, WorkerPhone, WorkerRender};
 use crate::ops::limits::MinuteCounts;
 use crate::store::audit_log::AuditLog;
 use crate::store::user_directory::UserDirectory;
@@ -158,15 +158,19 @@ impl Misses {
 /// vendor (index) and the model.
 type RenderFor<'a> = (&'a str, usize, Option<&'a str>);
 
+/// One part of a render key as written: its length (`u64::MAX` for none), then its bytes.
+fn key_part(part: Option<&[u8]>) -> ([u8; 8], &[u8]) {
+    match part {
+        Some(bytes) => ((bytes.len() as u64).to_le_bytes(), bytes),
+        None => (u64::MAX.to_le_bytes(), &[]),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ProvState {
-    fn miss(&self, ip: IpAddr) {
-        self.misses.add(ip);
-    }
-
     /// Whether `req` came through a trusted proxy (whose forwarding headers count).
     fn via_trusted_proxy(&self, req: &HttpRequest) -> bool {
         req.peer_addr()
@@ -260,7 +264,7 @@ impl ProvState {
         match refusal {
             Refusal::TooMany => denied(StatusCode::TOO_MANY_REQUESTS),
             Refusal::Miss => {
-                self.miss(facts.client);
+                self.misses.add(facts.client);
                 denied(StatusCode::NOT_FOUND)
             }
             Refusal::Probe { vendor } => {
@@ -279,12 +283,10 @@ impl ProvState {
     /// the directory's version and key profile, and what decides the URL the file carries.
     fn render_key(&self, req: &HttpRequest, access: &PhoneAccess, what: RenderFor<'_>) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
-        self.render_key_parts(req, access, what, |bytes| match bytes {
-            Some(bytes) => {
-                key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                key.extend_from_slice(bytes);
-            }
-            None => key.extend_from_slice(&u64::MAX.to_le_bytes()),
+        self.render_key_parts(req, access, what, |part| {
+            let (len, bytes) = key_part(part);
+            key.extend_from_slice(&len);
+            key.extend_from_slice(bytes);
         });
         key
     }
@@ -299,11 +301,8 @@ impl ProvState {
         what: RenderFor<'_>,
     ) -> bool {
         let (mut rest, mut same) = (key, true);
-        self.render_key_parts(req, access, what, |bytes| {
-            let (len, bytes) = match bytes {
-                Some(bytes) => ((bytes.len() as u64).to_le_bytes(), bytes),
-                None => (u64::MAX.to_le_bytes(), &[][..]),
-            };
+        self.render_key_parts(req, access, what, |part| {
+            let (len, bytes) = key_part(part);
             same = same
                 && rest.len() >= 8 + bytes.len()
                 && rest[..8] == len
@@ -369,8 +368,7 @@ impl ProvState {
             return Some(hit.answer.clone());
         }
         let key = self.render_key(req, &phone.access, what);
-        let shared =
-            self.shared_render(req, (&phone.view, &phone.access), &key, file, vendor_index, model)?;
+        let shared = self.shared_render(req, phone, &key, what)?;
         let own = WorkerRender::copy_of(key, &shared, &self.content_types[vendor_index]);
         let mut renders = phone.renders.borrow_mut();
         if renders.len() >= MAX_RENDERS_PER_PHONE {
@@ -385,11 +383,9 @@ impl ProvState {
     fn shared_render(
         &self,
         req: &HttpRequest,
-        (view, access): (&PhoneView, &PhoneAccess),
+        WorkerPhone { view, access, .. }: &WorkerPhone,
         key: &[u8],
-        file: &str,
-        vendor_index: usize,
-        model: Option<&str>,
+        (file, vendor_index, model): RenderFor<'_>,
     ) -> Option<Rendered> {
         if let Some((_, _, hit)) = lock(&view.renders).iter().find(|(k, _, _)| k == key) {
             return Some(hit.clone());
@@ -594,8 +590,6 @@ async fn serve_found(
         now: now_unix(),
         mac,
         model,
-        view: &found.view,
-        access: &found.access,
         found: &found,
     };
     match candidates {
@@ -645,7 +639,8 @@ async fn find_phone(
 async fn serve_phonebook(state: &web::Data<ProvState>, phone: PhoneRequest<'_>) -> HttpResponse {
     use actix_web::http::StatusCode;
     let (facts, mac) = (&phone.facts, phone.mac);
-    let Some((vendor_index, format)) = state.phonebook_vendor(&mac, phone.access, facts.user_agent) else {
+    let Some((vendor_index, format)) = state.phonebook_vendor(&mac, &phone.found.access, facts.user_agent)
+    else {
         log::info!(
             "phone {mac}: {} from {}: its vendor takes no phonebook; denied",
             facts.file,
@@ -693,11 +688,7 @@ struct PhoneRequest<'a> {
     mac: Mac,
     /// The model the file name carries.
     model: Option<&'a str>,
-    /// The phone's record (`found`'s view).
-    view: &'a PhoneView,
-    /// The phone's download state (`found`'s).
-    access: &'a innoprov::provisioning::PhoneAccess,
-    /// The phone as this worker thread holds it, with its rendered files.
+    /// The phone as this worker thread holds it: record, download state, rendered files.
     found: &'a WorkerPhone,
 }
 
@@ -719,7 +710,7 @@ impl PhoneRequest<'_> {
             vendor: &state.vendors.all()[vendor_index].name,
             status,
             outcome,
-            config_version: self.view.record.config_version,
+            config_version: self.found.view.record.config_version,
         };
         state.audit.record_download(self.mac, download);
     }
@@ -740,7 +731,7 @@ impl PhoneRequest<'_> {
         let Some(value) = self.req.headers().get(header::AUTHORIZATION) else {
             return Credentials::Absent;
         };
-        if self.view.basic_header.as_deref().map(str::as_bytes) == Some(value.as_bytes()) {
+        if self.found.view.basic_header.as_deref().map(str::as_bytes) == Some(value.as_bytes()) {
             return Credentials::Valid;
         }
         let Ok(authorization) = value.to_str() else {
@@ -749,12 +740,12 @@ impl PhoneRequest<'_> {
         let Some(parsed) = auth::parse_authorization(authorization) else {
             return Credentials::Absent;
         };
-        let valid = self.view.prov_password.as_ref().is_some_and(|password| {
+        let valid = self.found.view.prov_password.as_ref().is_some_and(|password| {
             auth::verify(
                 &parsed,
                 self.req.method().as_str(),
                 self.req.path(),
-                &self.view.record.prov_username,
+                &self.found.view.record.prov_username,
                 password.expose(),
                 &state.nonces,
                 now,
@@ -764,7 +755,7 @@ impl PhoneRequest<'_> {
         if valid {
             Credentials::Valid
         } else {
-            state.miss(self.facts.client);
+            state.misses.add(self.facts.client);
             Credentials::Invalid
         }
     }
@@ -773,10 +764,15 @@ impl PhoneRequest<'_> {
     /// must not fill the log), or always where the refusal counts as a miss.
     fn log_challenge(&self, now: u64, reason: &str, counts_miss: bool) {
         let (mac, file, ip) = (self.mac, self.facts.file, self.facts.client);
-        let last = self.view.denial_logged.load(std::sync::atomic::Ordering::Relaxed);
+        let last = self
+            .found
+            .view
+            .denial_logged
+            .load(std::sync::atomic::Ordering::Relaxed);
         if counts_miss || now.saturating_sub(last) >= 60 {
             if !counts_miss {
-                self.view
+                self.found
+                    .view
                     .denial_logged
                     .store(now, std::sync::atomic::Ordering::Relaxed);
             }
@@ -793,8 +789,8 @@ async fn serve_phone(
     candidates: &[Candidate],
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let (facts, mac, record) = (&phone.facts, phone.mac, &phone.view.record);
-    let pinned = phone.access.pinned_vendor.as_deref();
+    let (facts, mac, record) = (&phone.facts, phone.mac, &phone.found.view.record);
+    let pinned = phone.found.access.pinned_vendor.as_deref();
     let vendor_index = match facts.choose_vendor(&state.vendors, candidates, &mac, pinned) {
         Ok(index) => index,
         Err((refusal, reason)) => {
@@ -813,7 +809,7 @@ async fn serve_phone(
         once: state.enrolment_once,
         enrol_from: &state.enrol_from,
     };
-    let enrolling = match facts.authorize(record, phone.access, credentials, &policy, now) {
+    let enrolling = match facts.authorize(record, &phone.found.access, credentials, &policy, now) {
         Authorization::Serve { enrolling } => enrolling,
         Authorization::TooMany => return denied(StatusCode::TOO_MANY_REQUESTS),
         Authorization::Challenge {
@@ -824,7 +820,7 @@ async fn serve_phone(
             phone.log_challenge(now, reason, counts_miss);
             phone.audit(state, vendor_index, now, 401, outcome);
             if counts_miss {
-                state.miss(facts.client);
+                state.misses.add(facts.client);
             }
             return challenge_response(state, now, facts.client);
         }
@@ -835,7 +831,7 @@ async fn serve_phone(
         phone.audit(state, vendor_index, now, 500, "render failed");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let write = facts.access_write(record, phone.access, credentials, enrolling);
+    let write = facts.access_write(record, &phone.found.access, credentials, enrolling);
     if !record_access(state, &phone, &write).await {
         phone.audit(state, vendor_index, now, 500, "enrolment not recorded");
         return denied(StatusCode::INTERNAL_SERVER_ERROR);
@@ -869,7 +865,7 @@ async fn record_access(state: &web::Data<ProvState>, phone: &PhoneRequest<'_>, w
     if *write == AccessWrite::Nothing {
         return true;
     }
-    let (mac, generation, ip) = (phone.mac, phone.view.record.generation, phone.facts.client);
+    let (mac, generation, ip) = (phone.mac, phone.found.view.record.generation, phone.facts.client);
     let store = Arc::clone(&state.store);
     let change = write.clone();
     let written = web::block(move || store.update_access(&mac, &mut |a| change.apply(a, generation)))
@@ -898,9 +894,9 @@ async fn record_access(state: &web::Data<ProvState>, phone: &PhoneRequest<'_>, w
 /// unchanged file are debug, or thousands of phones would drown the log.
 fn log_served(phone: &PhoneRequest<'_>, vendor: &str, outcome: &str, enrolling: bool) {
     let (mac, file, ip) = (phone.mac, phone.facts.file, phone.facts.client);
-    let version = phone.view.record.config_version;
+    let version = phone.found.view.record.config_version;
     // Read first: a write on every download would move the line between the workers.
-    let logged = &phone.view.logged_version;
+    let logged = &phone.found.view.logged_version;
     let first_of_version =
         logged.load(Ordering::Relaxed) != version && logged.swap(version, Ordering::Relaxed) != version;
     if enrolling || first_of_version {
